@@ -1,0 +1,41 @@
+"""Backends: one module per runtime, loaded lazily so the CLI starts without torch, onnxruntime or TensorRT."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from rsz_export.errors import EnvironmentProblem, UsageError
+
+BACKENDS = {"onnxruntime": "rsz_export.backends.ort", "tensorrt": "rsz_export.backends.trt", "torch": "rsz_export.backends.pyt"}
+BUILD_BACKENDS = ("auto", "onnxruntime", "tensorrt")
+
+
+def load_backend(name: str) -> ModuleType:
+    """The backend module called ``name``; UsageError for unknown names."""
+    if name not in BACKENDS:
+        raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(BUILD_BACKENDS)}")
+    return importlib.import_module(BACKENDS[name])
+
+
+def require_backend(name: str) -> ModuleType:
+    """The backend module, or EnvironmentProblem (exit 3) saying what to install when it cannot run here."""
+    module = load_backend(name)
+    reason = module.unavailable_reason()
+    if reason:
+        raise EnvironmentProblem(f"backend {name} is not usable on this machine: {reason}")
+    return module
+
+
+def choose_backend(name: str) -> tuple[str, str]:
+    """Resolve ``auto``: TensorRT when it is importable and a CUDA GPU is visible, else ONNX Runtime.
+
+    Returns (backend name, a sentence saying why).
+    """
+    if name != "auto":
+        load_backend(name)
+        return name, f"backend {name} (asked for)"
+    reason = load_backend("tensorrt").unavailable_reason()
+    if reason is None:
+        return "tensorrt", "backend tensorrt (auto: TensorRT and a CUDA GPU are present)"
+    return "onnxruntime", f"backend onnxruntime (auto: TensorRT not used: {reason})"

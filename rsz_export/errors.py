@@ -1,0 +1,65 @@
+"""One small error hierarchy. Each expected problem carries its exit code and a message that says how to fix it.
+
+Exit codes (documented in the README):
+    0  success
+    1  a check failed (parity, export verification)
+    2  usage: a bad option value, range, size string or profile file
+    3  environment: a backend, GPU or weights file that this machine does not have
+    4  input integrity: a missing, corrupt or tampered file (weights, ONNX, engine, manifest)
+    5  output: the output directory cannot be written, is full, or is locked by another run
+  130  interrupted (SIGINT/SIGTERM); nothing half-written is left behind
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+EXIT_ENVIRONMENT = 3
+EXIT_INTEGRITY = 4
+EXIT_OUTPUT = 5
+EXIT_INTERRUPTED = 130
+
+
+class RszError(Exception):
+    """An expected problem: printed as one message, no traceback, with ``exit_code``."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class UsageError(RszError):
+    """A value given by the user is outside what is allowed."""
+
+    exit_code = EXIT_USAGE
+
+
+class CheckFailed(RszError):
+    """A numerical check (export verification, parity) did not pass."""
+
+    exit_code = EXIT_CHECK_FAILED
+
+
+class EnvironmentProblem(RszError):
+    """Something this machine lacks: a backend, a GPU, a weights file that cannot be downloaded."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class IntegrityError(RszError):
+    """A file to be read is missing, corrupt, tampered with, or of another kind than expected."""
+
+    exit_code = EXIT_INTEGRITY
+
+
+class OutputError(RszError):
+    """The output location cannot be written (permissions, disk full, locked by another run)."""
+
+    exit_code = EXIT_OUTPUT

@@ -1,0 +1,183 @@
+"""What was built, from what, with what, on what: the manifest, its hashes, atomic save and strict load."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rsz_export.errors import IntegrityError
+from rsz_export.fileio import atomic_write_text, sha256_file
+from rsz_export.planning import Plan
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A file in the output directory (path relative to it) with its sha256 and size."""
+
+    file: str
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class EngineRecord:
+    """One engine: its file, which planned profiles it carries, and how it was built.
+
+    ``profiles`` are indices into ``Manifest.plan.profiles``; engine-local profile k serves plan
+    profile ``profiles[k]``. ``settings`` holds the backend's own build and session settings.
+    """
+
+    name: str
+    backend: str
+    precision: str
+    file: FileRecord
+    profiles: tuple[int, ...]
+    build_seconds: float
+    settings: dict = field(default_factory=dict)
+    extra_files: tuple[FileRecord, ...] = ()
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["profiles"] = list(self.profiles)
+        data["extra_files"] = [asdict(f) for f in self.extra_files]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EngineRecord:
+        return cls(
+            name=str(data["name"]),
+            backend=str(data["backend"]),
+            precision=str(data["precision"]),
+            file=FileRecord(**data["file"]),
+            profiles=tuple(int(i) for i in data["profiles"]),
+            build_seconds=float(data["build_seconds"]),
+            settings=dict(data.get("settings", {})),
+            extra_files=tuple(FileRecord(**f) for f in data.get("extra_files", [])),
+        )
+
+
+@dataclass(frozen=True)
+class WeightsRecord:
+    """Which weights the model was built from. ``id`` is imagenet1k-v1/-v2, ``random`` or ``file``."""
+
+    id: str
+    sha256: str
+    source: str
+    seed: int | None = None
+    warning: str | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything a later stage needs to trust and reproduce a build."""
+
+    tool_version: str
+    command: str
+    created_utc: str
+    host: dict
+    versions: dict
+    onnx: FileRecord
+    weights: WeightsRecord
+    backend: str
+    precision: str
+    plan: Plan
+    engines: tuple[EngineRecord, ...]
+    cache_key: str
+    warnings: tuple[str, ...] = ()
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict:
+        return {
+            "schema_version": self.schema_version,
+            "tool_version": self.tool_version,
+            "command": self.command,
+            "created_utc": self.created_utc,
+            "host": self.host,
+            "versions": self.versions,
+            "onnx": asdict(self.onnx),
+            "weights": asdict(self.weights),
+            "backend": self.backend,
+            "precision": self.precision,
+            "plan": self.plan.to_dict(),
+            "engines": [e.to_dict() for e in self.engines],
+            "cache_key": self.cache_key,
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Manifest:
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise IntegrityError(
+                f"manifest schema version {version!r} is not the one this rsz-export reads ({SCHEMA_VERSION})",
+                hint="rebuild the engines with this version: rsz-export build --force",
+            )
+        return cls(
+            tool_version=str(data["tool_version"]),
+            command=str(data["command"]),
+            created_utc=str(data["created_utc"]),
+            host=dict(data["host"]),
+            versions=dict(data["versions"]),
+            onnx=FileRecord(**data["onnx"]),
+            weights=WeightsRecord(**data["weights"]),
+            backend=str(data["backend"]),
+            precision=str(data["precision"]),
+            plan=Plan.from_dict(data["plan"]),
+            engines=tuple(EngineRecord.from_dict(e) for e in data["engines"]),
+            cache_key=str(data["cache_key"]),
+            warnings=tuple(data.get("warnings", ())),
+        )
+
+
+def save_manifest(manifest: Manifest, out_dir: str | Path) -> Path:
+    """Write ``out_dir/manifest.json`` atomically and return its path."""
+    path = Path(out_dir) / MANIFEST_NAME
+    atomic_write_text(path, json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def load_manifest(out_dir: str | Path) -> Manifest:
+    """Read and check ``out_dir/manifest.json``; IntegrityError (exit 4) for missing, corrupt or foreign files."""
+    path = Path(out_dir) / MANIFEST_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IntegrityError(
+            f"no manifest at {path}", hint=f"build engines first: rsz-export build --out {out_dir}"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IntegrityError(f"manifest {path} is unreadable or corrupt: {exc}", hint="rebuild with --force") from None
+    if not isinstance(data, dict):
+        raise IntegrityError(f"manifest {path} is not a JSON object", hint="rebuild with --force")
+    try:
+        return Manifest.from_dict(data)
+    except IntegrityError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IntegrityError(f"manifest {path} is malformed ({exc!r})", hint="rebuild with --force") from None
+
+
+def file_record(out_dir: str | Path, path: str | Path) -> FileRecord:
+    """A FileRecord for ``path`` (inside ``out_dir``), hashing it now."""
+    path = Path(path)
+    return FileRecord(file=str(path.relative_to(out_dir)), sha256=sha256_file(path), bytes=path.stat().st_size)
+
+
+def verify_file(out_dir: str | Path, record: FileRecord) -> Path:
+    """Return the file's path after checking its sha256 against the record; IntegrityError on any mismatch.
+
+    Call this before deserializing anything: a tampered or truncated engine is never loaded.
+    """
+    path = Path(out_dir) / record.file
+    actual = sha256_file(path)
+    if actual != record.sha256:
+        raise IntegrityError(
+            f"{path} does not match the manifest (sha256 {actual[:12]}... recorded {record.sha256[:12]}...): "
+            "it was modified, truncated or replaced after the build",
+            hint="rebuild it: rsz-export build --force",
+        )
+    return path
