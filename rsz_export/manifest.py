@@ -88,6 +88,8 @@ class Manifest:
     engines: tuple[EngineRecord, ...]
     cache_key: str
     warnings: tuple[str, ...] = ()
+    keys: dict = field(default_factory=dict)
+    """Cache keys of the stages (``export``, ``engines``): a rerun reuses a stage whose key is unchanged."""
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:
@@ -106,6 +108,7 @@ class Manifest:
             "engines": [e.to_dict() for e in self.engines],
             "cache_key": self.cache_key,
             "warnings": list(self.warnings),
+            "keys": dict(self.keys),
         }
 
     @classmethod
@@ -130,6 +133,7 @@ class Manifest:
             engines=tuple(EngineRecord.from_dict(e) for e in data["engines"]),
             cache_key=str(data["cache_key"]),
             warnings=tuple(data.get("warnings", ())),
+            keys=dict(data.get("keys", {})),
         )
 
 

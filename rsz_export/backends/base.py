@@ -18,6 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from rsz_export.errors import UsageError
+from rsz_export.planning import Plan, route
+
 Log = Callable[[str], None]
 
 
@@ -52,3 +55,26 @@ class Runner(Protocol):
     def infer(self, images: Any, profile: int | None = None) -> Any:
         """Run ``images`` (numpy float32, NCHW). ``profile`` forces a plan profile; None routes by shape."""
         ...
+
+
+def check_feed(images) -> None:
+    """UsageError unless ``images`` is a float32 NCHW array with 3 channels."""
+    import numpy as np
+
+    if not isinstance(images, np.ndarray) or images.dtype != np.float32 or images.ndim != 4 or images.shape[1] != 3:
+        shape = getattr(images, "shape", None)
+        dtype = getattr(images, "dtype", type(images).__name__)
+        raise UsageError(f"input must be a float32 NCHW array with 3 channels, got {dtype} {shape}")
+
+
+def route_or_raise(plan: Plan, engine_profiles, images) -> int:
+    """Check the feed and route it among ``engine_profiles`` (plan indices); UsageError if none covers it."""
+    check_feed(images)
+    n, _, h, w = images.shape
+    local = route([plan.profiles[i] for i in engine_profiles], n, h, w)
+    if local is None:
+        raise UsageError(
+            f"input {n}x3x{h}x{w} is outside every profile of this engine: {plan.covered_ranges()}",
+            hint="rebuild with a wider --min/--max or --batch",
+        )
+    return engine_profiles[local]

@@ -1,0 +1,169 @@
+"""ONNX Runtime backend: the embedded default, on any CPU (and on GPUs with onnxruntime-gpu).
+
+What an ORT "engine" is: the exported model with ORT's portable graph optimizations applied offline
+(ORT_ENABLE_EXTENDED: constant folding, Conv+BN+ReLU fusion, ...) and saved, plus the session settings
+that reproduce its measured speed. The hardware-specific layout pass (NCHWc, part of ORT_ENABLE_ALL) is
+applied when the session opens, so the saved file stays portable across CPUs and the speed matches an
+online ORT_ENABLE_ALL session (measured: benchmarks/).
+
+What is profile-specific: nothing, on ORT. Its CPU and CUDA providers run any shape with the same kernels
+and keep no per-shape state, so one engine carries every planned profile; the manifest still lists them
+and the runner routes each input with the plan's rule, so an input outside the built range is refused the
+same way as on TensorRT. With the TensorRT execution provider the profiles are passed to it as
+trt_profile_min/opt/max_shapes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from rsz_export.backends.base import BuildOptions, Log, route_or_raise
+from rsz_export.errors import UsageError
+from rsz_export.fileio import atomic_path
+from rsz_export.manifest import EngineRecord, Manifest, file_record, verify_file
+from rsz_export.planning import Plan
+
+NAME = "onnxruntime"
+PRECISIONS = ("fp32",)
+ENGINE_FILE = "resnet50.ort.onnx"
+OFFLINE_LEVEL = "ORT_ENABLE_EXTENDED"
+SESSION_LEVEL = "ORT_ENABLE_ALL"
+DEVICES = ("cpu", "cuda", "tensorrt")
+
+
+def unavailable_reason() -> str | None:
+    """None when onnxruntime imports, else what to install."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu for CUDA)"
+    return None
+
+
+def default_threads() -> int:
+    """ORT's own default is one thread per physical core; we record the number so runs are reproducible."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def check_precision(options: BuildOptions) -> None:
+    """fp32 on the CPU; reduced precision only through the GPU providers, which tune it themselves."""
+    allowed = PRECISIONS if options.device == "cpu" else ("fp32", "fp16")
+    if options.precision not in allowed:
+        raise UsageError(
+            f"precision {options.precision} is not available on ONNX Runtime's {options.device} provider; "
+            f"allowed: {', '.join(allowed)}",
+            hint="use --backend tensorrt on a GPU for fp16/bf16/tf32",
+        )
+
+
+def session_settings(options: BuildOptions) -> dict:
+    """The session settings recorded in the manifest and used by every runner of this engine."""
+    return {
+        "device": options.device,
+        "graph_optimization_level": SESSION_LEVEL,
+        "offline_optimization_level": OFFLINE_LEVEL,
+        "intra_op_num_threads": options.threads or default_threads(),
+        "inter_op_num_threads": 1,
+        "execution_mode": "ORT_SEQUENTIAL",
+        "profile_specific": False,
+    }
+
+
+def _session_options(settings: dict, threads: int | None = None):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, settings["graph_optimization_level"])
+    so.intra_op_num_threads = int(threads or settings["intra_op_num_threads"])
+    so.inter_op_num_threads = int(settings.get("inter_op_num_threads", 1))
+    so.execution_mode = getattr(ort.ExecutionMode, settings.get("execution_mode", "ORT_SEQUENTIAL"))
+    so.log_severity_level = 3
+    return so
+
+
+def _providers(settings: dict, plan: Plan, out_dir: Path, precision: str) -> list:
+    if settings.get("device", "cpu") == "cpu":
+        return ["CPUExecutionProvider"]
+    from rsz_export.backends.ort_gpu import providers_for
+
+    return providers_for(settings["device"], plan, out_dir, precision)
+
+
+def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: Path, log: Log) -> list[EngineRecord]:
+    """Optimise the ONNX offline and save it as the single engine that carries every profile."""
+    import onnxruntime as ort
+
+    check_precision(options)
+    started = time.perf_counter()
+    target = Path(out_dir) / ENGINE_FILE
+    with atomic_path(target) as tmp:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OFFLINE_LEVEL)
+        so.optimized_model_filepath = str(tmp)
+        so.log_severity_level = 3
+        log(f"optimising the graph offline with ONNX Runtime {ort.__version__} ({OFFLINE_LEVEL})")
+        ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    record = EngineRecord(
+        name="ort",
+        backend=NAME,
+        precision=options.precision,
+        file=file_record(out_dir, target),
+        profiles=tuple(range(len(plan.profiles))),
+        build_seconds=round(time.perf_counter() - started, 3),
+        settings={**session_settings(options), "onnxruntime_version": ort.__version__},
+    )
+    return [record]
+
+
+def check_compatible(manifest: Manifest, engine: EngineRecord) -> str | None:
+    """ORT engines are portable (the hardware-specific pass runs at load); only a missing provider matters."""
+    device = engine.settings.get("device", "cpu")
+    if device == "cpu":
+        return None
+    import onnxruntime as ort
+
+    wanted = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}[device]
+    if wanted not in ort.get_available_providers():
+        return f"engine {engine.name} needs {wanted}, which this onnxruntime lacks (install onnxruntime-gpu)"
+    return None
+
+
+class OrtRunner:
+    """A Runner over an ORT engine; ``pinned`` fixes batch/height/width (the static-shape comparison)."""
+
+    def __init__(self, manifest: Manifest, engine: EngineRecord, out_dir: Path, threads: int | None = None, pinned=None):
+        self.manifest, self.engine, self.out_dir = manifest, engine, Path(out_dir)
+        self.threads, self.pinned = threads, pinned
+        self.name = f"{NAME}:{engine.name}"
+        self.last_profile: int | None = None
+        self.session = None
+
+    def __enter__(self) -> OrtRunner:
+        import onnxruntime as ort
+
+        path = verify_file(self.out_dir, self.engine.file)
+        so = _session_options(self.engine.settings, self.threads)
+        if self.pinned is not None:
+            for dim, value in zip(("batch", "height", "width"), (self.pinned.batch, self.pinned.h, self.pinned.w)):
+                so.add_free_dimension_override_by_name(dim, value)
+        providers = _providers(self.engine.settings, self.manifest.plan, self.out_dir, self.engine.precision)
+        self.session = ort.InferenceSession(str(path), so, providers=providers)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.session = None
+
+    def route(self, images) -> int:
+        """The plan profile serving this input; UsageError naming the covered ranges if none does."""
+        return route_or_raise(self.manifest.plan, self.engine.profiles, images)
+
+    def infer(self, images, profile: int | None = None):
+        """Run float32 NCHW ``images``; returns logits [N, 1000]."""
+        self.last_profile = self.route(images) if profile is None else profile
+        return self.session.run(None, {"images": images})[0]
+
+
+def open_runner(manifest: Manifest, engine: EngineRecord, out_dir: Path, threads: int | None = None, pinned=None) -> OrtRunner:
+    return OrtRunner(manifest, engine, out_dir, threads=threads, pinned=pinned)

@@ -1,0 +1,93 @@
+"""PyTorch runner: the parity reference and the benchmark baseline (eager FP32; on a GPU FP16,
+channels-last and CUDA graphs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rsz_export.manifest import EngineRecord, Manifest
+
+NAME = "torch"
+PRECISIONS = ("fp32", "fp16")
+
+
+def unavailable_reason() -> str | None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "torch is not installed: pip install torch torchvision"
+    return None
+
+
+class TorchRunner:
+    """Runs a ResNet-50 module; ``device`` "cpu" or "cuda"; ``half``, ``channels_last`` and ``cuda_graphs`` on GPU."""
+
+    def __init__(self, model, device: str = "cpu", half: bool = False, channels_last: bool = False, cuda_graphs: bool = False):
+        if cuda_graphs and device != "cuda":
+            raise ValueError("CUDA graphs need device='cuda'")
+        self.model, self.device, self.half = model, device, half
+        self.channels_last, self.cuda_graphs = channels_last, cuda_graphs
+        parts = ["fp16" if half else "fp32"] + (["channels-last"] if channels_last else []) + (["cuda-graphs"] if cuda_graphs else [])
+        self.name = f"torch:{device}:{'-'.join(parts)}"
+        self.last_profile: int | None = None
+        self._graphs: dict = {}
+
+    def __enter__(self) -> TorchRunner:
+        import torch
+
+        model = self.model.to(self.device)
+        model = model.half() if self.half else model.float()
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model.eval()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._graphs.clear()
+
+    def _prepare(self, images):
+        import torch
+
+        x = torch.from_numpy(images).to(self.device, non_blocking=True)
+        x = x.half() if self.half else x
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _graphed(self, x):
+        import torch
+
+        key = tuple(x.shape)
+        if key not in self._graphs:
+            static_in = x.clone()
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream), torch.no_grad():
+                for _ in range(3):  # warm up on a side stream before capture, as CUDA graphs require
+                    self.model(static_in)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph), torch.no_grad():
+                static_out = self.model(static_in)
+            self._graphs[key] = (graph, static_in, static_out)
+        graph, static_in, static_out = self._graphs[key]
+        static_in.copy_(x)
+        graph.replay()
+        return static_out
+
+    def infer(self, images, profile: int | None = None):
+        """Run float32 NCHW numpy ``images``; returns float32 logits as numpy."""
+        import torch
+
+        from rsz_export.backends.base import check_feed
+
+        check_feed(images)
+        x = self._prepare(images)
+        with torch.no_grad():
+            out = self._graphed(x) if self.cuda_graphs else self.model(x)
+        return out.float().cpu().numpy()
+
+
+def open_runner(manifest: Manifest, engine: EngineRecord | None = None, out_dir: Path | str = ".", **kwargs) -> TorchRunner:
+    """The reference model rebuilt from the manifest's weights (sha256-verified) in a runner."""
+    from rsz_export.model import reference_from_record
+
+    return TorchRunner(reference_from_record(manifest.weights, out_dir), **kwargs)

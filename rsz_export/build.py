@@ -1,0 +1,210 @@
+"""The build pipeline: weights -> ONNX export (reused when unchanged) -> engines -> manifest.
+
+Every stage has a cache key over everything that affects its result; a rerun whose keys match the
+manifest, and whose files still match their sha256, reuses them without importing torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from rsz_export import __version__
+from rsz_export.backends import choose_backend, require_backend
+from rsz_export.backends.base import BuildOptions, Log
+from rsz_export.errors import EnvironmentProblem, RszError, UsageError
+from rsz_export.fileio import directory_lock, ensure_writable_dir
+from rsz_export.hostinfo import host_info, library_versions
+from rsz_export.manifest import MANIFEST_NAME, FileRecord, Manifest, WeightsRecord, file_record, load_manifest, save_manifest, verify_file
+from rsz_export.model import DEFAULT_WEIGHTS, PRETRAINED, weights_identity
+from rsz_export.planning import PRECISIONS, Plan
+
+ONNX_PATTERN = "model-{key}.onnx"
+ENGINE_DIR_PATTERN = "{backend}-{key}"
+"""Files are named by their stage key, so a new build never overwrites what the current manifest points to:
+an interrupted or failed build leaves the previous manifest and its files intact."""
+_KEY_CHARS = 12
+_EXPORT_LIBRARIES = ("torch", "torchvision", "onnx")
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """What to build. ``weights=None`` means the default pretrained weights, falling back to random."""
+
+    plan: Plan
+    out_dir: Path
+    backend: str = "auto"
+    weights: str | None = None
+    seed: int = 0
+    options: BuildOptions = field(default_factory=BuildOptions)
+    force: bool = False
+    verify: bool = True
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if self.options.precision not in PRECISIONS:
+            raise UsageError(f"unknown precision {self.options.precision!r}; choose one of {', '.join(PRECISIONS)}")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    manifest: Manifest
+    reused: bool
+    backend_reason: str
+
+
+def _digest(data) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _weights_choice(spec: BuildSpec) -> tuple[str, str | None]:
+    """(weights spec to use, warning): the default falls back to seeded random weights when unavailable."""
+    if spec.weights is not None:
+        return spec.weights, None
+    from rsz_export.model import pretrained_path
+
+    try:
+        pretrained_path(DEFAULT_WEIGHTS)
+        return DEFAULT_WEIGHTS, None
+    except EnvironmentProblem as exc:
+        return "random", (
+            f"default weights {DEFAULT_WEIGHTS} unavailable ({exc.message}); built with seeded random weights "
+            f"(seed {spec.seed}): outputs are NOT ImageNet predictions. Put {PRETRAINED[DEFAULT_WEIGHTS]} in the "
+            "torch hub cache and rebuild with --force for real weights"
+        )
+
+
+def stage_keys(spec: BuildSpec, backend: str, weights_id: str, versions: dict) -> dict[str, str]:
+    """Cache keys: export depends on weights and exporter versions; engines on that and everything else."""
+    export = _digest({"tool": __version__, "weights": weights_id, **{k: versions.get(k) for k in _EXPORT_LIBRARIES}})
+    engines = _digest(
+        {"export": export, "backend": backend, "plan": spec.plan.to_dict(), "options": asdict(spec.options), "versions": versions}
+    )
+    return {"export": export, "engines": engines}
+
+
+def _previous(out_dir: Path) -> Manifest | None:
+    if not (out_dir / MANIFEST_NAME).exists():
+        return None
+    with contextlib.suppress(RszError):
+        return load_manifest(out_dir)
+    return None
+
+
+def _files_intact(out_dir: Path, records) -> bool:
+    try:
+        for record in records:
+            verify_file(out_dir, record)
+    except RszError:
+        return False
+    return True
+
+
+def _engine_files(manifest: Manifest) -> list[FileRecord]:
+    return [f for e in manifest.engines for f in (e.file, *e.extra_files)]
+
+
+def build(spec: BuildSpec, log: Log = lambda message: None) -> BuildResult:
+    """Export, plan and build engines into ``spec.out_dir``; write the manifest last, atomically."""
+    backend, reason = choose_backend(spec.backend)
+    module = require_backend(backend)
+    if spec.options.precision not in module.PRECISIONS:
+        raise UsageError(
+            f"precision {spec.options.precision} is not available on backend {backend}; "
+            f"allowed: {', '.join(module.PRECISIONS)}"
+        )
+    out_dir = ensure_writable_dir(spec.out_dir)
+    with directory_lock(out_dir, "build"):
+        return _build_locked(spec, backend, reason, module, out_dir, log)
+
+
+def _build_locked(spec, backend, reason, module, out_dir: Path, log: Log) -> BuildResult:
+    weights_spec, warning = _weights_choice(spec)
+    versions = library_versions()
+    keys = stage_keys(spec, backend, weights_identity(weights_spec, spec.seed), versions)
+    previous = None if spec.force else _previous(out_dir)
+    if previous and previous.keys == keys and _files_intact(out_dir, [previous.onnx, *_engine_files(previous)]):
+        log(f"up to date: reusing {out_dir / MANIFEST_NAME} (use --force to rebuild)")
+        return BuildResult(previous, True, reason)
+    log(f"[1/3] {reason}")
+    onnx_record, weights = _export_stage(spec, weights_spec, warning, keys, previous, out_dir, log)
+    log(f"[2/3] building {len(spec.plan.profiles)} profile(s) with {backend}")
+    engine_dir = out_dir / ENGINE_DIR_PATTERN.format(backend=backend, key=keys["engines"][:_KEY_CHARS])
+    engine_dir.mkdir(exist_ok=True)
+    built = module.build_engines(out_dir / onnx_record.file, spec.plan, spec.options, engine_dir, log)
+    engines = [_rebase(engine, engine_dir.name) for engine in built]
+    manifest = Manifest(
+        tool_version=__version__,
+        command=spec.command,
+        created_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        host=host_info(),
+        versions=versions,
+        onnx=onnx_record,
+        weights=weights,
+        backend=backend,
+        precision=spec.options.precision,
+        plan=spec.plan,
+        engines=tuple(engines),
+        cache_key=keys["engines"],
+        warnings=tuple(w for w in (warning,) if w),
+        keys=keys,
+    )
+    log(f"[3/3] writing {out_dir / MANIFEST_NAME}")
+    save_manifest(manifest, out_dir)
+    _remove_stale(out_dir, manifest)
+    return BuildResult(manifest, False, reason)
+
+
+def _export_stage(spec, weights_spec, warning, keys, previous, out_dir: Path, log: Log) -> tuple[FileRecord, WeightsRecord]:
+    """Reuse the ONNX when its key and hash still match; else load weights, export and verify."""
+    if previous and previous.keys.get("export") == keys["export"] and _files_intact(out_dir, [previous.onnx]):
+        log("      reusing the exported ONNX (weights and exporter unchanged)")
+        return previous.onnx, replace(previous.weights, warning=warning)
+    from rsz_export.export import export_onnx, verify_export
+    from rsz_export.model import build_model, resolve_weights
+
+    started = time.perf_counter()
+    log(f"      loading weights {weights_spec}")
+    state, weights = resolve_weights(weights_spec, spec.seed)
+    weights = replace(weights, warning=warning)
+    model = build_model(state, source=weights.source)
+    onnx_path = export_onnx(model, weights, out_dir / ONNX_PATTERN.format(key=keys["export"][:_KEY_CHARS]), log)
+    if spec.verify:
+        checks = verify_export(model, onnx_path)
+        worst = max(c.rel_l2 for c in checks)
+        log(f"      verified against PyTorch at {', '.join(str(c.size) for c in checks)}: worst rel L2 {worst:.1e}")
+    log(f"      export took {time.perf_counter() - started:.1f} s")
+    return file_record(out_dir, onnx_path), weights
+
+
+def _rebase(engine, subdir: str):
+    """Engine records from a backend name files relative to ``subdir``; the manifest names them from its own dir."""
+    def moved(record: FileRecord) -> FileRecord:
+        return replace(record, file=f"{subdir}/{record.file}")
+
+    return replace(engine, file=moved(engine.file), extra_files=tuple(moved(f) for f in engine.extra_files))
+
+
+def _is_build_output(path: Path) -> bool:
+    name = path.name
+    if path.is_file():
+        return name.startswith("model-") and name.endswith(".onnx")
+    head, _, key = name.rpartition("-")
+    return bool(head) and len(key) == _KEY_CHARS and all(c in "0123456789abcdef" for c in key)
+
+
+def _remove_stale(out_dir: Path, current: Manifest) -> None:
+    """After the new manifest is saved, delete earlier exports and engine folders it does not reference
+    (those of replaced builds and of interrupted ones)."""
+    import shutil
+
+    keep = {Path(f.file).parts[0] for f in _engine_files(current)} | {current.onnx.file}
+    for path in out_dir.iterdir():
+        if path.name not in keep and _is_build_output(path):
+            with contextlib.suppress(OSError):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -1,0 +1,139 @@
+"""torch -> ONNX with named dynamic axes, post-export checks, embedded metadata, and verification.
+
+The exported model takes ``images`` [batch, 3, height, width] float32 (ImageNet-normalised RGB) and gives
+``logits`` [batch, 1000]. It is independent of any planned range: it accepts every side in 32..4096, so
+one export serves every plan and backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from rsz_export import __version__
+from rsz_export.errors import CheckFailed, IntegrityError
+from rsz_export.fileio import atomic_path
+from rsz_export.imagenet import MEAN, STD
+from rsz_export.manifest import WeightsRecord
+from rsz_export.shapes import MAX_BATCH, MAX_SIZE, MIN_SIZE, Resolution
+
+INPUT_NAME = "images"
+OUTPUT_NAME = "logits"
+OPSET = 20
+VERIFY_SIZES = (Resolution(224, 224), Resolution(227, 341), Resolution(800, 800), Resolution(32, 32))
+VERIFY_RTOL = 1e-5
+_EXAMPLE_BATCH = 2  # torch.export specialises dimensions of size 0 and 1, so the example batch must be >= 2
+
+
+@dataclass(frozen=True)
+class SizeCheck:
+    """ONNX Runtime against PyTorch at one size."""
+
+    size: Resolution
+    rel_l2: float
+    top1_match: bool
+
+    @property
+    def passed(self) -> bool:
+        return self.rel_l2 <= VERIFY_RTOL and self.top1_match
+
+
+def export_metadata(weights: WeightsRecord) -> dict[str, str]:
+    """The metadata_props every exported model carries: where it came from and how to feed it."""
+    versions = {name: metadata.version(name) for name in ("torch", "torchvision", "onnx")}
+    return {
+        "rsz_export.version": __version__,
+        "rsz_export.versions": json.dumps(versions, sort_keys=True),
+        "rsz_export.weights_id": weights.id,
+        "rsz_export.weights_sha256": weights.sha256,
+        "rsz_export.preprocessing": json.dumps(
+            {"layout": "NCHW", "color": "RGB", "scale": "1/255", "mean": list(MEAN), "std": list(STD)}
+        ),
+        "rsz_export.size_range": f"{MIN_SIZE}..{MAX_SIZE}",
+        "rsz_export.input": f"{INPUT_NAME}[batch,3,height,width] float32",
+        "rsz_export.output": f"{OUTPUT_NAME}[batch,1000] float32",
+    }
+
+
+def export_onnx(model, weights: WeightsRecord, path: str | Path, log=lambda message: None) -> Path:
+    """Export ``model`` to a single-file ONNX at ``path`` (atomically), checked and self-describing."""
+    import onnx
+    import torch
+    from torch.export import Dim
+
+    dims = {
+        0: Dim("batch", min=1, max=MAX_BATCH),
+        2: Dim("height", min=MIN_SIZE, max=MAX_SIZE),
+        3: Dim("width", min=MIN_SIZE, max=MAX_SIZE),
+    }
+    example = torch.zeros(_EXAMPLE_BATCH, 3, 224, 224)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        log("      exporting ResNet-50 to ONNX (torch.export, dynamic batch/height/width)")
+        chatter = io.StringIO()  # the exporter prints its progress; keep it out of our output unless it fails
+        try:
+            with contextlib.redirect_stdout(chatter):
+                torch.onnx.export(
+                    model, (example,), str(tmp), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                    dynamic_shapes=(dims,), external_data=False, opset_version=OPSET, verbose=False,
+                )
+        except Exception:
+            sys.stderr.write(chatter.getvalue())
+            raise
+        proto = onnx.load(str(tmp))
+        _name_dims(proto)
+        for key, value in export_metadata(weights).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save(proto, str(tmp))
+    return path
+
+
+def _name_dims(proto) -> None:
+    """Make sure the dynamic dims carry the names users see in every tool, whatever the exporter chose."""
+    names = {INPUT_NAME: ("batch", None, "height", "width"), OUTPUT_NAME: ("batch", None)}
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        for dim, name in zip(value.type.tensor_type.shape.dim, names.get(value.name, ())):
+            if name:
+                dim.dim_param = name
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata_props of an ONNX file (loads only the graph header, not the weights into memory twice)."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError, OSError and others for a bad file
+        raise IntegrityError(f"{path} is not a readable ONNX model: {exc}") from None
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+def verify_export(model, onnx_path: str | Path, sizes=VERIFY_SIZES, seed: int = 0) -> list[SizeCheck]:
+    """Run ONNX Runtime and PyTorch at each size; CheckFailed naming every size that fails."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(seed)
+    checks = []
+    for size in sizes:
+        images = rng.standard_normal((1, 3, size.h, size.w), dtype=np.float32)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(images)).numpy()
+        actual = session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
+        rel = float(np.linalg.norm(actual - expected) / max(np.linalg.norm(expected), 1e-30))
+        checks.append(SizeCheck(size, rel, bool((actual.argmax(1) == expected.argmax(1)).all())))
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        detail = ", ".join(f"{c.size} (rel L2 {c.rel_l2:.2e}, top-1 {'same' if c.top1_match else 'differs'})" for c in failed)
+        raise CheckFailed(f"exported ONNX disagrees with PyTorch at {detail}; allowed rel L2 {VERIFY_RTOL:g}, same top-1")
+    return checks
