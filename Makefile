@@ -1,0 +1,35 @@
+# Quickstart: `make engines` and `make test`. Both set themselves up (a .venv in this folder).
+PYTHON ?= python3
+VENV ?= .venv
+ENGINES_DIR ?= engines
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install engines test test-gpu lint bench clean
+
+install: $(STAMP)
+
+# Reinstall only when the package metadata or the pins change: a no-op when up to date.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+engines: install
+	$(BIN)/rsz-export build --min 224 --max 800 --out $(ENGINES_DIR)
+
+test: install
+	$(BIN)/python -m pytest
+
+test-gpu: install
+	$(BIN)/python -m pytest -m "gpu or tensorrt"
+
+lint: install
+	$(BIN)/python -m ruff check rsz_export tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/run_standard.py
+
+clean:
+	rm -rf $(ENGINES_DIR) .pytest_cache
