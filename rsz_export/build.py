@@ -82,9 +82,8 @@ def _weights_choice(spec: BuildSpec) -> tuple[str, str | None]:
 def stage_keys(spec: BuildSpec, backend: str, weights_id: str, versions: dict) -> dict[str, str]:
     """Cache keys: export depends on weights and exporter versions; engines on that and everything else."""
     export = _digest({"tool": __version__, "weights": weights_id, **{k: versions.get(k) for k in _EXPORT_LIBRARIES}})
-    engines = _digest(
-        {"export": export, "backend": backend, "plan": spec.plan.to_dict(), "options": asdict(spec.options), "versions": versions}
-    )
+    options = {k: v for k, v in asdict(spec.options).items() if k != "timing_cache"}  # tuning speed, not results
+    engines = _digest({"export": export, "backend": backend, "plan": spec.plan.to_dict(), "options": options, "versions": versions})
     return {"export": export, "engines": engines}
 
 
@@ -136,7 +135,10 @@ def _build_locked(spec, backend, reason, module, out_dir: Path, log: Log) -> Bui
     log(f"[2/3] building {len(spec.plan.profiles)} profile(s) with {backend}")
     engine_dir = out_dir / ENGINE_DIR_PATTERN.format(backend=backend, key=keys["engines"][:_KEY_CHARS])
     engine_dir.mkdir(exist_ok=True)
-    built = module.build_engines(out_dir / onnx_record.file, spec.plan, spec.options, engine_dir, log)
+    options = spec.options
+    if options.timing_cache is None:  # shared by every build in this folder, so it outlives engine folders
+        options = replace(options, timing_cache=str(out_dir.resolve() / "timing.cache"))
+    built = module.build_engines(out_dir / onnx_record.file, spec.plan, options, engine_dir, log)
     engines = [_rebase(engine, engine_dir.name) for engine in built]
     manifest = Manifest(
         tool_version=__version__,

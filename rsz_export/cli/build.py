@@ -94,7 +94,7 @@ def build(min_size, max_size, profiles, batch, aspect, profile_file, backend, pr
     plan, file_precision = resolve_plan(min_size, max_size, profiles, batch, aspect, profile_file)
     options = BuildOptions(
         precision=precision or file_precision or "fp32", threads=threads, device=device, workspace_mib=workspace_mib,
-        opt_level=opt_level, timing_cache=timing_cache or str(Path(out_dir).resolve() / "timing.cache"),
+        opt_level=opt_level, timing_cache=timing_cache,
         engine_per_profile=engine_per_profile, tf32=not no_tf32,
         hardware_compat=None if hardware_compat == "none" else hardware_compat, version_compat=version_compat,
     )

@@ -1,0 +1,88 @@
+import json
+import os
+import tempfile
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rsz_export.errors import IntegrityError, OutputError
+from rsz_export.fileio import atomic_path, atomic_write_text, directory_lock, sha256_file
+from rsz_export.manifest import EngineRecord, FileRecord, Manifest, WeightsRecord, load_manifest, save_manifest, verify_file
+from rsz_export.planning import PlanSpec, plan_profiles
+from rsz_export.shapes import BatchRange
+
+
+def _manifest(plan, engines=()):
+    return Manifest(
+        tool_version="0.1.0", command="rsz-export build", created_utc="2026-01-01T00:00:00+00:00", host={"cpu": "x"},
+        versions={"torch": "2"}, onnx=FileRecord("model.onnx", "ab" * 32, 10), weights=WeightsRecord("random", "cd" * 32, "seed", 0),
+        backend="onnxruntime", precision="fp32", plan=plan, engines=tuple(engines), cache_key="k", keys={"export": "e"},
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(32, 600), st.integers(0, 600), st.integers(1, 4), st.sampled_from(["free", "square"]), st.integers(1, 16))
+def test_manifest_round_trip(lo, extra, count, aspect, batch):
+    plan = plan_profiles(PlanSpec(lo, lo + extra, min(count, extra + 1), BatchRange(1, batch, batch), aspect))
+    engine = EngineRecord("ort", "onnxruntime", "fp32", FileRecord("e/x.onnx", "ef" * 32, 5), tuple(range(len(plan.profiles))), 1.5, {"a": 1})
+    manifest = _manifest(plan, [engine])
+    with tempfile.TemporaryDirectory() as out:
+        save_manifest(manifest, out)
+        assert load_manifest(out) == manifest
+
+
+def test_load_manifest_errors(tmp_path):
+    with pytest.raises(IntegrityError, match="no manifest"):
+        load_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text("{ not json")
+    with pytest.raises(IntegrityError, match="corrupt"):
+        load_manifest(tmp_path)
+    data = _manifest(plan_profiles(PlanSpec(224, 320))).to_dict()
+    (tmp_path / "manifest.json").write_text(json.dumps({**data, "schema_version": 99}))
+    with pytest.raises(IntegrityError, match="schema version 99"):
+        load_manifest(tmp_path)
+    del data["plan"]
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(IntegrityError, match="malformed"):
+        load_manifest(tmp_path)
+
+
+def test_verify_file_detects_tampering(tmp_path):
+    target = tmp_path / "engine.bin"
+    target.write_bytes(b"engine bytes")
+    record = FileRecord("engine.bin", sha256_file(target), target.stat().st_size)
+    assert verify_file(tmp_path, record) == target
+    target.write_bytes(b"engine bytez")
+    with pytest.raises(IntegrityError, match="does not match the manifest"):
+        verify_file(tmp_path, record)
+    target.unlink()
+    with pytest.raises(IntegrityError, match="missing"):
+        verify_file(tmp_path, record)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.txt"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_directory_lock_refuses_second_writer(tmp_path):
+    with directory_lock(tmp_path):
+        with pytest.raises(OutputError, match="another rsz-export build"):
+            with directory_lock(tmp_path):
+                pass
+    with directory_lock(tmp_path):  # released on exit
+        pass

@@ -1,0 +1,130 @@
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rsz_export.errors import UsageError
+from rsz_export.planning import (
+    Plan,
+    PlanSpec,
+    default_profile_count,
+    plan_profiles,
+    profile_file_from_dict,
+    route,
+    size_grid,
+    uncovered_example,
+)
+from rsz_export.shapes import MAX_SIZE, MIN_SIZE, BatchRange
+
+
+def test_default_quickstart_plan():
+    plan = plan_profiles(PlanSpec(224, 800))
+    assert len(plan.profiles) == 4 == default_profile_count(224, 800)
+    assert [p.max.h for p in plan.profiles] == [320, 416, 576, 800]
+    assert all(p.min.h == p.min.w == 224 for p in plan.profiles)
+    assert all(p.opt.h % 32 == 0 for p in plan.profiles)
+    assert uncovered_example(plan) is None
+
+
+def test_routing_takes_smallest_covering_profile():
+    plan = plan_profiles(PlanSpec(224, 800))
+    assert plan.route(1, 224, 224) == 0
+    assert plan.route(1, 320, 224) == 0
+    assert plan.route(1, 224, 321) == 1
+    assert plan.route(1, 800, 224) == 3
+    assert plan.route(1, 801, 224) is None
+    assert plan.route(2, 224, 224) is None  # batch 1 only
+
+
+def test_square_plan_is_tighter_but_misses_mixed_bands():
+    plan = plan_profiles(PlanSpec(224, 800, aspect="square"))
+    assert [p.min.h for p in plan.profiles] == [224, 321, 417, 577]
+    assert uncovered_example(plan) is not None
+    assert all(plan.route(1, s, s) is not None for s in range(224, 801))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"min_size": 800, "max_size": 224}, "above --max"),
+        ({"min_size": 16, "max_size": 224}, "32..4096"),
+        ({"min_size": 224, "max_size": 10**6}, "32..4096"),
+        ({"min_size": 224, "max_size": 800, "profiles": 0}, "at least 1"),
+        ({"min_size": 224, "max_size": 226, "profiles": 5}, "too many"),
+        ({"min_size": 224, "max_size": 800, "aspect": "wide"}, "aspect"),
+    ],
+)
+def test_bad_specs(kwargs, match):
+    with pytest.raises(UsageError, match=match):
+        PlanSpec(**kwargs)
+
+
+def test_plan_json_round_trip():
+    plan = plan_profiles(PlanSpec(224, 800, batch=BatchRange(1, 8, 32)))
+    again = Plan.from_dict(json.loads(json.dumps(plan.to_dict())))
+    assert again == plan
+    assert all(p.max.batch == 32 and p.opt.batch == 8 for p in again.profiles)
+
+
+def test_size_grid_has_edges_opt_and_odd_non_square_sizes():
+    plan = plan_profiles(PlanSpec(224, 800))
+    grid = size_grid(plan)
+    for index, profile in enumerate(plan.profiles):
+        mine = {g.role: g.size for g in grid if g.profile == index}
+        assert mine["min"].h == profile.min.h and mine["max"].h == profile.max.h and mine["opt"].h == profile.opt.h
+        odd = mine["odd"]
+        assert odd.h != odd.w and odd.h % 2 == 1 and odd.w % 32 != 0
+        assert profile.covers(1, odd.h, odd.w)
+        assert plan.route(1, odd.h, odd.w) == index  # the odd size exercises its own profile
+
+
+def test_profile_file_explicit_profiles_and_errors():
+    loaded = profile_file_from_dict(
+        {"min": 224, "max": 512, "precision": "fp16", "profile": [{"min": "224", "opt": "256", "max": "320"}, {"min": "224", "opt": "448", "max": "512"}]}
+    )
+    plan = loaded.plan()
+    assert len(plan.profiles) == 2 and plan.profiles[1].max.h == 512 and loaded.precision == "fp16"
+    with pytest.raises(UsageError, match="unknown key"):
+        profile_file_from_dict({"min": 224, "max": 512, "colour": "red"})
+    with pytest.raises(UsageError, match="missing key 'max'"):
+        profile_file_from_dict({"min": 224})
+    with pytest.raises(UsageError, match="outside"):
+        profile_file_from_dict({"min": 224, "max": 512, "profile": [{"min": "224", "opt": "256", "max": "640"}]})
+    with pytest.raises(UsageError, match="precision"):
+        profile_file_from_dict({"min": 224, "max": 512, "precision": "int3"})
+
+
+ranges = st.tuples(st.integers(MIN_SIZE, 1200), st.integers(MIN_SIZE, 1200)).map(sorted)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ranges, st.integers(1, 6), st.sampled_from(["free", "square"]))
+def test_planner_properties(bounds, count, aspect):
+    lo, hi = bounds
+    count = min(count, hi - lo + 1)
+    plan = plan_profiles(PlanSpec(lo, hi, count, aspect=aspect))
+    assert plan == plan_profiles(PlanSpec(lo, hi, count, aspect=aspect))  # deterministic
+    assert len(plan.profiles) == count
+    edges = [p.max.h for p in plan.profiles]
+    assert edges == sorted(set(edges)) and edges[-1] == hi
+    for p in plan.profiles:
+        assert p.min.h <= p.opt.h <= p.max.h and p.min.w <= p.opt.w <= p.max.w
+        assert lo <= p.min.h and p.max.h <= hi
+    if aspect == "free":
+        assert uncovered_example(plan) is None
+    for side in {lo, hi, (lo + hi) // 2}:
+        assert route(plan.profiles, 1, side, side) is not None
+
+
+@settings(max_examples=60, deadline=None)
+@given(ranges, st.data())
+def test_every_size_in_free_range_is_routed(bounds, data):
+    lo, hi = bounds
+    plan = plan_profiles(PlanSpec(lo, hi))
+    h = data.draw(st.integers(lo, hi))
+    w = data.draw(st.integers(lo, hi))
+    index = plan.route(1, h, w)
+    assert index is not None and plan.profiles[index].covers(1, h, w)
+    smaller = [i for i, p in enumerate(plan.profiles) if p.covers(1, h, w) and p.max_pixels < plan.profiles[index].max_pixels]
+    assert not smaller

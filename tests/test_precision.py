@@ -1,0 +1,115 @@
+"""Reduced-precision ONNX from a real exported ResNet-50, checked on the CPU with ONNX Runtime against PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+torch = pytest.importorskip("torch")
+
+from rsz_export import precision  # noqa: E402
+from rsz_export.errors import CheckFailed, UsageError  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def resnet(tmp_path_factory):
+    """A seeded random-weight ResNet-50 and its ONNX with dynamic batch, height and width (about 10 s)."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50(weights=None).eval()
+    path = tmp_path_factory.mktemp("precision") / "model.onnx"
+    dims = {
+        0: torch.export.Dim("batch", min=1, max=8),
+        2: torch.export.Dim("height", min=32, max=512),
+        3: torch.export.Dim("width", min=32, max=512),
+    }
+    torch.onnx.export(
+        model,
+        (torch.randn(1, 3, 224, 224),),
+        str(path),
+        dynamo=True,
+        external_data=False,
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_shapes={"x": dims},
+        verbose=False,
+    )
+    return model, path
+
+
+@pytest.fixture(scope="session")
+def fp16_path(resnet, tmp_path_factory):
+    return precision.reduced_precision_onnx(resnet[1], tmp_path_factory.mktemp("fp16") / "model.fp16.onnx", "fp16")
+
+
+def _io_types(path):
+    model = onnx.load(str(path))
+    return (
+        [i.type.tensor_type.elem_type for i in model.graph.input],
+        [o.type.tensor_type.elem_type for o in model.graph.output],
+        {t.data_type for t in model.graph.initializer},
+        model,
+    )
+
+
+def test_fp16_keeps_float32_io_and_stores_fp16_weights(fp16_path):
+    inputs, outputs, weights, model = _io_types(fp16_path)
+    assert inputs == [onnx.TensorProto.FLOAT] and outputs == [onnx.TensorProto.FLOAT]
+    assert onnx.TensorProto.FLOAT16 in weights and onnx.TensorProto.FLOAT not in weights
+    assert [i.name for i in model.graph.input] == ["images"] and [o.name for o in model.graph.output] == ["logits"]
+    assert not list(fp16_path.parent.glob(".*.tmp"))  # atomic write leaves no temp file
+
+
+def test_fp16_matches_pytorch_within_the_stated_bound(resnet, fp16_path):
+    stats = precision.check_reduced_precision(fp16_path, resnet[0], sizes=[(128, 128), (97, 161)])
+    assert stats.method == "onnxruntime-cpu" and stats.samples == 4
+    assert stats.rel_l2_max < precision.REL_L2_BOUND["fp16"], stats.summary()
+    assert stats.rel_l2_max > 1e-5  # it really ran in fp16: fp32 vs fp32 would be ~1e-7
+    assert stats.top1_decisive_disagreements == 0 and stats.passed
+    stats.raise_if_failed()
+
+
+@pytest.mark.slow  # about 10 s: a second conversion and an emulated run
+def test_bf16_weights_are_rounded_fp32_and_graph_is_valid(resnet, tmp_path):
+    path = precision.reduced_precision_onnx(resnet[1], tmp_path / "model.bf16.onnx", "bf16")
+    inputs, outputs, weights, model = _io_types(path)
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+    assert inputs == outputs == [onnx.TensorProto.FLOAT] and weights & floats == {onnx.TensorProto.BFLOAT16}
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= precision.BF16_OPSET
+    # Each bf16 weight is the original fp32 weight rounded to nearest: error below half a bf16 ulp.
+    ref = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(resnet[1])).graph.initializer}
+    init = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
+    got = precision._bf16_bits_to_fp32(np.frombuffer(init.raw_data, np.uint16)).reshape(tuple(init.dims))
+    want = ref[init.name]
+    assert np.all(np.abs(got - want) <= np.abs(want) * 2.0**-8 + 1e-38)
+    stats = precision.check_reduced_precision(path, resnet[0], sizes=[(96, 128)])
+    assert "emulated" in stats.method and stats.passed, stats.summary()
+
+
+def test_bf16_rounding_is_nearest_even():
+    values = np.array([1.0, 1.0 + 2**-8, 1.0 + 3 * 2**-8, -2.5, 3.0e38], dtype=np.float32)
+    back = precision._bf16_bits_to_fp32(precision._fp32_to_bf16_bits(values))
+    assert back.tolist() == [1.0, 1.0, 1.0 + 4 * 2**-8, -2.5, np.float32(back[-1])]
+    assert abs(back[-1] - 3.0e38) / 3.0e38 < 2**-8
+
+
+def test_a_broken_conversion_fails_the_check(resnet, fp16_path, tmp_path):
+    model = onnx.load(str(fp16_path))
+    conv = next(t for t in model.graph.initializer if len(t.dims) == 4)
+    arr = onnx.numpy_helper.to_array(conv)
+    conv.CopyFrom(onnx.numpy_helper.from_array((arr * 0.5).astype(arr.dtype), conv.name))  # a wrong first conv
+    bad = tmp_path / "bad.onnx"
+    onnx.save(model, str(bad))
+    stats = precision.check_reduced_precision(bad, resnet[1], sizes=[(64, 64)])
+    assert not stats.passed and stats.rel_l2_max > precision.REL_L2_BOUND["fp16"]
+    with pytest.raises(CheckFailed, match="does not match fp32"):
+        stats.raise_if_failed()
+
+
+def test_bad_precision_and_fp32_input_are_usage_errors(resnet, tmp_path):
+    with pytest.raises(UsageError, match="'int8'"):
+        precision.reduced_precision_onnx(resnet[1], tmp_path / "x.onnx", "int8")
+    with pytest.raises(UsageError, match="not a reduced-precision ONNX"):
+        precision.check_reduced_precision(resnet[1], resnet[0])
