@@ -13,30 +13,12 @@ from rsz_export.errors import CheckFailed, UsageError  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def resnet(tmp_path_factory):
-    """A seeded random-weight ResNet-50 and its ONNX with dynamic batch, height and width (about 10 s)."""
-    import torchvision
+def resnet(engines_dir, onnx_path):
+    """The session's calibrated random-weight ResNet-50 and its exported ONNX (shared with the other tests)."""
+    from rsz_export.manifest import load_manifest
+    from rsz_export.model import reference_from_record
 
-    torch.manual_seed(0)
-    model = torchvision.models.resnet50(weights=None).eval()
-    path = tmp_path_factory.mktemp("precision") / "model.onnx"
-    dims = {
-        0: torch.export.Dim("batch", min=1, max=8),
-        2: torch.export.Dim("height", min=32, max=512),
-        3: torch.export.Dim("width", min=32, max=512),
-    }
-    torch.onnx.export(
-        model,
-        (torch.randn(1, 3, 224, 224),),
-        str(path),
-        dynamo=True,
-        external_data=False,
-        input_names=["images"],
-        output_names=["logits"],
-        dynamic_shapes={"x": dims},
-        verbose=False,
-    )
-    return model, path
+    return reference_from_record(load_manifest(engines_dir).weights), onnx_path
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,54 @@
+"""The README's quickstart commands are the ones that work: checked against the Makefile and run for real."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+VENV = Path(sys.prefix)
+STAMP = VENV / ".installed"
+
+
+def _quickstart_commands() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Quickstart", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
+def test_quickstart_is_exactly_the_two_make_commands():
+    assert _quickstart_commands() == ["make engines", "make test"]
+
+
+def test_make_targets_do_what_the_readme_says():
+    dry = subprocess.run(["make", "-n", "-B", "engines", "test", "VENV=/x/venv"], cwd=REPO, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    assert "/x/venv/bin/rsz-export build --min 224 --max 800 --out engines" in dry.stdout
+    assert "-m venv /x/venv" in dry.stdout and "-c constraints.txt" in dry.stdout
+    assert "/x/venv/bin/python -m pytest" in dry.stdout
+    assert "make test" in (REPO / ".ci" / "run").read_text()
+    pins = (REPO / "constraints.txt").read_text()
+    assert "torch==2.14.1" in pins and "torchvision==0.29.1" in pins
+
+
+def test_install_is_a_no_op_when_up_to_date():
+    if not STAMP.exists():
+        pytest.skip(f"this interpreter ({sys.prefix}) was not set up by `make install`; run the tests with `make test`")
+    dry = subprocess.run(["make", "-n", "install", f"VENV={VENV}"], cwd=REPO, capture_output=True, text=True)
+    assert "pip install" not in dry.stdout, dry.stdout
+
+
+def test_make_engines_runs_and_reuses_an_up_to_date_build(engines_dir):
+    if not STAMP.exists():
+        pytest.skip(f"this interpreter ({sys.prefix}) was not set up by `make install`; run the tests with `make test`")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    result = subprocess.run(
+        ["make", "engines", f"VENV={VENV}", f"ENGINES_DIR={engines_dir}"], cwd=REPO, capture_output=True, text=True, env=env, timeout=600
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "reused 1 engine(s)" in result.stdout
