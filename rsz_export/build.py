@@ -123,6 +123,7 @@ def build(spec: BuildSpec, log: Log = lambda message: None) -> BuildResult:
 
 
 def _build_locked(spec, backend, reason, module, out_dir: Path, log: Log) -> BuildResult:
+    _remove_partial(out_dir)
     weights_spec, warning = _weights_choice(spec)
     versions = library_versions()
     keys = stage_keys(spec, backend, weights_identity(weights_spec, spec.seed), versions)
@@ -167,21 +168,54 @@ def _export_stage(spec, weights_spec, warning, keys, previous, out_dir: Path, lo
     if previous and previous.keys.get("export") == keys["export"] and _files_intact(out_dir, [previous.onnx]):
         log("      reusing the exported ONNX (weights and exporter unchanged)")
         return previous.onnx, replace(previous.weights, warning=warning)
-    from rsz_export.export import export_onnx, verify_export
+    from rsz_export.export import export_onnx
     from rsz_export.model import build_model, resolve_weights
+
+    target = out_dir / ONNX_PATTERN.format(key=keys["export"][:_KEY_CHARS])
+    finished = _finished_export(target, keys["export"])
+    if finished and not spec.force:
+        log(f"      reusing {target.name}, finished by an earlier run that stopped before its manifest")
+        return file_record(out_dir, target), WeightsRecord(
+            finished["rsz_export.weights_id"], finished["rsz_export.weights_sha256"], finished.get("rsz_export.weights_source", ""),
+            spec.seed if weights_spec == "random" else None, warning,
+        )
 
     started = time.perf_counter()
     log(f"      loading weights {weights_spec}")
     state, weights = resolve_weights(weights_spec, spec.seed)
     weights = replace(weights, warning=warning)
     model = build_model(state, source=weights.source)
-    onnx_path = export_onnx(model, weights, out_dir / ONNX_PATTERN.format(key=keys["export"][:_KEY_CHARS]), log)
-    if spec.verify:
-        checks = verify_export(model, onnx_path)
+    onnx_path, checks = export_onnx(model, weights, target, log, verify=spec.verify, export_key=keys["export"])
+    if checks:
         worst = max(c.rel_l2 for c in checks)
         log(f"      verified against PyTorch at {', '.join(str(c.size) for c in checks)}: worst rel L2 {worst:.1e}")
     log(f"      export took {time.perf_counter() - started:.1f} s")
     return file_record(out_dir, onnx_path), weights
+
+
+def _remove_partial(out_dir: Path) -> None:
+    """Temp files of a run that was killed (SIGKILL leaves them): safe to delete while we hold the lock."""
+    for pattern in (".*.tmp", "*/.*.tmp"):
+        for path in out_dir.glob(pattern):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _finished_export(path: Path, export_key: str) -> dict | None:
+    """The metadata of a complete export for this key left by an interrupted run, else None.
+
+    Safe to reuse: exports are checked and verified before their atomic rename, and the key in the file's
+    own metadata must match (the file name alone is not trusted).
+    """
+    if not path.is_file():
+        return None
+    from rsz_export.export import read_metadata
+
+    with contextlib.suppress(RszError):
+        meta = read_metadata(path)
+        if meta.get("rsz_export.export_key") == export_key and meta.get("rsz_export.verified") == "true":
+            return meta
+    return None
 
 
 def _rebase(engine, subdir: str):

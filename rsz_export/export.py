@@ -60,8 +60,11 @@ def export_metadata(weights: WeightsRecord) -> dict[str, str]:
     }
 
 
-def export_onnx(model, weights: WeightsRecord, path: str | Path, log=lambda message: None) -> Path:
-    """Export ``model`` to a single-file ONNX at ``path`` (atomically), checked and self-describing."""
+def export_onnx(
+    model, weights: WeightsRecord, path: str | Path, log=lambda message: None, verify: bool = True, export_key: str = ""
+) -> tuple[Path, list[SizeCheck]]:
+    """Export ``model`` to a single-file ONNX at ``path``, checked, self-describing and (by default) verified
+    against PyTorch, all before the file appears under its name: a file at ``path`` is always a finished one."""
     import onnx
     import torch
     from torch.export import Dim
@@ -87,13 +90,20 @@ def export_onnx(model, weights: WeightsRecord, path: str | Path, log=lambda mess
             raise
         proto = onnx.load(str(tmp))
         _name_dims(proto)
-        for key, value in export_metadata(weights).items():
+        provenance = {
+            "rsz_export.export_key": export_key,
+            "rsz_export.weights_source": weights.source,
+            "rsz_export.verified": "true" if verify else "false",  # true only ever reaches `path` if it passed
+        }
+        for key, value in {**export_metadata(weights), **provenance}.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, str(tmp))
-    return path
+        del proto
+        checks = verify_export(model, tmp) if verify else []
+    return path, checks
 
 
 def _name_dims(proto) -> None:

@@ -37,16 +37,15 @@ def export_command(weights, seed, output, verify):
     single file, checked, with provenance in its metadata. Verification runs ONNX Runtime against
     PyTorch at 224x224, 227x341, 800x800 and 32x32 (relative L2 <= 1e-5, same top-1); exit 1 if any fails.
     """
-    from rsz_export.export import export_onnx, verify_export
+    from rsz_export.export import export_onnx
     from rsz_export.model import build_model, resolve_weights
 
     out = console()
     state, record = resolve_weights(weights, seed)
     model = build_model(state, source=record.source)
-    path = export_onnx(model, record, output, out.info)
-    if verify:
-        for check in verify_export(model, path):
-            out.info(f"  {str(check.size):>9}: rel L2 {check.rel_l2:.1e}, top-1 {'same' if check.top1_match else 'DIFFERS'}")
+    path, checks = export_onnx(model, record, output, out.info, verify=verify)
+    for check in checks:
+        out.info(f"  {str(check.size):>9}: rel L2 {check.rel_l2:.1e}, top-1 same")
     click.echo(str(path))
 
 

@@ -36,8 +36,12 @@ def console(ctx: click.Context | None = None) -> Console:
     return ctx.find_root().obj or Console()
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that temp files are removed on the way out, as for Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
 
 
 def handles_errors(fn: Callable) -> Callable:
@@ -45,13 +49,13 @@ def handles_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             return fn(*args, **kwargs)
         except RszError as exc:
             click.secho(f"error: {exc}", err=True, fg="red")
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Terminated):
             click.secho("interrupted: nothing half-written was kept", err=True, fg="red")
             sys.exit(EXIT_INTERRUPTED)
 

@@ -1,0 +1,97 @@
+"""sweep: class folders to ImageNet indices, torchvision's eval crop, the Pareto front, and a real sweep."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rsz_export.errors import UsageError
+from rsz_export.imagenet import labels
+from rsz_export.images import load_rgb
+from rsz_export.runtime import Route, Session
+from rsz_export.shapes import Resolution
+from rsz_export.sweep import class_index, eval_input, load_labeled, pareto_front, render_sweep, run_sweep
+
+
+def test_folder_names_map_to_classes():
+    names = labels()
+    assert class_index("goldfish", names) == 1
+    assert class_index("Great_White-Shark", names) == 2
+    assert class_index("0", names) == 0 and class_index("1000", names) is None
+    assert class_index("n01440764", names, ["n01440764", "n01443537"]) == 0
+    assert class_index("n01440764", names, None) is None
+    assert class_index("hot-dog stand", names) is None
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    points = [(0.70, 10.0), (0.75, 20.0), (0.72, 25.0), (0.75, 30.0), (0.80, 40.0), (0.70, 12.0)]
+    assert pareto_front(points) == [True, True, False, False, True, False]
+
+
+def test_eval_input_matches_torchvision_eval_transform():
+    from torchvision import transforms
+
+    rng = np.random.default_rng(3)
+    image = Image.fromarray(rng.integers(0, 256, (384, 512, 3), dtype=np.uint8))
+    reference = transforms.Compose([
+        transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
+        transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    ])(image).numpy()[None]
+    ours = eval_input(image, Resolution(224, 224))
+    assert ours.shape == (1, 3, 224, 224)
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
+    assert eval_input(image, Resolution(160, 288)).shape == (1, 3, 160, 288)
+
+
+def make_labeled(root, classes: dict[str, list[tuple[int, int]]], seed: int = 0):
+    rng = np.random.default_rng(seed)
+    for name, sizes in classes.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i, (h, w) in enumerate(sizes):
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_labeled_set_errors_are_clear(tmp_path):
+    with pytest.raises(UsageError, match="not a directory"):
+        load_labeled(tmp_path / "none")
+    with pytest.raises(UsageError, match="no class folders"):
+        load_labeled(tmp_path)
+    make_labeled(tmp_path / "set", {"goldfish": [(64, 64)], "dragon": [(64, 64)], "unicorn": [(64, 64)]})
+    with pytest.raises(UsageError, match=r"2 class folder\(s\).*'dragon', 'unicorn'"):
+        load_labeled(tmp_path / "set")
+    (tmp_path / "empty" / "tench").mkdir(parents=True)
+    with pytest.raises(UsageError, match="no readable images"):
+        load_labeled(tmp_path / "empty")
+
+
+def test_labeled_set_skips_unreadable_files(tmp_path):
+    root = make_labeled(tmp_path, {"goldfish": [(300, 260)], "tench": [(280, 300)]})
+    (root / "tench" / "broken.jpg").write_bytes(b"nope")
+    data = load_labeled(root)
+    assert sorted(label for _, label in data.items) == [0, 1]
+    assert len(data.skipped) == 1
+
+
+def test_sweep_measures_accuracy_per_size_on_a_real_build(small_engines_dir, tmp_path):
+    """Label each image with the engine's own top-1 at 256: the sweep must score 100% top-1 there."""
+    pool = make_labeled(tmp_path / "pool", {"all": [(300, 260), (280, 340), (400, 300), (256, 256), (333, 290)]}, 5)
+    with Session(small_engines_dir) as session:
+        for path in sorted((pool / "all").iterdir()):
+            logits, _ = session.run(eval_input(load_rgb(path), Resolution(256, 256)), Route(0, 0, Resolution(256, 256), True))
+            target = tmp_path / "labeled" / str(int(np.argmax(logits[0])))
+            target.mkdir(parents=True, exist_ok=True)
+            path.rename(target / path.name)
+        data = load_labeled(tmp_path / "labeled")
+        rows = run_sweep(session, data, [Resolution(224, 224), Resolution(256, 256), Resolution(320, 320)])
+    by_size = {r.size: r for r in rows}
+    assert by_size["256x256"].top1 == 1.0 and by_size["256x256"].top5 == 1.0
+    assert by_size["224x224"].images == 5 and 0 <= by_size["224x224"].top1 <= by_size["224x224"].top5 <= 1
+    assert not by_size["320x320"].covered and by_size["320x320"].top1 is None
+    assert by_size["224x224"].pareto or by_size["256x256"].pareto
+    covered = [r for r in rows if r.covered]
+    flags = pareto_front([(r.top1, r.latency_ms) for r in covered])
+    assert [r.pareto for r in covered] == flags
+    text = render_sweep(rows, data)
+    assert "outside every profile" in text and "100.0%" in text
