@@ -18,7 +18,7 @@ _LABELS_FILE = Path(__file__).parent / "data" / "imagenet_classes.txt"
 def _labels() -> tuple[str, ...]:
     names = tuple(line.strip() for line in _LABELS_FILE.read_text(encoding="utf-8").splitlines() if line.strip())
     if len(names) != NUM_CLASSES:
-        raise RuntimeError(f"{_LABELS_FILE} has {len(names)} class names, expected {NUM_CLASSES}: the package is damaged")
+        raise RuntimeError(f"{_LABELS_FILE} has {len(names)} class names, not {NUM_CLASSES}: the package is damaged")
     return names
 
 
