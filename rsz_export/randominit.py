@@ -44,7 +44,8 @@ def _calibration_images(rng: np.random.Generator, size: int, count: int = 8):
     return (images - images.mean(dim=(2, 3), keepdim=True)) / images.std(dim=(2, 3), keepdim=True)
 
 
-def _calibrate_batchnorm(model, images) -> None:
+def _calibrate_batchnorm(model, images):
+    """One forward pass that sets each BatchNorm's statistics from its input; returns the pooled features."""
     import torch
 
     def set_statistics(module, inputs):
@@ -52,30 +53,27 @@ def _calibrate_batchnorm(model, images) -> None:
         module.running_mean.copy_(x.mean(dim=(0, 2, 3)))
         module.running_var.copy_(x.var(dim=(0, 2, 3), unbiased=False) + 1e-3)
 
+    pooled = []
     hooks = [m.register_forward_pre_hook(set_statistics) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    hooks.append(model.avgpool.register_forward_hook(lambda module, inputs, output: pooled.append(output)))
     try:
         with torch.no_grad():
             model(images)
     finally:
         for hook in hooks:
             hook.remove()
+    return torch.flatten(pooled[0], 1)
 
 
-def _centre_classifier(model, images, logit_std: float) -> None:
+def _centre_classifier(model, features, logit_std: float) -> None:
+    """Scale the classifier so logits spread like a trained one's, and centre it on the mean feature."""
     import torch
 
     with torch.no_grad():
-        features = torch.flatten(model.avgpool(_trunk(model, images)), 1)
         centred = features - features.mean(dim=0, keepdim=True)
         spread = (centred @ model.fc.weight.T).std()
         model.fc.weight.mul_(logit_std / float(spread))
         model.fc.bias.copy_(-(features.mean(dim=0) @ model.fc.weight.T))
-
-
-def _trunk(model, x):
-    for layer in (model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2, model.layer3, model.layer4):
-        x = layer(x)
-    return x
 
 
 def calibrated_state_dict(seed: int, size: int, last_bn_gamma: float, logit_std: float) -> dict:
@@ -87,6 +85,6 @@ def calibrated_state_dict(seed: int, size: int, last_bn_gamma: float, logit_std:
     model = torchvision.models.resnet50(weights=None).double().eval()
     _draw_parameters(model, rng, last_bn_gamma)
     images = _calibration_images(rng, size)
-    _calibrate_batchnorm(model, images)
-    _centre_classifier(model, images, logit_std)
+    features = _calibrate_batchnorm(model, images)
+    _centre_classifier(model, features, logit_std)
     return {k: (v.float() if v.is_floating_point() else v).clone() for k, v in model.state_dict().items()}
