@@ -11,6 +11,7 @@ Weights are one of:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -170,7 +171,16 @@ def reference_from_record(record: WeightsRecord, out_dir: str | Path | None = No
 
 
 def random_state_dict(seed: int) -> dict:
-    """Seeded ResNet-50 weights that behave like a trained network's (see module docstring)."""
+    """Seeded ResNet-50 weights that behave like a trained network's (see module docstring).
+
+    Generating them costs a float64 forward pass (seconds), so a process keeps the last two seeds; callers
+    get their own dict, and load_state_dict copies the tensors into the model, so nothing shared is mutated.
+    """
+    return dict(_generated(seed))
+
+
+@functools.lru_cache(maxsize=2)
+def _generated(seed: int) -> dict:
     from rsz_export.randominit import calibrated_state_dict
 
     return calibrated_state_dict(seed, _CALIBRATION_SIZE, _LAST_BN_GAMMA, _LOGIT_STD)

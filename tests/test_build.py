@@ -28,7 +28,7 @@ def test_rerun_reuses_and_force_rebuilds(engines_copy):
     before = load_manifest(engines_copy)
     again = build(spec)
     assert again.reused and again.manifest == before
-    forced = build(BuildSpec(spec.plan, engines_copy, backend="onnxruntime", force=True, verify=False))
+    forced = build(BuildSpec(spec.plan, engines_copy, backend="onnxruntime", force=True))
     assert not forced.reused and forced.manifest.created_utc >= before.created_utc
     assert forced.manifest.onnx.sha256 == before.onnx.sha256  # same export, bit for bit
 
