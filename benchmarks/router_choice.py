@@ -5,7 +5,8 @@
 
 Writes JSON (machine, versions, per-size timings) and prints a table; the target is that the routed profile
 is within 10% of the best covering profile at every size. Timings are medians of ``--repeats`` batch-1
-calls per profile after one warm-up call, interleaved across profiles, on seeded random input (latency does not depend on pixel values).
+calls per profile after one warm-up call, interleaved across profiles, on seeded random input (latency
+does not depend on pixel values).
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ def measure(session: Session, size, repeats: int) -> dict:
     """Median ms per covering (engine, profile); calls are interleaved round-robin so load drift hits all alike."""
     feed = random_input(size, seed=0, batch=session.batch)
     covering = [c for c in session.candidates if c.shape.covers(session.batch, size.h, size.w)]
-    routes = {f"{session.engine_name(c.engine)[0]}/profile {c.profile}": Route(c.engine, c.profile, size, False)
-              for c in covering}
+    routes = {
+        f"{session.engine_name(c.engine)[0]}/profile {c.profile}": Route(c.engine, c.profile, size, False)
+        for c in covering
+    }
     samples: dict[str, list[float]] = {name: [] for name in routes}
-    for name, chosen in routes.items():
+    for chosen in routes.values():
         session.run(feed, chosen)  # warm-up: the first call per shape allocates
     for _ in range(repeats):
         for name, chosen in routes.items():
@@ -44,8 +47,14 @@ def measure(session: Session, size, repeats: int) -> dict:
     chosen = session.route(size.h, size.w)
     choice = f"{session.engine_name(chosen.engine)[0]}/profile {chosen.profile}"
     best = min(timings, key=timings.get)
-    return {"size": str(size), "timings_ms": timings, "router": choice, "best": best,
-            "ratio": timings[choice] / timings[best], "covering": len(covering)}
+    return {
+        "size": str(size),
+        "timings_ms": timings,
+        "router": choice,
+        "best": best,
+        "ratio": timings[choice] / timings[best],
+        "covering": len(covering),
+    }
 
 
 def main() -> int:
@@ -65,17 +74,29 @@ def main() -> int:
                 continue
             rows.append(measure(session, size, args.repeats))
             r = rows[-1]
-            print(f"{r['size']:>9}: router {r['router']} {r['timings_ms'][r['router']]:.1f} ms, best {r['best']} "
-                  f"{r['timings_ms'][r['best']]:.1f} ms, ratio {r['ratio']:.3f} ({r['covering']} covering)")
+            print(
+                f"{r['size']:>9}: router {r['router']} {r['timings_ms'][r['router']]:.1f} ms, best {r['best']} "
+                f"{r['timings_ms'][r['best']]:.1f} ms, ratio {r['ratio']:.3f} ({r['covering']} covering)"
+            )
         manifest = session.manifest
     worst = max(r["ratio"] for r in rows)
     print(f"worst ratio {worst:.3f}: {'within' if worst <= TARGET else 'NOT within'} {TARGET - 1:.0%} of the best")
     record = {
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "python": platform.python_version()},
-        "versions": manifest.versions, "engines": [e.name for e in manifest.engines],
-        "backends": sorted({e.backend for e in manifest.engines}), "plan": manifest.plan.to_dict(),
-        "repeats": args.repeats, "threads": args.threads, "rows": rows, "worst_ratio": worst, "target": TARGET,
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "python": platform.python_version(),
+        },
+        "versions": manifest.versions,
+        "engines": [e.name for e in manifest.engines],
+        "backends": sorted({e.backend for e in manifest.engines}),
+        "plan": manifest.plan.to_dict(),
+        "repeats": args.repeats,
+        "threads": args.threads,
+        "rows": rows,
+        "worst_ratio": worst,
+        "target": TARGET,
     }
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

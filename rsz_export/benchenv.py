@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rsz_export import benchreport, hostinfo
-from rsz_export.benchstats import gflops_per_s
 from rsz_export.backends import require_backend
+from rsz_export.benchstats import gflops_per_s
 from rsz_export.errors import UsageError
 from rsz_export.manifest import EngineRecord, Manifest
 from rsz_export.shapes import Resolution

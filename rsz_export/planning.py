@@ -15,9 +15,10 @@ compute reserved for nothing); ties go to the lower index. The same rule serves 
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import tomllib
 
 from rsz_export.errors import UsageError
 from rsz_export.shapes import STRIDE, BatchRange, InputShape, Profile, Resolution, check_side
@@ -159,7 +160,9 @@ def plan_profiles(spec: PlanSpec) -> Plan:
         lo = spec.min_size if spec.aspect == "free" else band_lo
         opt = _opt_side(band_lo, band_hi)
         b = spec.batch
-        profiles.append(Profile(InputShape(b.min, lo, lo), InputShape(b.opt, opt, opt), InputShape(b.max, band_hi, band_hi)))
+        profiles.append(
+            Profile(InputShape(b.min, lo, lo), InputShape(b.opt, opt, opt), InputShape(b.max, band_hi, band_hi))
+        )
     return Plan(spec.min_size, spec.max_size, spec.aspect, spec.batch, tuple(profiles))
 
 
@@ -266,7 +269,9 @@ def _explicit_profile(entry: dict, spec: PlanSpec, source: str) -> Profile:
     b = spec.batch
     profile = Profile(InputShape(b.min, lo.h, lo.w), InputShape(b.opt, opt.h, opt.w), InputShape(b.max, hi.h, hi.w))
     if lo.h < spec.min_size or lo.w < spec.min_size or hi.h > spec.max_size or hi.w > spec.max_size:
-        raise UsageError(f"{source}: profile {profile.describe()} lies outside min..max {spec.min_size}..{spec.max_size}")
+        raise UsageError(
+            f"{source}: profile {profile.describe()} lies outside min..max {spec.min_size}..{spec.max_size}"
+        )
     return profile
 
 

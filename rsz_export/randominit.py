@@ -54,7 +54,9 @@ def _calibrate_batchnorm(model, images):
         module.running_var.copy_(x.var(dim=(0, 2, 3), unbiased=False) + 1e-3)
 
     pooled = []
-    hooks = [m.register_forward_pre_hook(set_statistics) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    hooks = [
+        m.register_forward_pre_hook(set_statistics) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)
+    ]
     hooks.append(model.avgpool.register_forward_hook(lambda module, inputs, output: pooled.append(output)))
     try:
         with torch.no_grad():
@@ -78,7 +80,6 @@ def _centre_classifier(model, features, logit_std: float) -> None:
 
 def calibrated_state_dict(seed: int, size: int, last_bn_gamma: float, logit_std: float) -> dict:
     """Generate the weights (float32 state_dict) for ``seed``; see the module docstring."""
-    import torch
     import torchvision
 
     rng = np.random.Generator(np.random.PCG64(seed))

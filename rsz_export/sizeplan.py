@@ -30,6 +30,8 @@ from rsz_export.shapes import MAX_SIZE, MIN_SIZE, STRIDE, BatchRange, InputShape
 BENCH_POINTS = ((224, 22.0), (800, 270.0))
 """ORT CPU fp32 batch 1 latency (ms) by square side, measured by ``rsz-export bench`` on the dev machine."""
 
+BATCH_ONE = BatchRange()  # frozen, so one shared default is safe
+
 
 @dataclass(frozen=True)
 class CostModel:
@@ -182,8 +184,11 @@ def _best_split(band: _BandCost, cands: list[int], lo: int, k: int) -> tuple[flo
         table[1][j] = (band.best(lo - 1, cands[j])[0], [cands[j]])
     for bands in range(2, k + 1):
         for j in range(n):
-            options = [(table[bands - 1][i][0] + band.best(cands[i], cands[j])[0], table[bands - 1][i][1] + [cands[j]])
-                       for i in range(j) if table[bands - 1][i][0] < math.inf]
+            options = [
+                (table[bands - 1][i][0] + band.best(cands[i], cands[j])[0], table[bands - 1][i][1] + [cands[j]])
+                for i in range(j)
+                if table[bands - 1][i][0] < math.inf
+            ]
             table[bands][j] = min(options, default=inf)
     return table[k][n - 1]
 
@@ -218,14 +223,21 @@ def propose(
     covered = sum(1 for h, w in sizes if lo <= min(h, w) and max(h, w) <= hi)
     n = len(sizes)
     return SizeProposal(
-        min_size=lo, max_size=hi, edges=tuple(edges), opts=opts, images=n, covered_share=covered / n,
-        expected_ms=total / n, single_profile_ms=splits.get(1, _best_split(band, cands, lo, 1))[0] / n,
-        static_max_ms=cost.ms(hi * hi), cost_by_count=tuple((c, t / n) for c, (t, _) in sorted(splits.items())),
+        min_size=lo,
+        max_size=hi,
+        edges=tuple(edges),
+        opts=opts,
+        images=n,
+        covered_share=covered / n,
+        expected_ms=total / n,
+        single_profile_ms=splits.get(1, _best_split(band, cands, lo, 1))[0] / n,
+        static_max_ms=cost.ms(hi * hi),
+        cost_by_count=tuple((c, t / n) for c, (t, _) in sorted(splits.items())),
         cost=cost,
     )
 
 
-def proposal_profiles(proposal: SizeProposal, batch: BatchRange = BatchRange()) -> tuple[Profile, ...]:
+def proposal_profiles(proposal: SizeProposal, batch: BatchRange = BATCH_ONE) -> tuple[Profile, ...]:
     """The proposal's profiles: each starts at min (free aspect) and ends at its band edge."""
     lo = proposal.min_size
     return tuple(
@@ -240,14 +252,23 @@ def plan_to_toml(plan: Plan, name: str, description: str, precision: str = "fp32
         raise UsageError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     lines = [f"# {line}".rstrip() for line in comment.splitlines()]
     lines += [
-        f"name = {_quote(name)}", f"description = {_quote(description)}",
-        f"min = {plan.min_size}", f"max = {plan.max_size}", f"profiles = {len(plan.profiles)}",
+        f"name = {_quote(name)}",
+        f"description = {_quote(description)}",
+        f"min = {plan.min_size}",
+        f"max = {plan.max_size}",
+        f"profiles = {len(plan.profiles)}",
         f'batch = "{plan.batch.min}:{plan.batch.opt}:{plan.batch.max}"',
-        f'aspect = "{plan.aspect}"', f'precision = "{precision}"',
+        f'aspect = "{plan.aspect}"',
+        f'precision = "{precision}"',
     ]
     for p in plan.profiles:
-        lines += ["", "[[profile]]", f'min = "{Resolution(p.min.h, p.min.w)}"',
-                  f'opt = "{Resolution(p.opt.h, p.opt.w)}"', f'max = "{Resolution(p.max.h, p.max.w)}"']
+        lines += [
+            "",
+            "[[profile]]",
+            f'min = "{Resolution(p.min.h, p.min.w)}"',
+            f'opt = "{Resolution(p.opt.h, p.opt.w)}"',
+            f'max = "{Resolution(p.max.h, p.max.w)}"',
+        ]
     text = "\n".join(lines) + "\n"
     import tomllib
 
@@ -259,18 +280,21 @@ def _quote(text: str) -> str:
     return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
 
 
-def proposal_plan(proposal: SizeProposal, batch: BatchRange = BatchRange()) -> Plan:
+def proposal_plan(proposal: SizeProposal, batch: BatchRange = BATCH_ONE) -> Plan:
     """The proposal as a Plan (free aspect)."""
     return Plan(proposal.min_size, proposal.max_size, "free", batch, proposal_profiles(proposal, batch))
 
 
-def to_profile_toml(proposal: SizeProposal, name: str = "from-images", batch: BatchRange = BatchRange(),
-                    precision: str = "fp32") -> str:
+def to_profile_toml(
+    proposal: SizeProposal, name: str = "from-images", batch: BatchRange = BATCH_ONE, precision: str = "fp32"
+) -> str:
     """The proposal as a profile file that ``planning.load_profile_file`` (and ``build --profile-file``) accepts."""
-    comment = (f"Proposed by `rsz-export plan --images` from {proposal.images} image(s): covers "
-               f"{proposal.covered_share:.1%} of them; expected {proposal.expected_ms:.1f} ms/image "
-               f"(one profile: {proposal.single_profile_ms:.1f} ms).\nCost model: "
-               f"{proposal.cost.a_ms:.2f} ms + {proposal.cost.b_ms_per_kpx:.4f} ms per 1000 pixels.")
+    comment = (
+        f"Proposed by `rsz-export plan --images` from {proposal.images} image(s): covers "
+        f"{proposal.covered_share:.1%} of them; expected {proposal.expected_ms:.1f} ms/image "
+        f"(one profile: {proposal.single_profile_ms:.1f} ms).\nCost model: "
+        f"{proposal.cost.a_ms:.2f} ms + {proposal.cost.b_ms_per_kpx:.4f} ms per 1000 pixels."
+    )
     description = f"{proposal.count} profile(s) over {proposal.min_size}..{proposal.max_size} fitted to image sizes"
     return plan_to_toml(proposal_plan(proposal, batch), name, description, precision, comment)
 
@@ -286,10 +310,14 @@ def render_proposal(proposal: SizeProposal) -> str:
     for i, (o, e) in enumerate(zip(proposal.opts, proposal.edges)):
         lo = proposal.min_size
         lines.append(f"{i:>7}  {f'{lo}x{lo}':<10} {f'{o}x{o}':<10} {f'{e}x{e}':<10}")
-    lines.append(f"cost model: {c.a_ms:.2f} ms + {c.b_ms_per_kpx:.4f} ms/kpx, "
-                 f"+{c.tuning_penalty:.0%} per e-fold of pixels away from opt")
-    lines.append(f"expected cost per image: {proposal.expected_ms:.2f} ms; one profile over the same range "
-                 f"{proposal.single_profile_ms:.2f} ms; one static {proposal.max_size}x{proposal.max_size} shape "
-                 f"{proposal.static_max_ms:.2f} ms")
+    lines.append(
+        f"cost model: {c.a_ms:.2f} ms + {c.b_ms_per_kpx:.4f} ms/kpx, "
+        f"+{c.tuning_penalty:.0%} per e-fold of pixels away from opt"
+    )
+    lines.append(
+        f"expected cost per image: {proposal.expected_ms:.2f} ms; one profile over the same range "
+        f"{proposal.single_profile_ms:.2f} ms; one static {proposal.max_size}x{proposal.max_size} shape "
+        f"{proposal.static_max_ms:.2f} ms"
+    )
     lines.append("by profile count: " + ", ".join(f"K={k}: {ms:.2f} ms" for k, ms in proposal.cost_by_count))
     return "\n".join(lines)

@@ -75,8 +75,7 @@ def load_labeled(root: str | Path) -> LabeledSet:
         raise UsageError(
             f"{len(unknown)} class folder(s) in {root} name no ImageNet class the model knows: {shown}",
             hint="name each folder by an ImageNet class name (e.g. 'golden retriever', see "
-            "rsz_export/data/imagenet_classes.txt) or class index 0..999"
-            + (" or WordNet id" if wnids else ""),
+            "rsz_export/data/imagenet_classes.txt) or class index 0..999" + (" or WordNet id" if wnids else ""),
         )
     items, skipped = [], []
     for folder in folders:
@@ -122,7 +121,8 @@ class SweepRow:
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
-    """For (accuracy, latency) points: True where no other point is at least as accurate and as fast, and better in one."""
+    """For (accuracy, latency) points: True where no other point is at least as accurate and as fast,
+    and better in one."""
 
     def dominated(a: tuple[float, float]) -> bool:
         return any(b[0] >= a[0] and b[1] <= a[1] and (b[0] > a[0] or b[1] < a[1]) for b in points)
@@ -158,8 +158,9 @@ class _Tally:
         return statistics.median(timed)
 
 
-def run_sweep(session, labeled: LabeledSet, sizes: list[Resolution], crop_ratio: float = CROP_RATIO,
-              log=lambda message: None) -> list[SweepRow]:
+def run_sweep(
+    session, labeled: LabeledSet, sizes: list[Resolution], crop_ratio: float = CROP_RATIO, log=lambda message: None
+) -> list[SweepRow]:
     """Every engine of ``session`` at every size over ``labeled``; sizes no profile of an engine covers get a row
     with no numbers. Returns rows in engine-then-size order with the Pareto front marked."""
     import numpy as np
@@ -199,19 +200,27 @@ def _row(session, engine: int, size: Resolution, profile: int | None, tally: _Ta
 
 def render_sweep(rows: list[SweepRow], labeled: LabeledSet) -> str:
     """The sweep as a table; ``*`` marks the Pareto front (no other row is both more accurate and faster)."""
-    lines = [f"{len(labeled.items)} image(s) in {len(labeled.classes)} class(es) from {labeled.root}"
-             + (f"; skipped {len(labeled.skipped)} unreadable file(s)" if labeled.skipped else ""),
-             f"{'engine':<18} {'size':<10} {'profile':>7} {'top-1':>7} {'top-5':>7} {'p50 ms':>9}  pareto"]
+    lines = [
+        f"{len(labeled.items)} image(s) in {len(labeled.classes)} class(es) from {labeled.root}"
+        + (f"; skipped {len(labeled.skipped)} unreadable file(s)" if labeled.skipped else ""),
+        f"{'engine':<18} {'size':<10} {'profile':>7} {'top-1':>7} {'top-5':>7} {'p50 ms':>9}  pareto",
+    ]
     for r in rows:
         if not r.covered:
             lines.append(f"{r.engine:<18} {r.size:<10} {'-':>7} {'outside every profile of this engine':>34}")
             continue
-        lines.append(f"{r.engine:<18} {r.size:<10} {r.profile:>7} {r.top1:>7.1%} {r.top5:>7.1%} "
-                     f"{r.latency_ms:>9.2f}  {'*' if r.pareto else ''}")
+        lines.append(
+            f"{r.engine:<18} {r.size:<10} {r.profile:>7} {r.top1:>7.1%} {r.top5:>7.1%} "
+            f"{r.latency_ms:>9.2f}  {'*' if r.pareto else ''}"
+        )
     lines.append("pareto *: no other engine/size is both at least as accurate (top-1) and at least as fast")
     return "\n".join(lines)
 
 
 def rows_to_json(rows: list[SweepRow], labeled: LabeledSet) -> dict:
-    return {"images": len(labeled.items), "classes": len(labeled.classes), "skipped": len(labeled.skipped),
-            "rows": [asdict(r) for r in rows]}
+    return {
+        "images": len(labeled.items),
+        "classes": len(labeled.classes),
+        "skipped": len(labeled.skipped),
+        "rows": [asdict(r) for r in rows],
+    }

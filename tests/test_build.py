@@ -1,8 +1,8 @@
 import json
 
 import pytest
-
 from conftest import run_cli
+
 from rsz_export.build import BuildSpec, build
 from rsz_export.manifest import load_manifest, verify_file
 from rsz_export.planning import PlanSpec, plan_profiles, uncovered_example
@@ -69,6 +69,8 @@ def test_cli_plan_is_instant_and_json(tmp_path):
 
 
 def test_cli_build_reuse_reports_it(small_engines_dir):
-    result = run_cli("build", "--min", "224", "--max", "288", "--out", str(small_engines_dir), "--backend", "onnxruntime")
+    result = run_cli(
+        "build", "--min", "224", "--max", "288", "--out", str(small_engines_dir), "--backend", "onnxruntime"
+    )
     assert result.returncode == 0, result.stderr
     assert "up to date" in result.stderr and result.stdout.startswith("reused")

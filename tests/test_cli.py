@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, run_cli
 
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
@@ -31,12 +30,18 @@ def _assert_nothing_written(out):
         (["--min", "abc", "--max", "224"], 2, ["'abc' is not a valid integer"]),
         (["--min", "224", "--max", "800", "--backend", "coreml"], 2, ["'coreml' is not one of"]),
         (["--min", "224", "--max", "800", "--precision", "int3"], 2, ["'int3' is not one of"]),
-        (["--min", "224", "--max", "800", "--precision", "fp16", "--backend", "onnxruntime"], 2, ["fp16", "allowed: fp32"]),
+        (
+            ["--min", "224", "--max", "800", "--precision", "fp16", "--backend", "onnxruntime"],
+            2,
+            ["fp16", "allowed: fp32"],
+        ),
         (["--min", "224", "--max", "800", "--profiles", "0"], 2, ["--profiles must be"]),
         (["--min", "224", "--max", "800", "--batch", "0"], 2, ["--batch", "1..1024"]),
         (["--min", "224", "--max", "800", "--weights", "/nonexistent/w.pt"], 2, ["/nonexistent/w.pt"]),
         pytest.param(
-            ["--min", "224", "--max", "800", "--backend", "tensorrt"], 3, ["tensorrt", "pip install"],
+            ["--min", "224", "--max", "800", "--backend", "tensorrt"],
+            3,
+            ["tensorrt", "pip install"],
             marks=pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed here, so --backend tensorrt works"),
         ),
     ],

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from rsz_export.export import INPUT_NAME, OUTPUT_NAME, read_metadata, verify_export
-from rsz_export.model import reference_from_record
 from rsz_export.manifest import load_manifest
+from rsz_export.model import reference_from_record
 
 
 @pytest.fixture(scope="module")

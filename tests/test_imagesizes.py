@@ -29,8 +29,13 @@ def mixed_folder(tmp_path):
 def test_scan_reads_every_size_and_counts_what_it_skips(mixed_folder):
     scan = scan_sizes(mixed_folder)
     found = {name.split("/")[-1]: size for name, size in zip(scan.files, scan.sizes)}
-    assert found == {"a.jpg": (240, 320), "b.png": (500, 375), "c.webp": (64, 64), "d.jpg": (768, 1024),
-                     "rotated.jpg": (400, 300)}
+    assert found == {
+        "a.jpg": (240, 320),
+        "b.png": (500, 375),
+        "c.webp": (64, 64),
+        "d.jpg": (768, 1024),
+        "rotated.jpg": (400, 300),
+    }
     assert scan.skipped_by_reason == {"empty file": 1, "not an image": 2}
     text = render_scan(scan, size_stats(scan.sizes))
     assert "5 image(s)" in text and "skipped 3" in text

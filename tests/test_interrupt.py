@@ -12,8 +12,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO, run_cli
+
 from rsz_export.manifest import load_manifest, verify_file
 
 

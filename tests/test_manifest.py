@@ -8,24 +8,56 @@ from hypothesis import strategies as st
 
 from rsz_export.errors import IntegrityError, OutputError
 from rsz_export.fileio import atomic_path, atomic_write_text, directory_lock, sha256_file
-from rsz_export.manifest import EngineRecord, FileRecord, Manifest, WeightsRecord, load_manifest, save_manifest, verify_file
+from rsz_export.manifest import (
+    EngineRecord,
+    FileRecord,
+    Manifest,
+    WeightsRecord,
+    load_manifest,
+    save_manifest,
+    verify_file,
+)
 from rsz_export.planning import PlanSpec, plan_profiles
 from rsz_export.shapes import BatchRange
 
 
 def _manifest(plan, engines=()):
     return Manifest(
-        tool_version="0.1.0", command="rsz-export build", created_utc="2026-01-01T00:00:00+00:00", host={"cpu": "x"},
-        versions={"torch": "2"}, onnx=FileRecord("model.onnx", "ab" * 32, 10), weights=WeightsRecord("random", "cd" * 32, "seed", 0),
-        backend="onnxruntime", precision="fp32", plan=plan, engines=tuple(engines), cache_key="k", keys={"export": "e"},
+        tool_version="0.1.0",
+        command="rsz-export build",
+        created_utc="2026-01-01T00:00:00+00:00",
+        host={"cpu": "x"},
+        versions={"torch": "2"},
+        onnx=FileRecord("model.onnx", "ab" * 32, 10),
+        weights=WeightsRecord("random", "cd" * 32, "seed", 0),
+        backend="onnxruntime",
+        precision="fp32",
+        plan=plan,
+        engines=tuple(engines),
+        cache_key="k",
+        keys={"export": "e"},
     )
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(32, 600), st.integers(0, 600), st.integers(1, 4), st.sampled_from(["free", "square"]), st.integers(1, 16))
+@given(
+    st.integers(32, 600),
+    st.integers(0, 600),
+    st.integers(1, 4),
+    st.sampled_from(["free", "square"]),
+    st.integers(1, 16),
+)
 def test_manifest_round_trip(lo, extra, count, aspect, batch):
     plan = plan_profiles(PlanSpec(lo, lo + extra, min(count, extra + 1), BatchRange(1, batch, batch), aspect))
-    engine = EngineRecord("ort", "onnxruntime", "fp32", FileRecord("e/x.onnx", "ef" * 32, 5), tuple(range(len(plan.profiles))), 1.5, {"a": 1})
+    engine = EngineRecord(
+        "ort",
+        "onnxruntime",
+        "fp32",
+        FileRecord("e/x.onnx", "ef" * 32, 5),
+        tuple(range(len(plan.profiles))),
+        1.5,
+        {"a": 1},
+    )
     manifest = _manifest(plan, [engine])
     with tempfile.TemporaryDirectory() as out:
         save_manifest(manifest, out)

@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
-from rsz_export.model import build_model, load_state_dict_file, pretrained_path, reference_from_record, resolve_weights, weights_identity
+from rsz_export.model import (
+    build_model,
+    load_state_dict_file,
+    pretrained_path,
+    reference_from_record,
+    resolve_weights,
+    weights_identity,
+)
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +27,9 @@ def test_random_weights_are_deterministic_and_trained_looking(random_weights):
     rng = np.random.default_rng(3)
     coarse = torch.from_numpy(rng.standard_normal((6, 3, 7, 7)).astype(np.float32))
     images = torch.nn.functional.interpolate(coarse, size=(224, 224), mode="bilinear")
-    images = (images - images.mean(dim=(2, 3), keepdim=True)) / images.std(dim=(2, 3), keepdim=True)  # as normalised photos
+    images = (images - images.mean(dim=(2, 3), keepdim=True)) / images.std(
+        dim=(2, 3), keepdim=True
+    )  # as normalised photos
     with torch.no_grad():
         logits = model(images)
     assert torch.isfinite(logits).all()

@@ -15,7 +15,7 @@ from rsz_export.planning import (
     size_grid,
     uncovered_example,
 )
-from rsz_export.shapes import MAX_SIZE, MIN_SIZE, BatchRange
+from rsz_export.shapes import MIN_SIZE, BatchRange
 
 
 def test_default_quickstart_plan():
@@ -81,7 +81,12 @@ def test_size_grid_has_edges_opt_and_odd_non_square_sizes():
 
 def test_profile_file_explicit_profiles_and_errors():
     loaded = profile_file_from_dict(
-        {"min": 224, "max": 512, "precision": "fp16", "profile": [{"min": "224", "opt": "256", "max": "320"}, {"min": "224", "opt": "448", "max": "512"}]}
+        {
+            "min": 224,
+            "max": 512,
+            "precision": "fp16",
+            "profile": [{"min": "224", "opt": "256", "max": "320"}, {"min": "224", "opt": "448", "max": "512"}],
+        }
     )
     plan = loaded.plan()
     assert len(plan.profiles) == 2 and plan.profiles[1].max.h == 512 and loaded.precision == "fp16"
@@ -126,5 +131,7 @@ def test_every_size_in_free_range_is_routed(bounds, data):
     w = data.draw(st.integers(lo, hi))
     index = plan.route(1, h, w)
     assert index is not None and plan.profiles[index].covers(1, h, w)
-    smaller = [i for i, p in enumerate(plan.profiles) if p.covers(1, h, w) and p.max_pixels < plan.profiles[index].max_pixels]
+    smaller = [
+        i for i, p in enumerate(plan.profiles) if p.covers(1, h, w) and p.max_pixels < plan.profiles[index].max_pixels
+    ]
     assert not smaller

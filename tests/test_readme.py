@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 VENV = Path(sys.prefix)
@@ -26,7 +25,9 @@ def test_quickstart_is_exactly_the_two_make_commands():
 
 
 def test_make_targets_do_what_the_readme_says():
-    dry = subprocess.run(["make", "-n", "-B", "engines", "test", "VENV=/x/venv"], cwd=REPO, capture_output=True, text=True)
+    dry = subprocess.run(
+        ["make", "-n", "-B", "engines", "test", "VENV=/x/venv"], cwd=REPO, capture_output=True, text=True
+    )
     assert dry.returncode == 0, dry.stderr
     assert "/x/venv/bin/rsz-export build --min 224 --max 800 --out engines" in dry.stdout
     assert "-m venv /x/venv" in dry.stdout and "-c constraints.txt" in dry.stdout
@@ -48,7 +49,12 @@ def test_make_engines_runs_and_reuses_an_up_to_date_build(engines_dir):
         pytest.skip(f"this interpreter ({sys.prefix}) was not set up by `make install`; run the tests with `make test`")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
     result = subprocess.run(
-        ["make", "engines", f"VENV={VENV}", f"ENGINES_DIR={engines_dir}"], cwd=REPO, capture_output=True, text=True, env=env, timeout=600
+        ["make", "engines", f"VENV={VENV}", f"ENGINES_DIR={engines_dir}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "reused 1 engine(s)" in result.stdout

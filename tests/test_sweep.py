@@ -34,10 +34,14 @@ def test_eval_input_matches_torchvision_eval_transform():
 
     rng = np.random.default_rng(3)
     image = Image.fromarray(rng.integers(0, 256, (384, 512, 3), dtype=np.uint8))
-    reference = transforms.Compose([
-        transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
-        transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    ])(image).numpy()[None]
+    reference = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )(image).numpy()[None]
     ours = eval_input(image, Resolution(224, 224))
     assert ours.shape == (1, 3, 224, 224)
     np.testing.assert_allclose(ours, reference, atol=1e-5)
@@ -79,7 +83,9 @@ def test_sweep_measures_accuracy_per_size_on_a_real_build(small_engines_dir, tmp
     pool = make_labeled(tmp_path / "pool", {"all": [(300, 260), (280, 340), (400, 300), (256, 256), (333, 290)]}, 5)
     with Session(small_engines_dir) as session:
         for path in sorted((pool / "all").iterdir()):
-            logits, _ = session.run(eval_input(load_rgb(path), Resolution(256, 256)), Route(0, 0, Resolution(256, 256), True))
+            logits, _ = session.run(
+                eval_input(load_rgb(path), Resolution(256, 256)), Route(0, 0, Resolution(256, 256), True)
+            )
             target = tmp_path / "labeled" / str(int(np.argmax(logits[0])))
             target.mkdir(parents=True, exist_ok=True)
             path.rename(target / path.name)

@@ -7,7 +7,11 @@ from types import ModuleType
 
 from rsz_export.errors import EnvironmentProblem, UsageError
 
-BACKENDS = {"onnxruntime": "rsz_export.backends.ort", "tensorrt": "rsz_export.backends.trt", "torch": "rsz_export.backends.pyt"}
+BACKENDS = {
+    "onnxruntime": "rsz_export.backends.ort",
+    "tensorrt": "rsz_export.backends.trt",
+    "torch": "rsz_export.backends.pyt",
+}
 BUILD_BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
 

@@ -22,12 +22,18 @@ def unavailable_reason() -> str | None:
 class TorchRunner:
     """Runs a ResNet-50 module; ``device`` "cpu" or "cuda"; ``half``, ``channels_last`` and ``cuda_graphs`` on GPU."""
 
-    def __init__(self, model, device: str = "cpu", half: bool = False, channels_last: bool = False, cuda_graphs: bool = False):
+    def __init__(
+        self, model, device: str = "cpu", half: bool = False, channels_last: bool = False, cuda_graphs: bool = False
+    ):
         if cuda_graphs and device != "cuda":
             raise ValueError("CUDA graphs need device='cuda'")
         self.model, self.device, self.half = model, device, half
         self.channels_last, self.cuda_graphs = channels_last, cuda_graphs
-        parts = ["fp16" if half else "fp32"] + (["channels-last"] if channels_last else []) + (["cuda-graphs"] if cuda_graphs else [])
+        parts = (
+            ["fp16" if half else "fp32"]
+            + (["channels-last"] if channels_last else [])
+            + (["cuda-graphs"] if cuda_graphs else [])
+        )
         self.name = f"torch:{device}:{'-'.join(parts)}"
         self.last_profile: int | None = None
         self._graphs: dict = {}
@@ -86,7 +92,9 @@ class TorchRunner:
         return out.float().cpu().numpy()
 
 
-def open_runner(manifest: Manifest, engine: EngineRecord | None = None, out_dir: Path | str = ".", **kwargs) -> TorchRunner:
+def open_runner(
+    manifest: Manifest, engine: EngineRecord | None = None, out_dir: Path | str = ".", **kwargs
+) -> TorchRunner:
     """The reference model rebuilt from the manifest's weights (sha256-verified) in a runner."""
     from rsz_export.model import reference_from_record
 
