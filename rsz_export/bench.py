@@ -189,6 +189,13 @@ class _Run:
 
 def run_bench(spec: BenchSpec, log: Log) -> tuple[dict, list[dict]]:
     """Measure every size x batch x backend point of ``spec``; return the run header and the rows."""
+    from rsz_export.fileio import readers_lock
+
+    with readers_lock(spec.engines_dir):  # a concurrent build keeps the files this run reads
+        return _run_bench(spec, log)
+
+
+def _run_bench(spec: BenchSpec, log: Log) -> tuple[dict, list[dict]]:
     manifest = load_manifest(spec.engines_dir)
     sizes, backends = resolve_points(spec, manifest)
     for name in backends:

@@ -171,6 +171,32 @@ def file_record(out_dir: str | Path, path: str | Path) -> FileRecord:
     return FileRecord(file=str(path.relative_to(out_dir)), sha256=sha256_file(path), bytes=path.stat().st_size)
 
 
+def _mismatch(path: Path, actual: str, record: FileRecord) -> IntegrityError:
+    return IntegrityError(
+        f"{path} does not match the manifest (sha256 {actual[:12]}... recorded {record.sha256[:12]}...): "
+        "it was modified, truncated or replaced after the build",
+        hint="rebuild it: rsz-export build --force",
+    )
+
+
+def verified_bytes(out_dir: str | Path, record: FileRecord) -> bytes:
+    """The file's bytes, read once and checked against the record's sha256: what is checked is what is loaded
+    (no window in which the file could be swapped between the check and the load)."""
+    import hashlib
+
+    path = Path(out_dir) / record.file
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise IntegrityError(f"file {path} is missing", hint="rebuild it: rsz-export build --force") from None
+    except OSError as exc:
+        raise IntegrityError(f"cannot read {path}: {exc.strerror or exc}") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != record.sha256:
+        raise _mismatch(path, actual, record)
+    return data
+
+
 def verify_file(out_dir: str | Path, record: FileRecord) -> Path:
     """Return the file's path after checking its sha256 against the record; IntegrityError on any mismatch.
 
@@ -179,9 +205,5 @@ def verify_file(out_dir: str | Path, record: FileRecord) -> Path:
     path = Path(out_dir) / record.file
     actual = sha256_file(path)
     if actual != record.sha256:
-        raise IntegrityError(
-            f"{path} does not match the manifest (sha256 {actual[:12]}... recorded {record.sha256[:12]}...): "
-            "it was modified, truncated or replaced after the build",
-            hint="rebuild it: rsz-export build --force",
-        )
+        raise _mismatch(path, actual, record)
     return path

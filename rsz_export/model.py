@@ -14,6 +14,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
+import warnings
 from pathlib import Path
 
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
@@ -111,11 +113,14 @@ def load_state_dict_file(path: str | Path) -> dict:
     if not path.is_file():
         raise IntegrityError(f"weights file {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of a file it then refuses
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        found = re.search(r"(?:Unsupported global|Unsupported operand|unsupported)[^\n.]*", str(exc))
+        what = found.group(0).strip() if found else "a pickled object that is not a tensor"
         raise IntegrityError(
-            f"refused to load {path}: it carries Python objects beyond tensors ({first})",
+            f"refused to load {path}: it carries Python objects beyond tensors ({what})",
             hint="re-save it with torch.save(model.state_dict(), PATH); rsz-export never unpickles code",
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:

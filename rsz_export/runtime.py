@@ -206,14 +206,21 @@ class Session:
 
     def __init__(self, out_dir: str | Path, backend: str | None = None, oversize: str = "error",
                  workers: int = 1, stride: str = "exact", threads: int | None = None):
+        from rsz_export.fileio import readers_lock
         from rsz_export.imagenet import labels
         from rsz_export.manifest import load_manifest
 
         check_options(oversize, stride, workers)
         self.out_dir, self.oversize, self.stride, self.threads = Path(out_dir), oversize, stride, threads
-        self.manifest = load_manifest(self.out_dir)
-        self.engines = select_engines(self.manifest, backend)
-        check_engine_files(self.out_dir, self.engines)
+        self._lock = readers_lock(self.out_dir)  # a concurrent build keeps our files until we exit
+        self._lock.__enter__()
+        try:
+            self.manifest = load_manifest(self.out_dir)
+            self.engines = select_engines(self.manifest, backend)
+            check_engine_files(self.out_dir, self.engines)
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
         plan = self.manifest.plan
         self.candidates = tuple(
             Candidate(i, p, plan.profiles[p])
@@ -232,6 +239,7 @@ class Session:
 
     def __exit__(self, *exc) -> None:
         self.close()
+        self._lock.__exit__(None, None, None)
 
     def close(self) -> None:
         """Free every runner of every slot (waits for callers still running)."""

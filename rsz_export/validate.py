@@ -182,8 +182,15 @@ def _outputs(runner, feeds: list[np.ndarray], profile: int, stacked: bool) -> li
     return outputs
 
 
-def run_cases(runner, cases: list[PlannedCase], inputs: Inputs, meta: dict, policy: TolerancePolicy,
-              log: Log, stacked: bool = False) -> list[CaseResult]:
+def run_cases(
+    runner,
+    cases: list[PlannedCase],
+    inputs: Inputs,
+    meta: dict,
+    policy: TolerancePolicy,
+    log: Log,
+    stacked: bool = False,
+) -> list[CaseResult]:
     """Run every planned case on an open runner and judge it; a runtime error fails only its case."""
     results = []
     for case in cases:
@@ -201,21 +208,39 @@ def run_cases(runner, cases: list[PlannedCase], inputs: Inputs, meta: dict, poli
     return results
 
 
-def _judged(case: PlannedCase, meta: dict, per_input: list[InputResult], error: str | None,
-            policy: TolerancePolicy, seconds: float) -> CaseResult:
+def _judged(
+    case: PlannedCase,
+    meta: dict,
+    per_input: list[InputResult],
+    error: str | None,
+    policy: TolerancePolicy,
+    seconds: float,
+) -> CaseResult:
     stats = combine([i.stats for i in per_input]) if per_input else None
     if error is not None:
         failures = (f"runtime error: {error}",)
     else:
         failures = judge(stats, policy).failures
     status = "failed" if failures else "passed"
-    return CaseResult(**meta, profiles=case.profiles, size=case.size, batch=case.batch, status=status, stats=stats,
-                      inputs=tuple(per_input), policy=policy, failures=failures, seconds=seconds)
+    return CaseResult(
+        **meta,
+        profiles=case.profiles,
+        size=case.size,
+        batch=case.batch,
+        status=status,
+        stats=stats,
+        inputs=tuple(per_input),
+        policy=policy,
+        failures=failures,
+        seconds=seconds,
+    )
 
 
 def not_run(cases: list[PlannedCase], meta: dict, reason: str) -> list[CaseResult]:
-    return [CaseResult(**meta, profiles=c.profiles, size=c.size, batch=c.batch, status="not-run", failures=(reason,))
-            for c in cases]
+    return [
+        CaseResult(**meta, profiles=c.profiles, size=c.size, batch=c.batch, status="not-run", failures=(reason,))
+        for c in cases
+    ]
 
 
 def _engine_refusal(manifest: Manifest, engine: EngineRecord, directory: Path, module) -> str | None:
@@ -230,8 +255,9 @@ def _engine_refusal(manifest: Manifest, engine: EngineRecord, directory: Path, m
     return f"not run: {reason}" if reason else None
 
 
-def _engine_results(manifest: Manifest, engine: EngineRecord, spec: ValidateSpec, points, inputs: Inputs,
-                    log: Log) -> list[CaseResult]:
+def _engine_results(
+    manifest: Manifest, engine: EngineRecord, spec: ValidateSpec, points, inputs: Inputs, log: Log
+) -> list[CaseResult]:
     from rsz_export.backends import require_backend
 
     module = require_backend(engine.backend)
@@ -268,9 +294,15 @@ def _onnx_file_runner(manifest: Manifest, directory: Path):
     from rsz_export.backends.base import BuildOptions
 
     ort = require_backend("onnxruntime")
-    record = EngineRecord(name="onnx", backend="onnxruntime", precision="fp32", file=manifest.onnx,
-                          profiles=tuple(range(len(manifest.plan.profiles))), build_seconds=0.0,
-                          settings=ort.session_settings(BuildOptions()))
+    record = EngineRecord(
+        name="onnx",
+        backend="onnxruntime",
+        precision="fp32",
+        file=manifest.onnx,
+        profiles=tuple(range(len(manifest.plan.profiles))),
+        build_seconds=0.0,
+        settings=ort.session_settings(BuildOptions()),
+    )
     return ort.open_runner(manifest, record, directory)
 
 
@@ -306,7 +338,16 @@ def _check_backends(manifest: Manifest) -> None:
 
 
 def validate(spec: ValidateSpec, log: Log = lambda message: None) -> ValidationReport:
-    """Check the ONNX export and every engine in ``spec.directory`` against PyTorch; never raises on parity."""
+    """Check the ONNX export and every engine in ``spec.directory`` against PyTorch; never raises on parity.
+
+    Holds the folder's readers' lock throughout, so a concurrent build keeps the files this run reads."""
+    from rsz_export.fileio import readers_lock
+
+    with readers_lock(spec.directory):
+        return _validate(spec, log)
+
+
+def _validate(spec: ValidateSpec, log: Log) -> ValidationReport:
     start = time.perf_counter()
     manifest = load_manifest(spec.directory)
     points = grid_points(manifest.plan, spec)
@@ -318,8 +359,15 @@ def validate(spec: ValidateSpec, log: Log = lambda message: None) -> ValidationR
     for engine in manifest.engines:
         results += _engine_results(manifest, engine, spec, points, inputs, log)
     return ValidationReport(
-        directory=str(spec.directory), cases=tuple(results), inputs=tuple(inputs.names),
-        skipped_inputs=tuple(skipped), seconds=time.perf_counter() - start,
-        environment={"weights": manifest.weights.id, "backend": manifest.backend, "precision": manifest.precision,
-                     "plan": manifest.plan.covered_ranges()},
+        directory=str(spec.directory),
+        cases=tuple(results),
+        inputs=tuple(inputs.names),
+        skipped_inputs=tuple(skipped),
+        seconds=time.perf_counter() - start,
+        environment={
+            "weights": manifest.weights.id,
+            "backend": manifest.backend,
+            "precision": manifest.precision,
+            "plan": manifest.plan.covered_ranges(),
+        },
     )

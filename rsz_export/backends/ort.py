@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from rsz_export.backends.base import BuildOptions, Log, route_or_raise
-from rsz_export.errors import UsageError
+from rsz_export.errors import IntegrityError, UsageError
 from rsz_export.fileio import atomic_path
-from rsz_export.manifest import EngineRecord, Manifest, file_record, verify_file
+from rsz_export.manifest import EngineRecord, Manifest, file_record, verified_bytes
 from rsz_export.planning import Plan
 
 NAME = "onnxruntime"
@@ -104,7 +104,7 @@ def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: P
         so.optimized_model_filepath = str(tmp)
         so.log_severity_level = 3
         log(f"optimising the graph offline with ONNX Runtime {ort.__version__} ({OFFLINE_LEVEL})")
-        ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        _load_session(ort, str(onnx_path), so, ["CPUExecutionProvider"], onnx_path)
     record = EngineRecord(
         name="ort",
         backend=NAME,
@@ -130,10 +130,26 @@ def check_compatible(manifest: Manifest, engine: EngineRecord) -> str | None:
     return None
 
 
+def _load_session(ort, model, so, providers, path):
+    """An InferenceSession; ONNX Runtime's own load errors (a model it cannot run) become an IntegrityError."""
+    try:
+        return ort.InferenceSession(model, so, providers=providers)
+    except Exception as exc:  # onnxruntime's Fail, InvalidGraph, InvalidProtobuf... derive from Exception itself
+        if not (type(exc).__module__.startswith("onnxruntime") or isinstance(exc, RuntimeError | ValueError)):
+            raise
+        first = str(exc).strip().splitlines()[0][:400] if str(exc).strip() else type(exc).__name__
+        raise IntegrityError(
+            f"ONNX Runtime cannot load {path}: {first}",
+            hint="rebuild from an ONNX exported by rsz-export: rsz-export build --force",
+        ) from None
+
+
 class OrtRunner:
     """A Runner over an ORT engine; ``pinned`` fixes batch/height/width (the static-shape comparison)."""
 
-    def __init__(self, manifest: Manifest, engine: EngineRecord, out_dir: Path, threads: int | None = None, pinned=None):
+    def __init__(
+        self, manifest: Manifest, engine: EngineRecord, out_dir: Path, threads: int | None = None, pinned=None
+    ):
         self.manifest, self.engine, self.out_dir = manifest, engine, Path(out_dir)
         self.threads, self.pinned = threads, pinned
         self.name = f"{NAME}:{engine.name}"
@@ -143,13 +159,13 @@ class OrtRunner:
     def __enter__(self) -> OrtRunner:
         import onnxruntime as ort
 
-        path = verify_file(self.out_dir, self.engine.file)
+        model = verified_bytes(self.out_dir, self.engine.file)  # the checked bytes are the ones loaded
         so = _session_options(self.engine.settings, self.threads)
         if self.pinned is not None:
             for dim, value in zip(("batch", "height", "width"), (self.pinned.batch, self.pinned.h, self.pinned.w)):
                 so.add_free_dimension_override_by_name(dim, value)
         providers = _providers(self.engine.settings, self.manifest.plan, self.out_dir, self.engine.precision)
-        self.session = ort.InferenceSession(str(path), so, providers=providers)
+        self.session = _load_session(ort, model, so, providers, self.out_dir / self.engine.file.file)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -165,5 +181,7 @@ class OrtRunner:
         return self.session.run(None, {"images": images})[0]
 
 
-def open_runner(manifest: Manifest, engine: EngineRecord, out_dir: Path, threads: int | None = None, pinned=None) -> OrtRunner:
+def open_runner(
+    manifest: Manifest, engine: EngineRecord, out_dir: Path, threads: int | None = None, pinned=None
+) -> OrtRunner:
     return OrtRunner(manifest, engine, out_dir, threads=threads, pinned=pinned)

@@ -18,7 +18,7 @@ from rsz_export.backends import trt_plan as tp
 from rsz_export.backends.base import BuildOptions, Log
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
 from rsz_export.fileio import atomic_write_bytes, atomic_write_text
-from rsz_export.manifest import EngineRecord, Manifest, file_record, verify_file
+from rsz_export.manifest import EngineRecord, Manifest, file_record, verified_bytes
 from rsz_export.planning import Plan
 
 NAME = "tensorrt"
@@ -332,23 +332,23 @@ class TrtRunner:
     def __enter__(self) -> TrtRunner:
         import torch
 
-        paths = [verify_file(self.out_dir, r.file) for r in self.records]  # sha256 before deserializing
+        blobs = [verified_bytes(self.out_dir, r.file) for r in self.records]  # the checked bytes are the ones loaded
         for record in self.records:
             if problem := check_compatible(self.manifest, record):
                 raise EnvironmentProblem(f"engine {record.name}: {problem}")
         trt = _import_trt()
         self._torch, self._logger = torch, _make_logger(trt, lambda _msg: None)
         self._stream = torch.cuda.Stream()
-        for record, path in zip(self.records, paths, strict=True):
-            self._load(trt, record, path)
+        for record, blob in zip(self.records, blobs, strict=True):
+            self._load(trt, record, blob, self.out_dir / record.file.file)
         self._stream.synchronize()
         return self
 
-    def _load(self, trt, record: EngineRecord, path: Path) -> None:
+    def _load(self, trt, record: EngineRecord, blob: bytes, path: Path) -> None:
         trt_runtime = trt.Runtime(self._logger)
         if record.settings.get("version_compat"):
             trt_runtime.engine_host_code_allowed = True  # a version-compatible plan embeds its lean runtime
-        cuda_engine = trt_runtime.deserialize_cuda_engine(path.read_bytes())
+        cuda_engine = trt_runtime.deserialize_cuda_engine(blob)
         if cuda_engine is None:
             raise IntegrityError(f"TensorRT could not deserialize {path}: " + "; ".join(self._logger.errors[-3:]))
         io = _io_tensors(trt, cuda_engine)

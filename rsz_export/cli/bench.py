@@ -77,6 +77,11 @@ def bench(out_dir, sizes, sweep, batch, backends, warmup, min_time, max_time, it
 
     spec = bench_spec(out_dir, sizes, sweep, batch, backends, warmup, min_time, max_time, iters, threads, static,
                       json_path, csv_path)
+    from rsz_export.fileio import check_output_target
+
+    for path in (json_path, csv_path, plot_path):  # fail now, not after minutes of timing
+        if path:
+            check_output_target(path)
     header, rows = run_bench(spec, console().info)
     click.echo(benchreport.render_table(rows))
     if plot_path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -56,8 +57,14 @@ def handles_errors(fn: Callable) -> Callable:
             click.secho(f"error: {exc}", err=True, fg="red")
             sys.exit(exc.exit_code)
         except (KeyboardInterrupt, Terminated):
+            for signum in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not break the orderly exit
+                signal.signal(signum, signal.SIG_IGN)
             click.secho("interrupted: nothing half-written was kept", err=True, fg="red")
-            sys.exit(EXIT_INTERRUPTED)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # Temp files are already gone (the finally blocks ran while unwinding). Skip interpreter teardown:
+            # library exit hooks seen re-raising SIGINT there would turn exit 130 into a death by signal.
+            os._exit(EXIT_INTERRUPTED)
 
     return wrapper
 
