@@ -33,7 +33,8 @@ def harness_overhead(engines_dir: str, size: int = 224, iters: int = 10, rounds:
     import numpy as np
 
     from rsz_export.backends import require_backend
-    from rsz_export.bench import measure, wall_timer
+    from rsz_export.bench import measure
+    from rsz_export.benchenv import wall_timer
     from rsz_export.benchstats import MeasurePolicy, paired_ratio
     from rsz_export.manifest import load_manifest
 

@@ -38,7 +38,8 @@ def paired_checks(engines_dir: str, threads: int, sides=(224, 800), min_time_s: 
     from functools import partial
 
     from rsz_export.backends import require_backend
-    from rsz_export.bench import image_maker, measure, ort_matmul, variants, wall_timer
+    from rsz_export.bench import measure
+    from rsz_export.benchenv import image_maker, ort_matmul, variants, wall_timer
     from rsz_export.benchstats import MeasurePolicy, gflops_per_s, latency_stats, paired_ratio
     from rsz_export.flops import resnet50_flop
     from rsz_export.manifest import load_manifest
@@ -75,7 +76,8 @@ def main() -> int:
     from harness_overhead import harness_overhead
 
     from rsz_export import benchreport
-    from rsz_export.bench import BenchSpec, machine_info, run_bench
+    from rsz_export.bench import BenchSpec, run_bench
+    from rsz_export.benchenv import machine_info
     from rsz_export.benchstats import MeasurePolicy
     from rsz_export.fileio import atomic_write_text
     from rsz_export.shapes import parse_sweep
