@@ -29,6 +29,22 @@ def run_cli(
     )
 
 
+def wait_for_line(process: subprocess.Popen, marker: str, timeout: float = 300) -> None:
+    """Read ``process``'s stderr until a line contains ``marker``; kill it and fail the test if none does."""
+    import time
+
+    deadline, seen = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if marker in line:
+            return
+    process.kill()
+    pytest.fail(f"never saw {marker!r}; stderr so far: {''.join(seen)}")
+
+
 def _library_build(out_dir: Path, min_size: int, max_size: int, weights: str | None = None):
     from rsz_export.build import BuildSpec, build
     from rsz_export.planning import PlanSpec, plan_profiles

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, wait_for_line
 
 from rsz_export.manifest import load_manifest, verify_file
 
@@ -21,20 +21,6 @@ def _start_build(out, *extra):
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     args = [sys.executable, "-m", "rsz_export", "build", "--min", "224", "--max", "288", "--out", str(out), *extra]
     return subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-
-
-def _wait_for(process, marker, timeout=300):
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if marker in line:
-            return
-    process.kill()
-    pytest.fail(f"never saw {marker!r}; stderr so far: {''.join(seen)}")
 
 
 def _assert_intact(out, manifest_text):
@@ -48,7 +34,7 @@ def _assert_intact(out, manifest_text):
 def test_signal_during_export_keeps_previous_build(engines_copy, sig):
     before = (engines_copy / "manifest.json").read_text()
     process = _start_build(engines_copy, "--force", "--seed", "1")
-    _wait_for(process, "exporting ResNet-50")
+    wait_for_line(process, "exporting ResNet-50")
     time.sleep(1.0)
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=120)
@@ -66,7 +52,7 @@ def test_signal_during_export_keeps_previous_build(engines_copy, sig):
 
 def test_kill_after_export_then_rerun_reuses_it(engines_copy):
     process = _start_build(engines_copy, "--force", "--seed", "2")
-    _wait_for(process, "[2/3]")
+    wait_for_line(process, "[2/3]")
     process.kill()
     process.communicate(timeout=60)
     current = load_manifest(engines_copy)  # old or new: either way complete and verifiable
@@ -81,7 +67,7 @@ def test_kill_after_export_then_rerun_reuses_it(engines_copy):
 
 def test_second_writer_is_refused_while_first_builds(engines_copy):
     first = _start_build(engines_copy, "--force", "--seed", "3")
-    _wait_for(first, "[1/3]")
+    wait_for_line(first, "[1/3]")
     second = run_cli("build", "--min", "224", "--max", "288", "--out", str(engines_copy))
     first.send_signal(signal.SIGINT)
     first.communicate(timeout=120)

@@ -20,6 +20,7 @@ from test_robustness_inputs import (  # noqa: F401 (fixtures)
     damaged,
     engine_file,
     fast_engines,
+    onnx_build_args,
     onnx_file,
     reference_weights,
 )
@@ -88,19 +89,7 @@ def test_onnx_missing_or_corrupt_then_build_rerun_repairs(damaged, onnx_path, re
     image = str(Path(__file__).parents[1] / "rsz_export" / "data" / "images" / "astronaut.jpg")
     served = run_cli("predict", str(damaged), image, "--oversize", "shrink")  # engines alone serve images
     assert served.returncode == 0, served.stderr
-    rerun = run_cli(
-        "build",
-        "--min",
-        "224",
-        "--max",
-        "256",
-        "--onnx",
-        str(onnx_path),
-        "--weights",
-        str(reference_weights),
-        "--out",
-        str(damaged),
-    )
+    rerun = run_cli(*onnx_build_args(onnx_path, reference_weights, damaged))
     assert rerun.returncode == 0 and rerun.stdout.startswith("built"), rerun.stderr
     from rsz_export.manifest import load_manifest, verify_file
 
@@ -223,19 +212,7 @@ def test_build_on_a_full_disk(tmp_path, onnx_path, reference_weights, monkeypatc
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     out = tmp_path / "out"
-    args = [
-        "build",
-        "--min",
-        "224",
-        "--max",
-        "256",
-        "--onnx",
-        str(onnx_path),
-        "--weights",
-        str(reference_weights),
-        "--out",
-        str(out),
-    ]
+    args = onnx_build_args(onnx_path, reference_weights, out)
     for target in ("shutil.copyfile", "os.fsync"):
         with monkeypatch.context() as patch:
             patch.setattr(target, full)

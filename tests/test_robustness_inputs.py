@@ -66,6 +66,24 @@ def damaged(fast_engines, tmp_path) -> Path:
     return Path(shutil.copytree(fast_engines, tmp_path / "engines"))
 
 
+def onnx_build_args(onnx: Path, weights: Path, out: Path, *extra: str) -> list[str]:
+    """``build`` from the session's ONNX and reference weights over 224..256 (the fast path: no export)."""
+    return [
+        "build",
+        "--min",
+        "224",
+        "--max",
+        "256",
+        "--onnx",
+        str(onnx),
+        "--weights",
+        str(weights),
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
 def assert_clean_failure(result, code: int, *phrases: str) -> None:
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr

@@ -24,12 +24,12 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, wait_for_line
 from test_robustness_inputs import (  # noqa: F401 (fixtures)
     assert_no_temp_files,
     damaged,
     fast_engines,
+    onnx_build_args,
     reference_weights,
 )
 
@@ -44,23 +44,10 @@ def _start(*args: str) -> subprocess.Popen:
     )
 
 
-def _wait_for(process: subprocess.Popen, marker: str, timeout: float = 120) -> None:
-    deadline, seen = time.monotonic() + timeout, []
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if marker in line:
-            return
-    process.kill()
-    pytest.fail(f"never saw {marker!r}; stderr so far: {''.join(seen)}")
-
-
 def _interrupt_all(processes: dict, marker: str, delay: float) -> dict:
     """Wait for ``marker`` in each process, then send it its signal; returns {signal: (returncode, stderr)}."""
     for sig, process in processes.items():
-        _wait_for(process, marker)
+        wait_for_line(process, marker)
         time.sleep(delay)
         process.send_signal(sig)
     outcome = {}
@@ -137,7 +124,7 @@ def test_bench_interrupted_keeps_complete_rows(fast_engines, tmp_path):
         "--csv",
         str(out_csv),
     )
-    _wait_for(process, "onnxruntime/dynamic batch 1 224x224")
+    wait_for_line(process, "onnxruntime/dynamic batch 1 224x224")
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode in (0, 130) and "Traceback" not in stderr, stderr  # 0: it finished first
@@ -164,20 +151,7 @@ def test_predict_during_build_force(fast_engines, tmp_path, onnx_path, reference
     import shutil
 
     folder = Path(shutil.copytree(fast_engines, tmp_path / "engines"))
-    build = _start(
-        "build",
-        "--min",
-        "224",
-        "--max",
-        "256",
-        "--onnx",
-        str(onnx_path),
-        "--weights",
-        str(reference_weights),
-        "--out",
-        str(folder),
-        "--force",
-    )
+    build = _start(*onnx_build_args(onnx_path, reference_weights, folder, "--force"))
     outcomes = []
     while build.poll() is None or not outcomes:
         result = run_cli("predict", str(folder), str(SAMPLE), "--oversize", "shrink", "--top-k", "1")
