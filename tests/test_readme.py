@@ -11,6 +11,9 @@ from conftest import REPO
 
 VENV = Path(sys.prefix)
 STAMP = VENV / ".installed"
+needs_make_install = pytest.mark.skipif(
+    not STAMP.exists(), reason=f"this interpreter ({sys.prefix}) was not set up by `make install`; run `make test`"
+)
 
 
 def _quickstart_commands() -> list[str]:
@@ -37,16 +40,14 @@ def test_make_targets_do_what_the_readme_says():
     assert "torch==2.14.1" in pins and "torchvision==0.29.1" in pins
 
 
+@needs_make_install
 def test_install_is_a_no_op_when_up_to_date():
-    if not STAMP.exists():
-        pytest.skip(f"this interpreter ({sys.prefix}) was not set up by `make install`; run the tests with `make test`")
     dry = subprocess.run(["make", "-n", "install", f"VENV={VENV}"], cwd=REPO, capture_output=True, text=True)
     assert "pip install" not in dry.stdout, dry.stdout
 
 
+@needs_make_install
 def test_make_engines_runs_and_reuses_an_up_to_date_build(engines_dir):
-    if not STAMP.exists():
-        pytest.skip(f"this interpreter ({sys.prefix}) was not set up by `make install`; run the tests with `make test`")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
     result = subprocess.run(
         ["make", "engines", f"VENV={VENV}", f"ENGINES_DIR={engines_dir}"],
