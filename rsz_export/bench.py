@@ -171,10 +171,12 @@ class ResultSink:
         self.flush()
 
     def flush(self) -> None:
-        if self.json_path:
-            atomic_write_text(self.json_path, benchreport.to_json(self.header, self.rows))
+        # CSV first, JSON last: whoever sees a row in the JSON finds it in the CSV too. An interrupt between
+        # the two leaves the CSV at most one row ahead, both files complete.
         if self.csv_path:
             atomic_write_text(self.csv_path, benchreport.to_csv(self.rows))
+        if self.json_path:
+            atomic_write_text(self.json_path, benchreport.to_json(self.header, self.rows))
 
 
 @dataclass
