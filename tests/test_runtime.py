@@ -238,12 +238,17 @@ def test_corrupt_image_is_an_integrity_error(small_engines_dir, tmp_path):
         session.predict(bad)
 
 
-def test_unknown_or_absent_backend_is_explained(small_engines_dir, engines_copy):
+def test_unknown_backend_is_explained(small_engines_dir):
     with pytest.raises(UsageError, match="no tensorrt engines"):
         Session(small_engines_dir, backend="tensorrt")
+
+
+@pytest.mark.skipif(
+    load_backend("tensorrt").unavailable_reason() is None,
+    reason="TensorRT is usable here, so a TensorRT-only manifest is servable",
+)
+def test_absent_backend_is_explained(engines_copy):
     manifest = load_manifest(engines_copy)
     save_manifest(replace(manifest, engines=(replace(manifest.engines[0], backend="tensorrt"),)), engines_copy)
-    if load_backend("tensorrt").unavailable_reason() is None:
-        pytest.skip("TensorRT is usable here, so a TensorRT-only manifest is servable")
     with pytest.raises(EnvironmentProblem, match="torch"):
         Session(engines_copy)
