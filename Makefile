@@ -5,7 +5,7 @@ ENGINES_DIR ?= engines
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install engines test test-gpu lint bench clean
+.PHONY: install engines check test test-gpu lint bench clean
 
 install: $(STAMP)
 
@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 engines: install
-	$(BIN)/rsz-export build --min 224 --max 800 --out $(ENGINES_DIR)
+	$(BIN)/rsz-export build $(ENGINES_DIR) --min 224 --max 800
 
+# The fast tier for the edit-test loop: no ResNet-50 export, under a minute on 2 cores.
+check: install
+	$(BIN)/python -m pytest -m "not slow" -q
+
+# The full suite (what CI runs).
 test: install
 	$(BIN)/python -m pytest
 

@@ -1,4 +1,4 @@
-"""Issue-2 speed targets on this machine: `rsz-export --help` < 0.5 s, cold `build --min 224 --max 800` < 60 s,
+"""Build speed targets on this machine: `rsz-export --help` < 0.5 s, cold `build --min 224 --max 800` < 60 s,
 a rerun that reuses everything < 3 s. Writes benchmarks/results/build-speed-<machine>-<date>.json.
 
 Run: .venv/bin/python benchmarks/build_speed.py [--repeats 5]
@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rsz_export.hostinfo import host_info, library_versions  # noqa: E402
+from rsz_export.artifacts.host import host_info, library_versions  # noqa: E402
 
 
 def timed(args: list[str]) -> tuple[float, subprocess.CompletedProcess]:
@@ -37,8 +37,8 @@ def main() -> None:
     help_s = [timed(["--help"])[0] for _ in range(args.repeats)]
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "engines")
-        cold_s, _ = timed(["build", "--min", "224", "--max", "800", "--out", out])
-        rerun = [timed(["build", "--min", "224", "--max", "800", "--out", out]) for _ in range(args.repeats)]
+        cold_s, _ = timed(["build", out, "--min", "224", "--max", "800"])
+        rerun = [timed(["build", out, "--min", "224", "--max", "800"]) for _ in range(args.repeats)]
     assert all(r.stdout.startswith("reused") for _, r in rerun)
     record = {
         "date": time.strftime("%Y-%m-%d"),

@@ -28,19 +28,18 @@ TARGET = 0.02
 
 def harness_overhead(engines_dir: str, size: int = 224, iters: int = 10, rounds: int = 15, threads=None) -> dict:
     """Alternate harness and bare rounds on one session; return both medians and the overhead."""
-    import os
-
     import numpy as np
 
+    from rsz_export.artifacts.host import usable_cpus
+    from rsz_export.artifacts.manifest import load_manifest
     from rsz_export.backends import require_backend
-    from rsz_export.bench import measure
-    from rsz_export.benchenv import wall_timer
-    from rsz_export.benchstats import MeasurePolicy, paired_ratio
-    from rsz_export.manifest import load_manifest
+    from rsz_export.bench.loop import measure, wall_timer
+    from rsz_export.bench.stats import MeasurePolicy, paired_ratio
+    from rsz_export.interface import INPUT_NAME
 
     manifest = load_manifest(engines_dir)
     engine = next(e for e in manifest.engines if e.backend == "onnxruntime")
-    threads = threads or len(os.sched_getaffinity(0))
+    threads = threads or usable_cpus()
     feed = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
     policy = MeasurePolicy(warmup=2, iters=iters)
     harness, bare, harness_rounds, bare_rounds = [], [], [], []
@@ -51,11 +50,11 @@ def harness_overhead(engines_dir: str, size: int = 224, iters: int = 10, rounds:
             harness += samples
             harness_rounds.append(statistics.median(samples))
             for _ in range(policy.warmup):
-                session.run(None, {"images": feed})
+                session.run(None, {INPUT_NAME: feed})
             own = []
             for _ in range(iters):
                 start = time.perf_counter()
-                session.run(None, {"images": feed})
+                session.run(None, {INPUT_NAME: feed})
                 own.append((time.perf_counter() - start) * 1000.0)
             bare += own
             bare_rounds.append(statistics.median(own))

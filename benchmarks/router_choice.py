@@ -21,9 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rsz_export.images import random_input  # noqa: E402
-from rsz_export.planning import route  # noqa: E402
-from rsz_export.runtime import Route, Session  # noqa: E402
+from rsz_export.images.preprocess import random_input  # noqa: E402
+from rsz_export.plan.profiles import route  # noqa: E402
+from rsz_export.serve.routing import Route  # noqa: E402
+from rsz_export.serve.session import Session  # noqa: E402
 from rsz_export.shapes import parse_sizes  # noqa: E402
 
 TARGET = 1.10

@@ -6,7 +6,7 @@ Usage:
 ENGINES_DIR (default ./engines) must hold `rsz-export build --min 224 --max 800` output (`make engines`).
 Runs ONNX Runtime (dynamic and shape-pinned) and PyTorch eager FP32 at batch 1 over the sweep, then the
 harness-overhead check at 224x224, and writes: the JSON (rewritten after every point, so an interrupted
-run keeps its points), a Markdown page with the targets verdict and the full table, and the plot.
+run keeps its points), a Markdown page with the targets verdict (targets.py) and the full table, and the plot.
 """
 
 from __future__ import annotations
@@ -37,12 +37,13 @@ def paired_checks(engines_dir: str, threads: int, sides=(224, 800), min_time_s: 
     """
     from functools import partial
 
+    from rsz_export.artifacts.manifest import load_manifest
     from rsz_export.backends import require_backend
-    from rsz_export.bench import measure
-    from rsz_export.benchenv import image_maker, ort_matmul, variants, wall_timer
-    from rsz_export.benchstats import MeasurePolicy, gflops_per_s, latency_stats, paired_ratio
-    from rsz_export.flops import resnet50_flop
-    from rsz_export.manifest import load_manifest
+    from rsz_export.bench.flops import resnet50_flop
+    from rsz_export.bench.loop import image_maker, measure, wall_timer
+    from rsz_export.bench.probes import ort_matmul
+    from rsz_export.bench.runners import variants
+    from rsz_export.bench.stats import MeasurePolicy, gflops_per_s, latency_stats, paired_ratio
     from rsz_export.shapes import Resolution
 
     manifest = load_manifest(engines_dir)
@@ -74,12 +75,13 @@ def paired_checks(engines_dir: str, threads: int, sides=(224, 800), min_time_s: 
 
 def main() -> int:
     from harness_overhead import harness_overhead
+    from targets import render_targets, targets
 
-    from rsz_export import benchreport
-    from rsz_export.bench import BenchSpec, run_bench
-    from rsz_export.benchenv import machine_info
-    from rsz_export.benchstats import MeasurePolicy
-    from rsz_export.fileio import atomic_write_text
+    from rsz_export.artifacts.files import atomic_write_text
+    from rsz_export.bench import report
+    from rsz_export.bench.probes import machine_info
+    from rsz_export.bench.run import BenchSpec, run_bench
+    from rsz_export.bench.stats import MeasurePolicy
     from rsz_export.shapes import parse_sweep
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -106,10 +108,12 @@ def main() -> int:
     header["paired"] = paired_checks(args.engines_dir, header["threads"])
     overhead = harness_overhead(args.engines_dir, threads=header["threads"])
     header["harness_overhead"] = overhead
-    atomic_write_text(json_path, benchreport.to_json(header, rows))
-    benchreport.plot(header, rows, str(png_path))
-    atomic_write_text(md_path, benchreport.render_markdown(header, rows, png_path.name, overhead["overhead"]))
-    print(benchreport.render_targets(benchreport.targets(rows, overhead["overhead"], header["paired"])))
+    atomic_write_text(json_path, report.to_json(header, rows))
+    report.plot(header, rows, str(png_path))
+    verdict = render_targets(targets(rows, overhead["overhead"], header["paired"]))
+    page = report.render_markdown(header, rows, png_path.name, [("Targets (FP32, batch 1)", verdict)])
+    atomic_write_text(md_path, page)
+    print(verdict)
     print(f"wrote {json_path}, {md_path}, {png_path}")
     return 0
 

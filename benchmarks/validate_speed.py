@@ -51,7 +51,7 @@ def main() -> int:
     engines = Path(args.engines)
     if not (engines / "manifest.json").is_file():
         print(f"building {engines} (224..800, random weights) first ...", file=sys.stderr)
-        built = _cli("build", "--min", "224", "--max", "800", "--weights", "random", "--out", str(engines))
+        built = _cli("build", str(engines), "--min", "224", "--max", "800", "--weights", "random")
         if built.returncode != 0:
             print(built.stderr, file=sys.stderr)
             return built.returncode

@@ -1,4 +1,6 @@
-"""One small error hierarchy. Each expected problem carries its exit code and a message that says how to fix it.
+"""One small error hierarchy, and the range checks that raise its usage error.
+
+Each expected problem carries its exit code and a message that says how to fix it.
 
 Exit codes (documented in the README):
     0  success
@@ -11,6 +13,8 @@ Exit codes (documented in the README):
 """
 
 from __future__ import annotations
+
+import math
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -63,3 +67,22 @@ class OutputError(RszError):
     """The output location cannot be written (permissions, disk full, locked by another run)."""
 
     exit_code = EXIT_OUTPUT
+
+
+def check_int(value: object, name: str, low: int, high: int) -> int:
+    """``value`` when it is a whole number in low..high, else a UsageError naming ``name`` and the range.
+
+    Booleans are refused although Python counts them as ints: ``--batch True`` is a mistake, not 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UsageError(f"{name} must be a whole number in {low}..{high}, got {value!r}")
+    return value
+
+
+def check_number(value: object, name: str, low: float, high: float = math.inf) -> float:
+    """``value`` when it is a finite real number (int or float, not bool) in low..high, else a UsageError."""
+    finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if not finite or not low <= value <= high:
+        span = f">= {low:g}" if high == math.inf else f"in {low:g}..{high:g}"
+        raise UsageError(f"{name} must be a finite number {span}, got {value!r}")
+    return float(value)

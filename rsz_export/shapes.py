@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rsz_export.errors import UsageError
+from rsz_export.errors import UsageError, check_int
+from rsz_export.interface import CHANNELS
 
 STRIDE = 32
 """ResNet-50's total downsampling: sizes that are multiples of it waste no padding."""
@@ -55,10 +56,6 @@ class Resolution:
     def pixels(self) -> int:
         return self.h * self.w
 
-    @property
-    def longest(self) -> int:
-        return max(self.h, self.w)
-
     def __str__(self) -> str:
         return f"{self.h}x{self.w}"
 
@@ -86,6 +83,18 @@ def parse_sweep(text: str) -> list[Resolution]:
     return [Resolution(s, s) for s in sides]
 
 
+def parse_batches(text: str) -> tuple[int, ...]:
+    """Parse a comma-separated list of batch sizes to run, such as ``1,8``; duplicates dropped, order kept."""
+    values = []
+    for part in (p.strip() for p in str(text).split(",") if p.strip()):
+        if not part.isdigit():
+            raise UsageError(f"cannot read {part!r} in {text!r}: write whole numbers separated by commas, e.g. 1,8")
+        values.append(check_int(int(part), "batch size", 1, MAX_BATCH))
+    if not values:
+        raise UsageError(f"no batch sizes in {text!r}: write e.g. 1 or 1,8")
+    return tuple(dict.fromkeys(values))
+
+
 @dataclass(frozen=True)
 class BatchRange:
     """The batch sizes a profile accepts, with the one it is tuned for."""
@@ -96,9 +105,7 @@ class BatchRange:
 
     def __post_init__(self) -> None:
         for name in ("min", "opt", "max"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BATCH:
-                raise UsageError(f"batch {name} must be a whole number in 1..{MAX_BATCH}, got {value!r}")
+            check_int(getattr(self, name), f"batch {name}", 1, MAX_BATCH)
         if not self.min <= self.opt <= self.max:
             raise UsageError(f"batch needs min <= opt <= max, got {self.min}:{self.opt}:{self.max}")
 
@@ -132,14 +139,10 @@ class InputShape:
 
     @property
     def nchw(self) -> tuple[int, int, int, int]:
-        return (self.batch, 3, self.h, self.w)
-
-    @property
-    def resolution(self) -> Resolution:
-        return Resolution(self.h, self.w)
+        return (self.batch, CHANNELS, self.h, self.w)
 
     def __str__(self) -> str:
-        return f"{self.batch}x3x{self.h}x{self.w}"
+        return "x".join(str(d) for d in self.nchw)
 
 
 @dataclass(frozen=True)
@@ -182,8 +185,8 @@ class Profile:
     def from_dict(cls, data: dict) -> Profile:
         def shape(key: str) -> InputShape:
             n, c, h, w = (int(x) for x in data[key])
-            if c != 3:
-                raise UsageError(f"profile {key} shape {data[key]} must have 3 channels")
+            if c != CHANNELS:
+                raise UsageError(f"profile {key} shape {data[key]} must have {CHANNELS} channels")
             return InputShape(n, h, w)
 
         try:

@@ -3,51 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_cli(
-    *args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None
-) -> subprocess.CompletedProcess:
-    """Run ``rsz-export ARGS`` in a subprocess with this interpreter; returns the completed process."""
-    environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "rsz_export", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=environment,
-    )
-
-
-def wait_for_line(process: subprocess.Popen, marker: str, timeout: float = 300) -> None:
-    """Read ``process``'s stderr until a line contains ``marker``; kill it and fail the test if none does."""
-    import time
-
-    deadline, seen = time.monotonic() + timeout, []
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if marker in line:
-            return
-    process.kill()
-    pytest.fail(f"never saw {marker!r}; stderr so far: {''.join(seen)}")
-
 
 def _library_build(out_dir: Path, min_size: int, max_size: int, weights: str | None = None):
-    from rsz_export.build import BuildSpec, build
-    from rsz_export.planning import PlanSpec, plan_profiles
+    from rsz_export.build.pipeline import BuildSpec, build
+    from rsz_export.plan.profiles import PlanSpec, plan_profiles
 
     plan = plan_profiles(PlanSpec(min_size, max_size))
     return build(BuildSpec(plan, out_dir, backend="onnxruntime", weights=weights, command="pytest fixture")).manifest
@@ -85,3 +49,58 @@ def engines_copy(small_engines_dir, tmp_path) -> Path:
     target = tmp_path / "engines"
     shutil.copytree(small_engines_dir, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def reference_weights(engines_dir, tmp_path_factory) -> Path:
+    """The session export's weights as a state_dict file (loads in a second, unlike regenerated random ones)."""
+    path = tmp_path_factory.getbasetemp() / "robust-weights" / "reference.pt"
+    if not path.exists():
+        import torch
+
+        from rsz_export.artifacts.manifest import load_manifest
+        from rsz_export.validate.reference import reference_model
+
+        model = reference_model(load_manifest(engines_dir).weights, engines_dir)
+        path.parent.mkdir(exist_ok=True)
+        torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").rename(path)
+    return path
+
+@pytest.fixture(scope="session")
+def fast_engines(onnx_path, reference_weights, tmp_path_factory) -> Path:
+    """A 224..256 ORT build from the session export (``build --onnx``) whose reference is a weights file."""
+    out = tmp_path_factory.getbasetemp() / "robust-engines"
+    if not (out / "manifest.json").exists():
+        from rsz_export.build.pipeline import BuildSpec, build
+        from rsz_export.plan.profiles import PlanSpec, plan_profiles
+
+        plan = plan_profiles(PlanSpec(224, 256))
+        build(
+            BuildSpec(
+                plan,
+                out,
+                backend="onnxruntime",
+                weights=str(reference_weights),
+                onnx=onnx_path,
+                command="pytest robustness fixture",
+            )
+        )
+    return out
+
+@pytest.fixture()
+def damaged(fast_engines, tmp_path) -> Path:
+    """A private copy of ``fast_engines`` to damage."""
+    return Path(shutil.copytree(fast_engines, tmp_path / "engines"))
+
+
+REAL_MODEL_FIXTURES = {"engines_dir", "small_engines_dir", "onnx_path", "engines_copy", "reference_weights",
+                       "fast_engines", "damaged"}  # fmt: skip
+"""Fixtures that export or build the real ResNet-50: a test using one is in the slow tier."""
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Mark every test that needs the real model ``slow``, so ``make check`` (-m "not slow") never exports it."""
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

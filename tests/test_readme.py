@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+
+from tests.helpers import REPO
 
 VENV = Path(sys.prefix)
 STAMP = VENV / ".installed"
@@ -32,7 +33,7 @@ def test_make_targets_do_what_the_readme_says():
         ["make", "-n", "-B", "engines", "test", "VENV=/x/venv"], cwd=REPO, capture_output=True, text=True
     )
     assert dry.returncode == 0, dry.stderr
-    assert "/x/venv/bin/rsz-export build --min 224 --max 800 --out engines" in dry.stdout
+    assert "/x/venv/bin/rsz-export build engines --min 224 --max 800" in dry.stdout
     assert "-m venv /x/venv" in dry.stdout and "-c constraints.txt" in dry.stdout
     assert "/x/venv/bin/python -m pytest" in dry.stdout
     assert "make test" in (REPO / ".ci" / "run").read_text()

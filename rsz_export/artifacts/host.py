@@ -1,9 +1,11 @@
-"""What machine and library versions a run happened on, read without importing heavy modules."""
+"""What machine and library versions a run happened on, read without importing heavy modules: CPU, cores,
+memory, GPU and NVIDIA driver."""
 
 from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 from importlib import metadata
 
@@ -20,6 +22,17 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+MAX_THREADS = 256
+"""The most CPU threads any setting accepts."""
+
+
+def usable_cpus() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one): the default thread count."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def memory_gib() -> float | None:
@@ -52,18 +65,38 @@ def gpu_info() -> dict:
         "compute_capability": f"{props.major}.{props.minor}",
         "gpu_memory_gib": round(props.total_memory / 2**30, 1),
         "cuda_runtime": torch.version.cuda,
-        "driver": _driver_version(),
+        "driver": driver_version(),
     }
 
 
-def _driver_version() -> str | None:
+def parse_driver_version(text: str) -> str | None:
+    """The driver version in ``/proc/driver/nvidia/version`` or ``nvidia-smi --query-gpu=driver_version`` output."""
+    match = re.search(r"Kernel Module\b.*?\s(\d+\.\d+(?:\.\d+)*)", text) or re.search(
+        r"^\s*(\d+\.\d+(?:\.\d+)?)\s*$", text, re.M
+    )
+    return match.group(1) if match else None
+
+
+def driver_version() -> str | None:
+    """The NVIDIA driver's version from /proc, else from nvidia-smi; None without an NVIDIA driver."""
     try:
         with open("/proc/driver/nvidia/version", encoding="utf-8") as handle:
-            first = handle.readline()
+            return parse_driver_version(handle.read())
     except OSError:
+        pass
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
         return None
-    parts = [p for p in first.split() if p[:1].isdigit() and "." in p]
-    return parts[0] if parts else None
+    return parse_driver_version(out)
 
 
 def host_info() -> dict:
@@ -73,7 +106,7 @@ def host_info() -> dict:
         "os": f"{platform.system()} {platform.release()}",
         "machine": platform.machine(),
         "cpu": cpu_model(),
-        "cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_count": usable_cpus(),
         "memory_gib": memory_gib(),
         **gpu_info(),
     }

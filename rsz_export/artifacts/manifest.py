@@ -6,9 +6,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rsz_export.artifacts.files import atomic_write_text, sha256_file
 from rsz_export.errors import IntegrityError
-from rsz_export.fileio import atomic_write_text, sha256_file
-from rsz_export.planning import Plan
+from rsz_export.plan.profiles import Plan
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -92,6 +92,10 @@ class Manifest:
     """Cache keys of the stages (``export``, ``engines``): a rerun reuses a stage whose key is unchanged."""
     schema_version: int = SCHEMA_VERSION
 
+    def engine_files(self) -> list[FileRecord]:
+        """Every file the engines consist of (engine files and their extra files)."""
+        return [f for e in self.engines for f in (e.file, *e.extra_files)]
+
     def to_dict(self) -> dict:
         return {
             "schema_version": self.schema_version,
@@ -163,6 +167,26 @@ def load_manifest(out_dir: str | Path) -> Manifest:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise IntegrityError(f"manifest {path} is malformed ({exc!r})", hint="rebuild with --force") from None
+
+
+def load_previous_manifest(out_dir: str | Path) -> Manifest | None:
+    """The folder's manifest when there is a readable one, else None (a writer then starts afresh)."""
+    if not (Path(out_dir) / MANIFEST_NAME).exists():
+        return None
+    try:
+        return load_manifest(out_dir)
+    except IntegrityError:
+        return None
+
+
+def files_intact(out_dir: str | Path, records) -> bool:
+    """Whether every recorded file is present with its recorded sha256."""
+    try:
+        for record in records:
+            verify_file(out_dir, record)
+    except IntegrityError:
+        return False
+    return True
 
 
 def file_record(out_dir: str | Path, path: str | Path) -> FileRecord:

@@ -1,4 +1,9 @@
-"""Backends: one module per runtime, loaded lazily so the CLI starts without torch, onnxruntime or TensorRT."""
+"""Backends: one module per runtime, loaded lazily so the CLI starts without torch, onnxruntime or TensorRT.
+
+``ort`` (ONNX Runtime, with ``ort_providers`` for its GPU execution providers), ``trt`` (TensorRT: ``trt_build``
+builds, ``trt_runner`` runs, ``trt_support`` holds the pure helpers) and ``pyt`` (the PyTorch reference). The
+contract each module follows is in ``base``.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ BACKENDS = {
     "torch": "rsz_export.backends.pyt",
 }
 BUILD_BACKENDS = ("auto", "onnxruntime", "tensorrt")
+REQUIRED = ("NAME", "SUPPORTED_PRECISIONS", "unavailable_reason", "check_compatible", "open_runner")
+"""What every backend module defines (see ``base``); the ones that build engines also define ``build_engines``."""
 
 
 def load_backend(name: str) -> ModuleType:

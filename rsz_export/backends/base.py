@@ -1,25 +1,30 @@
-"""The contract every backend module (ort.py, trt.py, pyt.py) follows.
+"""The contract every backend module (``ort``, ``trt``, ``pyt``) follows, and the runner base class.
 
-A backend module provides:
+A backend module provides (``backends.REQUIRED`` lists the names; a test checks every module has them):
 
     NAME: str
-    PRECISIONS: tuple[str, ...]
+    SUPPORTED_PRECISIONS: tuple[str, ...]     the precisions it builds or runs
     unavailable_reason() -> str | None        None when usable here, else why not and what to install
+    check_compatible(manifest, engine) -> str | None
+                                              None when a built engine may run here, else what differs
     build_engines(onnx_path, plan, options, out_dir, log) -> list[EngineRecord]
     open_runner(manifest, engine, out_dir, **kwargs) -> Runner
 
-Runners are context managers: enter allocates (and verifies the engine's sha256 first), ``infer`` checks
-the feed then runs, exit frees. They are interchangeable in parity, bench and serving code.
+Runners are context managers: enter allocates (and verifies the engine's sha256 first), ``infer`` checks the
+feed then runs, exit frees. They are interchangeable in parity, bench and serving code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import abc
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from rsz_export.errors import UsageError
-from rsz_export.planning import Plan, route
+from rsz_export.interface import CHANNELS
+from rsz_export.plan.profiles import Plan, route
+from rsz_export.shapes import MAX_SIZE, MIN_SIZE
 
 Log = Callable[[str], None]
 
@@ -40,41 +45,77 @@ class BuildOptions:
     version_compat: bool = False
 
 
-@runtime_checkable
-class Runner(Protocol):
-    """Runs float32 NCHW images and returns float32 logits [N, 1000] as numpy arrays."""
-
-    name: str
-    last_profile: int | None
-    """The plan profile index that served the last call (None for backends without profiles)."""
-
-    def __enter__(self) -> Runner: ...
-
-    def __exit__(self, *exc: Any) -> None: ...
-
-    def infer(self, images: Any, profile: int | None = None) -> Any:
-        """Run ``images`` (numpy float32, NCHW). ``profile`` forces a plan profile; None routes by shape."""
-        ...
-
-
-def check_feed(images) -> None:
-    """UsageError unless ``images`` is a float32 NCHW array with 3 channels."""
+def check_feed(images) -> tuple[int, int, int]:
+    """(batch, height, width) of a float32 NCHW array with 3 channels; UsageError otherwise. Nothing is cast:
+    a float64 or uint8 array is refused, not silently converted."""
     import numpy as np
 
-    if not isinstance(images, np.ndarray) or images.dtype != np.float32 or images.ndim != 4 or images.shape[1] != 3:
+    if not isinstance(images, np.ndarray) or images.dtype != np.float32 or images.ndim != 4:
         shape = getattr(images, "shape", None)
         dtype = getattr(images, "dtype", type(images).__name__)
-        raise UsageError(f"input must be a float32 NCHW array with 3 channels, got {dtype} {shape}")
+        raise UsageError(f"input must be a float32 NCHW array, got {dtype} {shape}")
+    n, c, h, w = images.shape
+    if c != CHANNELS:
+        raise UsageError(f"input must have {CHANNELS} channels (RGB), got {c} in shape {images.shape}")
+    if n < 1:
+        raise UsageError(f"input holds no image: shape {images.shape}")
+    return n, h, w
 
 
-def route_or_raise(plan: Plan, engine_profiles, images) -> int:
-    """Check the feed and route it among ``engine_profiles`` (plan indices); UsageError if none covers it."""
-    check_feed(images)
-    n, _, h, w = images.shape
-    local = route([plan.profiles[i] for i in engine_profiles], n, h, w)
-    if local is None:
-        raise UsageError(
-            f"input {n}x3x{h}x{w} is outside every profile of this engine: {plan.covered_ranges()}",
-            hint="rebuild with a wider --min/--max or --batch",
-        )
-    return engine_profiles[local]
+class Runner(abc.ABC):
+    """Runs float32 NCHW images through one engine (or one model) and returns float32 logits [N, classes].
+
+    ``infer`` checks the feed (dtype, rank, channels) and that a profile this runner serves covers it, then
+    hands the checked array and the chosen plan profile to the backend's ``_run``. Without a plan or profiles
+    (the exported ONNX itself, the PyTorch reference) every size ResNet-50 accepts is served.
+    """
+
+    name: str = "runner"
+
+    def __init__(self, plan: Plan | None, profiles: Sequence[int] = ()):
+        self.profiles = tuple(profiles) if plan is not None else ()
+        self.plan = plan if self.profiles else None
+        self.last_profile: int | None = None
+        """The plan profile that served the last call (None for the PyTorch reference)."""
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def serving_profile(self, images, profile: int | None = None) -> int | None:
+        """The plan profile that serves ``images`` (checked as ``check_feed`` does); ``profile`` forces one,
+        which must be served by this runner and cover the input. UsageError naming the covered ranges."""
+        n, h, w = check_feed(images)
+        if self.plan is None:
+            if not (MIN_SIZE <= h <= MAX_SIZE and MIN_SIZE <= w <= MAX_SIZE):
+                raise UsageError(f"input {h}x{w} is outside the sides ResNet-50 accepts ({MIN_SIZE}..{MAX_SIZE})")
+            return None
+        shape = f"{n}x{CHANNELS}x{h}x{w}"
+        if profile is not None:
+            if profile not in self.profiles or not self.plan.profiles[profile].covers(n, h, w):
+                raise UsageError(
+                    f"plan profile {profile} cannot serve {shape} here; this engine covers "
+                    + self.plan.covered_ranges(self.profiles)
+                )
+            return profile
+        local = route([self.plan.profiles[i] for i in self.profiles], n, h, w)
+        if local is None:
+            raise UsageError(
+                f"input {shape} is outside every profile of this engine: {self.plan.covered_ranges(self.profiles)}",
+                hint="rebuild with a wider --min/--max or --batch",
+            )
+        return self.profiles[local]
+
+    def infer(self, images, profile: int | None = None):
+        """Run ``images`` (numpy float32, NCHW). ``profile`` forces a plan profile; None routes by shape."""
+        chosen = self.serving_profile(images, profile)
+        logits = self._run(images, chosen)
+        self.last_profile = chosen
+        return logits
+
+    @abc.abstractmethod
+    def _run(self, images, profile: int | None):
+        """Run a checked feed on ``profile`` (a plan index, None without profiles); returns numpy logits."""
+

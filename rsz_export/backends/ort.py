@@ -15,22 +15,22 @@ trt_profile_min/opt/max_shapes.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
-from rsz_export.backends.base import BuildOptions, Log, route_or_raise
+from rsz_export.artifacts.files import atomic_path
+from rsz_export.artifacts.host import usable_cpus
+from rsz_export.artifacts.manifest import EngineRecord, Manifest, file_record, verified_bytes
+from rsz_export.backends.base import BuildOptions, Log, Runner
 from rsz_export.errors import IntegrityError, UsageError
-from rsz_export.fileio import atomic_path
-from rsz_export.manifest import EngineRecord, Manifest, file_record, verified_bytes
-from rsz_export.planning import Plan
+from rsz_export.interface import INPUT_NAME
+from rsz_export.plan.profiles import Plan
 
 NAME = "onnxruntime"
-PRECISIONS = ("fp32",)
+SUPPORTED_PRECISIONS = ("fp32",)
 ENGINE_FILE = "resnet50.ort.onnx"
 OFFLINE_LEVEL = "ORT_ENABLE_EXTENDED"
 SESSION_LEVEL = "ORT_ENABLE_ALL"
-DEVICES = ("cpu", "cuda", "tensorrt")
 
 
 def unavailable_reason() -> str | None:
@@ -42,14 +42,9 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def default_threads() -> int:
-    """ORT's own default is one thread per physical core; we record the number so runs are reproducible."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-
-
 def check_precision(options: BuildOptions) -> None:
     """fp32 on the CPU; reduced precision only through the GPU providers, which tune it themselves."""
-    allowed = PRECISIONS if options.device == "cpu" else ("fp32", "fp16")
+    allowed = SUPPORTED_PRECISIONS if options.device == "cpu" else ("fp32", "fp16")
     if options.precision not in allowed:
         raise UsageError(
             f"precision {options.precision} is not available on ONNX Runtime's {options.device} provider; "
@@ -64,7 +59,7 @@ def session_settings(options: BuildOptions) -> dict:
         "device": options.device,
         "graph_optimization_level": SESSION_LEVEL,
         "offline_optimization_level": OFFLINE_LEVEL,
-        "intra_op_num_threads": options.threads or default_threads(),
+        "intra_op_num_threads": options.threads or usable_cpus(),
         "inter_op_num_threads": 1,
         "execution_mode": "ORT_SEQUENTIAL",
         "profile_specific": False,
@@ -86,7 +81,7 @@ def _session_options(settings: dict, threads: int | None = None):
 def _providers(settings: dict, plan: Plan, out_dir: Path, precision: str) -> list:
     if settings.get("device", "cpu") == "cpu":
         return ["CPUExecutionProvider"]
-    from rsz_export.backends.ort_gpu import providers_for
+    from rsz_export.backends.ort_providers import providers_for
 
     return providers_for(settings["device"], plan, out_dir, precision)
 
@@ -122,12 +117,9 @@ def check_compatible(manifest: Manifest, engine: EngineRecord) -> str | None:
     device = engine.settings.get("device", "cpu")
     if device == "cpu":
         return None
-    import onnxruntime as ort
+    from rsz_export.backends.ort_providers import missing_provider
 
-    wanted = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}[device]
-    if wanted not in ort.get_available_providers():
-        return f"engine {engine.name} needs {wanted}, which this onnxruntime lacks (install onnxruntime-gpu)"
-    return None
+    return missing_provider(device)
 
 
 def _load_session(ort, model, so, providers, path):
@@ -144,16 +136,16 @@ def _load_session(ort, model, so, providers, path):
         ) from None
 
 
-class OrtRunner:
+class OrtRunner(Runner):
     """A Runner over an ORT engine; ``pinned`` fixes batch/height/width (the static-shape comparison)."""
 
     def __init__(
         self, manifest: Manifest, engine: EngineRecord, out_dir: Path, threads: int | None = None, pinned=None
     ):
+        super().__init__(manifest.plan, engine.profiles)
         self.manifest, self.engine, self.out_dir = manifest, engine, Path(out_dir)
         self.threads, self.pinned = threads, pinned
         self.name = f"{NAME}:{engine.name}"
-        self.last_profile: int | None = None
         self.session = None
 
     def __enter__(self) -> OrtRunner:
@@ -171,14 +163,8 @@ class OrtRunner:
     def __exit__(self, *exc) -> None:
         self.session = None
 
-    def route(self, images) -> int:
-        """The plan profile serving this input; UsageError naming the covered ranges if none does."""
-        return route_or_raise(self.manifest.plan, self.engine.profiles, images)
-
-    def infer(self, images, profile: int | None = None):
-        """Run float32 NCHW ``images``; returns logits [N, 1000]."""
-        self.last_profile = self.route(images) if profile is None else profile
-        return self.session.run(None, {"images": images})[0]
+    def _run(self, images, profile: int | None):
+        return self.session.run(None, {INPUT_NAME: images})[0]
 
 
 def open_runner(

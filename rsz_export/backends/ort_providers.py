@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rsz_export.errors import EnvironmentProblem, UsageError
-from rsz_export.planning import Plan
+from rsz_export.errors import UsageError
+from rsz_export.interface import INPUT_NAME, PRECISIONS
+from rsz_export.plan.profiles import Plan
 
 CPU_EP = "CPUExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
 TRT_EP = "TensorrtExecutionProvider"
 DEVICES = ("cpu", "cuda", "tensorrt")
+PROVIDER_OF = {"cpu": CPU_EP, "cuda": CUDA_EP, "tensorrt": TRT_EP}
 CACHE_DIR = "ort-trt-cache"
-INPUT_NAME = "images"
 GPU_INSTALL_HINT = (
     "pip uninstall -y onnxruntime && pip install onnxruntime-gpu (a CUDA 12 build; the TensorRT provider also "
     'needs TensorRT\'s libraries: pip install "rsz-export[tensorrt]")'
@@ -74,8 +75,8 @@ def providers_for(device: str, plan: Plan, out_dir, precision: str) -> list:
     """The ``providers=`` list for an InferenceSession on ``device`` (cpu, cuda or tensorrt), CPU last as fallback."""
     if device not in DEVICES:
         raise UsageError(f"device {device!r} is unknown: choose {', '.join(DEVICES)}")
-    if precision not in ("fp32", "tf32", "fp16", "bf16"):
-        raise UsageError(f"precision {precision!r} is unknown: choose fp32, tf32, fp16 or bf16")
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision {precision!r} is unknown: choose {', '.join(PRECISIONS)}")
     if device == "cpu":
         return [CPU_EP]
     chain = [(CUDA_EP, cuda_options(precision)), CPU_EP]
@@ -91,13 +92,11 @@ def available_providers() -> list[str]:
     return list(onnxruntime.get_available_providers())
 
 
-def require_device(device: str, available: list[str] | None = None) -> None:
-    """EnvironmentProblem (exit 3) when ``device`` needs a provider the installed onnxruntime lacks."""
-    needed = {"cpu": CPU_EP, "cuda": CUDA_EP, "tensorrt": TRT_EP}.get(device)
-    if needed is None:
+def missing_provider(device: str) -> str | None:
+    """None when the installed onnxruntime has the provider ``device`` needs, else a sentence saying what to do."""
+    if device not in DEVICES:
         raise UsageError(f"device {device!r} is unknown: choose {', '.join(DEVICES)}")
-    have = available if available is not None else available_providers()
-    if needed not in have:
-        raise EnvironmentProblem(
-            f"onnxruntime here has no {needed} (it offers {', '.join(have) or 'none'})", hint=GPU_INSTALL_HINT
-        )
+    have = available_providers()
+    if PROVIDER_OF[device] in have:
+        return None
+    return f"onnxruntime here has no {PROVIDER_OF[device]} (it offers {', '.join(have) or 'none'}); {GPU_INSTALL_HINT}"

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rsz_export.manifest import EngineRecord, Manifest
+from rsz_export.artifacts.manifest import EngineRecord, Manifest
+from rsz_export.backends.base import Runner
+from rsz_export.plan.profiles import Plan
 
 NAME = "torch"
-PRECISIONS = ("fp32", "fp16")
+SUPPORTED_PRECISIONS = ("fp32", "fp16")
 
 
 def unavailable_reason() -> str | None:
@@ -19,12 +21,27 @@ def unavailable_reason() -> str | None:
     return None
 
 
-class TorchRunner:
-    """Runs a ResNet-50 module; ``device`` "cpu" or "cuda"; ``half``, ``channels_last`` and ``cuda_graphs`` on GPU."""
+def check_compatible(manifest: Manifest, engine: EngineRecord | None) -> str | None:
+    """The reference has no engine file: it runs wherever torch does."""
+    return unavailable_reason()
+
+
+class TorchRunner(Runner):
+    """Runs a ResNet-50 module; ``device`` "cpu" or "cuda"; ``half``, ``channels_last`` and ``cuda_graphs`` on GPU.
+
+    With a ``plan`` it serves that plan's profiles (as an engine built for it would); without, any size.
+    """
 
     def __init__(
-        self, model, device: str = "cpu", half: bool = False, channels_last: bool = False, cuda_graphs: bool = False
+        self,
+        model,
+        device: str = "cpu",
+        half: bool = False,
+        channels_last: bool = False,
+        cuda_graphs: bool = False,
+        plan: Plan | None = None,
     ):
+        super().__init__(plan, range(len(plan.profiles)) if plan else ())
         if cuda_graphs and device != "cuda":
             raise ValueError("CUDA graphs need device='cuda'")
         self.model, self.device, self.half = model, device, half
@@ -35,7 +52,6 @@ class TorchRunner:
             + (["cuda-graphs"] if cuda_graphs else [])
         )
         self.name = f"torch:{device}:{'-'.join(parts)}"
-        self.last_profile: int | None = None
         self._graphs: dict = {}
 
     def __enter__(self) -> TorchRunner:
@@ -79,13 +95,9 @@ class TorchRunner:
         graph.replay()
         return static_out
 
-    def infer(self, images, profile: int | None = None):
-        """Run float32 NCHW numpy ``images``; returns float32 logits as numpy."""
+    def _run(self, images, profile: int | None):
         import torch
 
-        from rsz_export.backends.base import check_feed
-
-        check_feed(images)
         x = self._prepare(images)
         with torch.no_grad():
             out = self._graphed(x) if self.cuda_graphs else self.model(x)
@@ -95,7 +107,7 @@ class TorchRunner:
 def open_runner(
     manifest: Manifest, engine: EngineRecord | None = None, out_dir: Path | str = ".", **kwargs
 ) -> TorchRunner:
-    """The reference model rebuilt from the manifest's weights (sha256-verified) in a runner."""
-    from rsz_export.model import reference_from_record
+    """The reference model rebuilt from the manifest's weights (sha256-verified), serving the manifest's plan."""
+    from rsz_export.model.weights import reference_from_record
 
-    return TorchRunner(reference_from_record(manifest.weights, out_dir), **kwargs)
+    return TorchRunner(reference_from_record(manifest.weights, out_dir), plan=manifest.plan, **kwargs)

@@ -1,5 +1,5 @@
-"""Pure helpers for the TensorRT backend: versions, profile shapes, routing, inspector JSON, parser errors,
-engine compatibility. Nothing here imports tensorrt, torch or CUDA, so all of it is tested on the CPU.
+"""Pure helpers for the TensorRT backend: versions, profile shapes, inspector JSON, parser errors, engine
+compatibility, timing-cache facts. Nothing here imports tensorrt, torch or CUDA, so all of it is tested on the CPU.
 """
 
 from __future__ import annotations
@@ -11,11 +11,9 @@ from typing import Any
 
 from rsz_export.backends.base import BuildOptions
 from rsz_export.errors import EnvironmentProblem, UsageError
-from rsz_export.planning import Plan, route
+from rsz_export.interface import INPUT_NAME, PRECISIONS
+from rsz_export.plan.profiles import Plan
 
-INPUT_NAME = "images"
-OUTPUT_NAME = "logits"
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 MIN_VERSION = (10, 1)
 """10.0 lacks the v2 device-memory API; 11 removed the v1 API, so 10.1 is the oldest release both paths share."""
 SUPPORTED_MAJORS = (10, 11)
@@ -100,39 +98,6 @@ def trt_profile_shapes(
         p = plan.profiles[index]
         shapes.append((input_name, p.min.nchw, p.opt.nchw, p.max.nchw))
     return shapes
-
-
-def covered_ranges(plan: Plan, engine_profiles: tuple[int, ...]) -> str:
-    """The ranges an engine accepts, in words, for error messages."""
-    return "; ".join(f"profile {i}: {plan.profiles[i].describe()}" for i in engine_profiles)
-
-
-def route_in_engine(
-    plan: Plan, engine_profiles: tuple[int, ...], shape: tuple[int, ...], forced: int | None = None
-) -> tuple[int, int]:
-    """(engine-local profile, plan profile) serving an NCHW ``shape``, by the same rule as ``plan``.
-
-    ``forced`` names a plan profile to use instead of routing; it must be in this engine and cover the shape.
-    UsageError naming the covered ranges when nothing covers the input.
-    """
-    if len(shape) != 4 or shape[1] != 3:
-        raise UsageError(f"input shape {tuple(shape)} is not N x 3 x H x W")
-    n, _, h, w = (int(s) for s in shape)
-    candidates = [plan.profiles[i] for i in engine_profiles]
-    if forced is not None:
-        if forced not in engine_profiles or not plan.profiles[forced].covers(n, h, w):
-            raise UsageError(
-                f"plan profile {forced} cannot serve {n}x3x{h}x{w} in this engine; it covers "
-                + covered_ranges(plan, engine_profiles)
-            )
-        return engine_profiles.index(forced), forced
-    local = route(candidates, n, h, w)
-    if local is None:
-        raise UsageError(
-            f"input {n}x3x{h}x{w} is outside every profile of this engine: " + covered_ranges(plan, engine_profiles),
-            hint="rebuild with a wider --min/--max or a larger --batch",
-        )
-    return local, engine_profiles[local]
 
 
 @dataclass(frozen=True)
@@ -222,14 +187,6 @@ def parse_inspector_json(text: str) -> InspectorSummary:
         if dtype:
             precisions[dtype] = precisions.get(dtype, 0) + 1
     return InspectorSummary(schema, len(layers), types, precisions, io)
-
-
-def parse_driver_version(text: str) -> str | None:
-    """The driver version from ``/proc/driver/nvidia/version`` or ``nvidia-smi`` output, or None."""
-    match = re.search(r"Kernel Module\s+(\d+(?:\.\d+)+)", text) or re.search(
-        r"^\s*(\d+\.\d+(?:\.\d+)?)\s*$", text, re.M
-    )
-    return match.group(1) if match else None
 
 
 def _cc(value: str) -> tuple[int, ...]:

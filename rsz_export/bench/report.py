@@ -1,5 +1,5 @@
-"""Bench results -> JSON document, CSV, a readable table, the targets verdict and a Markdown page. Pure,
-except ``plot``, which draws latency and throughput against resolution with matplotlib (imported lazily).
+"""Bench rows -> JSON document, CSV, a readable table and a Markdown page. Pure, except ``plot``, which draws
+latency and throughput against resolution with matplotlib (imported lazily).
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import io
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+
+from rsz_export.bench.rows import BenchRow
 
 SCHEMA = "rsz-export-bench/1"
 
@@ -35,9 +36,9 @@ TABLE_COLUMNS = (
 )
 
 
-def to_json(header: dict, rows: Sequence[dict]) -> str:
+def to_json(header: dict, rows: Sequence[BenchRow]) -> str:
     """The whole run as one JSON document: the header (machine, versions, date, plan, peaks) and every row."""
-    return json.dumps({**header, "rows": list(rows)}, indent=1, allow_nan=True) + "\n"
+    return json.dumps({**header, "rows": [r.to_dict() for r in rows]}, indent=1, allow_nan=True) + "\n"
 
 
 def _flatten(row: dict, prefix: str = "") -> dict:
@@ -53,9 +54,9 @@ def _flatten(row: dict, prefix: str = "") -> dict:
     return flat
 
 
-def to_csv(rows: Iterable[dict]) -> str:
+def to_csv(rows: Iterable[BenchRow]) -> str:
     """Every field of every row; nested machine/versions become dotted columns, lists JSON text."""
-    flat = [_flatten(r) for r in rows]
+    flat = [_flatten(r.to_dict()) for r in rows]
     columns = list(dict.fromkeys(k for r in flat for k in r))
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
@@ -72,10 +73,10 @@ def _cell(value, fmt: str) -> str:
     return fmt.format(value)
 
 
-def render_table(rows: Sequence[dict], markdown: bool = False) -> str:
+def render_table(rows: Sequence[BenchRow], markdown: bool = False) -> str:
     """The rows as an aligned text table (or a Markdown table); columns no row fills are left out."""
-    columns = [c for c in TABLE_COLUMNS if any(r.get(c[0]) is not None for r in rows)]
-    body = [[_cell(r.get(key), fmt) for key, _, fmt in columns] for r in rows]
+    columns = [c for c in TABLE_COLUMNS if any(getattr(r, c[0]) is not None for r in rows)]
+    body = [[_cell(getattr(r, key), fmt) for key, _, fmt in columns] for r in rows]
     titles = [title for _, title, _ in columns]
     if markdown:
         lines = ["| " + " | ".join(titles) + " |", "|" + "|".join("---:" for _ in titles) + "|"]
@@ -85,102 +86,19 @@ def render_table(rows: Sequence[dict], markdown: bool = False) -> str:
     return "\n".join(lines + ["  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)) for cells in body])
 
 
-def progress_line(row: dict) -> str:
+def progress_line(row: BenchRow) -> str:
     """One line per finished point, for stderr while the run goes on."""
-    note = "" if row.get("stable") else "  (not stable)"
+    note = "" if row.stable else "  (not stable)"
     return (
-        f"{row['backend']}/{row['variant']} batch {row['batch']} {row['size']}: p50 {row['p50_ms']:.2f} ms, "
-        f"{row['throughput_ips']:.1f} img/s, {row['gflops_per_s']:.1f} GFLOP/s{note}"
+        f"{row.backend}/{row.variant} batch {row.batch} {row.size}: p50 {row.p50_ms:.2f} ms, "
+        f"{row.throughput_ips:.1f} img/s, {row.gflops_per_s:.1f} GFLOP/s{note}"
     )
 
 
-@dataclass(frozen=True)
-class Target:
-    """One of the issue's performance targets, as measured."""
-
-    name: str
-    goal: str
-    measured: float | None
-    met: bool | None
-    detail: str
-
-
-def _p50(rows, backend: str, variant: str, side: int, batch: int = 1) -> float | None:
-    for r in rows:
-        if (r["backend"], r["variant"], r["batch"], r["h"], r["w"]) == (backend, variant, batch, side, side):
-            return r["p50_ms"]
-    return None
-
-
-def _speedup(rows, side: int, goal: float) -> Target:
-    ort_ms, torch_ms = _p50(rows, "onnxruntime", "dynamic", side), _p50(rows, "torch", "eager-fp32", side)
-    value = torch_ms / ort_ms if ort_ms and torch_ms else None
-    detail = f"torch eager {torch_ms:.1f} ms / ORT {ort_ms:.1f} ms" if value else f"no ORT and torch rows at {side}"
-    met = None if value is None else value >= goal
-    return Target(f"ORT vs torch eager at {side}x{side}, sweep (unpaired)", f">= {goal}x", value, met, detail)
-
-
-def _paired(paired: Sequence[dict]) -> list[Target]:
-    found = []
-    for p in paired:
-        goal = 1.5 if p["side"] < 800 else 2.0
-        found.append(Target(
-            f"ORT vs torch eager at {p['side']}x{p['side']}, paired windows", f">= {goal}x", p["speedup"],
-            p["speedup"] >= goal, f"torch {p['torch_p50_ms']:.1f} ms / ORT {p['ort_p50_ms']:.1f} ms",
-        ))
-        found.append(Target(
-            f"ORT share of matmul peak at {p['side']}x{p['side']}, paired windows", ">= 70%", p["peak_share"],
-            p["peak_share"] >= 0.70, f"{p['ort_gflops']:.1f} of {p['matmul_gflops']:.1f} GFLOP/s",
-        ))
-    return found
-
-
-def targets(rows: Sequence[dict], harness_overhead: float | None = None, paired: Sequence[dict] = ()) -> list[Target]:
-    """The issue's targets (FP32, batch 1) as met / missed / not measured, with the numbers behind each.
-
-    ``paired``: ORT, torch and the matmul timed in alternating windows at one size (benchmarks/run_standard.py),
-    which keeps the ratios meaningful on a machine whose load changes during the sweep.
-    """
-    found = [_speedup(rows, 224, 1.5), _speedup(rows, 800, 2.0), *_paired(paired)]
-    shares = [
-        r for r in rows
-        if (r["backend"], r["variant"], r["batch"]) == ("onnxruntime", "dynamic", 1)
-        and min(r["h"], r["w"]) >= 224 and r.get("peak_share") is not None
-    ]
-    worst = min(shares, key=lambda r: r["peak_share"], default=None)
-    found.append(Target(
-        "ORT share of matmul peak, sizes >= 224, sweep (peak measured once)", ">= 70% (lowest)",
-        worst and worst["peak_share"],
-        None if worst is None else worst["peak_share"] >= 0.70,
-        f"lowest at {worst['size']}: {worst['gflops_per_s']:.1f} of {worst['peak_gflops']:.1f} GFLOP/s"
-        if worst else "-",
-    ))
-    ratios = [r for r in rows if r.get("dynamic_over_static") is not None and r["batch"] == 1]
-    bad = max(ratios, key=lambda r: r["dynamic_over_static"], default=None)
-    found.append(Target(
-        "dynamic vs static latency (worst)", "<= 1.05", bad and bad["dynamic_over_static"],
-        None if bad is None else bad["dynamic_over_static"] <= 1.05,
-        f"worst at {bad['size']} ({bad['backend']})" if bad else "-",
-    ))
-    found.append(Target(
-        "harness overhead vs bare InferenceSession.run at 224", "<= 2%", harness_overhead,
-        None if harness_overhead is None else harness_overhead <= 0.02, "benchmarks/harness_overhead.py",
-    ))
-    return found
-
-
-def render_targets(found: Sequence[Target]) -> str:
-    """The targets as a Markdown table."""
-    lines = ["| target | goal | measured | met | detail |", "|---|---|---:|---|---|"]
-    for t in found:
-        value = "-" if t.measured is None else (f"{t.measured:.1%}" if "%" in t.goal else f"{t.measured:.3f}")
-        met = {True: "yes", False: "**no**", None: "not measured"}[t.met]
-        lines.append(f"| {t.name} | {t.goal} | {value} | {met} | {t.detail} |")
-    return "\n".join(lines)
-
-
-def render_markdown(header: dict, rows: Sequence[dict], plot_name: str | None = None, overhead=None) -> str:
-    """A results page: machine, versions, peaks, the targets verdict, the full table and the plot."""
+def render_markdown(
+    header: dict, rows: Sequence[BenchRow], plot_name: str | None = None, sections: Sequence[tuple[str, str]] = ()
+) -> str:
+    """A results page: machine, versions, peaks, any extra ``(title, markdown)`` sections, the table and the plot."""
     m, v = header["machine"], header["versions"]
     peaks = ", ".join(f"{k} {p:.1f} GFLOP/s" for k, p in header["peak_gflops"].items() if p)
     parts = [
@@ -190,8 +108,7 @@ def render_markdown(header: dict, rows: Sequence[dict], plot_name: str | None = 
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val) + ".",
         f"Measured FP32 matmul peak: {peaks or '-'}. Weights: {header['weights']}. "
         f"Profile boundaries (max side): {header['profile_boundaries']}.",
-        "## Targets (FP32, batch 1)",
-        render_targets(targets(rows, overhead, header.get("paired", ()))),
+        *(part for title, body in sections for part in (f"## {title}", body)),
         "## All points",
         render_table(rows, markdown=True),
     ]
@@ -200,7 +117,7 @@ def render_markdown(header: dict, rows: Sequence[dict], plot_name: str | None = 
     return "\n\n".join(parts) + "\n"
 
 
-def plot(header: dict, rows: Sequence[dict], path: str) -> None:
+def plot(header: dict, rows: Sequence[BenchRow], path: str) -> None:
     """Latency and throughput against side length (square sizes), one line per backend/variant/batch."""
     import matplotlib
 
@@ -210,13 +127,13 @@ def plot(header: dict, rows: Sequence[dict], path: str) -> None:
     fig, (ax_lat, ax_ips) = plt.subplots(1, 2, figsize=(12, 4.5))
     series: dict = {}
     for r in rows:
-        if r["h"] == r["w"]:
-            series.setdefault(f"{r['backend']} {r['variant']} b{r['batch']}", []).append(r)
+        if r.h == r.w:
+            series.setdefault(f"{r.backend} {r.variant} b{r.batch}", []).append(r)
     for label, points in sorted(series.items()):
-        points.sort(key=lambda r: r["h"])
-        sides = [r["h"] for r in points]
-        ax_lat.plot(sides, [r["p50_ms"] for r in points], marker="o", ms=3, label=label)
-        ax_ips.plot(sides, [r["throughput_ips"] for r in points], marker="o", ms=3, label=label)
+        points.sort(key=lambda r: r.h)
+        sides = [r.h for r in points]
+        ax_lat.plot(sides, [r.p50_ms for r in points], marker="o", ms=3, label=label)
+        ax_ips.plot(sides, [r.throughput_ips for r in points], marker="o", ms=3, label=label)
     for ax, title in ((ax_lat, "p50 latency (ms, log scale)"), (ax_ips, "throughput (images/s)")):
         for edge in header["profile_boundaries"]:
             ax.axvline(edge, color="grey", linestyle=":", linewidth=1)
@@ -227,7 +144,7 @@ def plot(header: dict, rows: Sequence[dict], path: str) -> None:
     ax_lat.legend(fontsize=8)
     fig.suptitle(f"ResNet-50 on {header['machine']['cpu']}, {header['threads']} threads")
     fig.tight_layout()
-    from rsz_export.fileio import atomic_path
+    from rsz_export.artifacts.files import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

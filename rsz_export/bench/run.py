@@ -1,53 +1,32 @@
-"""Timing loops at the edge: per size x batch x backend latency, throughput, efficiency, memory, dynamic cost.
+"""A bench run: every size x batch x backend point of a build timed, beside PyTorch, with the dynamic engine
+paired against a shape-fixed twin. Each finished point is written at once (JSON and CSV rewritten
+atomically), so an interrupted run keeps every point it measured.
 
-The statistics and the stop rule are pure (``benchstats``), rendering is in ``benchreport``; this module
-owns the clocks, runners, sessions and result files. Each finished point is written at once (JSON and
-CSV rewritten atomically), so an interrupted run keeps every point it measured.
+The statistics and stop rule are in ``stats``, the loop in ``loop``, rows in ``rows``, rendering in ``report``.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
 
-from rsz_export import benchreport
+from rsz_export.artifacts.files import atomic_write_text, readers_lock
+from rsz_export.artifacts.host import MAX_THREADS, usable_cpus
+from rsz_export.artifacts.manifest import EngineRecord, Manifest, load_manifest, verify_file
 from rsz_export.backends import BACKENDS, require_backend
 from rsz_export.backends.base import BuildOptions, Log
-from rsz_export.benchenv import (
-    TORCH,
-    cuda_timer,
-    device_for,
-    engine_for,
-    image_maker,
-    matmul_peak_gflops,
-    memory_snapshot,
-    point_record,
-    reset_peak_memory,
-    row_context,
-    run_header,
-    variants,
-    wall_timer,
-)
-from rsz_export.benchstats import (
-    MeasurePolicy,
-    gflops_per_s,
-    is_stable,
-    latency_stats,
-    paired_ratio,
-    peak_share,
-    should_stop,
-    throughput_ips,
-    window_medians,
-)
-from rsz_export.errors import UsageError
-from rsz_export.fileio import atomic_write_text
-from rsz_export.flops import resnet50_flop
-from rsz_export.manifest import EngineRecord, Manifest, load_manifest, verify_file
-from rsz_export.planning import Plan, size_grid
+from rsz_export.bench import report
+from rsz_export.bench.loop import cuda_timer, image_maker, measure, wall_timer
+from rsz_export.bench.probes import machine_info, matmul_peak_gflops, memory_snapshot, reset_peak_memory, versions
+from rsz_export.bench.rows import BenchRow, Point, make_row, paired_with_static
+from rsz_export.bench.runners import TORCH, device_for, engine_for, variants
+from rsz_export.bench.stats import MeasurePolicy
+from rsz_export.errors import UsageError, check_int
+from rsz_export.plan.grid import size_grid
+from rsz_export.plan.profiles import Plan, route
 from rsz_export.shapes import MAX_BATCH, BatchRange, InputShape, Profile, Resolution
 
 
@@ -69,28 +48,15 @@ class BenchSpec:
 
     def __post_init__(self) -> None:
         if not self.batches:
-            raise UsageError("--batch needs at least one batch size, e.g. 1 or 1,8")
+            raise UsageError("--batches needs at least one batch size, e.g. 1 or 1,8")
         for b in self.batches:
-            if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= MAX_BATCH:
-                raise UsageError(f"--batch values must be whole numbers in 1..{MAX_BATCH}, got {b!r}")
+            check_int(b, "--batches values", 1, MAX_BATCH)
         unknown = [b for b in self.backends if b not in BACKENDS]
         if unknown:
             raise UsageError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
-        if self.threads is not None and (isinstance(self.threads, bool) or not 1 <= self.threads <= 1024):
-            raise UsageError(f"--threads must be a whole number in 1..1024, got {self.threads!r}")
-        side = self.peak_matrix
-        if isinstance(side, bool) or not isinstance(side, int) or not 64 <= side <= 16384:
-            raise UsageError(f"peak matrix side must be a whole number in 64..16384, got {self.peak_matrix!r}")
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """Timed calls of one point: all samples, their window medians, and whether they settled."""
-
-    samples_ms: tuple[float, ...]
-    medians_ms: tuple[float, ...]
-    stable: bool
-    first_call_ms: float
+        if self.threads is not None:
+            check_int(self.threads, "--threads", 1, MAX_THREADS)
+        check_int(self.peak_matrix, "peak matrix side", 64, 16384)
 
 
 def resolve_points(spec: BenchSpec, manifest: Manifest) -> tuple[list[Resolution], list[str]]:
@@ -106,7 +72,7 @@ def resolve_points(spec: BenchSpec, manifest: Manifest) -> tuple[list[Resolution
             f"--backends {', '.join(missing)}: {spec.engines_dir} holds no such engine (it has {', '.join(built)})",
             hint=f"build one with rsz-export build --backend {missing[0]}, or bench only --backends {TORCH}",
         )
-    uncovered = [f"batch {b} at {s}" for b in spec.batches for s in sizes if plan.route(b, s.h, s.w) is None]
+    uncovered = [f"batch {b} at {s}" for b in spec.batches for s in sizes if route(plan.profiles, b, s.h, s.w) is None]
     if uncovered and backends != [TORCH]:
         more = " ..." if len(uncovered) > 4 else ""
         covered = plan.covered_ranges()
@@ -114,49 +80,20 @@ def resolve_points(spec: BenchSpec, manifest: Manifest) -> tuple[list[Resolution
     return sizes, backends
 
 
-def measure(calls: Sequence[Callable[[], float]], policy: MeasurePolicy, firsts_ms: Sequence[float]) -> list:
-    """Warm up each call, then time alternating windows of each until ``should_stop`` holds for all of them.
-
-    Each call returns its own duration in ms. Timing two variants (dynamic and static) in alternating
-    windows lets a busy machine's slow spells fall on both alike, so their ratio stays meaningful.
-    """
-    warm = [[call() for _ in range(policy.warmup)] for call in calls]
-    per_window = [policy.window_iters(min(w) if w else f) for w, f in zip(warm, firsts_ms, strict=True)]
-    windows: list[list[list[float]]] = [[] for _ in calls]
-    start, done = time.perf_counter(), 0
-    while not all(should_stop(window_medians(w), time.perf_counter() - start, done, policy) for w in windows):
-        for call, per, own in zip(calls, per_window, windows, strict=True):
-            count = per if policy.iters is None else min(per, policy.iters - done)
-            own.append([call() for _ in range(count)])
-        done += count
-    found = []
-    for own, first in zip(windows, firsts_ms, strict=True):
-        medians = window_medians(own)
-        samples = tuple(s for w in own for s in w)
-        found.append(Measurement(samples, tuple(medians), is_stable(medians, policy), first))
-    return found
-
-
-def make_row(point: dict, m: Measurement, peak_gflops: float | None, context: dict) -> dict:
-    """One result record: the point, latency statistics, throughput, efficiency, then ``context`` (memory,
-    provenance)."""
-    stats = latency_stats(m.samples_ms)
-    flop = resnet50_flop(point["batch"], point["h"], point["w"])
-    achieved = gflops_per_s(flop, stats.p50_ms)
+def run_header(spec: BenchSpec, manifest: Manifest, threads: int) -> dict:
+    """What every row shares: date, machine, versions, threads, the plan and its profile boundaries."""
     return {
-        **point,
-        "iters": stats.n,
-        "windows": len(m.medians_ms),
-        "window_medians_ms": list(m.medians_ms),
-        "stable": m.stable,
-        **{k: getattr(stats, k) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms")},
-        "throughput_ips": throughput_ips(point["batch"], stats.mean_ms),
-        "gflop": flop / 1e9,
-        "gflops_per_s": achieved,
-        "peak_gflops": peak_gflops,
-        "peak_share": peak_share(achieved, peak_gflops),
-        "first_call_after_shape_change_ms": m.first_call_ms,
-        **context,
+        "schema": report.SCHEMA,
+        "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine_info(),
+        "versions": versions(),
+        "threads": threads,
+        "engines_dir": str(spec.engines_dir),
+        "weights": manifest.weights.id,
+        "plan": manifest.plan.to_dict(),
+        "profile_boundaries": [p.max.h for p in manifest.plan.profiles[:-1]],
+        "policy": asdict(spec.policy),
+        "peak_gflops": {},
     }
 
 
@@ -164,9 +101,10 @@ class ResultSink:
     """Keeps the rows and rewrites the JSON and CSV files atomically after each one."""
 
     def __init__(self, spec: BenchSpec, header: dict):
-        self.json_path, self.csv_path, self.header, self.rows = spec.json_path, spec.csv_path, header, []
+        self.json_path, self.csv_path, self.header = spec.json_path, spec.csv_path, header
+        self.rows: list[BenchRow] = []
 
-    def add(self, row: dict) -> None:
+    def add(self, row: BenchRow) -> None:
         self.rows.append(row)
         self.flush()
 
@@ -174,9 +112,9 @@ class ResultSink:
         # CSV first, JSON last: whoever sees a row in the JSON finds it in the CSV too. An interrupt between
         # the two leaves the CSV at most one row ahead, both files complete.
         if self.csv_path:
-            atomic_write_text(self.csv_path, benchreport.to_csv(self.rows))
+            atomic_write_text(self.csv_path, report.to_csv(self.rows))
         if self.json_path:
-            atomic_write_text(self.json_path, benchreport.to_json(self.header, self.rows))
+            atomic_write_text(self.json_path, report.to_json(self.header, self.rows))
 
 
 @dataclass
@@ -186,23 +124,21 @@ class _Run:
     header: dict
     sink: ResultSink
     log: Log
-    images: Callable = field(default_factory=lambda: image_maker())
+    images: Callable = field(default_factory=image_maker)
 
 
-def run_bench(spec: BenchSpec, log: Log) -> tuple[dict, list[dict]]:
+def run_bench(spec: BenchSpec, log: Log) -> tuple[dict, list[BenchRow]]:
     """Measure every size x batch x backend point of ``spec``; return the run header and the rows."""
-    from rsz_export.fileio import readers_lock
-
     with readers_lock(spec.engines_dir):  # a concurrent build keeps the files this run reads
         return _run_bench(spec, log)
 
 
-def _run_bench(spec: BenchSpec, log: Log) -> tuple[dict, list[dict]]:
+def _run_bench(spec: BenchSpec, log: Log) -> tuple[dict, list[BenchRow]]:
     manifest = load_manifest(spec.engines_dir)
     sizes, backends = resolve_points(spec, manifest)
     for name in backends:
         require_backend(name)
-    threads = spec.threads or len(os.sched_getaffinity(0))
+    threads = spec.threads or usable_cpus()
     header = run_header(spec, manifest, threads)
     run = _Run(spec, manifest, header, ResultSink(spec, header), log)
     for name in backends:
@@ -238,43 +174,43 @@ def _sweep(run: _Run, sizes: list[Resolution], batch: int, what: tuple, runners:
     timer = cuda_timer if device == "cuda" else wall_timer
     previous = sizes[-1] if len(sizes) > 1 else None
     for size in sizes:
-        runner, engine = runners.get(run.manifest.plan.route(batch, size.h, size.w))
+        runner, engine = runners.get(route(run.manifest.plan.profiles, batch, size.h, size.w))
         if previous is not None:  # so the first timed call is the first after a change of shape
             runner.infer(run.images(batch, previous))
         reset_peak_memory(device)
         call = timer(functools.partial(runner.infer, run.images(batch, size)))
         first_ms = call()
-        point = point_record(size, batch, name, variant, device, engine, runner.last_profile, previous)
+        point = Point(
+            size, batch, name, variant, device,
+            engine.name if engine else None, engine.precision if engine else "fp32", runner.last_profile, previous,
+        )
         if run.spec.static and engine is not None:
-            rows = _with_static_twin(run, engine, size, batch, (call, first_ms, point), peak)
+            rows = _with_static_twin(run, engine, point, (call, first_ms), peak)
         else:
             (m,) = measure((call,), run.spec.policy, (first_ms,))
-            rows = [make_row(point, m, peak, {**memory_snapshot(device), **row_context(run.header)})]
+            rows = [make_row(point, m, peak, memory_snapshot(device), run.header)]
         for row in rows:
             run.sink.add(row)
-        run.log(benchreport.progress_line(rows[0]))
+        run.log(report.progress_line(rows[0]))
         previous = size
 
 
-def _with_static_twin(run: _Run, engine: EngineRecord, size: Resolution, batch: int, dynamic: tuple, peak) -> list:
+def _with_static_twin(run: _Run, engine: EngineRecord, point: Point, dynamic: tuple, peak) -> list[BenchRow]:
     """Time the dynamic engine and its shape-fixed twin in alternating windows; return both rows."""
-    call, first_ms, point = dynamic
-    device, context = point["device"], row_context(run.header)
-    memory = memory_snapshot(device)  # before the twin is opened: the process then holds only the dynamic runner
+    call, first_ms = dynamic
+    memory = memory_snapshot(point.device)  # before the twin is opened: the process holds only the dynamic runner
     opener = _pinned_ort if engine.backend == "onnxruntime" else _static_trt
-    with opener(run, engine, InputShape(batch, size.h, size.w)) as infer:
-        reset_peak_memory(device)
-        timer = cuda_timer if device == "cuda" else wall_timer
-        static_call = timer(functools.partial(infer, run.images(batch, size)))
+    with opener(run, engine, InputShape(point.batch, point.size.h, point.size.w)) as infer:
+        reset_peak_memory(point.device)
+        timer = cuda_timer if point.device == "cuda" else wall_timer
+        static_call = timer(functools.partial(infer, run.images(point.batch, point.size)))
         static_first = static_call()
         m, sm = measure((call, static_call), run.spec.policy, (first_ms, static_first))
-        static_memory = memory_snapshot(device)
-    row = make_row(point, m, peak, {**memory, **context})
-    static_point = point_record(size, batch, engine.backend, "static", device, engine, None, None)
-    static_row = make_row(static_point, sm, peak, {**static_memory, **context})
-    static_row["first_call_after_shape_change_ms"] = None  # a fixed-shape engine never changes shape
-    row["static_p50_ms"] = static_row["p50_ms"]
-    row["dynamic_over_static"] = paired_ratio(m.medians_ms, sm.medians_ms)
+        static_memory = memory_snapshot(point.device)
+    static_point = replace(point, variant="static", profile=None, previous=None)
+    never_changes = replace(sm, first_call_ms=None)  # a fixed-shape engine never changes shape
+    static_row = make_row(static_point, never_changes, peak, static_memory, run.header)
+    row = paired_with_static(make_row(point, m, peak, memory, run.header), static_row, m, sm)
     return [row, static_row]
 
 

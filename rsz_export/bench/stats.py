@@ -1,6 +1,6 @@
 """Latency statistics, the stop-or-continue rule for measurement windows, and compute efficiency. Pure.
 
-How a measurement runs (the loop itself lives in ``bench.py``): after warm-up, timed calls are grouped
+How a measurement runs (the loop itself lives in ``loop``): after warm-up, timed calls are grouped
 into windows. With ``iters`` the run is exactly that many calls, split into ``stable_windows`` windows,
 and stability is only reported. Otherwise windows of about ``min_time_s / stable_windows`` seconds
 are run until at least ``min_time_s`` has passed and the medians of the last ``stable_windows`` windows
@@ -14,17 +14,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rsz_export.errors import UsageError
+from rsz_export.errors import UsageError, check_int, check_number
 
 MIN_WINDOW_ITERS = 1
 """Slow points (seconds per call) get one call per window, so the stability test still sees several windows."""
-
-
-def _number(value: object, name: str, low: float, high: float, whole: bool = False) -> None:
-    kind = int if whole else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
-        what, span = ("a whole number", f"{int(low)}..{int(high)}") if whole else ("a number", f"{low:g}..{high:g}")
-        raise UsageError(f"{name} must be {what} in {span}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -39,15 +32,15 @@ class MeasurePolicy:
     cv_threshold: float = 0.05
 
     def __post_init__(self) -> None:
-        _number(self.warmup, "--warmup", 0, 10_000, whole=True)
+        check_int(self.warmup, "--warmup", 0, 10_000)
         if self.iters is not None:
-            _number(self.iters, "--iters", 1, 1_000_000, whole=True)
-        _number(self.min_time_s, "--min-time", 0.0, 3600.0)
-        _number(self.max_time_s, "max time", 0.0, 36_000.0)
+            check_int(self.iters, "--iters", 1, 1_000_000)
+        check_number(self.min_time_s, "--min-time", 0.0, 3600.0)
+        check_number(self.max_time_s, "--max-time", 0.0, 36_000.0)
         if self.max_time_s < self.min_time_s:
-            raise UsageError(f"max time {self.max_time_s:g} s is below --min-time {self.min_time_s:g} s")
-        _number(self.stable_windows, "stable windows", 2, 100, whole=True)
-        _number(self.cv_threshold, "cv threshold", 0.0, 1.0)
+            raise UsageError(f"--max-time {self.max_time_s:g} s is below --min-time {self.min_time_s:g} s")
+        check_int(self.stable_windows, "stable windows", 2, 100)
+        check_number(self.cv_threshold, "cv threshold", 0.0, 1.0)
 
     def window_iters(self, estimate_ms: float) -> int:
         """Calls per window: fixed-count runs split evenly, timed runs fill about min_time / windows."""
@@ -55,6 +48,16 @@ class MeasurePolicy:
             return max(1, math.ceil(self.iters / self.stable_windows))
         window_ms = 1000.0 * self.min_time_s / self.stable_windows
         return max(MIN_WINDOW_ITERS, math.ceil(window_ms / max(estimate_ms, 1e-6)))
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Timed calls of one point: all samples, their window medians, whether they settled, and the first call."""
+
+    samples_ms: tuple[float, ...]
+    medians_ms: tuple[float, ...]
+    stable: bool
+    first_call_ms: float | None
 
 
 @dataclass(frozen=True)
@@ -132,11 +135,6 @@ def gflops_per_s(flop: float, latency_ms: float) -> float:
     return flop / (latency_ms * 1e6) if latency_ms > 0 else math.inf
 
 
-def matmul_flop(m: int, n: int, k: int) -> int:
-    """Floating-point operations of an [m,k] x [k,n] product (a multiply and an add per term)."""
-    return 2 * m * n * k
-
-
 def peak_share(achieved_gflops: float, peak_gflops: float | None) -> float | None:
     """Achieved over measured peak (1.0 = at peak), or None without a peak."""
     if not peak_gflops or peak_gflops <= 0:
@@ -153,9 +151,3 @@ def paired_ratio(numerator_medians: Sequence[float], denominator_medians: Sequen
     ratios = sorted(a / b for a, b in zip(numerator_medians, denominator_medians, strict=False) if a > 0 and b > 0)
     return percentile(ratios, 50) if ratios else None
 
-
-def ratio(numerator_ms: float | None, denominator_ms: float | None) -> float | None:
-    """``numerator / denominator`` for two latencies, None when either is missing or zero."""
-    if not numerator_ms or not denominator_ms:
-        return None
-    return numerator_ms / denominator_ms

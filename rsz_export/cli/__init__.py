@@ -1,4 +1,5 @@
-"""The ``rsz-export`` command line: a Click group over the library. Commands live in one module per stage."""
+"""The ``rsz-export`` command line: a Click group over the library, one module per command group. Each command
+parses its options, calls the library, and renders the result; shared options are in ``options``."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ COMMAND_MODULES = (
     "rsz_export.cli.plan",
     "rsz_export.cli.build",
     "rsz_export.cli.validate",
-    "rsz_export.cli.serve",
     "rsz_export.cli.bench",
+    "rsz_export.cli.predict",
+    "rsz_export.cli.sweep",
 )
 """Each module defines Click commands listed in its ``COMMANDS`` tuple; imported only for their Click objects."""
 

@@ -1,4 +1,4 @@
-"""``rsz-export export`` and ``rsz-export build``: thin layers over rsz_export.export and rsz_export.build."""
+"""``rsz-export export`` and ``rsz-export build``: thin layers over ``model.export`` and ``build.pipeline``."""
 
 from __future__ import annotations
 
@@ -9,15 +9,9 @@ from pathlib import Path
 
 import click
 
-from rsz_export.cli.common import console, handles_errors
-from rsz_export.cli.options import plan_options
-from rsz_export.cli.plan import resolve_plan
-from rsz_export.planning import PRECISIONS
-
-WEIGHTS_HELP = (
-    "imagenet1k-v1, imagenet1k-v2 (torch hub cache, downloaded when possible), random (seeded, calibrated), "
-    "or a state_dict file (loaded with weights_only=True)."
-)
+from rsz_export.cli.common import check_writable, console, handles_errors
+from rsz_export.cli.options import engines_dir_argument, plan_options, seed_option, threads_option, weights_option
+from rsz_export.interface import PRECISIONS
 
 
 def _command_line() -> str:
@@ -25,8 +19,8 @@ def _command_line() -> str:
 
 
 @click.command("export")
-@click.option("--weights", default="imagenet1k-v2", show_default=True, help=WEIGHTS_HELP)
-@click.option("--seed", default=0, show_default=True, help="Seed for --weights random.")
+@weights_option
+@seed_option
 @click.option("-o", "--output", default="resnet50.onnx", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Compare with PyTorch after export.")
 @handles_errors
@@ -36,13 +30,17 @@ def export_command(weights, seed, output, verify):
     Input `images` [batch,3,height,width] float32 (ImageNet-normalised RGB), output `logits` [batch,1000];
     single file, checked, with provenance in its metadata. Verification runs ONNX Runtime against
     PyTorch at 224x224, 227x341, 800x800 and 32x32 (relative L2 <= 1e-5, same top-1); exit 1 if any fails.
+    Without --weights: imagenet1k-v2, or seeded random weights with a warning where those are unavailable.
     """
-    from rsz_export.export import export_onnx
-    from rsz_export.fileio import check_output_target
-    from rsz_export.model import build_model, resolve_weights
+    from rsz_export.model.export import export_onnx
+    from rsz_export.model.weights import build_model, default_weights, resolve_weights
 
     out = console()
-    check_output_target(output)  # before a minute of loading and exporting
+    check_writable(output)  # before a minute of loading and exporting
+    if weights is None:
+        weights, warning = default_weights(seed)
+        if warning:
+            out.warn(warning)
     state, record = resolve_weights(weights, seed)
     model = build_model(state, source=record.source)
     path, checks = export_onnx(model, record, output, out.info, verify=verify)
@@ -52,6 +50,7 @@ def export_command(weights, seed, output, verify):
 
 
 @click.command()
+@engines_dir_argument
 @plan_options
 @click.option(
     "--backend",
@@ -61,8 +60,8 @@ def export_command(weights, seed, output, verify):
     help="auto: TensorRT when importable with a CUDA GPU, else ONNX Runtime.",
 )
 @click.option("--precision", type=click.Choice(PRECISIONS), help="Default fp32, or the profile file's.")
-@click.option("--weights", default=None, help=WEIGHTS_HELP + " Default imagenet1k-v2, else random with a warning.")
-@click.option("--seed", default=0, show_default=True, help="Seed for random weights.")
+@weights_option
+@seed_option
 @click.option(
     "--onnx",
     "onnx_file",
@@ -71,10 +70,9 @@ def export_command(weights, seed, output, verify):
     "the plan, output logits [batch,1000]. Its weights (the validate reference) come from its rsz-export "
     "metadata, or from --weights.",
 )
-@click.option("--out", "out_dir", default="engines", show_default=True, type=click.Path(file_okay=False))
 @click.option("--force", is_flag=True, help="Rebuild even if the manifest says everything is up to date.")
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check the export against PyTorch.")
-@click.option("--threads", type=click.IntRange(1, 512), help="ONNX Runtime intra-op threads (default: all cores).")
+@threads_option
 @click.option(
     "--device",
     type=click.Choice(["cpu", "cuda", "tensorrt"]),
@@ -87,7 +85,7 @@ def export_command(weights, seed, output, verify):
     "--opt-level", type=click.IntRange(0, 5), default=3, show_default=True, help="TensorRT builder optimization level."
 )
 @click.option(
-    "--timing-cache", type=click.Path(dir_okay=False), help="TensorRT timing cache (default OUT/timing.cache)."
+    "--timing-cache", type=click.Path(dir_okay=False), help="TensorRT timing cache (default DIR/timing.cache)."
 )
 @click.option("--engine-per-profile", is_flag=True, help="TensorRT: one engine per profile instead of one with all.")
 @click.option("--no-tf32", is_flag=True, help="TensorRT fp32: forbid TF32 math.")
@@ -100,40 +98,19 @@ def export_command(weights, seed, output, verify):
 )
 @click.option("--version-compat", is_flag=True, help="TensorRT: engines that later TensorRT versions can run.")
 @handles_errors
-def build(
-    min_size,
-    max_size,
-    profiles,
-    batch,
-    aspect,
-    profile_file,
-    backend,
-    precision,
-    weights,
-    seed,
-    onnx_file,
-    out_dir,
-    force,
-    verify,
-    threads,
-    device,
-    workspace_mib,
-    opt_level,
-    timing_cache,
-    engine_per_profile,
-    no_tf32,
-    hardware_compat,
-    version_compat,
-):
-    """Plan profiles over a resolution range and build engines for them, with a manifest.
+def build(engines_dir, min_size, max_size, profiles, batch, aspect, profile_file, backend, precision, weights, seed,
+          onnx_file, force, verify, threads, device, workspace_mib, opt_level, timing_cache, engine_per_profile,
+          no_tf32, hardware_compat, version_compat):  # fmt: skip
+    """Plan profiles over a resolution range and build engines for them in DIR (default ./engines).
 
     Exports ResNet-50 (or reuses the export), plans the profiles (see `rsz-export plan --help`), builds the
-    engines with the chosen backend and writes OUT/manifest.json. A rerun with the same inputs reuses
+    engines with the chosen backend and writes DIR/manifest.json. A rerun with the same inputs reuses
     everything and says so.
     """
     from rsz_export.backends.base import BuildOptions
-    from rsz_export.build import BuildSpec
-    from rsz_export.build import build as run_build
+    from rsz_export.build.pipeline import BuildSpec
+    from rsz_export.build.pipeline import build as run_build
+    from rsz_export.plan.profile_file import resolve_plan
 
     out = console()
     plan, file_precision = resolve_plan(min_size, max_size, profiles, batch, aspect, profile_file)
@@ -149,18 +126,8 @@ def build(
         hardware_compat=None if hardware_compat == "none" else hardware_compat,
         version_compat=version_compat,
     )
-    spec = BuildSpec(
-        plan,
-        Path(out_dir),
-        backend,
-        weights,
-        seed,
-        options,
-        force,
-        verify,
-        _command_line(),
-        Path(onnx_file) if onnx_file else None,
-    )
+    onnx = Path(onnx_file) if onnx_file else None
+    spec = BuildSpec(plan, Path(engines_dir), backend, weights, seed, options, force, verify, _command_line(), onnx)
     started = time.perf_counter()
     result = run_build(spec, out.info)
     for warning in result.manifest.warnings:
@@ -169,7 +136,7 @@ def build(
     engines = ", ".join(e.name for e in result.manifest.engines)
     click.echo(
         f"{verb} {len(result.manifest.engines)} engine(s) [{engines}] for {len(plan.profiles)} profile(s) "
-        f"in {Path(out_dir) / 'manifest.json'} ({time.perf_counter() - started:.1f} s)"
+        f"in {Path(engines_dir) / 'manifest.json'} ({time.perf_counter() - started:.1f} s)"
     )
 
 

@@ -1,4 +1,4 @@
-"""Pieces every command shares: the error-to-exit-code wrapper, logging verbosity, common options."""
+"""Pieces every command shares: the error-to-exit-code wrapper, where output goes, and option parsing."""
 
 from __future__ import annotations
 
@@ -79,4 +79,35 @@ def parse_or_usage(parser: Callable[[str], Any], value: str | None, option: str)
         raise UsageError(f"{option}: {exc.message}", exc.hint) from None
 
 
-out_dir_argument = click.argument("out_dir", required=False, default="engines", type=click.Path(file_okay=False))
+STDOUT = "-"
+
+
+def check_writable(*paths: str | None) -> None:
+    """Fail now, not after a long run, when a report could not be written at the end (``-`` is stdout)."""
+    from rsz_export.artifacts.files import check_output_target
+
+    for path in paths:
+        if path and path != STDOUT:
+            check_output_target(path)
+
+
+def write_report(path: str | None, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, or to stdout for ``-``; nothing for None."""
+    if not path:
+        return
+    if path == STDOUT:
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    from rsz_export.artifacts.files import atomic_write_text
+
+    atomic_write_text(path, text)
+
+
+def emit(table: str, json_path: str | None, json_text) -> None:
+    """The result: ``table`` on stdout, unless ``--json -`` puts the JSON there instead; JSON to a file otherwise.
+
+    ``json_text`` is the JSON string, or a callable that makes it (only called when asked for)."""
+    if json_path:
+        write_report(json_path, json_text() if callable(json_text) else json_text)
+    if json_path != STDOUT:
+        click.echo(table)

@@ -1,39 +1,93 @@
-"""Click options shared by plan and build, defined once."""
+"""Click options and arguments shared by several commands, defined once so that each means the same everywhere.
+
+* ``[DIR]``: the engines folder a build writes and every other command reads (default ``engines``).
+* ``--batch``: the plan's batch range (``8``, ``1-32`` or ``1:8:32``); ``--batches``: batch sizes to run (``1,8``).
+* ``--threads``: CPU threads for ONNX Runtime (and torch in bench), one range everywhere.
+* ``--json PATH``: a JSON report written to PATH, or to stdout with ``-`` (instead of the table).
+* ``--images DIR``: a folder of your own images (sub-folders included; class sub-folders where labels are needed).
+* ``--sizes``: sizes such as ``224,227x341`` (height x width).
+"""
 
 from __future__ import annotations
 
 import click
 
-from rsz_export.planning import ASPECTS, BAND_RATIO
+from rsz_export.artifacts.host import MAX_THREADS
+from rsz_export.plan.profiles import ASPECTS, BAND_RATIO
+
+ENGINES_DIR = "engines"
+WEIGHTS_HELP = (
+    "imagenet1k-v1, imagenet1k-v2 (torch hub cache, downloaded when possible), random (seeded, calibrated), "
+    "or a state_dict file (loaded with weights_only=True)."
+)
+SERVING_BACKENDS = ("onnxruntime", "tensorrt", "torch")
+
+
+def _apply(fn, options):
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
 
 
 def plan_options(fn):
     """--min/--max/--profiles/--batch/--aspect/--profile-file, shared by ``plan`` and ``build``."""
-    options = [
-        click.option("--min", "min_size", type=int, help="Smallest image side in pixels (>= 32)."),
-        click.option("--max", "max_size", type=int, help="Largest image side in pixels (<= 4096)."),
-        click.option(
-            "--profiles",
-            type=int,
-            help=f"Number of optimization profiles. Default: one per {BAND_RATIO}x step in side length (2x pixels), "
-            "at most 6; 224..800 gives 4.",
-        ),
-        click.option(
-            "--batch", default="1", show_default=True, help="Batch sizes: 8 (1..8, tuned for 8), 1-32, or 1:8:32."
-        ),
-        click.option(
-            "--aspect",
-            type=click.Choice(ASPECTS),
-            default="free",
-            show_default=True,
-            help="free: every (h, w) in range is covered; square: square inputs only, tighter profiles.",
-        ),
-        click.option(
-            "--profile-file",
-            type=click.Path(dir_okay=False),
-            help="Read the range, profiles, batch, aspect and precision from a TOML file (see profiles/).",
-        ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return _apply(
+        fn,
+        [
+            click.option("--min", "min_size", type=int, help="Smallest image side in pixels (>= 32)."),
+            click.option("--max", "max_size", type=int, help="Largest image side in pixels (<= 4096)."),
+            click.option(
+                "--profiles",
+                type=int,
+                help=f"Number of optimization profiles. Default: one per {BAND_RATIO}x step in side length "
+                "(2x pixels), at most 6; 224..800 gives 4.",
+            ),
+            click.option(
+                "--batch", default="1", show_default=True, help="Batch range: 8 (1..8, tuned for 8), 1-32, or 1:8:32."
+            ),
+            click.option(
+                "--aspect",
+                type=click.Choice(ASPECTS),
+                default="free",
+                show_default=True,
+                help="free: every (h, w) in range is covered; square: square inputs only, tighter profiles.",
+            ),
+            click.option(
+                "--profile-file",
+                type=click.Path(dir_okay=False),
+                help="Read the range, profiles, batch, aspect and precision from a TOML file (see profiles/).",
+            ),
+        ],
+    )
+
+
+engines_dir_argument = click.argument(
+    "engines_dir", metavar="[DIR]", required=False, default=ENGINES_DIR, type=click.Path(file_okay=False)
+)
+threads_option = click.option(
+    "--threads", type=click.IntRange(1, MAX_THREADS), help="CPU threads for ONNX Runtime. Default: usable cores."
+)
+weights_option = click.option("--weights", default=None, help=WEIGHTS_HELP)
+seed_option = click.option("--seed", default=0, show_default=True, type=int, help="Seed for --weights random.")
+sizes_option = click.option("--sizes", help="Sizes, comma-separated: 224 (square) or 227x341 (height x width).")
+batches_option = click.option("--batches", help="Batch sizes to run, comma-separated, e.g. 1,8. Default: 1.")
+
+
+def json_option(what: str = "every result"):
+    """``--json PATH``: ``what`` as JSON in PATH, or on stdout with ``-`` (then instead of the table)."""
+    return click.option(
+        "--json", "json_path", metavar="PATH", help=f"Write {what} as JSON to PATH ('-': stdout, instead of the table)."
+    )
+
+
+def images_option(help_text: str, required: bool = False):
+    """``--images DIR``: a folder of the user's images, sub-folders included."""
+    return click.option("--images", "images_dir", type=click.Path(file_okay=False), required=required, help=help_text)
+
+
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(SERVING_BACKENDS),
+    help="Serve from this backend's engines (torch: the PyTorch reference). "
+    "Default: every engine in the manifest that can run here.",
+)

@@ -1,4 +1,4 @@
-"""Safe image loading and the model's preprocessing: files -> RGB images -> normalised NCHW float32 arrays.
+"""Image files, read safely: folders of images, decoding to upright RGB, and the bundled sample photographs.
 
 Safety: only raster formats that Pillow decodes itself are accepted (no EPS/PostScript, whose plugin runs
 Ghostscript), the pixel count is checked from the header before anything is decoded (decompression bombs),
@@ -11,18 +11,14 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from rsz_export.errors import IntegrityError, UsageError
-from rsz_export.imagenet import MEAN, STD
-from rsz_export.shapes import Resolution
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
 """Formats Pillow decodes in-process. EPS is left out on purpose: its plugin calls the Ghostscript program."""
 MAX_PIXELS = 50_000_000
 """Larger images are refused before decoding (a 50-megapixel RGB image is already 150 MB of pixels)."""
 
-SAMPLE_DIR = Path(__file__).parent / "data" / "images"
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "images"
 
 
 @dataclass(frozen=True)
@@ -72,20 +68,27 @@ def load_rgb(path: str | Path):
         raise IntegrityError(f"cannot read image {path} (corrupt, truncated or not permitted): {exc}") from None
 
 
+def list_files(folder: str | Path) -> list[Path]:
+    """Every regular file under ``folder``, sub-folders included, hidden names left out, sorted: what every
+    command that takes a folder of images (``--images DIR``, ``predict DIR``) looks at."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UsageError(f"image folder {folder} does not exist or is not a directory")
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
 def image_files(directory: str | Path) -> tuple[list[Path], list[SkippedFile]]:
-    """The decodable images directly inside ``directory`` (sorted by name), and every other file with why.
+    """The decodable images in ``directory`` (see ``list_files``), and every other file with why.
 
     Each file is fully decoded once, so a truncated file is found here rather than half-way through a run.
-    Hidden files (names starting with '.') and sub-directories are ignored.
     """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise UsageError(f"--images {directory} is not a directory", hint="give a folder of JPEG/PNG images")
     paths: list[Path] = []
     skipped: list[SkippedFile] = []
-    for path in sorted(p for p in directory.iterdir() if not p.name.startswith(".")):
-        if path.is_dir():
-            continue
+    for path in list_files(directory):
         try:
             load_rgb(path)
         except (IntegrityError, OSError) as exc:
@@ -101,53 +104,11 @@ def sample_images() -> list[Path]:
 
 
 def load_photos(directory: str | Path | None = None) -> tuple[list[tuple[str, object]], list[SkippedFile]]:
-    """(file name, RGB image) for each readable image in ``directory`` (default: the bundled photographs)."""
-    paths, skipped = image_files(directory) if directory is not None else (sample_images(), [])
+    """(name, RGB image) for each readable image in ``directory`` (default: the bundled photographs); the name
+    is the file's path inside the folder."""
+    if directory is None:
+        return [(p.name, load_rgb(p)) for p in sample_images()], []
+    paths, skipped = image_files(directory)
     if not paths:
         raise UsageError(f"--images {directory} holds no readable image ({len(skipped)} file(s) skipped)")
-    return [(p.name, load_rgb(p)) for p in paths], skipped
-
-
-def named_inputs(photos: list[tuple[str, object]], seeds: list[int], size: Resolution,
-                 batch: int = 1) -> list[tuple[str, np.ndarray]]:
-    """Every source at ``size``: one [1,3,h,w] array per photo and seed, or for ``batch`` > 1 a single
-    [batch,3,h,w] stack that cycles through them (named ``mixed-batchN``)."""
-    singles = [(name, to_input(img, size)) for name, img in photos]
-    singles += [(f"random{s}", random_input(size, s)) for s in seeds]
-    if batch == 1 or not singles:
-        return singles
-    stack = np.concatenate([singles[k % len(singles)][1] for k in range(batch)])
-    return [(f"mixed-batch{batch}", stack)]
-
-
-def normalise(pixels: np.ndarray) -> np.ndarray:
-    """uint8 (or 0..1 float) HWC RGB pixels -> ImageNet-normalised float32 [1, 3, h, w]."""
-    array = np.asarray(pixels)
-    scaled = array.astype(np.float32) / 255.0 if array.dtype == np.uint8 else array.astype(np.float32)
-    if scaled.ndim != 3 or scaled.shape[2] != 3:
-        raise UsageError(f"expected H x W x 3 RGB pixels, got shape {scaled.shape}")
-    mean = np.asarray(MEAN, dtype=np.float32)
-    std = np.asarray(STD, dtype=np.float32)
-    return np.ascontiguousarray(((scaled - mean) / std).transpose(2, 0, 1)[None])
-
-
-def to_input(image, size: Resolution) -> np.ndarray:
-    """Resize an RGB image to exactly ``size`` and normalise it: float32 [1, 3, size.h, size.w].
-
-    The resize is bilinear with antialiasing, the interpolation torchvision's ResNet-50 weights were
-    evaluated with (``ImageClassification``: bilinear; on PIL images Pillow's filter is antialiased).
-    No crop: validation needs the exact shape, so the aspect ratio may change.
-    """
-    from PIL import Image
-
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    resized = image.resize((size.w, size.h), Image.Resampling.BILINEAR)
-    return normalise(np.asarray(resized))
-
-
-def random_input(size: Resolution, seed: int, batch: int = 1) -> np.ndarray:
-    """Seeded random pixels (uniform over 0..255, as an image would span), normalised: float32 [batch,3,h,w]."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.uniform(0.0, 1.0, size=(batch, size.h, size.w, 3)).astype(np.float32)
-    return np.concatenate([normalise(p) for p in pixels])
+    return [(str(p.relative_to(directory)), load_rgb(p)) for p in paths], skipped

@@ -3,9 +3,9 @@
 Pillow's ``Image.open`` is lazy: it parses the header (and, for JPEG, the EXIF block) and stops. Nothing here
 calls ``.load()``, so a folder of large photos is scanned in milliseconds per file. Sizes are reported as the
 image will be seen after EXIF orientation (a portrait phone photo stored as 4032x3024 with orientation 6 is
-3024 wide and 4032 high), which is what ``images.load_rgb`` hands to the model.
+3024 wide and 4032 high), which is what ``images.files.load_rgb`` hands to the model.
 
-Only the formats ``images.load_rgb`` decodes count as images. Files that are empty, not images, too large
+Only the formats ``load_rgb`` decodes count as images. Files that are empty, not images, too large
 for ``load_rgb``, or whose header Pillow cannot parse are skipped and counted by reason; a
 file whose header is fine but whose pixel data is truncated is counted here (only decoding would tell).
 """
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsz_export.errors import UsageError
+from rsz_export.images.files import ALLOWED_FORMATS, MAX_PIXELS, list_files
 
 _ROTATED = {5, 6, 7, 8}
 """EXIF orientations that swap width and height (transpose, 90 and 270 degree rotations)."""
@@ -50,8 +51,6 @@ def read_size(path: str | Path) -> tuple[int, int]:
     """(height, width) of one image from its header, after EXIF orientation; ValueError saying why if unreadable."""
     from PIL import Image, UnidentifiedImageError
 
-    from rsz_export.images import ALLOWED_FORMATS, MAX_PIXELS
-
     path = Path(path)
     if path.stat().st_size == 0:
         raise ValueError("empty file")
@@ -79,17 +78,6 @@ def _orientation(image) -> int:
         return int(image.getexif().get(_ORIENTATION_TAG, 1))
     except Exception:  # a malformed EXIF block must not hide a readable size: treat it as upright
         return 1
-
-
-def list_files(folder: str | Path) -> list[Path]:
-    """Every regular, non-hidden file under ``folder`` (recursively), sorted; UsageError if it is not a folder."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UsageError(f"image folder {folder} does not exist or is not a directory")
-    return sorted(
-        p for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
 
 
 def scan_sizes(folder: str | Path) -> SizeScan:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from rsz_export.interface import NUM_CLASSES
+
 MEAN = (0.485, 0.456, 0.406)
 """Per-channel (RGB) mean of ImageNet pixels scaled to 0..1: subtracted before the model."""
 STD = (0.229, 0.224, 0.225)
 """Per-channel (RGB) standard deviation of ImageNet pixels scaled to 0..1: divided by before the model."""
-NUM_CLASSES = 1000
+CROP_RATIO = 0.875
+"""The weights' evaluation crop: resize so the image covers S / 0.875 (256 for S = 224), then keep the centre S."""
 
-_LABELS_FILE = Path(__file__).parent / "data" / "imagenet_classes.txt"
+_LABELS_FILE = Path(__file__).resolve().parents[1] / "data" / "imagenet_classes.txt"
 
 
 @functools.cache

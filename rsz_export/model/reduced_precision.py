@@ -24,17 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
+from rsz_export.artifacts.files import atomic_write_bytes
 from rsz_export.errors import CheckFailed, IntegrityError, UsageError
-from rsz_export.fileio import atomic_write_bytes
+from rsz_export.validate.parity import combine, compare
 
 REDUCED_PRECISIONS = ("fp16", "bf16")
 BF16_OPSET = 22
 REL_L2_BOUND = {"fp16": 5e-3, "bf16": 3e-2}
-"""Relative L2 error of the logits allowed against fp32. fp16 keeps 11 significant bits (unit roundoff
-u = 2^-11 = 4.9e-4); ResNet-50 in fp16 was measured here at 5.6e-4 (ONNX Runtime CPU), so 5e-3 (about 10 u) leaves room
-for other weights and sizes while any conversion bug (a wrong cast, a clamped weight, a dropped op) gives errors
-of order 1e-1 to 1. bf16 keeps 8 bits (u = 2^-8 = 3.9e-3); its weights-only emulation measures 4.2e-3, and
-3e-2 is the same ~10 u margin."""
+"""Relative L2 error of the logits allowed against fp32: about 10 unit roundoffs (fp16 keeps 11 significant bits,
+u = 2^-11 = 4.9e-4; bf16 keeps 8, u = 3.9e-3), room for other weights and sizes, while a conversion bug (a wrong
+cast, a clamped weight, a dropped op) gives errors of order 1e-1 to 1. docs/tensorrt.md has the measurements."""
 DEFAULT_SIZES = ((224, 224), (160, 288))
 
 
@@ -206,20 +205,6 @@ class PrecisionStats:
             )
 
 
-def _compare(ref: np.ndarray, out: np.ndarray) -> tuple[float, float, int, int]:
-    """(rel L2, max abs, top-1 agreements, decisive disagreements) for a batch of logits.
-
-    A top-1 disagreement is *decisive* when fp32's margin between its top two classes exceeds twice the
-    largest logit error of that image: rounding noise alone could not have flipped it.
-    """
-    rel = float(np.linalg.norm(out - ref) / max(np.linalg.norm(ref), 1e-12))
-    err = np.abs(out - ref).max(axis=1)
-    top2 = np.sort(ref, axis=1)[:, -2:]
-    agree = ref.argmax(1) == out.argmax(1)
-    decisive = (~agree) & ((top2[:, 1] - top2[:, 0]) > 2 * err)
-    return rel, float(err.max()), int(agree.sum()), int(decisive.sum())
-
-
 def check_reduced_precision(onnx_path, model, sizes=None) -> PrecisionStats:
     """Run ``onnx_path`` with ONNX Runtime on the CPU and compare with ``model`` (a torch module or an fp32
     ONNX path) at ``sizes`` ((h, w) pairs or Resolutions; default 224x224 and 160x288), batch 2 each."""
@@ -229,21 +214,20 @@ def check_reduced_precision(onnx_path, model, sizes=None) -> PrecisionStats:
     name = session.get_inputs()[0].name
     reference = _reference(model)
     pairs = [(s.h, s.w) if hasattr(s, "h") else tuple(s) for s in (sizes or DEFAULT_SIZES)]
-    rels, abss, agree, decisive, samples = [], [], 0, 0, 0
+    stats = []
     for h, w in pairs:
         x = _images(h, w)
-        rel, mx, ok, bad = _compare(reference(x), session.run(None, {name: x})[0])
-        rels.append(rel), abss.append(mx)
-        agree, decisive, samples = agree + ok, decisive + bad, samples + len(x)
+        stats.append(compare(reference(x), session.run(None, {name: x})[0]))
+    total = combine(stats)
     method = "onnxruntime-cpu" if precision == "fp16" else "onnxruntime-cpu, bf16 weights emulated in fp32"
     return PrecisionStats(
         precision,
         method,
         tuple(f"{h}x{w}" for h, w in pairs),
-        samples,
-        max(rels),
-        max(abss),
-        agree / samples,
-        decisive,
+        total.rows,
+        total.rel_l2,
+        total.max_abs,
+        total.top1,
+        total.decisive_flips,
         REL_L2_BOUND[precision],
     )

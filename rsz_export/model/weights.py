@@ -18,9 +18,9 @@ import re
 import warnings
 from pathlib import Path
 
+from rsz_export.artifacts.files import sha256_file
+from rsz_export.artifacts.manifest import WeightsRecord
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
-from rsz_export.fileio import sha256_file
-from rsz_export.manifest import WeightsRecord
 
 PRETRAINED = {
     "imagenet1k-v1": "resnet50-0676ba61.pth",
@@ -55,6 +55,20 @@ def weights_identity(spec: str, seed: int) -> str:
             hint="give a state_dict file saved with torch.save(model.state_dict(), PATH)",
         )
     return f"file:{sha256_file(path)}"
+
+
+def default_weights(seed: int = 0) -> tuple[str, str | None]:
+    """(weights spec, warning) when none is given: ImageNet weights when cached or downloadable, else seeded
+    random weights with a warning saying the outputs are not ImageNet predictions."""
+    try:
+        pretrained_path(DEFAULT_WEIGHTS)
+        return DEFAULT_WEIGHTS, None
+    except EnvironmentProblem as exc:
+        return "random", (
+            f"default weights {DEFAULT_WEIGHTS} unavailable ({exc.message}); built with seeded random weights "
+            f"(seed {seed}): outputs are NOT ImageNet predictions. Put {PRETRAINED[DEFAULT_WEIGHTS]} in the "
+            "torch hub cache and rebuild with --force for real weights"
+        )
 
 
 def resolve_weights(spec: str, seed: int = 0, allow_download: bool = True) -> tuple[dict, WeightsRecord]:
@@ -92,7 +106,7 @@ def _download(url: str, path: Path) -> None:
     """Fetch ``url`` to ``path`` atomically, checking the sha256 prefix torchvision puts in the name."""
     import urllib.request
 
-    from rsz_export.fileio import atomic_path
+    from rsz_export.artifacts.files import atomic_path
 
     expected = path.stem.rsplit("-", 1)[-1]
     with atomic_path(path) as tmp:
@@ -186,6 +200,6 @@ def random_state_dict(seed: int) -> dict:
 
 @functools.lru_cache(maxsize=2)
 def _generated(seed: int) -> dict:
-    from rsz_export.randominit import calibrated_state_dict
+    from rsz_export.model.random_init import calibrated_state_dict
 
     return calibrated_state_dict(seed, _CALIBRATION_SIZE, _LAST_BN_GAMMA, _LOGIT_STD)

@@ -1,9 +1,9 @@
 """Propose a resolution range and profiles from the sizes of real images. Pure.
 
 Cost model (``CostModel``): running one image at h x w costs ``a + b * h * w`` milliseconds, fitted to
-``bench`` numbers (default: ONNX Runtime, CPU, fp32, batch 1 on the 2-core development machine: 22 ms at
-224x224 and 270 ms at 800x800, so a = 0.9 ms and b = 0.42 ms per 1000 pixels). A profile's kernels are
-tuned for its opt shape, so an input of P pixels on a profile tuned for P_opt pays
+latencies from ``rsz-export bench`` (``plan --timings``; the default points are ONNX Runtime fp32 at batch 1
+on a 2-core CPU, see ``DEFAULT_TIMINGS``). Only the ratio of b to a shapes the proposal, not the scale.
+A profile's kernels are tuned for its opt shape, so an input of P pixels on a profile tuned for P_opt pays
 ``1 + tuning_penalty * |ln(P / P_opt)|`` times that (10% per e-fold of pixels by default: an assumption, set
 it to 0 for backends without profiles, such as ONNX Runtime on CPU).
 
@@ -23,12 +23,13 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from rsz_export.errors import UsageError
-from rsz_export.planning import PRECISIONS, Plan, profile_file_from_dict
-from rsz_export.shapes import MAX_SIZE, MIN_SIZE, STRIDE, BatchRange, InputShape, Profile, Resolution
+from rsz_export.errors import UsageError, check_number
+from rsz_export.plan.profile_file import plan_to_toml
+from rsz_export.plan.profiles import Plan, opt_side
+from rsz_export.shapes import MAX_SIZE, MIN_SIZE, STRIDE, BatchRange, InputShape, Profile
 
-BENCH_POINTS = ((224, 22.0), (800, 270.0))
-"""ORT CPU fp32 batch 1 latency (ms) by square side, measured by ``rsz-export bench`` on the dev machine."""
+DEFAULT_TIMINGS = "224=22,800=270"
+"""(square side = ms) latencies the default cost model is fitted to: ONNX Runtime, fp32, batch 1, 2 CPU cores."""
 
 BATCH_ONE = BatchRange()  # frozen, so one shared default is safe
 
@@ -44,8 +45,7 @@ class CostModel:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.a_ms) and math.isfinite(self.b_ms_per_kpx)) or self.b_ms_per_kpx <= 0:
             raise UsageError(f"cost model needs a finite a and b > 0, got a={self.a_ms} b={self.b_ms_per_kpx}")
-        if not 0 <= self.tuning_penalty <= 1:
-            raise UsageError(f"tuning penalty must be in 0..1, got {self.tuning_penalty}")
+        check_number(self.tuning_penalty, "tuning penalty", 0.0, 1.0)
 
     def ms(self, pixels: float, opt_pixels: float | None = None) -> float:
         base = self.a_ms + self.b_ms_per_kpx * pixels / 1000
@@ -81,7 +81,7 @@ def parse_cost_points(text: str) -> list[tuple[int, float]]:
     return points
 
 
-DEFAULT_COST = fit_cost_model(BENCH_POINTS)
+DEFAULT_COST = fit_cost_model(parse_cost_points(DEFAULT_TIMINGS))
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ class _BandCost:
         import numpy as np
 
         first, last = np.searchsorted(self.longer, [low, high], side="right")
-        default = _opt_default(max(self.lo, low + 1), high)
+        default = opt_side(max(self.lo, low + 1), high)
         if first == last:
             return 0.0, default
         opts = np.array(sorted({default} | set(range(_round_up(low + 1), high + 1, STRIDE))), dtype=np.float64)
@@ -167,12 +167,6 @@ class _BandCost:
         totals = (self.weighted_base[first:last, None] * (1 + self.penalty * gap)).sum(axis=0)
         best = int(np.argmin(totals))
         return float(totals[best]), int(opts[best])
-
-
-def _opt_default(low: int, high: int) -> int:
-    mid = math.sqrt(low * high)
-    snapped = round(mid / STRIDE) * STRIDE
-    return snapped if low <= snapped <= high else min(max(round(mid), low), high)
 
 
 def _best_split(band: _BandCost, cands: list[int], lo: int, k: int) -> tuple[float, list[int]]:
@@ -246,40 +240,6 @@ def proposal_profiles(proposal: SizeProposal, batch: BatchRange = BATCH_ONE) -> 
     )
 
 
-def plan_to_toml(plan: Plan, name: str, description: str, precision: str = "fp32", comment: str = "") -> str:
-    """A profile file (see profiles/*.toml) holding this plan's range and explicit profiles; checked by re-reading."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    lines = [f"# {line}".rstrip() for line in comment.splitlines()]
-    lines += [
-        f"name = {_quote(name)}",
-        f"description = {_quote(description)}",
-        f"min = {plan.min_size}",
-        f"max = {plan.max_size}",
-        f"profiles = {len(plan.profiles)}",
-        f'batch = "{plan.batch.min}:{plan.batch.opt}:{plan.batch.max}"',
-        f'aspect = "{plan.aspect}"',
-        f'precision = "{precision}"',
-    ]
-    for p in plan.profiles:
-        lines += [
-            "",
-            "[[profile]]",
-            f'min = "{Resolution(p.min.h, p.min.w)}"',
-            f'opt = "{Resolution(p.opt.h, p.opt.w)}"',
-            f'max = "{Resolution(p.max.h, p.max.w)}"',
-        ]
-    text = "\n".join(lines) + "\n"
-    import tomllib
-
-    profile_file_from_dict(tomllib.loads(text), source=f"<generated {name}>")
-    return text
-
-
-def _quote(text: str) -> str:
-    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
-
-
 def proposal_plan(proposal: SizeProposal, batch: BatchRange = BATCH_ONE) -> Plan:
     """The proposal as a Plan (free aspect)."""
     return Plan(proposal.min_size, proposal.max_size, "free", batch, proposal_profiles(proposal, batch))
@@ -288,7 +248,7 @@ def proposal_plan(proposal: SizeProposal, batch: BatchRange = BATCH_ONE) -> Plan
 def to_profile_toml(
     proposal: SizeProposal, name: str = "from-images", batch: BatchRange = BATCH_ONE, precision: str = "fp32"
 ) -> str:
-    """The proposal as a profile file that ``planning.load_profile_file`` (and ``build --profile-file``) accepts."""
+    """The proposal as a profile file that ``build --profile-file`` accepts."""
     comment = (
         f"Proposed by `rsz-export plan --images` from {proposal.images} image(s): covers "
         f"{proposal.covered_share:.1%} of them; expected {proposal.expected_ms:.1f} ms/image "

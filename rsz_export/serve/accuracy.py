@@ -1,40 +1,41 @@
 """Accuracy against input resolution: top-1/top-5 and latency per size for every built engine, Pareto front marked.
 
 Labels come from an ImageFolder layout: ``LABELED_DIR/<class>/<image>``, where ``<class>`` is an ImageNet class
-name as in ``rsz_export/data/imagenet_classes.txt`` (case and ``_``/``-`` for spaces do not matter), a WordNet
-id such as ``n01440764`` when ``imagenet.wnids()`` is available, or a class index 0..999.
+name as in ``rsz_export/data/imagenet_classes.txt`` (case and ``_``/``-`` for spaces do not matter) or a class
+index 0..999.
 
-Preprocessing at size S (HxW) is torchvision's evaluation transform scaled to S: resize (bilinear,
-antialiased, aspect ratio kept) so the image covers S / ``crop_ratio`` (shorter side 256 for S = 224 with the
-standard 0.875), then take the centre S. Every image is decoded once and run at every size on every engine;
-latency is the median of the per-image inference calls at batch 1 (the first call per engine and size, which
-pays one-off allocation, is left out when there are two or more images).
+Preprocessing at size S (HxW) is the weights' evaluation transform scaled to S (``preprocess.crop_input``):
+resize (bilinear, antialiased, aspect ratio kept) so the image covers S / ``crop_ratio`` (shorter side 256
+for S = 224 with the standard 0.875), then take the centre S. Every image is decoded once and run at every
+size on every engine; latency is the median of the per-image inference calls at batch 1 (the first call per
+engine and size, which pays one-off allocation, is left out when there are two or more images).
 """
 
 from __future__ import annotations
 
 import re
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rsz_export.errors import UsageError
+from rsz_export.images.files import image_files, load_rgb
+from rsz_export.images.preprocess import crop_input
+from rsz_export.model.imagenet import CROP_RATIO, labels
+from rsz_export.plan.profiles import route
+from rsz_export.serve.routing import Route
 from rsz_export.shapes import Resolution
-
-CROP_RATIO = 0.875
-_WNID = re.compile(r"^n\d{8}$")
+from rsz_export.validate.parity import top_k
 
 
 def _normal(name: str) -> str:
     return re.sub(r"[\s_\-]+", " ", name).strip().lower()
 
 
-def class_index(folder: str, names: list[str], wnids: list[str] | None = None) -> int | None:
+def class_index(folder: str, names: list[str]) -> int | None:
     """The ImageNet class index a folder name stands for, or None if it names no class the model knows."""
     if folder.isdigit():
         return int(folder) if int(folder) < len(names) else None
-    if _WNID.match(folder):
-        return wnids.index(folder) if wnids and folder in wnids else None
     table = {_normal(n): i for i, n in enumerate(names)}
     return table.get(_normal(folder))
 
@@ -49,33 +50,23 @@ class LabeledSet:
     skipped: tuple[tuple[str, str], ...] = ()
 
 
-def _wnids() -> list[str] | None:
-    from rsz_export import imagenet
-
-    table = getattr(imagenet, "wnids", None)
-    return list(table()) if table else None
-
-
 def load_labeled(root: str | Path) -> LabeledSet:
     """Read an ImageFolder-layout directory; UsageError for a missing/empty folder or classes the model lacks."""
-    from rsz_export.imagenet import labels
-    from rsz_export.images import image_files
-
     root = Path(root)
     if not root.is_dir():
         raise UsageError(f"--images {root} is not a directory", hint="give LABELED_DIR/<class name>/<image files>")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise UsageError(f"{root} has no class folders", hint="lay it out as LABELED_DIR/<class name>/<image files>")
-    names, wnids = labels(), _wnids()
-    mapped = {f.name: class_index(f.name, names, wnids) for f in folders}
+    names = labels()
+    mapped = {f.name: class_index(f.name, names) for f in folders}
     unknown = sorted(name for name, index in mapped.items() if index is None)
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise UsageError(
             f"{len(unknown)} class folder(s) in {root} name no ImageNet class the model knows: {shown}",
             hint="name each folder by an ImageNet class name (e.g. 'golden retriever', see "
-            "rsz_export/data/imagenet_classes.txt) or class index 0..999" + (" or WordNet id" if wnids else ""),
+            "rsz_export/data/imagenet_classes.txt) or class index 0..999",
         )
     items, skipped = [], []
     for folder in folders:
@@ -85,20 +76,6 @@ def load_labeled(root: str | Path) -> LabeledSet:
     if not items:
         raise UsageError(f"{root} has class folders but no readable images in them")
     return LabeledSet(str(root), tuple(items), tuple((n, mapped[n]) for n in sorted(mapped)), tuple(skipped))
-
-
-def eval_input(image, size: Resolution, crop_ratio: float = CROP_RATIO):
-    """Resize to cover size / crop_ratio (aspect kept), centre-crop ``size``, normalise: float32 [1,3,h,w]."""
-    import numpy as np
-    from PIL import Image
-
-    from rsz_export.images import normalise
-
-    scale = max(size.h / crop_ratio / image.height, size.w / crop_ratio / image.width)
-    rh, rw = max(size.h, round(image.height * scale)), max(size.w, round(image.width * scale))
-    resized = image.resize((rw, rh), Image.Resampling.BILINEAR)
-    top, left = int(round((rh - size.h) / 2)), int(round((rw - size.w) / 2))
-    return normalise(np.asarray(resized.crop((left, top, left + size.w, top + size.h))))
 
 
 @dataclass(frozen=True)
@@ -132,8 +109,6 @@ def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
 
 def mark_pareto(rows: list[SweepRow]) -> list[SweepRow]:
     """Rows with ``pareto`` set on the covered rows no other covered row beats on top-1 and latency."""
-    from dataclasses import replace
-
     covered = [i for i, r in enumerate(rows) if r.covered]
     flags = pareto_front([(rows[i].top1, rows[i].latency_ms) for i in covered])
     front = {i for i, flag in zip(covered, flags) if flag}
@@ -146,11 +121,9 @@ class _Tally:
         self.latencies: list[float] = []
 
     def add(self, logits, label: int, latency_ms: float) -> None:
-        import numpy as np
-
-        order = np.argsort(-np.asarray(logits).reshape(-1), kind="stable")[:5]
+        order = top_k(logits, 5)[0].tolist()
         self.top1 += int(order[0] == label)
-        self.top5 += int(label in order.tolist())
+        self.top5 += int(label in order)
         self.latencies.append(latency_ms)
 
     def latency(self) -> float:
@@ -165,12 +138,6 @@ def run_sweep(
     with no numbers. Returns rows in engine-then-size order with the Pareto front marked."""
     import numpy as np
 
-    from rsz_export.images import load_rgb
-    from rsz_export.planning import route
-    from rsz_export.runtime import Route
-
-    if not 0 < crop_ratio <= 1:
-        raise UsageError(f"crop ratio must be in (0, 1], got {crop_ratio}")
     cells = {}
     for e in range(len(session.engines)):
         mine = [c for c in session.candidates if c.engine == e]
@@ -180,7 +147,7 @@ def run_sweep(
     for n, (path, label) in enumerate(labeled.items, 1):
         image = load_rgb(path)
         for size in sizes:
-            feed = eval_input(image, size, crop_ratio)
+            feed = crop_input(image, size, crop_ratio)
             feed = np.repeat(feed, session.batch, axis=0) if session.batch > 1 else feed
             for (e, s), (profile, tally) in cells.items():
                 if s == size and profile is not None:

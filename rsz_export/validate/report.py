@@ -1,8 +1,4 @@
-"""Results -> readable table, JSON and JUnit XML; and the exit-code policy. Pure: strings in, strings out.
-
-Sections: validation results (data model), validation renderers (table, JSON, JUnit), exit codes.
-Benchmark tables belong in their own section below, with their own functions.
-"""
+"""Validation results: the data model, its renderings (table, JSON, JUnit XML) and the exit code. Pure."""
 
 from __future__ import annotations
 
@@ -12,8 +8,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 from rsz_export.errors import EXIT_CHECK_FAILED, EXIT_OK
-from rsz_export.parity import ParityStats, TolerancePolicy
 from rsz_export.shapes import Resolution
+from rsz_export.validate.parity import ParityStats
+from rsz_export.validate.policy import TolerancePolicy
 
 # --------------------------------------------------------------------------------------------------
 # Validation results

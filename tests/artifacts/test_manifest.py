@@ -6,9 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rsz_export.errors import IntegrityError, OutputError
-from rsz_export.fileio import atomic_path, atomic_write_text, directory_lock, sha256_file
-from rsz_export.manifest import (
+from rsz_export.artifacts.files import atomic_path, atomic_write_text, directory_lock, sha256_file
+from rsz_export.artifacts.manifest import (
     EngineRecord,
     FileRecord,
     Manifest,
@@ -17,7 +16,8 @@ from rsz_export.manifest import (
     save_manifest,
     verify_file,
 )
-from rsz_export.planning import PlanSpec, plan_profiles
+from rsz_export.errors import IntegrityError, OutputError
+from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from rsz_export.shapes import BatchRange
 
 

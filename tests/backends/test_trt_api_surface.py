@@ -1,7 +1,7 @@
 """Every TensorRT name the backend uses exists, on the code path for each major version, in that version's API.
 
 The surfaces (names read off the published binding wheels) are looked up in tests/data/tensorrt-api/ or, in the
-project workspace, ../shared/tensorrt-api/. Rules for rsz_export/backends/trt.py (see its docstring):
+project workspace, ../shared/tensorrt-api/. Rules for rsz_export/backends/trt*.py (see trt.py's docstring):
   * functions suffixed ``_v10`` / ``_v11`` run only on that major; everything else runs on both;
   * a version-suffixed function is reached only through a module-level ``{10: f_v10, 11: f_v11}`` dict whose
     key matches its suffix, or from a function with the same suffix;
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BACKENDS = ROOT / "rsz_export" / "backends"
 SURFACE_DIRS = [ROOT / "tests" / "data" / "tensorrt-api", ROOT.parent / "shared" / "tensorrt-api"]
 SURFACE_DIR = next((d for d in SURFACE_DIRS if (d / "11.4.0.106.txt").is_file()), None)
@@ -26,8 +26,8 @@ VERSIONS = {10: ("10.13.3.9", "10.16.1.11"), 11: ("11.0.0.114", "11.4.0.106")}
 OLDEST_10 = "10.0.1"
 ALLOWED_MISSING_IN_OLDEST = {
     # name: why the backend may use it although 10.0.1 lacks it
-    "ICudaEngine.device_memory_size_v2": "10.1+; trt_plan.MIN_VERSION is 10.1",
-    "ICudaEngine.get_device_memory_size_for_profile_v2": "10.1+; trt_plan.MIN_VERSION is 10.1",
+    "ICudaEngine.device_memory_size_v2": "10.1+; trt_support.MIN_VERSION is 10.1",
+    "ICudaEngine.get_device_memory_size_for_profile_v2": "10.1+; trt_support.MIN_VERSION is 10.1",
     "HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY": "10.9+; check_build_options refuses it below 10.9",
     "ITimingCache.queryKeys": "10.8+; guarded by hasattr in _cache_entries",
 }
@@ -134,7 +134,9 @@ def surface_problems(source: str) -> list[str]:
     return problems
 
 
-TRT_SOURCE = (BACKENDS / "trt.py").read_text()
+TRT_MODULES = ("trt.py", "trt_env.py", "trt_build.py", "trt_runner.py")
+"""The modules that call TensorRT; their top-level functions are analysed together."""
+TRT_SOURCE = "\n\n".join((BACKENDS / name).read_text() for name in TRT_MODULES)
 
 
 @needs_surfaces
@@ -202,7 +204,7 @@ def test_dispatch_dict_with_wrong_key_is_caught():
 
 
 def test_pure_helpers_never_touch_tensorrt():
-    source = (BACKENDS / "trt_plan.py").read_text()
+    source = (BACKENDS / "trt_support.py").read_text()
     tree = ast.parse(source)
     imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
     modules = {a.name for n in imports if isinstance(n, ast.Import) for a in n.names}
@@ -211,8 +213,9 @@ def test_pure_helpers_never_touch_tensorrt():
     assert not any(_chain(n) and _chain(n)[0] == "trt" for n in ast.walk(tree) if isinstance(n, ast.Attribute))
 
 
-def test_trt_imports_tensorrt_only_inside_functions():
-    tree = ast.parse(TRT_SOURCE)
+@pytest.mark.parametrize("name", TRT_MODULES)
+def test_trt_imports_tensorrt_only_inside_functions(name):
+    tree = ast.parse((BACKENDS / name).read_text())
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]

@@ -11,7 +11,7 @@ import pytest
 from rsz_export.backends import trt as trt_backend
 from rsz_export.backends.base import BuildOptions
 from rsz_export.errors import IntegrityError, UsageError
-from rsz_export.planning import PlanSpec, plan_profiles
+from rsz_export.plan.profiles import PlanSpec, plan_profiles, route
 
 REASON = trt_backend.unavailable_reason()
 pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu, pytest.mark.skipif(REASON is not None, reason=str(REASON))]
@@ -45,7 +45,7 @@ def exported(tmp_path_factory):
 
 
 def _manifest(records, out):
-    from rsz_export.manifest import Manifest, WeightsRecord, file_record
+    from rsz_export.artifacts.manifest import Manifest, WeightsRecord, file_record
 
     return Manifest(
         "test",
@@ -89,7 +89,7 @@ def test_build_run_compare_and_reuse_timing_cache(exported):
             with torch.inference_mode():
                 ref = model(torch.from_numpy(x)).numpy()
             got = runner.infer(x)
-            assert got.shape == (2, 1000) and runner.last_profile == PLAN.route(2, h, w)
+            assert got.shape == (2, 1000) and runner.last_profile == route(PLAN.profiles, 2, h, w)
             rel = np.linalg.norm(got - ref) / np.linalg.norm(ref)
             assert rel < 1e-2 and (got.argmax(1) == ref.argmax(1)).all(), rel  # TF32 is on by default
             assert runner.last_latency_ms > 0
@@ -108,7 +108,7 @@ def test_engine_per_profile_routes_like_one_engine(exported):
     assert [r.profiles for r in records] == [(0,), (1,)]
     with trt_backend.open_runner(_manifest(records, out), None, out) as runner:
         runner.infer(np.zeros((1, 3, 288, 250), np.float32))
-        assert runner.last_profile == PLAN.route(1, 288, 250)
+        assert runner.last_profile == route(PLAN.profiles, 1, 288, 250)
 
 
 def test_tampered_engine_is_refused_before_loading(exported):

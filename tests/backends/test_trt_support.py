@@ -1,5 +1,5 @@
-"""The TensorRT backend's pure parts, on the CPU: profile shapes, routing, versions, options, inspector JSON,
-parser errors, compatibility, and what happens without TensorRT."""
+"""The TensorRT backend's pure parts, on the CPU: profile shapes, versions, options, inspector JSON, parser errors,
+compatibility, and what happens without TensorRT."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rsz_export.backends import require_backend
+from rsz_export.artifacts.manifest import EngineRecord, FileRecord, Manifest, WeightsRecord
+from rsz_export.backends import require_backend, trt_env
 from rsz_export.backends import trt as trt_backend
-from rsz_export.backends import trt_plan as tp
+from rsz_export.backends import trt_support as ts
 from rsz_export.backends.base import BuildOptions
 from rsz_export.errors import EXIT_ENVIRONMENT, EnvironmentProblem, UsageError
-from rsz_export.manifest import EngineRecord, FileRecord, Manifest, WeightsRecord
-from rsz_export.planning import PlanSpec, plan_profiles, uncovered_example
+from rsz_export.plan.profiles import PlanSpec, plan_profiles, uncovered_example
 from rsz_export.shapes import BatchRange
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
@@ -24,7 +24,7 @@ PLAN = plan_profiles(PlanSpec(224, 800, profiles=4, batch=BatchRange(1, 2, 4)))
 
 
 def test_profile_shapes_follow_engine_order_with_nchw_rank_and_batch():
-    shapes = tp.trt_profile_shapes(PLAN, (2, 0))
+    shapes = ts.trt_profile_shapes(PLAN, (2, 0))
     assert [s[0] for s in shapes] == ["images", "images"]
     assert shapes[0][1:] == (PLAN.profiles[2].min.nchw, PLAN.profiles[2].opt.nchw, PLAN.profiles[2].max.nchw)
     assert shapes[1][3] == PLAN.profiles[0].max.nchw
@@ -35,9 +35,9 @@ def test_profile_shapes_follow_engine_order_with_nchw_rank_and_batch():
 
 def test_profile_shapes_reject_bad_indices_and_empty_engines():
     with pytest.raises(UsageError, match="plan profile 7 does not exist"):
-        tp.trt_profile_shapes(PLAN, (7,))
+        ts.trt_profile_shapes(PLAN, (7,))
     with pytest.raises(UsageError, match="at least one profile"):
-        tp.trt_profile_shapes(PLAN, ())
+        ts.trt_profile_shapes(PLAN, ())
 
 
 @settings(max_examples=60, deadline=None)
@@ -50,56 +50,28 @@ def test_profile_shapes_reject_bad_indices_and_empty_engines():
 )
 def test_translation_is_ordered_and_covers_the_plan(lo, span, count, aspect, per_profile):
     hi = min(lo + span, 4096)
-    count = min(count, tp_max(lo, hi))
+    count = min(count, PlanSpec(lo, hi).profile_limit)
     plan = plan_profiles(PlanSpec(lo, hi, profiles=count, aspect=aspect))
-    groups = tp.engine_groups(plan, per_profile)
+    groups = ts.engine_groups(plan, per_profile)
     assert sorted(i for g in groups for i in g) == list(range(len(plan.profiles)))
     for group in groups:
-        for k, (_, mn, opt, mx) in enumerate(tp.trt_profile_shapes(plan, group)):
+        for k, (_, mn, opt, mx) in enumerate(ts.trt_profile_shapes(plan, group)):
             assert all(a <= b <= c for a, b, c in zip(mn, opt, mx, strict=True))
             assert (mn[2], mx[2]) == (plan.profiles[group[k]].min.h, plan.profiles[group[k]].max.h)
     if aspect == "free":
         assert uncovered_example(plan) is None
-        # every size in range routes to a profile, engine by engine, as the plan routes it
-        for size in {lo, hi, (lo + hi) // 2}:
-            expected = plan.route(1, size, size)
-            assert tp.route_in_engine(plan, tuple(range(len(plan.profiles))), (1, 3, size, size))[1] == expected
-
-
-def tp_max(lo: int, hi: int) -> int:
-    from rsz_export.planning import max_profiles
-
-    return max_profiles(lo, hi)
-
-
-def test_route_in_engine_matches_plan_and_maps_local_indices():
-    assert tp.route_in_engine(PLAN, (0, 1, 2, 3), (1, 3, 224, 224)) == (0, PLAN.route(1, 224, 224))
-    assert tp.route_in_engine(PLAN, (3,), (2, 3, 800, 640)) == (0, 3)
-    assert tp.route_in_engine(PLAN, (0, 1, 2, 3), (1, 3, 300, 224), forced=3) == (3, 3)
-
-
-def test_route_outside_every_profile_names_the_covered_ranges():
-    with pytest.raises(UsageError) as err:
-        tp.route_in_engine(PLAN, (0, 1), (1, 3, 800, 800))
-    assert "1x3x800x800" in err.value.message and "profile 0: h,w 224.." in err.value.message
-    with pytest.raises(UsageError, match="outside every profile"):
-        tp.route_in_engine(PLAN, (0, 1, 2, 3), (8, 3, 224, 224))  # batch 8 > max 4
-    with pytest.raises(UsageError, match="cannot serve"):
-        tp.route_in_engine(PLAN, (0, 1), (1, 3, 224, 224), forced=3)
-    with pytest.raises(UsageError, match="N x 3 x H x W"):
-        tp.route_in_engine(PLAN, (0,), (1, 224, 224))
 
 
 def test_versions_and_major_dispatch():
-    assert tp.parse_version("10.13.3.9") == (10, 13, 3, 9)
-    assert tp.parse_version("11.0.0b1") == (11, 0, 0)
-    assert tp.api_major("10.16.1.11") == 10 and tp.api_major("11.4.0.106") == 11
+    assert ts.parse_version("10.13.3.9") == (10, 13, 3, 9)
+    assert ts.parse_version("11.0.0b1") == (11, 0, 0)
+    assert ts.api_major("10.16.1.11") == 10 and ts.api_major("11.4.0.106") == 11
     for bad in ("10.0.1", "8.6.1", "12.0.0"):
         with pytest.raises(EnvironmentProblem, match=f"TensorRT {bad} is not supported"):
-            tp.api_major(bad)
-    assert tp.precision_path(10, "fp16") == "builder-flags"
-    assert tp.precision_path(11, "bf16") == "reduced-precision-onnx"
-    assert tp.precision_path(11, "fp32") == tp.precision_path(10, "tf32") == "fp32-onnx"
+            ts.api_major(bad)
+    assert ts.precision_path(10, "fp16") == "builder-flags"
+    assert ts.precision_path(11, "bf16") == "reduced-precision-onnx"
+    assert ts.precision_path(11, "fp32") == ts.precision_path(10, "tf32") == "fp32-onnx"
 
 
 @pytest.mark.parametrize(
@@ -114,15 +86,15 @@ def test_versions_and_major_dispatch():
 )
 def test_bad_build_options_are_usage_errors(options, message):
     with pytest.raises(UsageError) as err:
-        tp.check_build_options(options, "10.16.1.11")
+        ts.check_build_options(options, "10.16.1.11")
     assert message in err.value.message
 
 
 def test_same_compute_capability_needs_10_9():
     options = BuildOptions(hardware_compat="same-compute-capability")
-    tp.check_build_options(options, "10.9.0.34")
+    ts.check_build_options(options, "10.9.0.34")
     with pytest.raises(EnvironmentProblem, match="needs TensorRT >= 10.9"):
-        tp.check_build_options(options, "10.3.0.30")
+        ts.check_build_options(options, "10.3.0.30")
 
 
 INSPECTOR_10 = {
@@ -173,14 +145,14 @@ INSPECTOR_11 = {
 
 
 def test_inspector_json_schema_10():
-    summary = tp.parse_inspector_json(json.dumps(INSPECTOR_10))
+    summary = ts.parse_inspector_json(json.dumps(INSPECTOR_10))
     assert summary.schema == "10" and summary.layers == 3 and summary.io_tensors == ("images", "logits")
     assert summary.precisions == {"FP16": 2, "FP32": 1}
     assert summary.layer_types["CaskConvolution"] == 1
 
 
 def test_inspector_json_schema_11():
-    summary = tp.parse_inspector_json(json.dumps(INSPECTOR_11))
+    summary = ts.parse_inspector_json(json.dumps(INSPECTOR_11))
     assert summary.schema == "11" and summary.layers == 2 and summary.io_tensors == ("images", "logits")
     assert summary.precisions == {"BF16": 1, "FP32": 1}
 
@@ -189,50 +161,43 @@ def test_inspector_json_schema_11():
     "text", ["", "not json", "[1, 2]", json.dumps({"Layers": "x"}), json.dumps({"Layers": ["a", 3]})]
 )
 def test_inspector_json_never_raises_on_odd_content(text):
-    summary = tp.parse_inspector_json(text)
+    summary = ts.parse_inspector_json(text)
     assert summary.schema == "unknown" and summary.precisions == {}
 
 
 def test_layer_names_only_inspector_output():
-    summary = tp.parse_inspector_json(json.dumps({"Layers": ["conv1", "fc"], "Bindings": ["images", "logits"]}))
+    summary = ts.parse_inspector_json(json.dumps({"Layers": ["conv1", "fc"], "Bindings": ["images", "logits"]}))
     assert summary.layers == 2 and summary.layer_types == {"name-only": 2}
 
 
 def test_parser_errors_list_node_operator_and_description():
     errors = [
-        tp.ParserErrorInfo("ErrorCode.UNSUPPORTED_NODE", "No importer registered for op: Foo", 17, "node_Foo_3", "Foo"),
-        tp.ParserErrorInfo("ErrorCode.INVALID_GRAPH", "graph has no outputs"),
+        ts.ParserErrorInfo("ErrorCode.UNSUPPORTED_NODE", "No importer registered for op: Foo", 17, "node_Foo_3", "Foo"),
+        ts.ParserErrorInfo("ErrorCode.INVALID_GRAPH", "graph has no outputs"),
     ]
-    text = tp.format_parser_errors("model.onnx", errors)
+    text = ts.format_parser_errors("model.onnx", errors)
     assert text.splitlines() == [
         "TensorRT could not parse model.onnx (2 errors):",
         "  - node 17 'node_Foo_3' (Foo): UNSUPPORTED_NODE: No importer registered for op: Foo",
         "  - graph: INVALID_GRAPH: graph has no outputs",
     ]
-    assert "reported no error" in tp.format_parser_errors("m.onnx", [])
-
-
-def test_driver_version_parsing():
-    proc = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024\n"
-    assert tp.parse_driver_version(proc) == "550.54.14"
-    assert tp.parse_driver_version("535.183.01\n") == "535.183.01"
-    assert tp.parse_driver_version("NVIDIA-SMI has failed") is None
+    assert "reported no error" in ts.format_parser_errors("m.onnx", [])
 
 
 def test_timing_cache_stats():
-    first = tp.timing_cache_stats("t.cache", b"", b"abc", 0, 120)
+    first = ts.timing_cache_stats("t.cache", b"", b"abc", 0, 120)
     assert first["reused"] is False and first["changed"] is True and first["new_entries"] == 120
-    again = tp.timing_cache_stats("t.cache", b"abc", b"abc", 120, 120)
+    again = ts.timing_cache_stats("t.cache", b"abc", b"abc", 120, 120)
     assert again["reused"] is True and again["changed"] is False and again["new_entries"] == 0
     assert again["sha256"] == again["loaded_sha256"]
-    assert "new_entries" not in tp.timing_cache_stats("t.cache", b"", b"x", None, None)
+    assert "new_entries" not in ts.timing_cache_stats("t.cache", b"", b"x", None, None)
 
 
 def test_torch_dtype_names():
-    assert tp.torch_dtype_name("DataType.FLOAT") == "float32"
-    assert tp.torch_dtype_name("HALF") == "float16"
+    assert ts.torch_dtype_name("DataType.FLOAT") == "float32"
+    assert ts.torch_dtype_name("HALF") == "float16"
     with pytest.raises(EnvironmentProblem, match="FP4"):
-        tp.torch_dtype_name("DataType.FP4")
+        ts.torch_dtype_name("DataType.FP4")
 
 
 BUILT = {"tensorrt_version": "10.16.1.11", "gpu_name": "NVIDIA A10", "compute_capability": "8.6"}
@@ -253,7 +218,7 @@ BUILT = {"tensorrt_version": "10.16.1.11", "gpu_name": "NVIDIA A10", "compute_ca
     ],
 )
 def test_compatibility_rules(settings_update, here_update, expected):
-    problem = tp.compatibility_problem({**BUILT, **settings_update}, {**BUILT, **here_update})
+    problem = ts.compatibility_problem({**BUILT, **settings_update}, {**BUILT, **here_update})
     if expected is None:
         assert problem is None
     else:
@@ -288,9 +253,9 @@ def _manifest(settings: dict) -> tuple[Manifest, EngineRecord]:
 
 
 def test_check_compatible_on_fabricated_manifests(monkeypatch):
-    monkeypatch.setattr(trt_backend, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(trt_env, "unavailable_reason", lambda: None)
     monkeypatch.setattr(
-        trt_backend, "installed", lambda: {**BUILT, "gpu_name": "NVIDIA L4", "compute_capability": "8.9"}
+        trt_env, "installed", lambda: {**BUILT, "gpu_name": "NVIDIA L4", "compute_capability": "8.9"}
     )
     assert "compute capability 8.6 and this GPU has 8.9" in trt_backend.check_compatible(*_manifest(dict(BUILT)))
     assert trt_backend.check_compatible(*_manifest({**BUILT, "hardware_compat": "ampere+"})) is None
@@ -308,18 +273,15 @@ def test_without_tensorrt_the_backend_says_what_to_install():
 
 
 def test_unavailable_messages():
-    assert "cannot be imported (No module named 'tensorrt')" in tp.unavailable_message(
+    assert "cannot be imported (No module named 'tensorrt')" in ts.unavailable_message(
         "No module named 'tensorrt'", None, None
     )
-    assert "TensorRT 8.6.1 is not supported" in tp.unavailable_message(None, "8.6.1", None)
-    assert "no CUDA GPU is usable (no driver)" in tp.unavailable_message(None, "10.16.1.11", "no driver")
-    assert tp.unavailable_message(None, "11.4.0.106", None) is None
+    assert "TensorRT 8.6.1 is not supported" in ts.unavailable_message(None, "8.6.1", None)
+    assert "no CUDA GPU is usable (no driver)" in ts.unavailable_message(None, "10.16.1.11", "no driver")
+    assert ts.unavailable_message(None, "11.4.0.106", None) is None
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here, so build would not stop for its absence")
-@pytest.mark.skipif(
-    importlib.util.find_spec("rsz_export.cli.build") is None, reason="rsz_export/cli/build.py not present yet"
-)
 def test_cli_build_with_tensorrt_backend_exits_3(tmp_path):
     from click.testing import CliRunner
 
@@ -329,6 +291,7 @@ def test_cli_build_with_tensorrt_backend_exits_3(tmp_path):
         main,
         [
             "build",
+            str(tmp_path / "out"),
             "--backend",
             "tensorrt",
             "--min",
@@ -337,8 +300,6 @@ def test_cli_build_with_tensorrt_backend_exits_3(tmp_path):
             "288",
             "--weights",
             "random",
-            "--out",
-            str(tmp_path / "out"),
         ],
     )
     assert result.exit_code == 3, result.output

@@ -10,18 +10,22 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO
 
-from rsz_export import benchreport
-from rsz_export.bench import BenchSpec, measure, resolve_points, run_bench
-from rsz_export.benchstats import MeasurePolicy
+from rsz_export.artifacts.manifest import load_manifest
+from rsz_export.bench import report as benchreport
+from rsz_export.bench.flops import resnet50_flop
+from rsz_export.bench.loop import measure
+from rsz_export.bench.rows import Point, make_row
+from rsz_export.bench.run import BenchSpec, resolve_points, run_bench
+from rsz_export.bench.stats import Measurement, MeasurePolicy
 from rsz_export.errors import UsageError
-from rsz_export.flops import resnet50_flop
-from rsz_export.manifest import load_manifest
+from rsz_export.plan.profiles import route
 from rsz_export.shapes import Resolution
+from tests.helpers import REPO
 
 ROW_FIELDS = {
     "size", "h", "w", "batch", "backend", "variant", "device", "engine", "profile", "iters", "stable",
@@ -48,8 +52,15 @@ def bench_run(small_engines_dir, tmp_path_factory):
     return spec, header, rows, lines
 
 
-def test_every_point_has_every_field(bench_run):
-    spec, header, rows, _ = bench_run
+@pytest.fixture(scope="module")
+def row_dicts(bench_run):
+    """The rows as their JSON records."""
+    return [r.to_dict() for r in bench_run[2]]
+
+
+def test_every_point_has_every_field(bench_run, row_dicts):
+    spec, header, _, _ = bench_run
+    rows = row_dicts
     kinds = [(r["backend"], r["variant"], r["size"]) for r in rows]
     assert kinds == [
         ("onnxruntime", "dynamic", "224x224"), ("onnxruntime", "static", "224x224"),
@@ -67,11 +78,11 @@ def test_every_point_has_every_field(bench_run):
         assert row["machine"]["cpu"] and row["versions"]["onnxruntime"] and row["date_utc"].endswith("Z")
 
 
-def test_dynamic_rows_carry_the_profile_the_shape_change_and_the_static_ratio(bench_run):
-    _, header, rows, _ = bench_run
+def test_dynamic_rows_carry_the_profile_the_shape_change_and_the_static_ratio(bench_run, row_dicts):
+    header, rows = bench_run[1], row_dicts
     plan = load_manifest(bench_run[0].engines_dir).plan
     for row in (r for r in rows if r["variant"] == "dynamic"):
-        assert row["profile"] == plan.route(1, row["h"], row["w"])
+        assert row["profile"] == route(plan.profiles, 1, row["h"], row["w"])
         assert row["previous_shape"] in {"1x3x256x256", "1x3x224x224"} and row["previous_shape"] != f"1x3x{row['size']}"
         static = next(r for r in rows if r["variant"] == "static" and r["size"] == row["size"])
         assert row["static_p50_ms"] == static["p50_ms"]
@@ -80,8 +91,9 @@ def test_dynamic_rows_carry_the_profile_the_shape_change_and_the_static_ratio(be
     assert header["profile_boundaries"] == [p.max.h for p in plan.profiles[:-1]]
 
 
-def test_files_hold_what_the_run_returned(bench_run):
-    spec, header, rows, lines = bench_run
+def test_files_hold_what_the_run_returned(bench_run, row_dicts):
+    spec, header, _, lines = bench_run
+    rows = row_dicts
     document = json.loads(open(spec.json_path).read())
     assert document["rows"] == json.loads(json.dumps(rows)) and document["schema"] == benchreport.SCHEMA
     assert document["machine"] == header["machine"] and set(document["peak_gflops"]) == {"onnxruntime"}
@@ -92,10 +104,9 @@ def test_files_hold_what_the_run_returned(bench_run):
 
 def test_report_page_and_plot(bench_run, tmp_path):
     _, header, rows, _ = bench_run
-    page = benchreport.render_markdown(header, rows, "b.png")
-    assert "| ORT vs torch eager at 224x224, sweep (unpaired) |" in page
-    assert "not measured" in page  # no torch rows here
-    assert header["machine"]["cpu"] in page
+    page = benchreport.render_markdown(header, rows, "b.png", [("Extra", "| a section |")])
+    assert "## Extra\n\n| a section |" in page and "## All points" in page
+    assert header["machine"]["cpu"] in page and "| 224x224 |" in page
     pytest.importorskip("matplotlib")
     benchreport.plot(header, rows, str(tmp_path / "b.png"))
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -106,7 +117,7 @@ def test_torch_eager_baseline(small_engines_dir):
     spec = BenchSpec(str(small_engines_dir), sizes=(Resolution(224, 224),), backends=("torch",),
                      policy=MeasurePolicy(warmup=0, iters=1), peak_matrix=256)
     header, rows = run_bench(spec, lambda _: None)
-    (row,) = rows
+    (row,) = [r.to_dict() for r in rows]
     assert (row["backend"], row["variant"], row["device"], row["engine"]) == ("torch", "eager-fp32", "cpu", None)
     assert row["iters"] == 1 and row["p50_ms"] > 0 and row["peak_gflops"] == header["peak_gflops"]["torch"] > 0
     assert row["previous_shape"] is None  # one size: no change of shape to time
@@ -174,33 +185,16 @@ def test_interrupted_cli_run_keeps_valid_files(small_engines_dir, tmp_path):
 
 
 def _row(backend, variant, side, p50, **extra):
-    return {"backend": backend, "variant": variant, "batch": 1, "h": side, "w": side, "size": f"{side}x{side}",
-            "p50_ms": p50, "throughput_ips": 1000 / p50, "gflops_per_s": 1.0, "stable": True, **extra}
-
-
-def test_targets_verdict_from_rows():
-    rows = [
-        _row("onnxruntime", "dynamic", 224, 40.0, peak_share=0.75, peak_gflops=100.0, dynamic_over_static=1.02),
-        _row("torch", "eager-fp32", 224, 80.0),
-        _row("onnxruntime", "dynamic", 800, 500.0, peak_share=0.65, peak_gflops=100.0, dynamic_over_static=1.08),
-        _row("torch", "eager-fp32", 800, 900.0),
-    ]
-    found = {t.name: t for t in benchreport.targets(rows, harness_overhead=0.004)}
-    assert found["ORT vs torch eager at 224x224, sweep (unpaired)"].measured == pytest.approx(2.0)
-    assert found["ORT vs torch eager at 224x224, sweep (unpaired)"].met
-    assert found["ORT vs torch eager at 800x800, sweep (unpaired)"].measured == pytest.approx(1.8)
-    assert found["ORT vs torch eager at 800x800, sweep (unpaired)"].met is False
-    share = found["ORT share of matmul peak, sizes >= 224, sweep (peak measured once)"]
-    assert share.measured == 0.65 and share.met is False and "800x800" in share.detail
-    assert found["dynamic vs static latency (worst)"].measured == 1.08
-    assert found["harness overhead vs bare InferenceSession.run at 224"].met
-    page = benchreport.render_targets(list(found.values()))
-    assert "| 65.0% | **no** |" in page and "| 0.4% | yes |" in page
+    """A BenchRow with made-up numbers, for the renderers."""
+    point = Point(Resolution(side, side), 1, backend, variant, "cpu")
+    header = {"threads": 2, "date_utc": "2026-01-01T00:00:00Z", "machine": {"cpu": "X"}, "versions": {}}
+    row = make_row(point, Measurement((p50,), (p50,), True, None), None, {}, header)
+    return replace(row, **extra)
 
 
 def test_csv_flattens_nested_fields_and_table_skips_empty_columns():
     rows = [_row("torch", "eager-fp32", 224, 80.0, machine={"cpu": "X", "blas_env": {"OPENBLAS_CORETYPE": "Haswell"}},
-                 window_medians_ms=[1.0, 2.0])]
+                 window_medians_ms=(1.0, 2.0))]
     (flat,) = csv.DictReader(io.StringIO(benchreport.to_csv(rows)))
     assert flat["machine.cpu"] == "X" and json.loads(flat["machine.blas_env"]) == {"OPENBLAS_CORETYPE": "Haswell"}
     assert json.loads(flat["window_medians_ms"]) == [1.0, 2.0]
@@ -211,7 +205,7 @@ def test_csv_flattens_nested_fields_and_table_skips_empty_columns():
 @pytest.mark.parametrize(
     "args, says",
     [
-        (["--batch", "1,x"], "--batch: cannot read 'x'"),
+        (["--batches", "1,x"], "--batches: cannot read 'x'"),
         (["--sweep", "300:200:32"], "--sweep"),
         (["--backends", "tflite"], "unknown backend(s) tflite"),
         (["--iters", "0"], "--iters must be a whole number in 1..1000000, got 0"),

@@ -1,11 +1,11 @@
 import json
 
 import pytest
-from conftest import run_cli
 
-from rsz_export.build import BuildSpec, build
-from rsz_export.manifest import load_manifest, verify_file
-from rsz_export.planning import PlanSpec, plan_profiles, uncovered_example
+from rsz_export.artifacts.manifest import load_manifest, verify_file
+from rsz_export.build.pipeline import BuildSpec, build
+from rsz_export.plan.profiles import PlanSpec, plan_profiles, uncovered_example
+from tests.helpers import run_cli
 
 
 def test_quickstart_build_manifest(engines_dir):
@@ -62,7 +62,7 @@ def test_failed_engine_build_keeps_previous_manifest(engines_copy, monkeypatch):
 
 
 def test_cli_plan_is_instant_and_json(tmp_path):
-    result = run_cli("plan", "--min", "224", "--max", "800", "--json")
+    result = run_cli("plan", "--min", "224", "--max", "800", "--json", "-")
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
     assert len(plan["profiles"]) == 4 and plan["profiles"][-1]["max"] == [1, 3, 800, 800]
@@ -70,7 +70,7 @@ def test_cli_plan_is_instant_and_json(tmp_path):
 
 def test_cli_build_reuse_reports_it(small_engines_dir):
     result = run_cli(
-        "build", "--min", "224", "--max", "288", "--out", str(small_engines_dir), "--backend", "onnxruntime"
+        "build", "--min", "224", "--max", "288", str(small_engines_dir), "--backend", "onnxruntime"
     )
     assert result.returncode == 0, result.stderr
     assert "up to date" in result.stderr and result.stdout.startswith("reused")

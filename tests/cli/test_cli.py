@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, run_cli
+
+from tests.helpers import REPO, run_cli
 
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -35,7 +36,7 @@ def _assert_nothing_written(out):
             2,
             ["fp16", "allowed: fp32"],
         ),
-        (["--min", "224", "--max", "800", "--profiles", "0"], 2, ["--profiles must be"]),
+        (["--min", "224", "--max", "800", "--profiles", "0"], 2, ["--profiles for 224..800 must be"]),
         (["--min", "224", "--max", "800", "--batch", "0"], 2, ["--batch", "1..1024"]),
         (["--min", "224", "--max", "800", "--weights", "/nonexistent/w.pt"], 2, ["/nonexistent/w.pt"]),
         pytest.param(
@@ -48,7 +49,7 @@ def _assert_nothing_written(out):
 )
 def test_build_bad_input(tmp_path, args, code, phrases):
     out = tmp_path / "out"
-    result = run_cli("build", *args, "--out", str(out))
+    result = run_cli("build", *args, str(out))
     _assert_clean_failure(result, code, *phrases)
     _assert_nothing_written(out)
 
@@ -61,7 +62,7 @@ def test_weights_with_pickle_payload(tmp_path):
     weights = tmp_path / "evil.pt"
     weights.write_bytes(pickle.dumps({"conv1.weight": Payload()}))
     out = tmp_path / "out"
-    result = run_cli("build", "--min", "224", "--max", "320", "--weights", str(weights), "--out", str(out))
+    result = run_cli("build", "--min", "224", "--max", "320", "--weights", str(weights), str(out))
     _assert_clean_failure(result, 4, "refused to load")
     _assert_nothing_written(out)
     assert not (tmp_path / "rsz-pwned").exists()
@@ -78,7 +79,7 @@ def test_corrupt_weights(tmp_path):
 def test_unwritable_out(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    result = run_cli("build", "--min", "224", "--max", "320", "--weights", "random", "--out", str(blocker / "sub"))
+    result = run_cli("build", "--min", "224", "--max", "320", "--weights", "random", str(blocker / "sub"))
     _assert_clean_failure(result, 5, "cannot write")
 
 

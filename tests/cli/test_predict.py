@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rsz_export.planning import load_profile_file, uncovered_example
-from tests.conftest import run_cli
+from rsz_export.plan.profile_file import load_profile_file
+from rsz_export.plan.profiles import uncovered_example
+from tests.helpers import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +24,9 @@ def images(tmp_path_factory):
 
 
 def test_predict_prints_labels_engine_profile_and_latency(small_engines_dir, images):
-    result = run_cli("predict", str(small_engines_dir), str(images / "224x224.jpg"), str(images / "250x280.jpg"),
-                     "--top-k", "3")
+    result = run_cli(
+        "predict", str(small_engines_dir), str(images / "224x224.jpg"), str(images / "250x280.jpg"), "--top-k", "3"
+    )
     assert result.returncode == 0, result.stderr
     blocks = result.stdout.strip().split("\n")
     heads = [line for line in blocks if not line.startswith("  ")]
@@ -33,7 +35,9 @@ def test_predict_prints_labels_engine_profile_and_latency(small_engines_dir, ima
 
 
 def test_predict_json_and_shrink(small_engines_dir, images):
-    result = run_cli("predict", str(small_engines_dir), str(images / "600x500.jpg"), "--oversize", "shrink", "--json")
+    result = run_cli(
+        "predict", str(small_engines_dir), str(images / "600x500.jpg"), "--oversize", "shrink", "--json", "-"
+    )
     assert result.returncode == 0, result.stderr
     (prediction,) = json.loads(result.stdout)["predictions"]
     assert prediction["original"] == "600x500" and prediction["input"] == "288x240"
@@ -57,7 +61,9 @@ def test_sweep_prints_accuracy_and_latency_per_size(small_engines_dir, tmp_path)
     for name in ("goldfish", "tench"):
         (tmp_path / name).mkdir()
         Image.fromarray(rng.integers(0, 256, (300, 260, 3), dtype=np.uint8)).save(tmp_path / name / "a.png")
-    result = run_cli("sweep", str(small_engines_dir), "--images", str(tmp_path), "--sizes", "224,288,320", "--json")
+    result = run_cli(
+        "sweep", str(small_engines_dir), "--images", str(tmp_path), "--sizes", "224,288,320", "--json", "-"
+    )
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)["rows"]
     assert [r["size"] for r in rows] == ["224x224", "288x288", "320x320"]
@@ -73,7 +79,7 @@ def test_plan_from_images_writes_a_profile_file_build_accepts(images, tmp_path):
     assert "5 image(s)" in result.stdout and "skipped 1" in result.stdout and "proposal: min 224" in result.stdout
     plan = load_profile_file(target).plan()
     assert (plan.min_size, plan.max_size) == (224, 1024) and uncovered_example(plan) is None
-    again = run_cli("plan", "--profile-file", str(target), "--json")
+    again = run_cli("plan", "--profile-file", str(target), "--json", "-")
     assert again.returncode == 0 and json.loads(again.stdout)["max_size"] == 1024
     mixed = run_cli("plan", "--images", str(images), "--min", "224")
     assert mixed.returncode == 2 and "not both" in mixed.stderr

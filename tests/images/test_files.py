@@ -1,15 +1,13 @@
-"""images: bundled photographs, safe loading (skips with reasons), preprocessing to exact NCHW sizes."""
+"""images.files: bundled photographs, safe loading (skips with reasons), folders of images."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from rsz_export import images
 from rsz_export.errors import IntegrityError, UsageError
-from rsz_export.imagenet import MEAN, STD, labels
-from rsz_export.shapes import Resolution
+from rsz_export.images import files as images
+from rsz_export.model.imagenet import labels
 
 
 def test_bundled_photographs_are_small_jpegs_with_sources():
@@ -26,35 +24,6 @@ def test_bundled_photographs_are_small_jpegs_with_sources():
 def test_labels_are_the_thousand_imagenet_classes():
     names = labels()
     assert len(names) == 1000 and names[0] == "tench" and len(set(names)) == 1000
-
-
-def test_to_input_has_exact_shape_and_imagenet_normalisation():
-    img = Image.new("RGB", (40, 30), (255, 0, 128))
-    x = images.to_input(img, Resolution(37, 53))
-    assert x.shape == (1, 3, 37, 53) and x.dtype == np.float32 and x.flags["C_CONTIGUOUS"]
-    expected = [(255 / 255 - MEAN[0]) / STD[0], (0 - MEAN[1]) / STD[1], (128 / 255 - MEAN[2]) / STD[2]]
-    np.testing.assert_allclose(x[0, :, 5, 7], expected, rtol=1e-6)
-
-
-def test_to_input_resizes_bilinear_like_torchvision():
-    torch = pytest.importorskip("torch")
-    from torchvision.transforms.v2 import functional as F
-
-    img = images.load_rgb(images.sample_images()[0])
-    size = Resolution(225, 301)
-    ours = images.to_input(img, size)
-    tensor = F.to_image(img)
-    resized = F.resize(tensor, [size.h, size.w], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
-    theirs = F.normalize(resized.to(torch.float32) / 255.0, MEAN, STD).numpy()[None]
-    # Pillow rounds to uint8 after resizing; torchvision's tensor path rounds too: within one grey level.
-    assert np.abs(ours - theirs).max() <= 1.01 / 255 / min(STD)
-
-
-def test_random_input_is_seeded():
-    a = images.random_input(Resolution(33, 35), seed=3, batch=2)
-    assert a.shape == (2, 3, 33, 35) and a.dtype == np.float32
-    np.testing.assert_array_equal(a, images.random_input(Resolution(33, 35), seed=3, batch=2))
-    assert not np.array_equal(a, images.random_input(Resolution(33, 35), seed=4, batch=2))
 
 
 def test_image_files_skips_bad_files_with_reasons(tmp_path):
@@ -87,18 +56,6 @@ def test_missing_directory_and_file_are_reported():
         images.image_files("/nonexistent/dir")
     with pytest.raises(IntegrityError, match="does not exist"):
         images.load_rgb("/nonexistent/file.jpg")
-
-
-def test_named_inputs_single_and_batched():
-    photos, skipped = images.load_photos()
-    assert [n for n, _ in photos] == [p.name for p in images.sample_images()] and skipped == []
-    size = Resolution(33, 47)
-    singles = images.named_inputs(photos[:2], [7], size)
-    assert [n for n, _ in singles] == [photos[0][0], photos[1][0], "random7"]
-    assert all(x.shape == (1, 3, 33, 47) for _, x in singles)
-    [(name, stack)] = images.named_inputs(photos[:2], [7], size, batch=5)
-    assert name == "mixed-batch5" and stack.shape == (5, 3, 33, 47)
-    np.testing.assert_array_equal(stack[3], singles[0][1][0])  # cycles: photo0, photo1, random7, photo0, ...
 
 
 def test_load_photos_from_a_folder_without_images_is_a_usage_error(tmp_path):

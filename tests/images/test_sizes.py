@@ -1,4 +1,4 @@
-"""imagesizes: sizes from headers only (never a decode), skipped files counted by reason, the distribution."""
+"""images.sizes: sizes from headers only (never a decode), skipped files counted by reason, the distribution."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from rsz_export.errors import UsageError
-from rsz_export.imagesizes import read_size, render_scan, scan_sizes, size_stats
+from rsz_export.images.sizes import read_size, render_scan, scan_sizes, size_stats
 
 
 @pytest.fixture()

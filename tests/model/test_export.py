@@ -6,9 +6,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from rsz_export.export import INPUT_NAME, OUTPUT_NAME, read_metadata, verify_export
-from rsz_export.manifest import load_manifest
-from rsz_export.model import reference_from_record
+from rsz_export.artifacts.manifest import load_manifest
+from rsz_export.interface import INPUT_NAME, OUTPUT_NAME
+from rsz_export.model.export import read_metadata, verify_export
+from rsz_export.model.weights import reference_from_record
 
 
 @pytest.fixture(scope="module")

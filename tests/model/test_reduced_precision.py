@@ -8,15 +8,15 @@ import pytest
 onnx = pytest.importorskip("onnx")
 torch = pytest.importorskip("torch")
 
-from rsz_export import precision  # noqa: E402
 from rsz_export.errors import CheckFailed, UsageError  # noqa: E402
+from rsz_export.model import reduced_precision as precision  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def resnet(engines_dir, onnx_path):
     """The session's calibrated random-weight ResNet-50 and its exported ONNX (shared with the other tests)."""
-    from rsz_export.manifest import load_manifest
-    from rsz_export.model import reference_from_record
+    from rsz_export.artifacts.manifest import load_manifest
+    from rsz_export.model.weights import reference_from_record
 
     return reference_from_record(load_manifest(engines_dir).weights), onnx_path
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
-from rsz_export.model import (
+from rsz_export.model.weights import (
     build_model,
     load_state_dict_file,
     pretrained_path,

@@ -9,9 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rsz_export.errors import UsageError
-from rsz_export.planning import load_profile_file, route, uncovered_example
-from rsz_export.sizeplan import (
-    BENCH_POINTS,
+from rsz_export.plan.from_images import (
+    DEFAULT_TIMINGS,
     CostModel,
     choose_range,
     fit_cost_model,
@@ -23,6 +22,8 @@ from rsz_export.sizeplan import (
     run_size,
     to_profile_toml,
 )
+from rsz_export.plan.profile_file import load_profile_file
+from rsz_export.plan.profiles import route, uncovered_example
 
 BIMODAL = [(240, 320)] * 30 + [(375, 500)] * 10 + [(768, 1024)] * 20
 
@@ -40,8 +41,9 @@ def expected_cost(sizes, proposal) -> float:
 
 
 def test_default_cost_model_reproduces_the_bench_numbers():
-    model = fit_cost_model(BENCH_POINTS)
-    for side, ms in BENCH_POINTS:
+    points = parse_cost_points(DEFAULT_TIMINGS)
+    model = fit_cost_model(points)
+    for side, ms in points:
         assert model.ms(side * side) == pytest.approx(ms, rel=1e-9)
     assert model.a_ms == pytest.approx(0.903, abs=0.01)
     assert model.b_ms_per_kpx == pytest.approx(0.4205, abs=1e-3)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from rsz_export.planning import PRECISIONS, load_profile_file, route, uncovered_example
+from rsz_export.interface import PRECISIONS
+from rsz_export.plan.profile_file import load_profile_file
+from rsz_export.plan.profiles import route, uncovered_example
+from tests.helpers import REPO
 
-PROFILE_DIR = Path(__file__).resolve().parents[1] / "profiles"
+PROFILE_DIR = REPO / "profiles"
 FILES = sorted(PROFILE_DIR.glob("*.toml"))
 
 

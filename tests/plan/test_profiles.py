@@ -5,16 +5,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rsz_export.errors import UsageError
-from rsz_export.planning import (
-    Plan,
-    PlanSpec,
-    default_profile_count,
-    plan_profiles,
-    profile_file_from_dict,
-    route,
-    size_grid,
-    uncovered_example,
-)
+from rsz_export.plan.grid import size_grid
+from rsz_export.plan.profile_file import profile_file_from_dict
+from rsz_export.plan.profiles import Plan, PlanSpec, default_profile_count, plan_profiles, route, uncovered_example
 from rsz_export.shapes import MIN_SIZE, BatchRange
 
 
@@ -29,19 +22,19 @@ def test_default_quickstart_plan():
 
 def test_routing_takes_smallest_covering_profile():
     plan = plan_profiles(PlanSpec(224, 800))
-    assert plan.route(1, 224, 224) == 0
-    assert plan.route(1, 320, 224) == 0
-    assert plan.route(1, 224, 321) == 1
-    assert plan.route(1, 800, 224) == 3
-    assert plan.route(1, 801, 224) is None
-    assert plan.route(2, 224, 224) is None  # batch 1 only
+    assert route(plan.profiles, 1, 224, 224) == 0
+    assert route(plan.profiles, 1, 320, 224) == 0
+    assert route(plan.profiles, 1, 224, 321) == 1
+    assert route(plan.profiles, 1, 800, 224) == 3
+    assert route(plan.profiles, 1, 801, 224) is None
+    assert route(plan.profiles, 2, 224, 224) is None  # batch 1 only
 
 
 def test_square_plan_is_tighter_but_misses_mixed_bands():
     plan = plan_profiles(PlanSpec(224, 800, aspect="square"))
     assert [p.min.h for p in plan.profiles] == [224, 321, 417, 577]
     assert uncovered_example(plan) is not None
-    assert all(plan.route(1, s, s) is not None for s in range(224, 801))
+    assert all(route(plan.profiles, 1, s, s) is not None for s in range(224, 801))
 
 
 @pytest.mark.parametrize(
@@ -50,8 +43,8 @@ def test_square_plan_is_tighter_but_misses_mixed_bands():
         ({"min_size": 800, "max_size": 224}, "above --max"),
         ({"min_size": 16, "max_size": 224}, "32..4096"),
         ({"min_size": 224, "max_size": 10**6}, "32..4096"),
-        ({"min_size": 224, "max_size": 800, "profiles": 0}, "at least 1"),
-        ({"min_size": 224, "max_size": 226, "profiles": 5}, "too many"),
+        ({"min_size": 224, "max_size": 800, "profiles": 0}, r"--profiles for 224..800 must be a whole number in 1..16"),
+        ({"min_size": 224, "max_size": 226, "profiles": 5}, r"in 1..3, got 5"),
         ({"min_size": 224, "max_size": 800, "aspect": "wide"}, "aspect"),
     ],
 )
@@ -76,7 +69,7 @@ def test_size_grid_has_edges_opt_and_odd_non_square_sizes():
         odd = mine["odd"]
         assert odd.h != odd.w and odd.h % 2 == 1 and odd.w % 32 != 0
         assert profile.covers(1, odd.h, odd.w)
-        assert plan.route(1, odd.h, odd.w) == index  # the odd size exercises its own profile
+        assert route(plan.profiles, 1, odd.h, odd.w) == index  # the odd size exercises its own profile
 
 
 def test_profile_file_explicit_profiles_and_errors():
@@ -129,7 +122,7 @@ def test_every_size_in_free_range_is_routed(bounds, data):
     plan = plan_profiles(PlanSpec(lo, hi))
     h = data.draw(st.integers(lo, hi))
     w = data.draw(st.integers(lo, hi))
-    index = plan.route(1, h, w)
+    index = route(plan.profiles, 1, h, w)
     assert index is not None and plan.profiles[index].covers(1, h, w)
     smaller = [
         i for i, p in enumerate(plan.profiles) if p.covers(1, h, w) and p.max_pixels < plan.profiles[index].max_pixels

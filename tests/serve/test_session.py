@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rsz_export.artifacts.manifest import load_manifest, save_manifest
 from rsz_export.backends import load_backend
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
-from rsz_export.manifest import load_manifest, save_manifest
-from rsz_export.planning import PlanSpec, plan_profiles
-from rsz_export.runtime import Candidate, Session, check_options, choose_route, fit_size, top_k
+from rsz_export.plan.profiles import PlanSpec, plan_profiles
+from rsz_export.serve.routing import Candidate, choose_route, fit_size
+from rsz_export.serve.session import Session, check_options, top_labels
 from rsz_export.shapes import BatchRange, InputShape, Profile, Resolution
 
 PLAN = plan_profiles(PlanSpec(224, 800, profiles=4))  # bands up to 320, 416, 576, 800; every profile starts at 224
@@ -80,7 +81,7 @@ def test_batch_outside_the_profiles_is_not_served():
 
 def test_top_k_is_softmax_ordered():
     logits = np.array([0.0, 3.0, 1.0, 2.0])
-    labels = top_k(logits, 3, ["a", "b", "c", "d"])
+    labels = top_labels(logits, 3, ["a", "b", "c", "d"])
     assert [label.name for label in labels] == ["b", "d", "c"]
     assert labels[0].score == pytest.approx(np.exp(3) / np.exp(logits).sum())
 

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rsz_export.errors import UsageError
-from rsz_export.parity import PRESETS, ParityStats, TolerancePolicy, combine, compare, judge
+from rsz_export.validate.parity import ParityStats, combine, compare
+from rsz_export.validate.policy import PRESETS, TolerancePolicy, judge
 
 
 def _logits(rows: int = 3, seed: int = 0) -> np.ndarray:
@@ -106,7 +107,7 @@ def test_presets_loosen_with_precision():
         ({"precision": "int8"}, "unknown precision 'int8'"),
         ({"rtol": -1.0}, "--rtol must be a finite number >= 0, got -1.0"),
         ({"atol": math.inf}, "--atol must be a finite number"),
-        ({"min_top1": 1.5}, "--min-top1 must be a number from 0 to 1, got 1.5"),
+        ({"min_top1": 1.5}, "--min-top1 must be a finite number in 0..1, got 1.5"),
     ],
 )
 def test_policy_rejects_bad_values_naming_them(kwargs, message):

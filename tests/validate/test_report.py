@@ -7,8 +7,10 @@ import math
 import xml.etree.ElementTree as ET
 
 from rsz_export.errors import EXIT_CHECK_FAILED, EXIT_OK
-from rsz_export.parity import PRESETS, ParityStats, judge
-from rsz_export.report import (
+from rsz_export.shapes import Resolution
+from rsz_export.validate.parity import ParityStats
+from rsz_export.validate.policy import PRESETS, judge
+from rsz_export.validate.report import (
     CaseResult,
     InputResult,
     ValidationReport,
@@ -18,7 +20,6 @@ from rsz_export.report import (
     render_table,
     worst_first,
 )
-from rsz_export.shapes import Resolution
 
 
 def _stats(rel: float, max_abs: float, top1: float = 1.0, nonfinite: int = 0) -> ParityStats:

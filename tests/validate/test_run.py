@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rsz_export.cli.validate import parse_batches
+from rsz_export.artifacts.manifest import load_manifest
 from rsz_export.cli.validate import validate as validate_command
 from rsz_export.errors import EnvironmentProblem, UsageError
-from rsz_export.manifest import load_manifest
-from rsz_export.planning import PlanSpec, plan_profiles, size_grid
-from rsz_export.shapes import BatchRange, Resolution
-from rsz_export.validate import Inputs, ValidateSpec, grid_points, plan_cases, validate
+from rsz_export.plan.grid import size_grid
+from rsz_export.plan.profiles import PlanSpec, plan_profiles
+from rsz_export.shapes import BatchRange, Resolution, parse_batches
+from rsz_export.validate.cases import ValidateSpec, grid_points, plan_cases
+from rsz_export.validate.reference import Inputs
+from rsz_export.validate.run import validate
 
 # ---- pure planning -----------------------------------------------------------------------------------
 
@@ -38,12 +40,12 @@ def test_sizes_and_batches_outside_every_profile_are_usage_errors():
     plan = plan_profiles(PlanSpec(224, 288, batch=BatchRange(1, 4, 8)))
     with pytest.raises(UsageError, match=r"--sizes 801x801 is outside every profile.*224\.\.288"):
         grid_points(plan, ValidateSpec(sizes=(Resolution(801, 801),)))
-    with pytest.raises(UsageError, match=r"--batch 16 is outside every profile's batch range \(1\.\.8\)"):
+    with pytest.raises(UsageError, match=r"--batches 16 is outside every profile's batch range \(1\.\.8\)"):
         grid_points(plan, ValidateSpec(batches=(16,)))
     assert {b for _, _, b in grid_points(plan, ValidateSpec(batches=(1, 8)))} == {1, 8}
     with pytest.raises(UsageError, match="--replace-sizes needs --sizes"):
         ValidateSpec(replace_sizes=True)
-    with pytest.raises(UsageError, match="cannot read batch sizes 'x'"):
+    with pytest.raises(UsageError, match="cannot read 'x' in 'x'"):
         parse_batches("x")
 
 
@@ -155,8 +157,8 @@ def test_user_images_with_unreadable_files_are_skipped_and_counted(small_engines
     [
         (["--sizes", "1000"], "--sizes 1000x1000 is outside every profile"),
         (["--sizes", "22x"], "--sizes: cannot read size '22x'"),
-        (["--min-top1", "2"], "--min-top1 must be a number from 0 to 1, got 2.0"),
-        (["--batch", "0"], "--batch values must be whole numbers in 1..1024, got 0"),
+        (["--min-top1", "2"], "--min-top1 must be a finite number in 0..1, got 2.0"),
+        (["--batches", "0"], "--batches: batch size must be a whole number in 1..1024, got 0"),
     ],
 )
 def test_usage_errors_exit_2_with_the_value(small_engines_dir, args, message):

@@ -1,0 +1,54 @@
+"""Which runners a bench run opens: the engines of each backend (one per engine of an engine-per-profile
+build) and the PyTorch baselines, and on which device each runs."""
+
+from __future__ import annotations
+
+import copy
+
+from rsz_export.artifacts.manifest import EngineRecord, Manifest
+from rsz_export.backends import require_backend
+from rsz_export.errors import UsageError
+
+TORCH = "torch"
+
+
+def device_for(backend: str, manifest: Manifest) -> str:
+    """Where a backend runs: TensorRT on CUDA; torch on CUDA beside TensorRT engines when a GPU is visible."""
+    if backend == "tensorrt":
+        return "cuda"
+    if backend == "onnxruntime":
+        on_gpu = any(e.settings.get("device", "cpu") != "cpu" for e in manifest.engines if e.backend == backend)
+        return "cuda" if on_gpu else "cpu"
+    import torch
+
+    gpu_engines = any(e.backend == "tensorrt" for e in manifest.engines)
+    return "cuda" if gpu_engines and torch.cuda.is_available() else "cpu"
+
+
+def engine_for(manifest: Manifest, backend: str, profile: int | None) -> EngineRecord:
+    """The backend's engine that carries plan profile ``profile`` (the first of the backend's if None)."""
+    engines = [e for e in manifest.engines if e.backend == backend]
+    for engine in engines:
+        if profile is None or profile in engine.profiles:
+            return engine
+    raise UsageError(f"no {backend} engine carries plan profile {profile}; engines: {[e.name for e in engines]}")
+
+
+def variants(backend: str, manifest: Manifest, engines_dir: str, threads: int, device: str) -> list:
+    """(variant name, opener(engine) -> runner context) pairs for a backend: one per engine kind or torch mode."""
+    if backend != TORCH:
+        module = require_backend(backend)
+        kwargs = {"threads": threads} if backend == "onnxruntime" else {}
+        return [("dynamic", lambda engine: module.open_runner(manifest, engine, engines_dir, **kwargs))]
+    import torch
+
+    from rsz_export.backends.pyt import TorchRunner
+    from rsz_export.model.weights import reference_from_record
+
+    torch.set_num_threads(threads)
+    model = reference_from_record(manifest.weights, engines_dir)
+    modes = [("eager-fp32", {})]
+    if device == "cuda":
+        modes += [("fp16-channels-last", {"half": True, "channels_last": True}), ("cuda-graphs", {"cuda_graphs": True})]
+    # each mode gets its own copy: TorchRunner converts its module in place (half, channels-last)
+    return [(name, lambda _e, kw=kw: TorchRunner(copy.deepcopy(model), device=device, **kw)) for name, kw in modes]

@@ -1,0 +1,47 @@
+"""Cache keys of the build stages and the file names derived from them. Pure.
+
+A stage's key is a digest of everything that affects its result; a rerun whose keys match the manifest (and
+whose files still match their sha256) reuses the stage. Files are named by their stage key, so a new build never
+overwrites what the current manifest points to: an interrupted or failed build leaves the previous manifest and
+its files intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+
+from rsz_export import __version__
+
+ONNX_PATTERN = "model-{key}.onnx"
+ENGINE_DIR_PATTERN = "{backend}-{key}"
+KEY_CHARS = 12
+"""Hex digits of a key used in file names."""
+_EXPORT_LIBRARIES = ("torch", "torchvision", "onnx")
+
+
+def _digest(data) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def stage_keys(spec, backend: str, weights_id: str, versions: dict) -> dict[str, str]:
+    """Cache keys: export depends on weights and exporter versions; engines on that and everything else."""
+    export = _digest({"tool": __version__, "weights": weights_id, **{k: versions.get(k) for k in _EXPORT_LIBRARIES}})
+    options = {k: v for k, v in asdict(spec.options).items() if k != "timing_cache"}  # tuning speed, not results
+    engines = _digest(
+        {"export": export, "backend": backend, "plan": spec.plan.to_dict(), "options": options, "versions": versions}
+    )
+    return {"export": export, "engines": engines}
+
+
+
+
+def onnx_name(keys: dict[str, str]) -> str:
+    """The export's file name in the build folder."""
+    return ONNX_PATTERN.format(key=keys["export"][:KEY_CHARS])
+
+
+def engine_dir_name(backend: str, keys: dict[str, str]) -> str:
+    """The folder holding one backend's engines in the build folder."""
+    return ENGINE_DIR_PATTERN.format(backend=backend, key=keys["engines"][:KEY_CHARS])

@@ -1,0 +1,56 @@
+"""A user-provided ONNX (``build --onnx``): its interface checked, and the weights it stands for named."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from rsz_export.artifacts.files import sha256_file
+from rsz_export.artifacts.manifest import WeightsRecord
+from rsz_export.errors import UsageError
+from rsz_export.model.weights import weights_identity
+
+
+@dataclass(frozen=True)
+class ImportedOnnx:
+    """A user-provided ONNX that passed the interface check: its hash and the weights it stands for."""
+
+    path: Path
+    sha256: str
+    identity: str
+    weights: WeightsRecord | None
+
+
+def weights_from_metadata(meta: dict[str, str]) -> WeightsRecord | None:
+    """The WeightsRecord an rsz-export ONNX names in its metadata, or None when it does not say enough."""
+    weights_id, sha = meta.get("rsz_export.weights_id"), meta.get("rsz_export.weights_sha256")
+    if not weights_id or not sha:
+        return None
+    source = meta.get("rsz_export.weights_source", "")
+    seed_text = meta.get("rsz_export.weights_seed") or ""
+    if not seed_text and weights_id == "random":  # exports before weights_seed: "numpy PCG64 seed N"
+        found = re.search(r"seed (\d+)$", source)
+        seed_text = found.group(1) if found else ""
+    if weights_id == "random" and not seed_text.isdigit():
+        return None
+    return WeightsRecord(weights_id, sha, source, int(seed_text) if seed_text.isdigit() else None)
+
+
+def check_import(spec) -> ImportedOnnx:
+    """Check ``spec.onnx`` (interface, weights to validate against) without writing anything."""
+    from rsz_export.model.onnx_interface import check_user_onnx
+
+    meta = check_user_onnx(spec.onnx, spec.plan)
+    weights = weights_from_metadata(meta)
+    if spec.weights is None and weights is None:
+        raise UsageError(
+            f"--onnx {spec.onnx} does not say which weights it was exported from (no rsz_export metadata), "
+            "so validate would have no PyTorch reference",
+            hint="give the weights it holds with --weights imagenet1k-v1|imagenet1k-v2|random|PATH",
+        )
+    sha = sha256_file(spec.onnx)
+    chosen = weights_identity(spec.weights, spec.seed) if spec.weights is not None else f"meta:{weights.sha256}"
+    return ImportedOnnx(Path(spec.onnx), sha, f"onnx:{sha}|{chosen}", weights)
+
+

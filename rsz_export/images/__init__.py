@@ -1,0 +1,2 @@
+"""Images in, model inputs out: safe file reading (``files``), size scans for planning (``sizes``), and
+resizing and normalisation (``preprocess``)."""

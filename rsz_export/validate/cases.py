@@ -1,0 +1,90 @@
+"""What validate checks: its settings, and the (profiles, size, batch) cases per stage. Pure.
+
+The sizes come from the plan's shared grid (``plan.grid``), plus or instead of ``--sizes``; each case runs on
+the export (ONNX Runtime) and on every engine. Backends whose one engine runs every profile with the same
+graph (ONNX Runtime, PyTorch) run a size once for all the profiles that share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rsz_export.errors import UsageError, check_int
+from rsz_export.plan.grid import size_grid
+from rsz_export.plan.profiles import Plan
+from rsz_export.shapes import MAX_BATCH, Resolution
+from rsz_export.validate.policy import TolerancePolicy
+
+DEFAULT_RANDOM_INPUTS = 2
+MAX_RANDOM_INPUTS = 64
+
+
+@dataclass(frozen=True)
+class ValidateSpec:
+    """What to validate and how strictly. None tolerances keep each precision's preset."""
+
+    directory: Path = Path("engines")
+    sizes: tuple[Resolution, ...] = ()
+    replace_sizes: bool = False
+    batches: tuple[int, ...] = ()
+    images_dir: Path | None = None
+    random_inputs: int = DEFAULT_RANDOM_INPUTS
+    seed: int = 0
+    rtol: float | None = None
+    atol: float | None = None
+    min_top1: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.replace_sizes and not self.sizes:
+            raise UsageError("--replace-sizes needs --sizes: give the sizes to check instead of the grid")
+        for b in self.batches:
+            check_int(b, "--batches values", 1, MAX_BATCH)
+        check_int(self.random_inputs, "--random-inputs", 0, MAX_RANDOM_INPUTS)
+        TolerancePolicy.preset("fp32").override(self.rtol, self.atol, self.min_top1)  # checks the overrides
+
+    def policy(self, precision: str) -> TolerancePolicy:
+        return TolerancePolicy.preset(precision).override(self.rtol, self.atol, self.min_top1)
+
+
+@dataclass(frozen=True)
+class PlannedCase:
+    """A (profiles, size, batch) to run on one stage or engine."""
+
+    profiles: tuple[int, ...]
+    size: Resolution
+    batch: int
+
+
+def _batches_for(plan: Plan, index: int, wanted: tuple[int, ...]) -> list[int]:
+    p = plan.profiles[index]
+    if not wanted:
+        return [1 if p.min.batch <= 1 else p.min.batch]
+    return [b for b in wanted if p.min.batch <= b <= p.max.batch]
+
+
+def grid_points(plan: Plan, spec: ValidateSpec) -> list[tuple[int, Resolution, int]]:
+    """(profile, size, batch) points: the shared size grid, plus or instead of --sizes, at the batches asked."""
+    sizes = [] if spec.replace_sizes else [(g.profile, g.size) for g in size_grid(plan)]
+    for size in spec.sizes:
+        covering = [i for i, p in enumerate(plan.profiles) if p.covers(p.min.batch, size.h, size.w)]
+        if not covering:
+            raise UsageError(f"--sizes {size} is outside every profile of this build ({plan.covered_ranges()})")
+        sizes += [(i, size) for i in covering]
+    for b in spec.batches:
+        if not any(p.min.batch <= b <= p.max.batch for p in plan.profiles):
+            allowed = ", ".join(f"{p.min.batch}..{p.max.batch}" for p in plan.profiles)
+            raise UsageError(f"--batches {b} is outside every profile's batch range ({allowed})")
+    points = [(i, size, b) for i, size in sizes for b in _batches_for(plan, i, spec.batches)]
+    return list(dict.fromkeys(points))
+
+
+def plan_cases(points: list[tuple[int, Resolution, int]], profiles: tuple[int, ...], shared: bool) -> list[PlannedCase]:
+    """The cases for one stage: the points of its profiles, merged per (size, batch) when the graph is shared."""
+    mine = [pt for pt in points if pt[0] in profiles]
+    if not shared:
+        return [PlannedCase((i,), size, b) for i, size, b in mine]
+    merged: dict[tuple[Resolution, int], list[int]] = {}
+    for i, size, b in mine:
+        merged.setdefault((size, b), []).append(i)
+    return [PlannedCase(tuple(sorted(set(ps))), size, b) for (size, b), ps in merged.items()]

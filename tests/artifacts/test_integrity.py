@@ -1,0 +1,202 @@
+"""Integrity: a damaged or foreign engine, manifest or weights file is refused with its reason before anything
+is deserialised, and every call that deserialises a file is a reviewed call site."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from tests.helpers import REPO, SAMPLE_IMAGE, assert_clean_failure, engine_file, run_cli
+
+
+def test_engine_missing_truncated_tampered(damaged, tmp_path):
+    engine = engine_file(damaged)
+    image = str(SAMPLE_IMAGE)
+    data = engine.read_bytes()
+    engine.write_bytes(data[: len(data) // 2])  # truncated
+    assert_clean_failure(
+        run_cli("predict", str(damaged), image, "--oversize", "shrink"), 4, "does not match the manifest"
+    )
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF  # tampered: same size, one byte changed
+    engine.write_bytes(bytes(flipped))
+    assert_clean_failure(
+        run_cli(
+            "bench",
+            str(damaged),
+            "--sizes",
+            "224",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--no-static",
+            "--backends",
+            "onnxruntime",
+        ),
+        4,
+        "does not match the manifest",
+    )
+    engine.unlink()  # missing
+    assert_clean_failure(
+        run_cli("predict", str(damaged), image), 4, "engine file(s) listed in the manifest are missing"
+    )
+    result = run_cli("validate", str(damaged), "--replace-sizes", "--sizes", "224", "--random-inputs", "0")
+    assert_clean_failure(result, 1)
+    assert "NOT-RUN" in result.stdout and "is missing" in result.stdout, result.stdout
+
+def _edit_manifest(folder: Path, change) -> None:
+    path = folder / "manifest.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+def test_manifest_other_schema_and_corrupt(damaged):
+    _edit_manifest(damaged, lambda m: m.update(schema_version=99))
+    for args in (["validate", str(damaged)], ["bench", str(damaged)], ["predict", str(damaged), "x.jpg"]):
+        assert_clean_failure(run_cli(*args), 4, "manifest schema version 99")
+    (damaged / "manifest.json").write_text('{"schema_version": 1, "tool_ver')
+    assert_clean_failure(run_cli("validate", str(damaged)), 4, "unreadable or corrupt")
+
+FOREIGN_TRT = {
+    "tensorrt_version": "10.0.1",
+    "gpu_name": "NVIDIA A100-SXM4-80GB",
+    "compute_capability": "8.0",
+    "hardware_compat": None,
+    "version_compat": False,
+}
+
+def _add_trt_engine(data: dict) -> None:
+    ort = data["engines"][0]
+    data["engines"].append(
+        {**ort, "name": "tensorrt-fp16", "backend": "tensorrt", "precision": "fp16", "settings": FOREIGN_TRT}
+    )
+
+def test_manifest_with_foreign_tensorrt_engine(damaged):
+    """A manifest naming a TensorRT engine from another TensorRT/GPU: validate stops (exit 3) before any work
+    where TensorRT is absent; predict serves from the engines that can run here; asking for TensorRT is exit 3."""
+    _edit_manifest(damaged, _add_trt_engine)
+    image = str(SAMPLE_IMAGE)
+    from rsz_export.backends.trt import unavailable_reason
+
+    if unavailable_reason() is not None:
+        assert_clean_failure(run_cli("validate", str(damaged)), 3, "backend tensorrt is not usable")
+        assert_clean_failure(run_cli("predict", str(damaged), image, "--backend", "tensorrt"), 3, "tensorrt")
+    served = run_cli("predict", str(damaged), image, "--oversize", "shrink", "--backend", "onnxruntime")
+    assert served.returncode == 0, served.stderr
+
+def test_foreign_tensorrt_engine_is_never_deserialised(damaged, monkeypatch):
+    """What a machine with TensorRT decides for that record: check_compatible names the difference, and
+    validate turns the engine into not-run cases without loading it."""
+    from rsz_export.artifacts.manifest import load_manifest
+    from rsz_export.backends import trt, trt_env
+    from rsz_export.validate.run import _engine_refusal
+
+    _edit_manifest(damaged, _add_trt_engine)
+    here = {"tensorrt_version": "10.3.0", "gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
+    monkeypatch.setattr(trt_env, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(trt_env, "installed", lambda: here)
+    manifest = load_manifest(damaged)
+    engine = manifest.engines[1]  # its file is the ORT engine's, so the hash matches: only compatibility decides
+    reason = _engine_refusal(manifest, engine, damaged, trt)
+    assert "built by TensorRT 10.0.1 and this machine has 10.3.0" in reason
+    assert "compute capability 8.0 and this GPU has 9.0" in reason
+
+def test_reference_weights_with_pickle_payload_are_not_unpickled(damaged, tmp_path):
+    """A manifest whose weights file was swapped for one carrying code (hash updated too): validate refuses it."""
+    import pickle
+
+    from rsz_export.artifacts.files import sha256_file
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').write('x')",))
+
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"conv1.weight": Payload()}))
+    _edit_manifest(damaged, lambda m: m["weights"].update(source=str(evil), sha256=sha256_file(evil)))
+    assert_clean_failure(run_cli("validate", str(damaged)), 4, "refused to load", "never unpickles code")
+    assert not marker.exists()
+
+# ---- every deserialisation is a reviewed call site ----------------------------------------------------
+
+DESERIALISERS = re.compile(
+    r"InferenceSession\(|deserialize_cuda_engine\(|torch\.load\(|pickle\.loads?\(|"
+    r"Image\.open\(|onnx\.load\(|np\.load\(|create_timing_cache\("
+)
+
+REVIEWED = {
+    # (file, the call's line with spaces collapsed): why it is safe
+    (
+        "backends/ort.py",
+        "return ort.InferenceSession(model, so, providers=providers)",
+    ): "engines: bytes already checked against the manifest (verified_bytes); at build, the ONNX just checked",
+    (
+        "model/export.py",
+        'session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])',
+    ): "verifies the temp file this process just exported",
+    ("model/export.py", "proto = onnx.load(str(tmp))"): "the temp file this process just exported",
+    (
+        "model/export.py",
+        "proto = onnx.load(str(path), load_external_data=False)",
+    ): "metadata of an ONNX (protobuf parse, no code); external data never followed",
+    (
+        "model/onnx_interface.py",
+        "proto = onnx.load(str(path), load_external_data=False)",
+    ): "the interface of the user's --onnx (protobuf parse, no code); external data refused, never followed",
+    (
+        "model/reduced_precision.py",
+        'return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])',
+    ): "reduced-precision checks of ONNX files this build wrote",
+    (
+        "bench/probes.py",
+        'session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])',
+    ): "a MatMul graph built in memory",
+    ("model/reduced_precision.py", "model = onnx.load(str(src))"): "the build's checked ONNX, converted to fp16/bf16",
+    ("model/reduced_precision.py", "model = onnx.load(str(onnx_path))"): "an ONNX this build wrote",
+    (
+        "model/reduced_precision.py",
+        "model = onnx.load(str(onnx_path), load_external_data=False)",
+    ): "reads dtypes only",
+    (
+        "backends/trt_build.py",
+        "cuda_engine = trt_runtime.deserialize_cuda_engine(data)",
+    ): "the engine this build just serialised",
+    (
+        "backends/trt_runner.py",
+        "cuda_engine = trt_runtime.deserialize_cuda_engine(blob)",
+    ): "bytes from manifest.verified_bytes",
+    (
+        "backends/trt_build.py",
+        "timing_cache = builder_config.create_timing_cache(before) # shared by every engine of this build",
+    ): "the folder's cache only if its manifest recorded its sha256 (build.cleanup.drop_untrusted_timing_cache), "
+    "or the user's own --timing-cache",
+    (
+        "model/weights.py",
+        'state = torch.load(path, map_location="cpu", weights_only=True)',
+    ): "weights_only=True: tensors only, pickled code refused; sha256 checked first when a manifest names it",
+    (
+        "images/files.py",
+        "image = Image.open(path, formats=ALLOWED_FORMATS)",
+    ): "raster formats decoded in-process, size capped",
+    ("images/sizes.py", "with Image.open(path, formats=ALLOWED_FORMATS) as image:"): "header only, same formats",
+}
+
+def _call_sites() -> set[tuple[str, str]]:
+    sites = set()
+    for path in sorted((REPO / "rsz_export").rglob("*.py")):
+        for line in path.read_text().splitlines():
+            code = line.strip()
+            if DESERIALISERS.search(code) and not code.startswith(("#", '"', "'")) and "``" not in code:
+                sites.add((str(path.relative_to(REPO / "rsz_export")), " ".join(code.split())))
+    return sites
+
+def test_every_deserialisation_is_a_reviewed_call_site():
+    sites = _call_sites()
+    unreviewed = sorted(sites - set(REVIEWED))
+    assert not unreviewed, f"new deserialisation call(s): review them and add them to REVIEWED: {unreviewed}"
+    assert {("backends/ort.py", "return ort.InferenceSession(model, so, providers=providers)")} <= sites
+    assert not any("pickle.load" in code for _, code in sites)

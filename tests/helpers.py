@@ -1,0 +1,150 @@
+"""Helpers the tests share: the repository root, running the CLI in a subprocess, reading its progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``rsz-export ARGS`` in a subprocess with this interpreter; returns the completed process."""
+    environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "rsz_export", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environment,
+    )
+
+
+def wait_for_line(process: subprocess.Popen, marker: str, timeout: float = 300) -> None:
+    """Read ``process``'s stderr until a line contains ``marker``; kill it and fail the test if none does."""
+    import time
+
+    deadline, seen = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if marker in line:
+            return
+    process.kill()
+    pytest.fail(f"never saw {marker!r}; stderr so far: {''.join(seen)}")
+
+SAMPLE_IMAGE = REPO / "rsz_export" / "data" / "images" / "astronaut.jpg"
+SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
+
+
+def start_cli(*args: str) -> subprocess.Popen:
+    """``rsz-export ARGS`` started in a subprocess with unbuffered, piped output (for interrupting it)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "rsz_export", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+def interrupt_all(processes: dict, marker: str, delay: float) -> dict:
+    """Wait for ``marker`` in each process, then send it its signal; returns {signal: (returncode, stderr)}."""
+    for sig, process in processes.items():
+        wait_for_line(process, marker)
+        time.sleep(delay)
+        process.send_signal(sig)
+    outcome = {}
+    for sig, process in processes.items():
+        _, stderr = process.communicate(timeout=120)
+        outcome[sig] = (process.returncode, stderr)
+    return outcome
+
+
+def assert_interrupted(sig, returncode: int, stderr: str) -> None:
+    """SIGKILL is a death by signal; SIGINT and SIGTERM end with exit 130 and the documented message."""
+    if sig == signal.SIGKILL:
+        assert returncode == -signal.SIGKILL
+    else:
+        assert returncode == 130, stderr
+        assert "interrupted: nothing half-written was kept" in stderr and "Traceback" not in stderr, stderr
+
+
+def onnx_build_args(onnx: Path, weights: Path, out: Path, *extra: str) -> list[str]:
+    """``build`` from the session's ONNX and reference weights over 224..256 (the fast path: no export)."""
+    return [
+        "build",
+        "--min",
+        "224",
+        "--max",
+        "256",
+        "--onnx",
+        str(onnx),
+        "--weights",
+        str(weights),
+        str(out),
+        *extra,
+    ]
+
+def assert_clean_failure(result, code: int, *phrases: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    for phrase in phrases:
+        assert phrase in result.stderr, result.stderr
+
+def assert_no_temp_files(folder: Path) -> None:
+    assert not [p for p in Path(folder).rglob("*.tmp")], list(Path(folder).rglob("*.tmp"))
+
+def engine_file(folder: Path) -> Path:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return folder / manifest["engines"][0]["file"]["file"]
+
+def onnx_file(folder: Path) -> Path:
+    return folder / json.loads((folder / "manifest.json").read_text())["onnx"]["file"]
+
+def tiny_onnx(
+    path: Path,
+    input_name="images",
+    input_shape=("batch", 3, "height", "width"),
+    elem="FLOAT",
+    output_shape=("batch", 1000),
+    metadata: dict | None = None,
+) -> Path:
+    """A small stand-in model: global average pool, then a [C,1000] MatMul (input rank 4) or a Flatten."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    channels = input_shape[1] if len(input_shape) > 1 and isinstance(input_shape[1], int) else 3
+    dtype = getattr(TensorProto, elem)
+    nodes = [helper.make_node("ReduceMean", [input_name, "axes"], ["pooled"], keepdims=0)]
+    inits = [numpy_helper.from_array(np.arange(2, len(input_shape), dtype=np.int64), "axes")]
+    nodes.append(helper.make_node("MatMul", ["pooled", "w"], ["logits"]))
+    inits.append(numpy_helper.from_array(np.ones((channels, output_shape[-1]), dtype=np.float32), "w"))
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info(input_name, dtype, list(input_shape))],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, list(output_shape))],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    for key, value in (metadata or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    save(model, str(path))
+    return path
+
+RANDOM_METADATA = {
+    "rsz_export.weights_id": "random",
+    "rsz_export.weights_sha256": "0" * 64,
+    "rsz_export.weights_source": "numpy PCG64 seed 0",
+}
