@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import RANDOM_METADATA, tiny_onnx
+
 
 def _library_build(out_dir: Path, min_size: int, max_size: int, weights: str | None = None):
     from rsz_export.build.pipeline import BuildSpec, build
@@ -92,6 +94,22 @@ def fast_engines(onnx_path, reference_weights, tmp_path_factory) -> Path:
 def damaged(fast_engines, tmp_path) -> Path:
     """A private copy of ``fast_engines`` to damage."""
     return Path(shutil.copytree(fast_engines, tmp_path / "engines"))
+
+
+@pytest.fixture(scope="session")
+def tiny_engines(tmp_path_factory) -> Path:
+    """An ONNX Runtime build over 224..800 (4 profiles) of a tiny stand-in with the real interface (``images``
+    [batch,3,h,w] -> ``logits`` [batch,1000]), built in a second without exporting ResNet-50: for the fast tier's
+    tests of routing, serving, bench and the CLI, which do not depend on the network's numerics. Its manifest
+    names seeded weights it does not hold, so validating it fails on the weights' hash instead of passing."""
+    from rsz_export.build.pipeline import BuildSpec, build
+    from rsz_export.plan.profiles import PlanSpec, plan_profiles
+
+    out = tmp_path_factory.mktemp("tiny-engines")
+    model = tiny_onnx(out.parent / "tiny.onnx", metadata=RANDOM_METADATA)
+    plan = plan_profiles(PlanSpec(224, 800))
+    build(BuildSpec(plan, out, backend="onnxruntime", onnx=model, command="pytest tiny fixture"))
+    return out
 
 
 REAL_MODEL_FIXTURES = {"engines_dir", "small_engines_dir", "onnx_path", "engines_copy", "reference_weights",
