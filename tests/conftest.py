@@ -113,8 +113,9 @@ def tiny_engines(tmp_path_factory) -> Path:
 
 
 REAL_MODEL_FIXTURES = {"engines_dir", "small_engines_dir", "onnx_path", "engines_copy", "reference_weights",
-                       "fast_engines", "damaged"}  # fmt: skip
-"""Fixtures that export or build the real ResNet-50: a test using one is in the slow tier."""
+                       "fast_engines", "damaged", "random_weights"}  # fmt: skip
+"""Fixtures that export, build or run the real ResNet-50 (seeded weights are calibrated by running it): a test
+using one is in the slow tier."""
 
 
 def pytest_collection_modifyitems(items) -> None:

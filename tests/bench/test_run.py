@@ -36,10 +36,10 @@ ROW_FIELDS = {
 
 
 @pytest.fixture(scope="module")
-def bench_run(small_engines_dir, tmp_path_factory):
+def bench_run(tiny_engines, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     spec = BenchSpec(
-        str(small_engines_dir),
+        str(tiny_engines),
         sizes=(Resolution(256, 256), Resolution(224, 224)),
         backends=("onnxruntime",),
         policy=MeasurePolicy(warmup=0, iters=2),

@@ -168,13 +168,13 @@ def test_session_refuses_oversize_by_default(small_engines_dir, photos):
         session.predict(photos[(400, 320)])
 
 
-def test_concurrent_callers_never_share_a_runner(small_engines_dir, photos):
+def test_concurrent_callers_never_share_a_runner(tiny_engines, photos):
     inside = [path for (h, w), path in photos.items() if 224 <= min(h, w) and max(h, w) <= 288]
-    with Session(small_engines_dir) as session:
+    with Session(tiny_engines) as session:
         expected = {path: session.predict(path).top for path in inside}
     active: dict[int, int] = {}
     overlaps, lock = [], threading.Lock()
-    with Session(small_engines_dir, workers=2, threads=1) as session:
+    with Session(tiny_engines, workers=2, threads=1) as session:
         opened = session._open
 
         def counting_open(index):
@@ -232,16 +232,16 @@ def test_tampered_engine_is_refused_before_loading(engines_copy, photos):
         session.predict(photos[(224, 224)])
 
 
-def test_corrupt_image_is_an_integrity_error(small_engines_dir, tmp_path):
+def test_corrupt_image_is_an_integrity_error(tiny_engines, tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    with Session(small_engines_dir) as session, pytest.raises(IntegrityError):
+    with Session(tiny_engines) as session, pytest.raises(IntegrityError):
         session.predict(bad)
 
 
-def test_unknown_backend_is_explained(small_engines_dir):
+def test_unknown_backend_is_explained(tiny_engines):
     with pytest.raises(UsageError, match="no tensorrt engines"):
-        Session(small_engines_dir, backend="tensorrt")
+        Session(tiny_engines, backend="tensorrt")
 
 
 @pytest.mark.skipif(
