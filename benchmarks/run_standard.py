@@ -110,7 +110,7 @@ def main() -> int:
     header["harness_overhead"] = overhead
     atomic_write_text(json_path, report.to_json(header, rows))
     report.plot(header, rows, str(png_path))
-    verdict = render_targets(targets(rows, overhead["overhead"], header["paired"]))
+    verdict = render_targets(targets([r.record() for r in rows], overhead["overhead"], header["paired"]))
     page = report.render_markdown(header, rows, png_path.name, [("Targets (FP32, batch 1)", verdict)])
     atomic_write_text(md_path, page)
     print(verdict)

@@ -23,8 +23,8 @@ class Target:
 
 def _p50(rows, backend: str, variant: str, side: int, batch: int = 1) -> float | None:
     for r in rows:
-        if (r.backend, r.variant, r.batch, r.h, r.w) == (backend, variant, batch, side, side):
-            return r.p50_ms
+        if (r["backend"], r["variant"], r["batch"], r["h"], r["w"]) == (backend, variant, batch, side, side):
+            return r["p50_ms"]
     return None
 
 
@@ -52,7 +52,8 @@ def _paired(paired: Sequence[dict]) -> list[Target]:
 
 
 def targets(rows: Sequence[dict], harness_overhead: float | None = None, paired: Sequence[dict] = ()) -> list[Target]:
-    """The targets (FP32, batch 1) as met / missed / not measured, with the numbers behind each.
+    """The targets (FP32, batch 1) as met / missed / not measured, with the numbers behind each, from row records
+    (``BenchRow.record()``).
 
     ``paired``: ORT, torch and the matmul timed in alternating windows at one size (benchmarks/run_standard.py),
     which keeps the ratios meaningful on a machine whose load changes during the sweep.
@@ -60,23 +61,23 @@ def targets(rows: Sequence[dict], harness_overhead: float | None = None, paired:
     found = [_speedup(rows, 224, 1.5), _speedup(rows, 800, 2.0), *_paired(paired)]
     shares = [
         r for r in rows
-        if (r.backend, r.variant, r.batch) == ("onnxruntime", "dynamic", 1)
-        and min(r.h, r.w) >= 224 and r.peak_share is not None
+        if (r["backend"], r["variant"], r["batch"]) == ("onnxruntime", "dynamic", 1)
+        and min(r["h"], r["w"]) >= 224 and r.get("peak_share") is not None
     ]
-    worst = min(shares, key=lambda r: r.peak_share, default=None)
+    worst = min(shares, key=lambda r: r["peak_share"], default=None)
     found.append(Target(
         "ORT share of matmul peak, sizes >= 224, sweep (peak measured once)", ">= 70% (lowest)",
-        worst and worst.peak_share,
-        None if worst is None else worst.peak_share >= 0.70,
-        f"lowest at {worst.size}: {worst.gflops_per_s:.1f} of {worst.peak_gflops:.1f} GFLOP/s"
+        worst and worst["peak_share"],
+        None if worst is None else worst["peak_share"] >= 0.70,
+        f"lowest at {worst['size']}: {worst['gflops_per_s']:.1f} of {worst['peak_gflops']:.1f} GFLOP/s"
         if worst else "-",
     ))
-    ratios = [r for r in rows if r.dynamic_over_static is not None and r.batch == 1]
-    bad = max(ratios, key=lambda r: r.dynamic_over_static, default=None)
+    ratios = [r for r in rows if r.get("dynamic_over_static") is not None and r["batch"] == 1]
+    bad = max(ratios, key=lambda r: r["dynamic_over_static"], default=None)
     found.append(Target(
-        "dynamic vs static latency (worst)", "<= 1.05", bad and bad.dynamic_over_static,
-        None if bad is None else bad.dynamic_over_static <= 1.05,
-        f"worst at {bad.size} ({bad.backend})" if bad else "-",
+        "dynamic vs static latency (worst)", "<= 1.05", bad and bad["dynamic_over_static"],
+        None if bad is None else bad["dynamic_over_static"] <= 1.05,
+        f"worst at {bad['size']} ({bad['backend']})" if bad else "-",
     ))
     found.append(Target(
         "harness overhead vs bare InferenceSession.run at 224", "<= 2%", harness_overhead,

@@ -69,20 +69,29 @@ class OutputError(RszError):
     exit_code = EXIT_OUTPUT
 
 
-def check_int(value: object, name: str, low: int, high: int) -> int:
-    """``value`` when it is a whole number in low..high, else a UsageError naming ``name`` and the range.
+def _in_range(value: object, kinds: type | tuple, low: float, high: float) -> bool:
+    # Booleans are refused although Python counts them as ints: ``--batch True`` is a mistake, not 1.
+    number = not isinstance(value, bool) and isinstance(value, kinds) and math.isfinite(value)
+    return number and low <= value <= high
 
-    Booleans are refused although Python counts them as ints: ``--batch True`` is a mistake, not 1.
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+
+def check_int(value: object, name: str, low: int, high: int) -> int:
+    """``value`` when it is a whole number in low..high, else a UsageError naming ``name`` and the range."""
+    if not _in_range(value, int, low, high):
         raise UsageError(f"{name} must be a whole number in {low}..{high}, got {value!r}")
     return value
 
 
 def check_number(value: object, name: str, low: float, high: float = math.inf) -> float:
-    """``value`` when it is a finite real number (int or float, not bool) in low..high, else a UsageError."""
-    finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if not finite or not low <= value <= high:
+    """``value`` when it is a finite real number (int or float) in low..high, else a UsageError."""
+    if not _in_range(value, (int, float), low, high):
         span = f">= {low:g}" if high == math.inf else f"in {low:g}..{high:g}"
         raise UsageError(f"{name} must be a finite number {span}, got {value!r}")
     return float(value)
+
+
+def check_choice(value: object, name: str, choices) -> object:
+    """``value`` when it is one of ``choices``, else a UsageError listing them."""
+    if value not in choices:
+        raise UsageError(f"unknown {name} {value!r}; choose one of {', '.join(map(str, choices))}")
+    return value

@@ -15,10 +15,11 @@ from targets import render_targets, targets  # noqa: E402
 
 def test_targets_verdict_from_rows():
     rows = [
-        _row("onnxruntime", "dynamic", 224, 40.0, peak_share=0.75, peak_gflops=100.0, dynamic_over_static=1.02),
-        _row("torch", "eager-fp32", 224, 80.0),
-        _row("onnxruntime", "dynamic", 800, 500.0, peak_share=0.65, peak_gflops=100.0, dynamic_over_static=1.08),
-        _row("torch", "eager-fp32", 800, 900.0),
+        _row("onnxruntime", "dynamic", 224, 40.0, dynamic_over_static=1.02).record() | {"peak_share": 0.75},
+        _row("torch", "eager-fp32", 224, 80.0).record(),
+        _row("onnxruntime", "dynamic", 800, 500.0, dynamic_over_static=1.08).record()
+        | {"peak_share": 0.65, "gflops_per_s": 65.0, "peak_gflops": 100.0},
+        _row("torch", "eager-fp32", 800, 900.0).record(),
     ]
     found = {t.name: t for t in targets(rows, harness_overhead=0.004)}
     assert found["ORT vs torch eager at 224x224, sweep (unpaired)"].measured == pytest.approx(2.0)

@@ -151,21 +151,17 @@ def directory_lock(path: str | Path, what: str = "build") -> Iterator[None]:
     The lock is an fcntl lock, so a killed process releases it; a second writer gets an OutputError
     naming the directory instead of corrupting it. Readers do not take it.
     """
-    import fcntl
-
     lock_path = Path(path) / ".rsz-export.lock"
     try:
         handle = open(lock_path, "a+")
     except OSError as exc:
         raise _output_error(lock_path, exc) from None
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _locked_exclusively(handle):
             raise OutputError(
                 f"another rsz-export {what} is writing to {path}",
-                hint="wait for it to finish, or use another --out directory",
-            ) from None
+                hint="wait for it to finish, or write to another folder",
+            )
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
@@ -176,6 +172,17 @@ def directory_lock(path: str | Path, what: str = "build") -> Iterator[None]:
 
 
 READERS_LOCK = ".rsz-export.readers"
+
+
+def _locked_exclusively(handle) -> bool:
+    """Take an exclusive fcntl lock on an open file without waiting; False when someone else holds it."""
+    import fcntl
+
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _open_for_lock(path: Path):
@@ -211,18 +218,11 @@ def readers_lock(path: str | Path) -> Iterator[None]:
 def stale_cleanup_allowed(path: str | Path) -> Iterator[bool]:
     """For a writer about to delete unreferenced files: True (holding the readers' lock exclusively) when no
     reader is active, False when one is (the clean-up is left to the next build)."""
-    import fcntl
-
     handle = _open_for_lock(Path(path) / READERS_LOCK)
     if handle is None:
         yield True
         return
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
+        yield _locked_exclusively(handle)
     finally:
         handle.close()

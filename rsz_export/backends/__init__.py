@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from rsz_export.errors import EnvironmentProblem, UsageError
+from rsz_export.errors import EnvironmentProblem, check_choice
 
 BACKENDS = {
     "onnxruntime": "rsz_export.backends.ort",
@@ -24,8 +24,7 @@ REQUIRED = ("NAME", "SUPPORTED_PRECISIONS", "unavailable_reason", "check_compati
 
 def load_backend(name: str) -> ModuleType:
     """The backend module called ``name``; UsageError for unknown names."""
-    if name not in BACKENDS:
-        raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(BUILD_BACKENDS)}")
+    check_choice(name, "backend", BACKENDS)
     return importlib.import_module(BACKENDS[name])
 
 

@@ -38,7 +38,7 @@ TABLE_COLUMNS = (
 
 def to_json(header: dict, rows: Sequence[BenchRow]) -> str:
     """The whole run as one JSON document: the header (machine, versions, date, plan, peaks) and every row."""
-    return json.dumps({**header, "rows": [r.to_dict() for r in rows]}, indent=1, allow_nan=True) + "\n"
+    return json.dumps({**header, "rows": [r.record() for r in rows]}, indent=1, allow_nan=True) + "\n"
 
 
 def _flatten(row: dict, prefix: str = "") -> dict:
@@ -56,7 +56,7 @@ def _flatten(row: dict, prefix: str = "") -> dict:
 
 def to_csv(rows: Iterable[BenchRow]) -> str:
     """Every field of every row; nested machine/versions become dotted columns, lists JSON text."""
-    flat = [_flatten(r.to_dict()) for r in rows]
+    flat = [_flatten(r.record()) for r in rows]
     columns = list(dict.fromkeys(k for r in flat for k in r))
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
@@ -75,8 +75,9 @@ def _cell(value, fmt: str) -> str:
 
 def render_table(rows: Sequence[BenchRow], markdown: bool = False) -> str:
     """The rows as an aligned text table (or a Markdown table); columns no row fills are left out."""
-    columns = [c for c in TABLE_COLUMNS if any(getattr(r, c[0]) is not None for r in rows)]
-    body = [[_cell(getattr(r, key), fmt) for key, _, fmt in columns] for r in rows]
+    records = [r.record() for r in rows]
+    columns = [c for c in TABLE_COLUMNS if any(r.get(c[0]) is not None for r in records)]
+    body = [[_cell(r.get(key), fmt) for key, _, fmt in columns] for r in records]
     titles = [title for _, title, _ in columns]
     if markdown:
         lines = ["| " + " | ".join(titles) + " |", "|" + "|".join("---:" for _ in titles) + "|"]
@@ -88,10 +89,11 @@ def render_table(rows: Sequence[BenchRow], markdown: bool = False) -> str:
 
 def progress_line(row: BenchRow) -> str:
     """One line per finished point, for stderr while the run goes on."""
-    note = "" if row.stable else "  (not stable)"
+    r = row.record()
+    note = "" if r["stable"] else "  (not stable)"
     return (
-        f"{row.backend}/{row.variant} batch {row.batch} {row.size}: p50 {row.p50_ms:.2f} ms, "
-        f"{row.throughput_ips:.1f} img/s, {row.gflops_per_s:.1f} GFLOP/s{note}"
+        f"{r['backend']}/{r['variant']} batch {r['batch']} {r['size']}: p50 {r['p50_ms']:.2f} ms, "
+        f"{r['throughput_ips']:.1f} img/s, {r['gflops_per_s']:.1f} GFLOP/s{note}"
     )
 
 
@@ -126,14 +128,14 @@ def plot(header: dict, rows: Sequence[BenchRow], path: str) -> None:
 
     fig, (ax_lat, ax_ips) = plt.subplots(1, 2, figsize=(12, 4.5))
     series: dict = {}
-    for r in rows:
-        if r.h == r.w:
-            series.setdefault(f"{r.backend} {r.variant} b{r.batch}", []).append(r)
+    for r in (row.record() for row in rows):
+        if r["h"] == r["w"]:
+            series.setdefault(f"{r['backend']} {r['variant']} b{r['batch']}", []).append(r)
     for label, points in sorted(series.items()):
-        points.sort(key=lambda r: r.h)
-        sides = [r.h for r in points]
-        ax_lat.plot(sides, [r.p50_ms for r in points], marker="o", ms=3, label=label)
-        ax_ips.plot(sides, [r.throughput_ips for r in points], marker="o", ms=3, label=label)
+        points.sort(key=lambda r: r["h"])
+        sides = [r["h"] for r in points]
+        ax_lat.plot(sides, [r["p50_ms"] for r in points], marker="o", ms=3, label=label)
+        ax_ips.plot(sides, [r["throughput_ips"] for r in points], marker="o", ms=3, label=label)
     for ax, title in ((ax_lat, "p50 latency (ms, log scale)"), (ax_ips, "throughput (images/s)")):
         for edge in header["profile_boundaries"]:
             ax.axvline(edge, color="grey", linestyle=":", linewidth=1)

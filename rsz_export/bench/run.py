@@ -210,7 +210,7 @@ def _with_static_twin(run: _Run, engine: EngineRecord, point: Point, dynamic: tu
     static_point = replace(point, variant="static", profile=None, previous=None)
     never_changes = replace(sm, first_call_ms=None)  # a fixed-shape engine never changes shape
     static_row = make_row(static_point, never_changes, peak, static_memory, run.header)
-    row = paired_with_static(make_row(point, m, peak, memory, run.header), static_row, m, sm)
+    row = paired_with_static(make_row(point, m, peak, memory, run.header), static_row)
     return [row, static_row]
 
 

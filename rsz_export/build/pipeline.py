@@ -33,7 +33,7 @@ from rsz_export.backends.base import BuildOptions, Log
 from rsz_export.build.cleanup import drop_untrusted_timing_cache, remove_partial, remove_stale
 from rsz_export.build.keys import engine_dir_name, onnx_name, stage_keys
 from rsz_export.build.onnx_import import ImportedOnnx, check_import
-from rsz_export.errors import IntegrityError, RszError, UsageError
+from rsz_export.errors import IntegrityError, RszError, UsageError, check_choice
 from rsz_export.interface import PRECISIONS
 from rsz_export.model.weights import default_weights, weights_identity
 from rsz_export.plan.profiles import Plan
@@ -59,8 +59,7 @@ class BuildSpec:
     onnx: Path | None = None
 
     def __post_init__(self) -> None:
-        if self.options.precision not in PRECISIONS:
-            raise UsageError(f"unknown precision {self.options.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        check_choice(self.options.precision, "precision", PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -117,21 +116,12 @@ def _build_locked(
     built = module.build_engines(out_dir / onnx_record.file, spec.plan, options, engine_dir, log)
     engines = [_rebase(engine, engine_dir.name) for engine in built]
     manifest = Manifest(
-        tool_version=__version__,
-        command=spec.command,
+        tool_version=__version__, command=spec.command,
         created_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        host=host_info(),
-        versions=versions,
-        onnx=onnx_record,
-        weights=weights,
-        backend=backend,
-        precision=spec.options.precision,
-        plan=spec.plan,
-        engines=tuple(engines),
-        cache_key=keys["engines"],
-        warnings=tuple(w for w in (warning,) if w),
-        keys=keys,
-    )
+        host=host_info(), versions=versions, onnx=onnx_record, weights=weights, backend=backend,
+        precision=spec.options.precision, plan=spec.plan, engines=tuple(engines), cache_key=keys["engines"],
+        warnings=tuple(w for w in (warning,) if w), keys=keys,
+    )  # fmt: skip
     log(f"[3/3] writing {out_dir / MANIFEST_NAME}")
     save_manifest(manifest, out_dir)
     remove_stale(out_dir, manifest, log)

@@ -61,7 +61,7 @@ def bench(engines_dir, sizes, sweep, batches, backends, warmup, min_time, max_ti
     if plot_path:
         report.plot(header, rows, plot_path)
         console().info(f"plot written to {plot_path}")
-    unstable = sum(1 for r in rows if not r.stable)
+    unstable = sum(1 for r in rows if not r.measured.stable)
     if unstable:
         console().warn(f"{unstable} of {len(rows)} points did not settle; raise --max-time or quiet the machine")
 

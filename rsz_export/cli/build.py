@@ -9,6 +9,9 @@ from pathlib import Path
 
 import click
 
+from rsz_export.backends import BUILD_BACKENDS
+from rsz_export.backends.ort_providers import DEVICES
+from rsz_export.backends.trt_support import HARDWARE_COMPAT
 from rsz_export.cli.common import check_writable, console, handles_errors
 from rsz_export.cli.options import engines_dir_argument, plan_options, seed_option, threads_option, weights_option
 from rsz_export.interface import PRECISIONS
@@ -52,13 +55,8 @@ def export_command(weights, seed, output, verify):
 @click.command()
 @engines_dir_argument
 @plan_options
-@click.option(
-    "--backend",
-    type=click.Choice(["auto", "onnxruntime", "tensorrt"]),
-    default="auto",
-    show_default=True,
-    help="auto: TensorRT when importable with a CUDA GPU, else ONNX Runtime.",
-)
+@click.option("--backend", type=click.Choice(BUILD_BACKENDS), default="auto", show_default=True,
+              help="auto: TensorRT when importable with a CUDA GPU, else ONNX Runtime.")
 @click.option("--precision", type=click.Choice(PRECISIONS), help="Default fp32, or the profile file's.")
 @weights_option
 @seed_option
@@ -73,13 +71,8 @@ def export_command(weights, seed, output, verify):
 @click.option("--force", is_flag=True, help="Rebuild even if the manifest says everything is up to date.")
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check the export against PyTorch.")
 @threads_option
-@click.option(
-    "--device",
-    type=click.Choice(["cpu", "cuda", "tensorrt"]),
-    default="cpu",
-    show_default=True,
-    help="ONNX Runtime execution provider (cuda/tensorrt need onnxruntime-gpu).",
-)
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+              help="ONNX Runtime execution provider (cuda/tensorrt need onnxruntime-gpu).")
 @click.option("--workspace-mib", type=click.IntRange(16, 1 << 20), help="TensorRT builder workspace limit.")
 @click.option(
     "--opt-level", type=click.IntRange(0, 5), default=3, show_default=True, help="TensorRT builder optimization level."
@@ -89,13 +82,8 @@ def export_command(weights, seed, output, verify):
 )
 @click.option("--engine-per-profile", is_flag=True, help="TensorRT: one engine per profile instead of one with all.")
 @click.option("--no-tf32", is_flag=True, help="TensorRT fp32: forbid TF32 math.")
-@click.option(
-    "--hardware-compat",
-    type=click.Choice(["none", "ampere+", "same-compute-capability"]),
-    default="none",
-    show_default=True,
-    help="TensorRT hardware compatibility level.",
-)
+@click.option("--hardware-compat", type=click.Choice(HARDWARE_COMPAT), default="none", show_default=True,
+              help="TensorRT hardware compatibility level.")
 @click.option("--version-compat", is_flag=True, help="TensorRT: engines that later TensorRT versions can run.")
 @handles_errors
 def build(engines_dir, min_size, max_size, profiles, batch, aspect, profile_file, backend, precision, weights, seed,
@@ -115,17 +103,10 @@ def build(engines_dir, min_size, max_size, profiles, batch, aspect, profile_file
     out = console()
     plan, file_precision = resolve_plan(min_size, max_size, profiles, batch, aspect, profile_file)
     options = BuildOptions(
-        precision=precision or file_precision or "fp32",
-        threads=threads,
-        device=device,
-        workspace_mib=workspace_mib,
-        opt_level=opt_level,
-        timing_cache=timing_cache,
-        engine_per_profile=engine_per_profile,
-        tf32=not no_tf32,
-        hardware_compat=None if hardware_compat == "none" else hardware_compat,
-        version_compat=version_compat,
-    )
+        precision=precision or file_precision or "fp32", threads=threads, device=device, workspace_mib=workspace_mib,
+        opt_level=opt_level, timing_cache=timing_cache, engine_per_profile=engine_per_profile, tf32=not no_tf32,
+        hardware_compat=None if hardware_compat == "none" else hardware_compat, version_compat=version_compat,
+    )  # fmt: skip
     onnx = Path(onnx_file) if onnx_file else None
     spec = BuildSpec(plan, Path(engines_dir), backend, weights, seed, options, force, verify, _command_line(), onnx)
     started = time.perf_counter()

@@ -44,17 +44,11 @@ def validate(engines_dir, sizes, replace_sizes, batches, images_dir, random_inpu
 
     out = console()
     spec = ValidateSpec(
-        directory=Path(engines_dir),
-        sizes=tuple(parse_or_usage(parse_sizes, sizes, "--sizes") or ()),
-        replace_sizes=replace_sizes,
-        batches=parse_or_usage(parse_batches, batches, "--batches") or (),
-        images_dir=Path(images_dir) if images_dir else None,
-        random_inputs=random_inputs,
-        seed=seed,
-        rtol=rtol,
-        atol=atol,
-        min_top1=min_top1,
-    )
+        directory=Path(engines_dir), sizes=tuple(parse_or_usage(parse_sizes, sizes, "--sizes") or ()),
+        replace_sizes=replace_sizes, batches=parse_or_usage(parse_batches, batches, "--batches") or (),
+        images_dir=Path(images_dir) if images_dir else None, random_inputs=random_inputs, seed=seed,
+        rtol=rtol, atol=atol, min_top1=min_top1,
+    )  # fmt: skip
     check_writable(json_path, junit_path)  # fail now, not after the whole run
     result = run_validate(spec, log=out.info)
     for path, reason in result.skipped_inputs:

@@ -127,15 +127,19 @@ def _name_dims(proto) -> None:
                 dim.dim_param = name
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata_props of an ONNX file (loads only the graph header, not the weights into memory twice)."""
+def load_onnx_header(path: str | Path, what: str = ""):
+    """An ONNX file's graph without following external data; IntegrityError for a file that is not ONNX."""
     import onnx
 
     try:
-        proto = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError, OSError and others for a bad file
-        raise IntegrityError(f"{path} is not a readable ONNX model: {exc}") from None
-    return {p.key: p.value for p in proto.metadata_props}
+        raise IntegrityError(f"{what}{path} is not a readable ONNX model: {str(exc)[:300]}") from None
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata_props of an ONNX file."""
+    return {p.key: p.value for p in load_onnx_header(path).metadata_props}
 
 
 def verify_export(model, onnx_path: str | Path, sizes=VERIFY_SIZES, seed: int = 0) -> list[SizeCheck]:

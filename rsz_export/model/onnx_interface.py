@@ -69,15 +69,12 @@ def check_user_onnx(path: str | Path, plan) -> dict[str, str]:
     every way the model's interface differs from ``images`` [batch,3,height,width] float32 ->
     ``logits`` [batch,classes].
     """
-    import onnx
+    from rsz_export.model.export import load_onnx_header
 
     path = Path(path)
     if not path.is_file():
         raise IntegrityError(f"--onnx {path} does not exist or is not a file")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError, OSError and others for a bad file
-        raise IntegrityError(f"--onnx {path} is not a readable ONNX model: {str(exc)[:300]}") from None
+    proto = load_onnx_header(path, "--onnx ")
     if not proto.graph.node:
         raise IntegrityError(f"--onnx {path} is not a readable ONNX model: it has no graph")
     external = _external_tensors(proto)

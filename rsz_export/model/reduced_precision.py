@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from rsz_export.artifacts.files import atomic_write_bytes
-from rsz_export.errors import CheckFailed, IntegrityError, UsageError
+from rsz_export.errors import CheckFailed, IntegrityError, UsageError, check_choice
 from rsz_export.validate.parity import combine, compare
 
 REDUCED_PRECISIONS = ("fp16", "bf16")
@@ -85,8 +85,7 @@ def _to_bf16(fp16_model, fp32_model):
 
 def reduced_precision_onnx(src, dst, precision: str) -> Path:
     """Write ``dst``: the ONNX ``src`` with weights and compute in fp16 or bf16, float32 inputs and outputs kept."""
-    if precision not in REDUCED_PRECISIONS:
-        raise UsageError(f"reduced precision {precision!r} is not one of {', '.join(REDUCED_PRECISIONS)}")
+    check_choice(precision, "reduced precision", REDUCED_PRECISIONS)
     import onnx
     from onnxconverter_common import float16
 

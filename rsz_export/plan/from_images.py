@@ -217,18 +217,13 @@ def propose(
     covered = sum(1 for h, w in sizes if lo <= min(h, w) and max(h, w) <= hi)
     n = len(sizes)
     return SizeProposal(
-        min_size=lo,
-        max_size=hi,
-        edges=tuple(edges),
-        opts=opts,
-        images=n,
-        covered_share=covered / n,
-        expected_ms=total / n,
+        min_size=lo, max_size=hi, edges=tuple(edges), opts=opts, images=n,
+        covered_share=covered / n, expected_ms=total / n,
         single_profile_ms=splits.get(1, _best_split(band, cands, lo, 1))[0] / n,
         static_max_ms=cost.ms(hi * hi),
         cost_by_count=tuple((c, t / n) for c, (t, _) in sorted(splits.items())),
         cost=cost,
-    )
+    )  # fmt: skip
 
 
 def proposal_profiles(proposal: SizeProposal, batch: BatchRange = BATCH_ONE) -> tuple[Profile, ...]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import tomllib
 
-from rsz_export.errors import UsageError
+from rsz_export.errors import UsageError, check_choice
 from rsz_export.interface import PRECISIONS
 from rsz_export.plan.profiles import Plan, PlanSpec, plan_profiles
 from rsz_export.shapes import BatchRange, InputShape, Profile, Resolution
@@ -68,8 +68,10 @@ def profile_file_from_dict(data: dict, source: str = "<profile>") -> ProfileFile
     except UsageError as exc:
         raise UsageError(f"{source}: {exc.message}", exc.hint) from None
     precision = data.get("precision", "fp32")
-    if precision not in PRECISIONS:
-        raise UsageError(f"{source}: unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    try:
+        check_choice(precision, "precision", PRECISIONS)
+    except UsageError as exc:
+        raise UsageError(f"{source}: {exc.message}") from None
     explicit = tuple(_explicit_profile(p, spec, source) for p in data.get("profile", []))
     name = str(data.get("name", Path(source).stem))
     return ProfileFile(name, str(data.get("description", "")), spec, precision, explicit)
@@ -91,8 +93,7 @@ def _explicit_profile(entry: dict, spec: PlanSpec, source: str) -> Profile:
 
 def plan_to_toml(plan: Plan, name: str, description: str, precision: str = "fp32", comment: str = "") -> str:
     """A profile file holding this plan's range and explicit profiles; checked by reading it back."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    check_choice(precision, "precision", PRECISIONS)
     lines = [f"# {line}".rstrip() for line in comment.splitlines()]
     lines += [
         f"name = {_quote(name)}",

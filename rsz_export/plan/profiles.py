@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rsz_export.errors import UsageError, check_int
+from rsz_export.errors import UsageError, check_choice, check_int
 from rsz_export.shapes import STRIDE, BatchRange, InputShape, Profile, Resolution, check_side
 
 ASPECTS = ("free", "square")
@@ -50,8 +50,7 @@ class PlanSpec:
         check_side(self.max_size, "--max")
         if self.min_size > self.max_size:
             raise UsageError(f"--min {self.min_size} is above --max {self.max_size}: the range must be min <= max")
-        if self.aspect not in ASPECTS:
-            raise UsageError(f"unknown aspect {self.aspect!r}: choose one of {', '.join(ASPECTS)}")
+        check_choice(self.aspect, "aspect", ASPECTS)
         if self.profiles is not None:
             check_int(self.profiles, f"--profiles for {self.min_size}..{self.max_size}", 1, self.profile_limit)
 

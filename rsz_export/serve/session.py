@@ -20,7 +20,7 @@ from pathlib import Path
 from rsz_export.artifacts.files import readers_lock
 from rsz_export.artifacts.manifest import load_manifest
 from rsz_export.backends import load_backend, require_backend
-from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError, check_int
+from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError, check_choice, check_int
 from rsz_export.interface import NUM_CLASSES
 from rsz_export.serve.routing import OVERSIZE_POLICIES, STRIDE_POLICIES, Candidate, Route, choose_route
 from rsz_export.shapes import Resolution
@@ -72,10 +72,8 @@ def top_labels(logits, k: int, names: Sequence[str]) -> tuple[Label, ...]:
 
 
 def check_options(oversize: str, stride: str, workers: int, top: int | None = None) -> None:
-    if oversize not in OVERSIZE_POLICIES:
-        raise UsageError(f"oversize {oversize!r} is not one of {', '.join(OVERSIZE_POLICIES)}")
-    if stride not in STRIDE_POLICIES:
-        raise UsageError(f"stride {stride!r} is not one of {', '.join(STRIDE_POLICIES)}")
+    check_choice(oversize, "oversize policy", OVERSIZE_POLICIES)
+    check_choice(stride, "stride policy", STRIDE_POLICIES)
     check_int(workers, "workers", 1, MAX_WORKERS)
     if top is not None:
         check_int(top, "top-k", 1, NUM_CLASSES)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
-from rsz_export.errors import UsageError, check_number
+from rsz_export.errors import check_choice, check_number
 from rsz_export.interface import PRECISIONS
 
 if TYPE_CHECKING:
@@ -31,8 +31,7 @@ class TolerancePolicy:
     min_top1: float
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        check_choice(self.precision, "precision", PRECISIONS)
         check_number(self.rtol, "--rtol", 0.0)
         check_number(self.atol, "--atol", 0.0)
         check_number(self.min_top1, "--min-top1", 0.0, 1.0)
@@ -40,9 +39,7 @@ class TolerancePolicy:
     @classmethod
     def preset(cls, precision: str) -> TolerancePolicy:
         """The preset for a precision (see PRESETS and docs/validate.md for the measurements behind them)."""
-        if precision not in PRESETS:
-            raise UsageError(f"no tolerance preset for precision {precision!r}; choose one of {', '.join(PRESETS)}")
-        return PRESETS[precision]
+        return PRESETS[check_choice(precision, "precision for a tolerance preset", tuple(PRESETS))]
 
     def override(
         self, rtol: float | None = None, atol: float | None = None, min_top1: float | None = None

@@ -81,17 +81,9 @@ def _judged(
         failures = judge(stats, policy).failures
     status = "failed" if failures else "passed"
     return CaseResult(
-        **meta,
-        profiles=case.profiles,
-        size=case.size,
-        batch=case.batch,
-        status=status,
-        stats=stats,
-        inputs=tuple(per_input),
-        policy=policy,
-        failures=failures,
-        seconds=seconds,
-    )
+        **meta, profiles=case.profiles, size=case.size, batch=case.batch, status=status, stats=stats,
+        inputs=tuple(per_input), policy=policy, failures=failures, seconds=seconds,
+    )  # fmt: skip
 
 
 def not_run(cases: list[PlannedCase], meta: dict, reason: str) -> list[CaseResult]:

@@ -141,12 +141,8 @@ REVIEWED = {
     ("model/export.py", "proto = onnx.load(str(tmp))"): "the temp file this process just exported",
     (
         "model/export.py",
-        "proto = onnx.load(str(path), load_external_data=False)",
-    ): "metadata of an ONNX (protobuf parse, no code); external data never followed",
-    (
-        "model/onnx_interface.py",
-        "proto = onnx.load(str(path), load_external_data=False)",
-    ): "the interface of the user's --onnx (protobuf parse, no code); external data refused, never followed",
+        "return onnx.load(str(path), load_external_data=False)",
+    ): "an ONNX's graph and metadata (protobuf parse, no code); external data never followed",
     (
         "model/reduced_precision.py",
         'return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])',

@@ -55,7 +55,7 @@ def bench_run(tiny_engines, tmp_path_factory):
 @pytest.fixture(scope="module")
 def row_dicts(bench_run):
     """The rows as their JSON records."""
-    return [r.to_dict() for r in bench_run[2]]
+    return [r.record() for r in bench_run[2]]
 
 
 def test_every_point_has_every_field(bench_run, row_dicts):
@@ -117,7 +117,7 @@ def test_torch_eager_baseline(small_engines_dir):
     spec = BenchSpec(str(small_engines_dir), sizes=(Resolution(224, 224),), backends=("torch",),
                      policy=MeasurePolicy(warmup=0, iters=1), peak_matrix=256)
     header, rows = run_bench(spec, lambda _: None)
-    (row,) = [r.to_dict() for r in rows]
+    (row,) = [r.record() for r in rows]
     assert (row["backend"], row["variant"], row["device"], row["engine"]) == ("torch", "eager-fp32", "cpu", None)
     assert row["iters"] == 1 and row["p50_ms"] > 0 and row["peak_gflops"] == header["peak_gflops"]["torch"] > 0
     assert row["previous_shape"] is None  # one size: no change of shape to time
@@ -188,7 +188,9 @@ def _row(backend, variant, side, p50, **extra):
     """A BenchRow with made-up numbers, for the renderers."""
     point = Point(Resolution(side, side), 1, backend, variant, "cpu")
     header = {"threads": 2, "date_utc": "2026-01-01T00:00:00Z", "machine": {"cpu": "X"}, "versions": {}}
-    row = make_row(point, Measurement((p50,), (p50,), True, None), None, {}, header)
+    header.update({k: extra.pop(k) for k in ("machine",) if k in extra})
+    medians = extra.pop("window_medians_ms", (p50,))
+    row = make_row(point, Measurement((p50,), tuple(medians), True, None), extra.pop("peak_gflops", None), {}, header)
     return replace(row, **extra)
 
 

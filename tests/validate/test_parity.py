@@ -117,7 +117,7 @@ def test_policy_rejects_bad_values_naming_them(kwargs, message):
 
 
 def test_unknown_preset_is_usage_error():
-    with pytest.raises(UsageError, match="no tolerance preset for precision 'fp8'"):
+    with pytest.raises(UsageError, match="unknown precision for a tolerance preset 'fp8'; choose one of fp32"):
         TolerancePolicy.preset("fp8")
 
 
