@@ -41,7 +41,7 @@ def _output_error(path: Path, exc: OSError) -> OutputError:
         return OutputError(
             f"no space left on the device while writing {path}", hint="free some space, or write somewhere else"
         )
-    return OutputError(f"cannot write {path}: {exc.strerror or exc}", hint="choose a writable --out directory")
+    return OutputError(f"cannot write {path}: {exc.strerror or exc}", hint="choose a writable folder")
 
 
 @contextlib.contextmanager

@@ -155,7 +155,7 @@ def load_manifest(out_dir: str | Path) -> Manifest:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise IntegrityError(
-            f"no manifest at {path}", hint=f"build engines first: rsz-export build --out {out_dir}"
+            f"no manifest at {path}", hint=f"build engines first: rsz-export build {out_dir} --min MIN --max MAX"
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IntegrityError(f"manifest {path} is unreadable or corrupt: {exc}", hint="rebuild with --force") from None

@@ -106,7 +106,7 @@ def check_engine_files(out_dir: Path, engines: Sequence) -> None:
                if not (out_dir / f.file).is_file()]
     if missing:
         raise IntegrityError(f"engine file(s) listed in the manifest are missing: {', '.join(missing)}",
-                             hint=f"rebuild them: rsz-export build --out {out_dir} --force")
+                             hint=f"rebuild them: rsz-export build {out_dir} --force")
 
 
 class Session:
