@@ -35,9 +35,11 @@ class Knobs:
     """A build whose WORKSPACE pool limit is below this fails (NvInfer.h setMemoryPoolLimit: the plan is
     "constrained by these limits or report[s] which constraint caused the failure")."""
     sigint_at_build_step: int | None = None
-    """Deliver SIGINT (signal.raise_signal) during build step N. The Python-level handler then runs inside the
-    next Python callback the library makes (a log() or progress-monitor call), as with the real native build,
+    """Deliver ``build_signal`` (signal.raise_signal) during build step N. The Python-level handler then runs inside
+    the next Python callback the library makes (a log() or progress-monitor call), as with the real native build,
     where the interpreter only runs Python code in callbacks."""
+    build_signal: int = signal.SIGINT
+    """The signal ``sigint_at_build_step`` delivers (SIGTERM reaches a native build the same way)."""
     profile_sharing: bool = False
     """False: two live contexts of one engine may not select the same profile (NvInferRuntime.h, class comment
     of IExecutionContext: "each execution context in concurrent use must use a separate optimization profile").
@@ -98,7 +100,7 @@ def call_python(world: World, what: str, fn, *args, on_error=None):
     try:
         if world.pending_sigint:
             world.pending_sigint = False
-            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(world.knobs.build_signal)
         return fn(*args)
     except BaseException as exc:  # noqa: BLE001 - the trampoline catches everything
         detail = f": {exc}" if str(exc) else f": {type(exc).__name__}"
