@@ -131,3 +131,31 @@ def onnx_reference(onnx_path: Path):
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {"images": x})[0]
+
+
+def build_folder(out: Path, plan, onnx: Path, **options):
+    """``rsz-export build OUT --backend tensorrt --onnx ONNX`` through the library (the pipeline writes the
+    manifest); returns the manifest."""
+    from rsz_export.backends.base import BuildOptions
+    from rsz_export.build.pipeline import BuildSpec, build
+
+    spec = BuildSpec(plan, out, backend="tensorrt", options=BuildOptions(**options), onnx=onnx, command="pytest")
+    return build(spec).manifest
+
+
+def classifier_module(onnx_path: Path):
+    """The classifier of ``classifier_onnx`` as a torch module with the same weights: a PyTorch reference for
+    validate (whose manifest names ResNet-50 weights the tiny model does not have)."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    weights = {
+        t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in onnx.load(str(onnx_path)).graph.initializer
+    }
+    conv = torch.nn.Conv2d(3, weights["conv_w"].shape[0], 3, padding=1)
+    fc = torch.nn.Linear(weights["fc_w"].shape[1], weights["fc_w"].shape[0])
+    with torch.no_grad():
+        conv.weight.copy_(weights["conv_w"]), conv.bias.copy_(weights["conv_b"])
+        fc.weight.copy_(weights["fc_w"]), fc.bias.copy_(weights["fc_b"])
+    return torch.nn.Sequential(conv, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), fc).eval()
