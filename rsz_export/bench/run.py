@@ -31,7 +31,7 @@ from rsz_export.bench.probes import (
 from rsz_export.bench.rows import BenchRow, Point, engine_memory, make_row, paired_with_static
 from rsz_export.bench.runners import TORCH, device_for, engine_for, shape_change_feed, variants
 from rsz_export.bench.stats import MeasurePolicy
-from rsz_export.errors import UsageError, check_int
+from rsz_export.errors import EnvironmentProblem, UsageError, check_int
 from rsz_export.plan.grid import size_grid
 from rsz_export.plan.profiles import Plan, route
 from rsz_export.shapes import MAX_BATCH, BatchRange, InputShape, Profile, Resolution
@@ -145,7 +145,7 @@ def _run_bench(spec: BenchSpec, log: Log) -> tuple[dict, list[BenchRow]]:
     manifest = load_manifest(spec.engines_dir)
     sizes, backends = resolve_points(spec, manifest)
     for name in backends:
-        require_backend(name)
+        _check_engines(require_backend(name), manifest)
     threads = spec.threads or usable_cpus()
     header = run_header(spec, manifest, threads)
     run = _Run(spec, manifest, header, ResultSink(spec, header), log)
@@ -161,6 +161,13 @@ def _run_bench(spec: BenchSpec, log: Log) -> tuple[dict, list[BenchRow]]:
                     _sweep(run, sizes, batch, (name, variant, device), runners, peak)
     run.sink.flush()
     return header, run.sink.rows
+
+
+def _check_engines(module, manifest: Manifest) -> None:
+    """Exit 3 before any measurement when one of the backend's engines cannot run here (another GPU or version)."""
+    for engine in (e for e in manifest.engines if e.backend == module.NAME):
+        if problem := module.check_compatible(manifest, engine):
+            raise EnvironmentProblem(f"engine {engine.name}: {problem}")
 
 
 class _RunnerCache:
