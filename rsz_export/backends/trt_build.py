@@ -79,11 +79,10 @@ def _parse_onnx(trt, builder, logger, source: Path):
 
 
 def _hardware_level(trt, name: str):
+    """The level for ``--hardware-compat`` ampere+ or same-compute-capability (none leaves TensorRT's default)."""
     if name == "ampere+":
         return trt.HardwareCompatibilityLevel.AMPERE_PLUS
-    if name == "same-compute-capability":
-        return trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
-    return trt.HardwareCompatibilityLevel.NONE
+    return trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
 
 
 def _builder_config(trt, builder, ctx: _BuildContext, monitor):

@@ -59,5 +59,7 @@ def test_available_providers_and_missing_device():
     have = ort_providers.available_providers()
     assert "CPUExecutionProvider" in have
     assert ort_providers.missing_provider("cpu") is None
+    with pytest.raises(UsageError, match="device 'rocm'"):
+        ort_providers.missing_provider("rocm")
     missing = ort_providers.missing_provider("tensorrt")
     assert "no TensorrtExecutionProvider" in missing and "onnxruntime-gpu" in missing

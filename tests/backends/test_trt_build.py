@@ -229,3 +229,43 @@ def test_recorded_options_rebuild_what_the_engine_was_built_with(tmp_path, monke
     (record,), _ = build(tmp_path, classifier_onnx, **options)
     again = backend.recorded_options(record, timing_cache="elsewhere.cache")
     assert again == BuildOptions(**options, timing_cache="elsewhere.cache")
+
+
+def test_the_folders_cache_is_kept_across_builds_and_dropped_after_an_upgrade(tmp_path, monkeypatch, classifier_onnx):
+    """The build folder's own cache is vouched for by its manifest; after a TensorRT upgrade it cannot be read,
+    so the build starts a new one (instead of refusing it as it refuses a user's unreadable --timing-cache)."""
+    from tests.backends.trt_double import build_folder
+
+    use_double(monkeypatch, V10)
+    first = build_folder(tmp_path, PLAN, classifier_onnx).engines[0].settings["timing_cache"]
+    same = build_folder(tmp_path, PLAN, classifier_onnx, opt_level=2).engines[0].settings["timing_cache"]
+    assert first["reused"] is False and same["reused"] is True and same["loaded_sha256"] == first["sha256"]
+    use_double(monkeypatch, V11)
+    upgraded = build_folder(tmp_path, PLAN, classifier_onnx).engines[0].settings["timing_cache"]
+    assert upgraded["reused"] is False and upgraded["loaded_bytes"] == 0
+
+
+def test_timing_cache_files_that_cannot_be_read_or_merged(tmp_path, monkeypatch, classifier_onnx):
+    from rsz_export.backends.trt_timing import save_timing_cache
+
+    trt = use_double(monkeypatch, V11)
+    (tmp_path / "a-folder.cache").mkdir()
+    with pytest.raises(IntegrityError, match="cannot read the timing cache .*a-folder.cache"):
+        build(tmp_path / "out", classifier_onnx, timing_cache=str(tmp_path / "a-folder.cache"))
+    shared = tmp_path / "shared.cache"
+    shared.write_bytes(b"replaced meanwhile by something unreadable")
+    builder, logs = trt.Builder(trt_env.make_logger(trt, print)), []
+    cache = builder.create_builder_config().create_timing_cache(b"")
+    written = save_timing_cache(builder, cache, shared, logs.append)
+    assert shared.read_bytes() == written and any("cannot merge" in line for line in logs)
+
+
+def test_a_cancelled_build_stops_even_when_the_previous_handler_returns(tmp_path, monkeypatch, classifier_onnx):
+    use_double(monkeypatch, V11, knobs=fake_tensorrt.Knobs(sigint_at_build_step=2))
+    previous = signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            build(tmp_path, classifier_onnx)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert not list(tmp_path.glob("*.engine"))

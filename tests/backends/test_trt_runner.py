@@ -180,3 +180,27 @@ def test_an_unsynchronised_read_is_stale_and_failures_are_reported(tmp_path, mon
         trt._fake.device.total_bytes = trt._fake.device.used_bytes  # no room left for the input
         with pytest.raises(EnvironmentProblem, match="no GPU memory for"):
             runner.infer(np.zeros((1, 3, 64, 64), np.float32))
+
+
+def test_an_engine_whose_profiles_differ_from_its_manifest(tmp_path, monkeypatch, classifier_onnx):
+    """A manifest whose plan claims a wider range than the engine was built for: TensorRT refuses the shape."""
+    use_double(monkeypatch, V11)
+    records = build(tmp_path, classifier_onnx)
+    wider = plan_profiles(PlanSpec(64, 160, profiles=2, batch=BatchRange(1, 2, 2)))
+    with backend.open_runner(manifest_for(records, tmp_path, wider), None, tmp_path) as runner:
+        with pytest.raises(UsageError, match="TensorRT refused input shape"):
+            runner.infer(np.zeros((1, 3, 160, 160), np.float32))
+
+
+def test_an_engine_with_other_inputs_and_outputs_is_refused(tmp_path, monkeypatch, classifier_onnx):
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(classifier_onnx))
+    model.graph.node.append(helper.make_node("Identity", ["logits"], ["copy"]))
+    model.graph.output.append(helper.make_tensor_value_info("copy", onnx.TensorProto.FLOAT, ["batch", 1000]))
+    onnx.save(model, str(tmp_path / "two-outputs.onnx"))
+    use_double(monkeypatch, V10)
+    records = build(tmp_path / "out", tmp_path / "two-outputs.onnx")
+    with pytest.raises(IntegrityError, match="not one input and one output"):
+        run_all(tmp_path / "out", records, [(1, 64, 64)])
