@@ -101,7 +101,7 @@ def _build_locked(
         previous
         and previous.keys == keys
         and files_intact(out_dir, [previous.onnx, *previous.engine_files()])
-        and (_runs_here(module, previous, log))
+        and _runs_here(module, previous, log)
     ):
         log(f"up to date: reusing {out_dir / MANIFEST_NAME} (use --force to rebuild)")
         return BuildResult(previous, True)
