@@ -123,3 +123,12 @@ def pytest_collection_modifyitems(items) -> None:
     for item in items:
         if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def classifier_onnx(tmp_path_factory) -> Path:
+    """A tiny Conv classifier with the real interface and distinct logits per class, for the TensorRT test double
+    (tests/backends/trt_double.py) and other tests that need real numbers without ResNet-50."""
+    from tests.backends.trt_double import classifier_onnx as make
+
+    return make(tmp_path_factory.mktemp("classifier") / "classifier.onnx")

@@ -1,4 +1,4 @@
-"""File effects: sha256, atomic writes (temp file then rename), and a directory lock."""
+"""File effects: sha256, atomic writes (temp file then rename), and locks (a build folder's, readers', one file's)."""
 
 from __future__ import annotations
 
@@ -166,6 +166,25 @@ def directory_lock(path: str | Path, what: str = "build") -> Iterator[None]:
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path) -> Iterator[None]:
+    """Wait for, then hold, an exclusive fcntl lock on the file ``path`` (created if needed): for a
+    read-modify-write of a file that several runs share. A killed process releases it."""
+    import fcntl
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+    except OSError as exc:
+        raise _output_error(path, exc) from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         yield
     finally:
         handle.close()

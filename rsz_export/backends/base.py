@@ -118,4 +118,3 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def _run(self, images, profile: int | None):
         """Run a checked feed on ``profile`` (a plan index, None without profiles); returns numpy logits."""
-

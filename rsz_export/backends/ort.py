@@ -1,16 +1,19 @@
 """ONNX Runtime backend: the embedded default, on any CPU (and on GPUs with onnxruntime-gpu).
 
 What an ORT "engine" is: the exported model with ORT's portable graph optimizations applied offline
-(ORT_ENABLE_EXTENDED: constant folding, Conv+BN+ReLU fusion, ...) and saved, plus the session settings
-that reproduce its measured speed. The hardware-specific layout pass (NCHWc, part of ORT_ENABLE_ALL) is
-applied when the session opens, so the saved file stays portable across CPUs and the speed matches an
-online ORT_ENABLE_ALL session (measured: benchmarks/).
+(ORT_ENABLE_EXTENDED on the CPU: constant folding, Conv+BN+ReLU fusion, ...) and saved, plus the session
+settings that reproduce its measured speed. The hardware-specific layout pass (NCHWc, part of ORT_ENABLE_ALL)
+is applied when the session opens, so the saved file stays portable across CPUs and the speed matches an
+online ORT_ENABLE_ALL session (measured: benchmarks/). Engines for the CUDA and TensorRT providers are
+optimised offline at ORT_ENABLE_BASIC only: the EXTENDED fusions write CPU-only ``com.microsoft`` operators
+(FusedConv) that TensorRT's parser cannot import and that would run on the CPU.
 
-What is profile-specific: nothing, on ORT. Its CPU and CUDA providers run any shape with the same kernels
-and keep no per-shape state, so one engine carries every planned profile; the manifest still lists them
-and the runner routes each input with the plan's rule, so an input outside the built range is refused the
-same way as on TensorRT. With the TensorRT execution provider the profiles are passed to it as
-trt_profile_min/opt/max_shapes.
+What is profile-specific: nothing on the CPU and CUDA providers, which run any shape with the same kernels,
+so one session serves every planned profile; the runner still routes each input with the plan's rule, so an
+input outside the built range is refused the same way as on TensorRT. The TensorRT provider keeps its
+execution context on its first profile (onnxruntime PR #31624), so the runner opens one session per plan
+profile, each given that profile alone (``ort_providers``). GPU sessions refuse to fall back to the CPU and
+are checked to have the provider they asked for.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ NAME = "onnxruntime"
 SUPPORTED_PRECISIONS = ("fp32",)
 ENGINE_FILE = "resnet50.ort.onnx"
 OFFLINE_LEVEL = "ORT_ENABLE_EXTENDED"
+GPU_OFFLINE_LEVEL = "ORT_ENABLE_BASIC"
 SESSION_LEVEL = "ORT_ENABLE_ALL"
 
 
@@ -42,9 +46,15 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def offline_level(device: str) -> str:
+    """The offline optimisation of an engine for ``device``: un-fused standard operators for the GPU providers."""
+    return OFFLINE_LEVEL if device == "cpu" else GPU_OFFLINE_LEVEL
+
+
 def check_precision(options: BuildOptions) -> None:
-    """fp32 on the CPU; reduced precision only through the GPU providers, which tune it themselves."""
-    allowed = SUPPORTED_PRECISIONS if options.device == "cpu" else ("fp32", "fp16")
+    """fp32 everywhere; fp16 only on the TensorRT provider (``trt_fp16_enable``). The CUDA provider computes in
+    the model's own types and the engine is the fp32 model, so "fp16" there would run fp32."""
+    allowed = ("fp32", "fp16") if options.device == "tensorrt" else SUPPORTED_PRECISIONS
     if options.precision not in allowed:
         raise UsageError(
             f"precision {options.precision} is not available on ONNX Runtime's {options.device} provider; "
@@ -58,7 +68,7 @@ def session_settings(options: BuildOptions) -> dict:
     return {
         "device": options.device,
         "graph_optimization_level": SESSION_LEVEL,
-        "offline_optimization_level": OFFLINE_LEVEL,
+        "offline_optimization_level": offline_level(options.device),
         "intra_op_num_threads": options.threads or usable_cpus(),
         "inter_op_num_threads": 1,
         "execution_mode": "ORT_SEQUENTIAL",
@@ -78,12 +88,12 @@ def _session_options(settings: dict, threads: int | None = None):
     return so
 
 
-def _providers(settings: dict, plan: Plan, out_dir: Path, precision: str) -> list:
+def _providers(settings: dict, plan: Plan, out_dir: Path, precision: str, profile: int | None) -> list:
     if settings.get("device", "cpu") == "cpu":
         return ["CPUExecutionProvider"]
     from rsz_export.backends.ort_providers import providers_for
 
-    return providers_for(settings["device"], plan, out_dir, precision)
+    return providers_for(settings["device"], plan, out_dir, precision, profile=profile)
 
 
 def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: Path, log: Log) -> list[EngineRecord]:
@@ -93,12 +103,13 @@ def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: P
     check_precision(options)
     started = time.perf_counter()
     target = Path(out_dir) / ENGINE_FILE
+    level = offline_level(options.device)
     with atomic_path(target) as tmp:
         so = ort.SessionOptions()
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OFFLINE_LEVEL)
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
         so.optimized_model_filepath = str(tmp)
         so.log_severity_level = 3
-        log(f"optimising the graph offline with ONNX Runtime {ort.__version__} ({OFFLINE_LEVEL})")
+        log(f"optimising the graph offline with ONNX Runtime {ort.__version__} ({level})")
         _load_session(ort, str(onnx_path), so, ["CPUExecutionProvider"], onnx_path)
     record = EngineRecord(
         name="ort",
@@ -146,25 +157,40 @@ class OrtRunner(Runner):
         self.manifest, self.engine, self.out_dir = manifest, engine, Path(out_dir)
         self.threads, self.pinned = threads, pinned
         self.name = f"{NAME}:{engine.name}"
+        self.device = engine.settings.get("device", "cpu")
         self.session = None
+        self._sessions: dict = {}
 
     def __enter__(self) -> OrtRunner:
+        self._model = verified_bytes(self.out_dir, self.engine.file)  # the checked bytes are the ones loaded
+        self.session = None if self.device == "tensorrt" else self._open(None)  # TensorRT: per profile, lazily
+        return self
+
+    def _open(self, profile: int | None):
         import onnxruntime as ort
 
-        model = verified_bytes(self.out_dir, self.engine.file)  # the checked bytes are the ones loaded
         so = _session_options(self.engine.settings, self.threads)
         if self.pinned is not None:
             for dim, value in zip(("batch", "height", "width"), (self.pinned.batch, self.pinned.h, self.pinned.w)):
                 so.add_free_dimension_override_by_name(dim, value)
-        providers = _providers(self.engine.settings, self.manifest.plan, self.out_dir, self.engine.precision)
-        self.session = _load_session(ort, model, so, providers, self.out_dir / self.engine.file.file)
-        return self
+        providers = _providers(self.engine.settings, self.manifest.plan, self.out_dir, self.engine.precision, profile)
+        path = self.out_dir / self.engine.file.file
+        if self.device == "cpu":
+            return _load_session(ort, self._model, so, providers, path)
+        from rsz_export.backends.ort_providers import gpu_session
+
+        return gpu_session(lambda: _load_session(ort, self._model, so, providers, path), so, self.device, path)
 
     def __exit__(self, *exc) -> None:
         self.session = None
+        self._sessions.clear()
 
     def _run(self, images, profile: int | None):
-        return self.session.run(None, {INPUT_NAME: images})[0]
+        if self.session is not None:
+            return self.session.run(None, {INPUT_NAME: images})[0]
+        if profile not in self._sessions:
+            self._sessions[profile] = self._open(profile)
+        return self._sessions[profile].run(None, {INPUT_NAME: images})[0]
 
 
 def open_runner(

@@ -1,17 +1,21 @@
-"""ONNX Runtime execution-provider lists for ``onnxruntime-gpu``: CPU, CUDA, and TensorRT with the plan's profiles.
+"""ONNX Runtime execution providers for ``onnxruntime-gpu``: CPU, CUDA, and TensorRT with the plan's profiles,
+and the checks a GPU session must pass.
 
-Pure except ``available_providers``, which asks onnxruntime lazily. The TensorRT execution provider takes
-explicit profiles as ``trt_profile_min_shapes`` / ``_opt_shapes`` / ``_max_shapes`` strings of the form
-``name:d0xd1x...,name:...``; naming an input once per profile gives several profiles (ONNX Runtime's
-``ParseProfileShapes`` appends every occurrence of a name as the next profile). All three strings must be
-given together, for every dynamic input. Its engine and timing caches go into ``DIR/ort-trt-cache``.
+Pure except ``available_providers`` and ``gpu_session``, which use onnxruntime. The TensorRT execution provider
+takes explicit profiles as ``trt_profile_min_shapes`` / ``_opt_shapes`` / ``_max_shapes`` strings of the form
+``name:d0xd1x...,name:...`` (all three together, for every dynamic input). It keeps its execution context on
+its first profile (onnxruntime PR #31624: "its execution context remained on profile 0, so inputs belonging to
+other profiles failed"), so each session gets one plan profile, with its engine and timing caches in
+``DIR/ort-trt-cache/p<k>``. A GPU session never falls back to the CPU in silence: ``session.disable_cpu_ep_fallback``
+makes a graph with nodes for the CPU fail to open, and ``get_providers()`` must list the provider asked for
+(ONNX Runtime drops a provider it cannot create and runs on the next one).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from rsz_export.errors import UsageError
+from rsz_export.errors import EnvironmentProblem, RszError, UsageError
 from rsz_export.interface import INPUT_NAME, PRECISIONS
 from rsz_export.plan.profiles import Plan
 
@@ -34,13 +38,13 @@ def shape_string(name: str, shape: tuple[int, ...]) -> str:
     return f"{name}:" + "x".join(str(d) for d in shape)
 
 
-def trt_profile_options(plan: Plan, input_name: str = INPUT_NAME) -> dict[str, str]:
-    """``trt_profile_{min,opt,max}_shapes`` strings with one entry per plan profile, in plan order."""
+def trt_profile_options(plan: Plan, input_name: str = INPUT_NAME, profile: int | None = None) -> dict[str, str]:
+    """``trt_profile_{min,opt,max}_shapes`` strings for plan profile ``profile``, or one entry per plan profile
+    in plan order (each occurrence of a name is the next profile: ONNX Runtime's ``ParseProfileShapes``)."""
+    chosen = plan.profiles if profile is None else (plan.profiles[profile],)
     out = {}
     for key in ("min", "opt", "max"):
-        out[f"trt_profile_{key}_shapes"] = ",".join(
-            shape_string(input_name, getattr(p, key).nchw) for p in plan.profiles
-        )
+        out[f"trt_profile_{key}_shapes"] = ",".join(shape_string(input_name, getattr(p, key).nchw) for p in chosen)
     return out
 
 
@@ -52,9 +56,17 @@ def cuda_options(precision: str, device_id: int = 0) -> dict[str, str]:
     return {"device_id": str(device_id), "use_tf32": "1" if precision == "tf32" else "0"}
 
 
-def tensorrt_options(plan: Plan, out_dir, precision: str, device_id: int = 0, workspace_mib: int | None = None) -> dict:
-    """TensorRT provider options: the plan's profiles, engine + timing caches inside ``out_dir``, precision flag."""
-    cache = str(Path(out_dir) / CACHE_DIR)
+def tensorrt_options(
+    plan: Plan,
+    out_dir,
+    precision: str,
+    device_id: int = 0,
+    workspace_mib: int | None = None,
+    profile: int | None = None,
+) -> dict:
+    """TensorRT provider options: plan profile ``profile`` (every profile when None), engine + timing caches in
+    ``out_dir`` (a sub-folder per profile), precision flag."""
+    cache = str(Path(out_dir) / CACHE_DIR / (f"p{profile}" if profile is not None else ""))
     options = {
         "device_id": str(device_id),
         "trt_engine_cache_enable": "True",
@@ -62,7 +74,7 @@ def tensorrt_options(plan: Plan, out_dir, precision: str, device_id: int = 0, wo
         "trt_timing_cache_enable": "True",
         "trt_timing_cache_path": cache,
         "trt_fp16_enable": "True" if precision == "fp16" else "False",
-        **trt_profile_options(plan),
+        **trt_profile_options(plan, profile=profile),
     }
     if precision == "bf16":
         options["trt_bf16_enable"] = "True"
@@ -71,18 +83,20 @@ def tensorrt_options(plan: Plan, out_dir, precision: str, device_id: int = 0, wo
     return options
 
 
-def providers_for(device: str, plan: Plan, out_dir, precision: str) -> list:
-    """The ``providers=`` list for an InferenceSession on ``device`` (cpu, cuda or tensorrt), CPU last as fallback."""
+def providers_for(device: str, plan: Plan, out_dir, precision: str, profile: int | None = None) -> list:
+    """The ``providers=`` list for an InferenceSession on ``device`` (cpu, cuda or tensorrt), for plan profile
+    ``profile`` on TensorRT. The CPU provider comes last, as ONNX Runtime requires; GPU sessions refuse to use it
+    for graph nodes (``gpu_session``). TensorRT gets no CUDA provider beside it, so a node TensorRT cannot take
+    fails the session instead of running elsewhere."""
     if device not in DEVICES:
         raise UsageError(f"device {device!r} is unknown: choose {', '.join(DEVICES)}")
     if precision not in PRECISIONS:
         raise UsageError(f"precision {precision!r} is unknown: choose {', '.join(PRECISIONS)}")
     if device == "cpu":
         return [CPU_EP]
-    chain = [(CUDA_EP, cuda_options(precision)), CPU_EP]
     if device == "tensorrt":
-        chain.insert(0, (TRT_EP, tensorrt_options(plan, out_dir, precision)))
-    return chain
+        return [(TRT_EP, tensorrt_options(plan, out_dir, precision, profile=profile)), CPU_EP]
+    return [(CUDA_EP, cuda_options(precision)), CPU_EP]
 
 
 def available_providers() -> list[str]:
@@ -100,3 +114,22 @@ def missing_provider(device: str) -> str | None:
     if PROVIDER_OF[device] in have:
         return None
     return f"onnxruntime here has no {PROVIDER_OF[device]} (it offers {', '.join(have) or 'none'}); {GPU_INSTALL_HINT}"
+
+
+def gpu_session(load, so, device: str, path):
+    """``load()``'s session for ``device``, opened with CPU fallback disabled and checked to run on the asked
+    provider; EnvironmentProblem otherwise (the same bytes opened on the CPU at build time)."""
+    so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    try:
+        session = load()
+    except RszError as exc:
+        raise EnvironmentProblem(
+            f"ONNX Runtime's {PROVIDER_OF[device]} cannot run all of {path}: {exc.message}", hint=GPU_INSTALL_HINT
+        ) from None
+    active = list(session.get_providers())
+    if PROVIDER_OF[device] not in active:
+        raise EnvironmentProblem(
+            f"ONNX Runtime did not enable {PROVIDER_OF[device]} for {path}; it offers {', '.join(active)}",
+            hint=GPU_INSTALL_HINT,
+        )
+    return session

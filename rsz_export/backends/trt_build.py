@@ -1,6 +1,7 @@
 """Building TensorRT engines from the ONNX export: one optimization profile per planned profile (or one engine
-per profile), precision by builder flags (10.x) or a reduced-precision ONNX (11.x), a shared timing cache, and
-the facts the manifest records (device memory, layer information)."""
+per profile), precision by builder flags (10.x) or a reduced-precision ONNX (11.x), a shared timing cache
+(``trt_timing``), cancellation by Ctrl-C (``trt_cancel``), and the facts the manifest records (device memory,
+layer information)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,18 @@ from pathlib import Path
 
 from rsz_export.artifacts.files import atomic_write_bytes, atomic_write_text
 from rsz_export.artifacts.manifest import EngineRecord, file_record
+from rsz_export.backends import trt_env
 from rsz_export.backends import trt_support as ts
 from rsz_export.backends.base import BuildOptions, Log
-from rsz_export.backends.trt_env import NAME, import_trt, installed, make_logger
+from rsz_export.backends.trt_cancel import cancel_monitor, signals_cancel
+from rsz_export.backends.trt_env import NAME, deserialize, import_trt, logged, make_logger
+from rsz_export.backends.trt_timing import (
+    cache_entries,
+    cache_stats,
+    open_timing_cache,
+    save_timing_cache,
+    use_timing_cache,
+)
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
 from rsz_export.plan.profiles import Plan
 
@@ -69,24 +79,21 @@ def _parse_onnx(trt, builder, logger, source: Path):
 
 
 def _hardware_level(trt, name: str):
+    """The level for ``--hardware-compat`` ampere+ or same-compute-capability (none leaves TensorRT's default)."""
     if name == "ampere+":
         return trt.HardwareCompatibilityLevel.AMPERE_PLUS
-    if name == "same-compute-capability":
-        return trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
-    return trt.HardwareCompatibilityLevel.NONE
+    return trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
 
 
-def _builder_config(trt, builder, options: BuildOptions, timing_cache):
+def _builder_config(trt, builder, ctx: _BuildContext, monitor):
+    options = ctx.options
     builder_config = builder.create_builder_config()
+    builder_config.progress_monitor = monitor
     if options.workspace_mib:
         builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
     builder_config.builder_optimization_level = options.opt_level
     builder_config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    if not builder_config.set_timing_cache(timing_cache, False):
-        raise EnvironmentProblem(
-            "the timing cache was made on another GPU or TensorRT version",
-            hint="delete it, or pass --timing-cache with a new path",
-        )
+    use_timing_cache(builder_config, ctx.timing_cache, ctx.cache_path)
     if not options.tf32:
         builder_config.clear_flag(trt.BuilderFlag.TF32)
     if options.hardware_compat and options.hardware_compat != "none":
@@ -101,15 +108,12 @@ def _add_profiles(builder, builder_config, shapes) -> None:
         trt_profile = builder.create_optimization_profile()
         try:
             trt_profile.set_shape(name, lo, opt, hi)
-        except ValueError as exc:
+        # The binding documents ValueError (pyCoreDoc.h) but raises RuntimeError (pyCore.cpp opt_profile_set_shape,
+        # PY_ASSERT_RUNTIME_ERROR): both mean TensorRT refused the shapes.
+        except (ValueError, RuntimeError) as exc:
             raise UsageError(f"TensorRT rejected profile {lo}..{hi} (opt {opt}) for {name}: {exc}") from None
         if builder_config.add_optimization_profile(trt_profile) < 0:
             raise UsageError(f"TensorRT rejected profile {lo}..{hi} (opt {opt}) for {name} as invalid")
-
-
-def _cache_entries(timing_cache) -> int | None:
-    # queryKeys exists from 10.8; on older 10.x the manifest records bytes and sha256 only.
-    return len(timing_cache.queryKeys()) if hasattr(timing_cache, "queryKeys") else None
 
 
 def _engine_facts(trt, cuda_engine, count: int) -> tuple[dict, str]:
@@ -135,6 +139,7 @@ class _BuildContext:
     source: Path
     """The ONNX file TensorRT parses (the export, or its reduced-precision version on 11.x)."""
     timing_cache: object
+    cache_path: Path
     major: int
     plan: Plan
     reduced: dict
@@ -143,41 +148,45 @@ class _BuildContext:
     """Settings recorded for every engine of the build."""
 
 
-def _build_one(trt, ctx: _BuildContext, group: tuple[int, ...], name: str) -> EngineRecord:
-    started = time.perf_counter()
-    builder, logger, options, out_dir = ctx.builder, ctx.logger, ctx.options, ctx.out_dir
-    timing_cache = ctx.timing_cache
+def _serialize(trt, ctx: _BuildContext, group: tuple[int, ...], name: str) -> bytes:
+    """The serialized plan of one engine; KeyboardInterrupt when a signal cancelled the build."""
+    builder, logger = ctx.builder, ctx.logger
     network, _onnx_parser = _parse_onnx(trt, builder, logger, ctx.source)
-    builder_config = _builder_config(trt, builder, options, timing_cache)
-    _SET_PRECISION[ctx.major](trt, builder_config, options.precision)
+    monitor = cancel_monitor(trt)
+    builder_config = _builder_config(trt, builder, ctx, monitor)
+    _SET_PRECISION[ctx.major](trt, builder_config, ctx.options.precision)
     _add_profiles(builder, builder_config, ts.trt_profile_shapes(ctx.plan, group, network.get_input(0).name))
-    keys_before = _cache_entries(timing_cache)
-    serialized = builder.build_serialized_network(network, builder_config)
+    with signals_cancel(monitor):
+        serialized = builder.build_serialized_network(network, builder_config)
     if serialized is None:
-        detail = "; ".join(logger.errors[-5:]) or "no error was logged"
         raise EnvironmentProblem(
-            f"TensorRT could not build engine {name}: {detail}",
+            f"TensorRT could not build engine {name}: {logged(logger, 5)}",
             hint="try a larger --workspace-mib, fewer profiles, or --engine-per-profile",
         )
-    data = bytes(memoryview(serialized))
-    path = out_dir / f"{name}.engine"
+    return bytes(memoryview(serialized))
+
+
+def _build_one(trt, ctx: _BuildContext, group: tuple[int, ...], name: str) -> EngineRecord:
+    started = time.perf_counter()
+    keys_before = cache_entries(ctx.timing_cache)
+    data = _serialize(trt, ctx, group, name)
+    path = ctx.out_dir / f"{name}.engine"
     atomic_write_bytes(path, data)
     seconds = time.perf_counter() - started
-    trt_runtime = trt.Runtime(logger)
-    cuda_engine = trt_runtime.deserialize_cuda_engine(data)
+    _runtime, cuda_engine = deserialize(trt, ctx.logger, data, ctx.options.version_compat, path)
     memory, layer_json = _engine_facts(trt, cuda_engine, len(group))
-    layers_path = out_dir / f"{name}.layers.json"
+    layers_path = ctx.out_dir / f"{name}.layers.json"
     atomic_write_text(layers_path, layer_json)
+    keys_after = cache_entries(ctx.timing_cache)
     settings = {
         **ctx.facts,
         **memory,
         "layers": ts.parse_inspector_json(layer_json).to_dict(),
-        "timing_cache_new_entries": None if keys_before is None else _cache_entries(timing_cache) - keys_before,
+        "timing_cache_new_entries": None if keys_before is None else keys_after - keys_before,
     }
-    extra = (file_record(out_dir, layers_path),) + ((ctx.reduced["reduced_onnx"],) if ctx.reduced else ())
-    return EngineRecord(
-        name, NAME, options.precision, file_record(out_dir, path), group, round(seconds, 3), settings, extra
-    )
+    extra = (file_record(ctx.out_dir, layers_path),) + ((ctx.reduced["reduced_onnx"],) if ctx.reduced else ())
+    record = file_record(ctx.out_dir, path)
+    return EngineRecord(name, NAME, ctx.options.precision, record, group, round(seconds, 3), settings, extra)
 
 
 def _build_facts(options: BuildOptions, major: int, here: dict, reduced: dict) -> dict:
@@ -198,6 +207,23 @@ def _build_facts(options: BuildOptions, major: int, here: dict, reduced: dict) -
     }
 
 
+def recorded_options(engine: EngineRecord, timing_cache: str | None = None) -> BuildOptions:
+    """The BuildOptions ``engine`` was built with (what ``_build_facts`` recorded), with ``timing_cache``: how
+    bench builds an engine's shape-fixed twin with the same TF32, optimization level, workspace and
+    compatibility settings."""
+    settings, built = engine.settings, engine.settings.get("build_options", {})
+    hardware = settings.get("hardware_compat") or "none"
+    return BuildOptions(
+        precision=engine.precision,
+        workspace_mib=built.get("workspace_mib"),
+        opt_level=built.get("opt_level", 3),
+        timing_cache=timing_cache,
+        tf32=bool(settings.get("tf32", True)),
+        hardware_compat=None if hardware == "none" else hardware,
+        version_compat=bool(settings.get("version_compat", False)),
+    )
+
+
 def build_engines(onnx_path, plan: Plan, options: BuildOptions, out_dir, log: Log) -> list[EngineRecord]:
     """Build one engine with every plan profile (or one per profile) from ``onnx_path`` into ``out_dir``."""
     trt = import_trt()
@@ -205,27 +231,22 @@ def build_engines(onnx_path, plan: Plan, options: BuildOptions, out_dir, log: Lo
     ts.check_build_options(options, version)
     major = ts.api_major(version)
     out_dir = Path(out_dir)
-    here = installed()
+    here = trt_env.installed()
     source, reduced = _network_source(Path(onnx_path), options.precision, major, out_dir, log)
     cache_path = Path(options.timing_cache) if options.timing_cache else out_dir / "timing.cache"
-    before = cache_path.read_bytes() if cache_path.is_file() else b""
     logger = make_logger(trt, log)
     builder = trt.Builder(logger)
-    builder_config = builder.create_builder_config()
-    timing_cache = builder_config.create_timing_cache(before)  # shared by every engine of this build
+    timing_cache, before = open_timing_cache(trt, builder.create_builder_config(), logger, cache_path)
     ctx = _BuildContext(
-        builder, logger, options, out_dir, source, timing_cache, major, plan, reduced,
+        builder, logger, options, out_dir, source, timing_cache, cache_path, major, plan, reduced,
         _build_facts(options, major, here, reduced),
-    )
-    keys_before = _cache_entries(timing_cache)
+    )  # fmt: skip
+    keys_before = cache_entries(timing_cache)
     records = []
     for group in ts.engine_groups(plan, options.engine_per_profile):
         suffix = f"-p{group[0]}" if options.engine_per_profile else ""
         log(f"building TensorRT engine for plan profile(s) {list(group)} ({options.precision}, TensorRT {version})")
         records.append(_build_one(trt, ctx, group, f"tensorrt-{options.precision}{suffix}"))
-    after = bytes(memoryview(timing_cache.serialize()))
-    atomic_write_bytes(cache_path, after)
-    stats = ts.timing_cache_stats(str(cache_path), before, after, keys_before, _cache_entries(timing_cache))
+    after = save_timing_cache(builder, timing_cache, cache_path, log)
+    stats = cache_stats(cache_path, before, after, keys_before, timing_cache)
     return [replace(r, settings={**r.settings, "timing_cache": stats}) for r in records]
-
-

@@ -1,18 +1,22 @@
-"""Running TensorRT engines: one execution context per plan profile, torch CUDA buffers, CUDA-event timing."""
+"""Running TensorRT engines: one execution context per plan profile, device buffers and timing on the runner's
+own CUDA stream (``trt_env.cuda()``: torch on a GPU)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from rsz_export.artifacts.manifest import EngineRecord, Manifest, verified_bytes
+from rsz_export.backends import trt_env
 from rsz_export.backends import trt_support as ts
 from rsz_export.backends.base import Runner
-from rsz_export.backends.trt_env import NAME, check_compatible, import_trt, make_logger
+from rsz_export.backends.trt_env import NAME, check_compatible, deserialize, import_trt, logged, make_logger
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
+
+FREE_MEMORY_HINT = "free GPU memory (other processes or engines), serve fewer profiles, or use fewer workers"
 
 
 class TrtRunner(Runner):
-    """Runs TensorRT engines: one execution context per plan profile, torch CUDA buffers, CUDA-event timing.
+    """Runs TensorRT engines: one execution context per plan profile, pinned to it once, on the runner's stream.
 
     Several engines (``--engine-per-profile``) are routed exactly like one engine with every profile.
     """
@@ -23,39 +27,59 @@ class TrtRunner(Runner):
         super().__init__(manifest.plan, sorted({i for r in engines for i in r.profiles}))
         self.manifest, self.records, self.out_dir = manifest, tuple(engines), Path(out_dir)
         self.last_latency_ms: float | None = None
+        """GPU time of the last ``execute_async_v3`` (CUDA events on the runner's stream around it)."""
         self._slots: dict = {}
         self._keep: list = []
 
     def __enter__(self) -> TrtRunner:
-        import torch
-
         blobs = [verified_bytes(self.out_dir, r.file) for r in self.records]  # the checked bytes are the ones loaded
         for record in self.records:
             if problem := check_compatible(self.manifest, record):
                 raise EnvironmentProblem(f"engine {record.name}: {problem}")
         trt = import_trt()
-        self._torch, self._logger = torch, make_logger(trt, lambda _msg: None)
-        self._stream = torch.cuda.Stream()
-        for record, blob in zip(self.records, blobs, strict=True):
-            self._load(trt, record, blob, self.out_dir / record.file.file)
-        self._stream.synchronize()
+        self._logger = make_logger(trt, lambda _msg: None)
+        self._device = trt_env.cuda()()
+        try:
+            for record, blob in zip(self.records, blobs, strict=True):
+                self._load(trt, record, blob, self.out_dir / record.file.file)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        self._device.synchronize()
         return self
 
     def _load(self, trt, record: EngineRecord, blob: bytes, path: Path) -> None:
-        trt_runtime = trt.Runtime(self._logger)
-        if record.settings.get("version_compat"):
-            trt_runtime.engine_host_code_allowed = True  # a version-compatible plan embeds its lean runtime
-        cuda_engine = trt_runtime.deserialize_cuda_engine(blob)
-        if cuda_engine is None:
-            raise IntegrityError(f"TensorRT could not deserialize {path}: " + "; ".join(self._logger.errors[-3:]))
+        trt_runtime, cuda_engine = deserialize(
+            trt, self._logger, blob, bool(record.settings.get("version_compat")), path
+        )
+        if cuda_engine.num_optimization_profiles != len(record.profiles):
+            raise IntegrityError(
+                f"{path} has {cuda_engine.num_optimization_profiles} optimization profile(s) and its manifest "
+                f"lists {len(record.profiles)}",
+                hint="rebuild it: rsz-export build --force",
+            )
         io = _io_tensors(trt, cuda_engine)
         self._keep.append((trt_runtime, cuda_engine))
         for k, plan_index in enumerate(record.profiles):
-            exec_context = cuda_engine.create_execution_context(
-                trt.ExecutionContextAllocationStrategy.ON_PROFILE_CHANGE
+            self._slots[plan_index] = (self._context(trt, cuda_engine, k, path), io)
+
+    def _context(self, trt, cuda_engine, k: int, path: Path):
+        """An execution context pinned to engine profile ``k``, holding only that profile's activation memory."""
+        exec_context = cuda_engine.create_execution_context(trt.ExecutionContextAllocationStrategy.ON_PROFILE_CHANGE)
+        if exec_context is None:  # NvInferRuntime.h createExecutionContext: nullptr when memory cannot be allocated
+            mib = cuda_engine.get_device_memory_size_for_profile_v2(k) / 2**20
+            raise EnvironmentProblem(
+                f"TensorRT could not create an execution context for {path.name} profile {k} ({mib:.0f} MiB of "
+                f"GPU memory): {logged(self._logger, 2)}",
+                hint=FREE_MEMORY_HINT,
             )
-            exec_context.set_optimization_profile_async(k, self._stream.cuda_stream)
-            self._slots[plan_index] = (exec_context, io)
+        try:
+            exec_context.set_optimization_profile_async(k, self._device.stream_handle)
+        except RuntimeError:  # the binding raises where the C++ API returns false (pyCore.cpp)
+            raise EnvironmentProblem(
+                f"TensorRT refused profile {k} of {path.name}: {logged(self._logger, 2)}", hint=FREE_MEMORY_HINT
+            ) from None
+        return exec_context
 
     def __exit__(self, *exc) -> None:
         self._slots.clear()
@@ -64,26 +88,25 @@ class TrtRunner(Runner):
     def _run(self, images, plan_index: int | None):
         import numpy as np
 
-        torch = self._torch
         images = np.ascontiguousarray(images)
         exec_context, ((in_name, in_dtype), (out_name, out_dtype)) = self._slots[plan_index]
         if not exec_context.set_input_shape(in_name, tuple(images.shape)):
             raise UsageError(f"TensorRT refused input shape {images.shape} for profile {plan_index}")
-        out_shape = tuple(exec_context.get_tensor_shape(out_name))
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        with torch.cuda.stream(self._stream):
-            x = torch.from_numpy(images).to("cuda", dtype=getattr(torch, in_dtype)).contiguous()
-            y = torch.empty(out_shape, dtype=getattr(torch, out_dtype), device="cuda")
-            exec_context.set_tensor_address(in_name, x.data_ptr())
-            exec_context.set_tensor_address(out_name, y.data_ptr())
-            start.record(self._stream)
-            ok = exec_context.execute_async_v3(self._stream.cuda_stream)
-            end.record(self._stream)
-        self._stream.synchronize()
+        device = self._device
+        try:
+            x = device.to_device(images, in_dtype)
+            y = device.empty(tuple(exec_context.get_tensor_shape(out_name)), out_dtype)
+        except RuntimeError as exc:  # torch.cuda.OutOfMemoryError and other CUDA errors are RuntimeErrors
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise EnvironmentProblem(f"no GPU memory for {images.shape}: {first}", hint=FREE_MEMORY_HINT) from None
+        for name, buffer in ((in_name, x), (out_name, y)):
+            if not exec_context.set_tensor_address(name, device.address(buffer)):  # unknown name, misaligned
+                raise EnvironmentProblem(f"TensorRT refused the device buffer of {name}: {logged(self._logger, 1)}")
+        ok, latency_ms = device.run_timed(lambda: exec_context.execute_async_v3(device.stream_handle))
         if not ok:
-            raise EnvironmentProblem(f"TensorRT failed to run {images.shape}: " + "; ".join(self._logger.errors[-3:]))
-        self.last_latency_ms = start.elapsed_time(end)
-        return y.float().cpu().numpy()
+            raise EnvironmentProblem(f"TensorRT failed to run {images.shape}: {logged(self._logger)}")
+        self.last_latency_ms = latency_ms
+        return device.to_host(y)
 
 
 def _io_tensors(trt, cuda_engine) -> tuple:
@@ -96,5 +119,3 @@ def _io_tensors(trt, cuda_engine) -> tuple:
     if len(io["in"]) != 1 or len(io["out"]) != 1:
         raise IntegrityError(f"engine IO {io} is not one input and one output as rsz-export builds them")
     return io["in"][0], io["out"][0]
-
-

@@ -256,6 +256,18 @@ def timing_cache_stats(path: str, before: bytes, after: bytes, keys_before: int 
     return stats
 
 
+def timing_cache_problem(settings: dict, here: dict) -> str | None:
+    """None when a timing cache written beside engines built with ``settings`` can serve a build ``here``;
+    else why not: TensorRT reads only caches of its own version, and tactics timed on another GPU do not apply."""
+    built, now = settings.get("tensorrt_version"), here.get("tensorrt_version")
+    if built != now:
+        return f"it was written by TensorRT {built} and this machine has {now}"
+    gpu = (settings.get("gpu_name"), settings.get("compute_capability"))
+    if gpu != (here.get("gpu_name"), here.get("compute_capability")):
+        return f"it was made on a {gpu[0]} (sm {gpu[1]}) and this GPU is a {here.get('gpu_name')}"
+    return None
+
+
 TORCH_DTYPES = {
     "FLOAT": "float32",
     "HALF": "float16",

@@ -36,6 +36,27 @@ def cuda_timer(run: Callable[[], object]) -> Callable[[], float]:
     return timed
 
 
+def with_gpu_time(call: Callable[[], float], runner) -> tuple[Callable[[], float], list[float]]:
+    """``call`` also recording the runner's own GPU time of each call (TensorRT's ``last_latency_ms``: CUDA
+    events on the runner's stream), and the list it fills; unchanged for runners that do not measure it."""
+    samples: list[float] = []
+    if not hasattr(runner, "last_latency_ms"):
+        return call, samples
+
+    def recorded() -> float:
+        ms = call()
+        samples.append(runner.last_latency_ms)
+        return ms
+
+    return recorded, samples
+
+
+def median_or_none(values: Sequence[float]) -> float | None:
+    import statistics
+
+    return statistics.median(values) if values else None
+
+
 def image_maker() -> Callable:
     """A cache of seeded float32 NCHW inputs, one per shape (so input creation is never timed)."""
     import numpy as np

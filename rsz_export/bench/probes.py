@@ -39,7 +39,8 @@ def reset_peak_memory(device: str) -> None:
 
 
 def memory_snapshot(device: str) -> dict:
-    """Peak process RSS since the last reset and, on a GPU, peak device memory allocated through torch."""
+    """Peak process RSS since the last reset and, on a GPU, peak device memory allocated through torch (which
+    does not see TensorRT's own allocations: see ``rows.engine_memory``)."""
     rss = None
     try:
         with open("/proc/self/status", encoding="ascii") as handle:
@@ -54,12 +55,25 @@ def memory_snapshot(device: str) -> dict:
     return {"peak_rss_mib": rss, "device_peak_mib": device_mib}
 
 
-def matmul_peak_gflops(backend: str, threads: int, device: str, n: int = 2048, reps: int = 10) -> float:
-    """The best FP32 [n,n]x[n,n] product rate of the runtime a backend uses, with the same thread count."""
+def peak_math(manifest, backend: str) -> str:
+    """The arithmetic a backend's engines may use, which their efficiency is judged against: TensorRT fp32
+    engines built with TF32 allowed (TensorRT's default, NvInfer.h ``BuilderFlag::kTF32``) use TF32 tensor
+    cores, fp16/bf16 engines half types; PyTorch and ONNX Runtime runners compute in fp32."""
+    if backend != "tensorrt":
+        return "fp32"
+    engines = [e for e in manifest.engines if e.backend == backend]
+    if manifest.precision in ("fp32", "tf32"):
+        return "tf32" if any(e.settings.get("tf32", True) for e in engines) else "fp32"
+    return manifest.precision
+
+
+def matmul_peak_gflops(backend: str, threads: int, device: str, n: int = 2048, reps: int = 10, math="fp32") -> float:
+    """The best [n,n]x[n,n] product rate of the runtime a backend uses, with the same thread count; on CUDA in
+    ``math`` (fp32 strict, tf32, fp16 or bf16: see ``peak_math``)."""
     if backend == "onnxruntime" and device == "cpu":
         run = ort_matmul(n, threads)
     else:
-        run = _torch_matmul(n, threads, device)
+        run = _torch_matmul(n, threads, device, math)
     run()
     timer = cuda_timer(run) if device == "cuda" else wall_timer(run)
     best_ms = min(timer() for _ in range(reps))
@@ -90,12 +104,14 @@ def ort_matmul(n: int, threads: int) -> Callable:
     return lambda: session.run(None, feed)
 
 
-def _torch_matmul(n: int, threads: int, device: str) -> Callable:
+def _torch_matmul(n: int, threads: int, device: str, math: str = "fp32") -> Callable:
     import torch
 
     torch.set_num_threads(threads)
-    if device == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False  # FP32 peak, as the FP32 engines are judged against
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
+    dtype = torch.float32
+    if device == "cuda":  # the peak of the arithmetic the engines use (``peak_math``)
+        torch.backends.cuda.matmul.allow_tf32 = math == "tf32"
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(math, torch.float32)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     return lambda: torch.mm(a, b)

@@ -32,6 +32,8 @@ TABLE_COLUMNS = (
     ("first_call_after_shape_change_ms", "1st call ms", "{:.1f}"),
     ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
     ("device_peak_mib", "GPU MiB", "{:.0f}"),
+    ("gpu_compute_p50_ms", "GPU ms", "{:.2f}"),
+    ("trt_activation_mib", "act MiB", "{:.0f}"),
     ("stable", "stable", "{}"),
 )
 

@@ -47,12 +47,16 @@ class BenchRow:
     measured: Measurement
     peak_gflops: float | None
     memory: dict
-    """Peak process RSS and device memory (MiB) while the point ran."""
+    """Peak process RSS and device memory (MiB) while the point ran; for TensorRT also the engine's own figures
+    (``engine_memory``), which torch's allocator statistics do not see."""
     provenance: dict
     static_p50_ms: float | None = None
     """For a dynamic engine timed beside its shape-fixed twin: the twin's p50."""
     dynamic_over_static: float | None = None
     """The dynamic engine's latency over its twin's, as a paired ratio of window medians."""
+    gpu_compute_p50_ms: float | None = None
+    """TensorRT: median GPU time of ``execute_async_v3`` alone (CUDA events on the runner's own stream), where the
+    latency figures are end to end (upload, run, download, host work)."""
 
     @property
     def gflop(self) -> float:
@@ -77,7 +81,7 @@ class BenchRow:
             "peak_share": peak_share(achieved, self.peak_gflops),
             "first_call_after_shape_change_ms": self.measured.first_call_ms,
             "static_p50_ms": self.static_p50_ms, "dynamic_over_static": self.dynamic_over_static,
-            **self.memory, **self.provenance,
+            "gpu_compute_p50_ms": self.gpu_compute_p50_ms, **self.memory, **self.provenance,
         }  # fmt: skip
 
 
@@ -85,6 +89,18 @@ def make_row(point: Point, measured: Measurement, peak_gflops: float | None, mem
     """The row for a point measured in the run described by ``header``."""
     provenance = {key: header[key] for key in PROVENANCE}
     return BenchRow(point, latency_stats(measured.samples_ms), measured, peak_gflops, dict(memory), provenance)
+
+
+def engine_memory(engine, profile: int | None) -> dict:
+    """TensorRT's own device memory figures for the plan profile that ran, from the engine record:
+    ``trt_activation_mib`` (the profile's activations) and ``engine_file_mib`` (the serialized engine: weights
+    and kernels). Empty for other backends."""
+    if engine is None or engine.backend != "tensorrt" or profile not in engine.profiles:
+        return {}
+    per_profile = engine.settings.get("device_memory_bytes_per_profile") or ()
+    local = engine.profiles.index(profile)
+    activations = per_profile[local] / 2**20 if local < len(per_profile) else None
+    return {"trt_activation_mib": activations, "engine_file_mib": engine.file.bytes / 2**20}
 
 
 def paired_with_static(dynamic: BenchRow, static: BenchRow) -> BenchRow:

@@ -17,14 +17,21 @@ from rsz_export.artifacts.files import atomic_write_text, readers_lock
 from rsz_export.artifacts.host import MAX_THREADS, usable_cpus
 from rsz_export.artifacts.manifest import EngineRecord, Manifest, load_manifest, verify_file
 from rsz_export.backends import BACKENDS, require_backend
-from rsz_export.backends.base import BuildOptions, Log
+from rsz_export.backends.base import Log
 from rsz_export.bench import report
-from rsz_export.bench.loop import cuda_timer, image_maker, measure, wall_timer
-from rsz_export.bench.probes import machine_info, matmul_peak_gflops, memory_snapshot, reset_peak_memory, versions
-from rsz_export.bench.rows import BenchRow, Point, make_row, paired_with_static
-from rsz_export.bench.runners import TORCH, device_for, engine_for, variants
+from rsz_export.bench.loop import cuda_timer, image_maker, measure, median_or_none, wall_timer, with_gpu_time
+from rsz_export.bench.probes import (
+    machine_info,
+    matmul_peak_gflops,
+    memory_snapshot,
+    peak_math,
+    reset_peak_memory,
+    versions,
+)
+from rsz_export.bench.rows import BenchRow, Point, engine_memory, make_row, paired_with_static
+from rsz_export.bench.runners import TORCH, device_for, engine_for, shape_change_feed, variants
 from rsz_export.bench.stats import MeasurePolicy
-from rsz_export.errors import UsageError, check_int
+from rsz_export.errors import EnvironmentProblem, UsageError, check_int
 from rsz_export.plan.grid import size_grid
 from rsz_export.plan.profiles import Plan, route
 from rsz_export.shapes import MAX_BATCH, BatchRange, InputShape, Profile, Resolution
@@ -94,6 +101,7 @@ def run_header(spec: BenchSpec, manifest: Manifest, threads: int) -> dict:
         "profile_boundaries": [p.max.h for p in manifest.plan.profiles[:-1]],
         "policy": asdict(spec.policy),
         "peak_gflops": {},
+        "peak_math": {},
     }
 
 
@@ -137,15 +145,15 @@ def _run_bench(spec: BenchSpec, log: Log) -> tuple[dict, list[BenchRow]]:
     manifest = load_manifest(spec.engines_dir)
     sizes, backends = resolve_points(spec, manifest)
     for name in backends:
-        require_backend(name)
+        _check_engines(require_backend(name), manifest)
     threads = spec.threads or usable_cpus()
     header = run_header(spec, manifest, threads)
     run = _Run(spec, manifest, header, ResultSink(spec, header), log)
     for name in backends:
-        device = device_for(name, manifest)
-        peak = matmul_peak_gflops(name, threads, device, n=spec.peak_matrix)
-        header["peak_gflops"][name] = peak
-        log(f"{name}: measured FP32 matmul peak on {device}: {peak:.1f} GFLOP/s with {threads} threads")
+        device, math = device_for(name, manifest), peak_math(manifest, name)
+        peak = matmul_peak_gflops(name, threads, device, n=spec.peak_matrix, math=math)
+        header["peak_gflops"][name], header["peak_math"][name] = peak, math
+        log(f"{name}: measured {math} matmul peak on {device}: {peak:.1f} GFLOP/s with {threads} threads")
         for variant, opener in variants(name, manifest, spec.engines_dir, threads, device):
             with ExitStack() as stack:
                 runners = _RunnerCache(name, opener, manifest, stack)
@@ -153,6 +161,13 @@ def _run_bench(spec: BenchSpec, log: Log) -> tuple[dict, list[BenchRow]]:
                     _sweep(run, sizes, batch, (name, variant, device), runners, peak)
     run.sink.flush()
     return header, run.sink.rows
+
+
+def _check_engines(module, manifest: Manifest) -> None:
+    """Exit 3 before any measurement when one of the backend's engines cannot run here (another GPU or version)."""
+    for engine in (e for e in manifest.engines if e.backend == module.NAME):
+        if problem := module.check_compatible(manifest, engine):
+            raise EnvironmentProblem(f"engine {engine.name}: {problem}")
 
 
 class _RunnerCache:
@@ -169,26 +184,35 @@ class _RunnerCache:
         return self.open[key], engine
 
 
+def _timer(backend: str, device: str):
+    """CUDA events around a PyTorch call (it works on the current stream); the wall clock for engine runners,
+    which work on their own streams and return host arrays only after synchronizing them (end to end)."""
+    return cuda_timer if device == "cuda" and backend == TORCH else wall_timer
+
+
 def _sweep(run: _Run, sizes: list[Resolution], batch: int, what: tuple, runners: _RunnerCache, peak) -> None:
     name, variant, device = what
-    timer = cuda_timer if device == "cuda" else wall_timer
     previous = sizes[-1] if len(sizes) > 1 else None
     for size in sizes:
         runner, engine = runners.get(route(run.manifest.plan.profiles, batch, size.h, size.w))
-        if previous is not None:  # so the first timed call is the first after a change of shape
-            runner.infer(run.images(batch, previous))
+        warm = shape_change_feed(run.manifest.plan, engine, batch, size, previous)
+        if warm is not None:  # so the first timed call is the first after a change of shape
+            runner.infer(run.images(batch, warm))
         reset_peak_memory(device)
-        call = timer(functools.partial(runner.infer, run.images(batch, size)))
+        call = _timer(name, device)(functools.partial(runner.infer, run.images(batch, size)))
         first_ms = call()
+        call, gpu_ms = with_gpu_time(call, runner)
         point = Point(
             size, batch, name, variant, device,
-            engine.name if engine else None, engine.precision if engine else "fp32", runner.last_profile, previous,
-        )
+            engine.name if engine else None, engine.precision if engine else "fp32", runner.last_profile, warm,
+        )  # fmt: skip
         if run.spec.static and engine is not None:
             rows = _with_static_twin(run, engine, point, (call, first_ms), peak)
         else:
             (m,) = measure((call,), run.spec.policy, (first_ms,))
             rows = [make_row(point, m, peak, memory_snapshot(device), run.header)]
+        memory = {**rows[0].memory, **engine_memory(engine, point.profile)}
+        rows[0] = replace(rows[0], memory=memory, gpu_compute_p50_ms=median_or_none(gpu_ms))
         for row in rows:
             run.sink.add(row)
         run.log(report.progress_line(rows[0]))
@@ -202,8 +226,7 @@ def _with_static_twin(run: _Run, engine: EngineRecord, point: Point, dynamic: tu
     opener = _pinned_ort if engine.backend == "onnxruntime" else _static_trt
     with opener(run, engine, InputShape(point.batch, point.size.h, point.size.w)) as infer:
         reset_peak_memory(point.device)
-        timer = cuda_timer if point.device == "cuda" else wall_timer
-        static_call = timer(functools.partial(infer, run.images(point.batch, point.size)))
+        static_call = _timer(point.backend, point.device)(functools.partial(infer, run.images(point.batch, point.size)))
         static_first = static_call()
         m, sm = measure((call, static_call), run.spec.policy, (first_ms, static_first))
         static_memory = memory_snapshot(point.device)
@@ -230,18 +253,33 @@ def _pinned_ort(run: _Run, engine: EngineRecord, shape: InputShape):
 
 @contextmanager
 def _static_trt(run: _Run, engine: EngineRecord, shape: InputShape):
-    """TensorRT with one profile min = opt = max = this shape, built by the backend's own builder."""
+    """TensorRT with one profile min = opt = max = this shape, built by the backend's own builder with the
+    engine's own settings (TF32, optimization level, workspace, compatibility) and a private copy of its
+    timing cache, so the twin starts warm and the build folder's cache is never written by a bench."""
     import tempfile
 
     trt = require_backend("tensorrt")
     plan = single_profile_plan(run.manifest.plan, shape)
     onnx_path = verify_file(run.spec.engines_dir, run.manifest.onnx)
-    options = BuildOptions(precision=engine.precision, device="cuda")
     with tempfile.TemporaryDirectory(prefix="rsz-static-") as tmp:
+        options = trt.recorded_options(engine, timing_cache=_private_cache(engine, run.spec.engines_dir, tmp))
         records = trt.build_engines(onnx_path, plan, options, tmp, run.log)
         static_manifest = replace(run.manifest, plan=plan, engines=tuple(records))
         with trt.open_runner(static_manifest, records[0], tmp) as runner:
             yield lambda feed: runner.infer(feed, profile=0)
+
+
+def _private_cache(engine: EngineRecord, engines_dir: str, tmp: str) -> str:
+    """A copy in ``tmp`` of the timing cache ``engine`` was built with (the folder's own when it has moved)."""
+    import shutil
+    from pathlib import Path
+
+    recorded = Path((engine.settings.get("timing_cache") or {}).get("path") or Path(engines_dir) / "timing.cache")
+    source = recorded if recorded.is_file() else Path(engines_dir) / recorded.name
+    target = Path(tmp) / "timing.cache"
+    if source.is_file():
+        shutil.copyfile(source, target)
+    return str(target)
 
 
 def single_profile_plan(plan: Plan, shape: InputShape) -> Plan:

@@ -8,6 +8,8 @@ import copy
 from rsz_export.artifacts.manifest import EngineRecord, Manifest
 from rsz_export.backends import require_backend
 from rsz_export.errors import UsageError
+from rsz_export.plan.profiles import Plan, route
+from rsz_export.shapes import Resolution
 
 TORCH = "torch"
 
@@ -32,6 +34,30 @@ def engine_for(manifest: Manifest, backend: str, profile: int | None) -> EngineR
         if profile is None or profile in engine.profiles:
             return engine
     raise UsageError(f"no {backend} engine carries plan profile {profile}; engines: {[e.name for e in engines]}")
+
+
+def keeps_state_per_profile(engine: EngineRecord | None) -> bool:
+    """Whether a runner keeps separate per-profile state (TensorRT: one execution context per profile; ONNX
+    Runtime's TensorRT provider: one session per profile), so a change of shape happens per profile."""
+    return engine is not None and (engine.backend == "tensorrt" or engine.settings.get("device") == "tensorrt")
+
+
+def shape_change_feed(plan: Plan, engine: EngineRecord | None, batch: int, size: Resolution, previous):
+    """The size to run just before timing ``size``, so the first timed call is the first after a change of shape
+    in the state that serves it: ``previous`` when the same runner state serves both, else a corner (min, max,
+    opt) of the profile serving ``size`` that differs from it. None when there is nothing to change from.
+
+    An engine-per-profile runner serves only its own profile, and a TensorRT context only its profile, so
+    ``previous`` (another profile's size) would be refused or would change another context's shape."""
+    if previous is None:
+        return None
+    profiles = plan.profiles if engine is None else [plan.profiles[i] for i in engine.profiles]
+    here = route(profiles, batch, size.h, size.w)
+    if not keeps_state_per_profile(engine) or route(profiles, batch, previous.h, previous.w) == here:
+        return previous
+    profile = profiles[here]
+    corners = (Resolution(c.h, c.w) for c in (profile.min, profile.max, profile.opt))
+    return next((c for c in corners if c != size and profile.covers(batch, c.h, c.w)), None)
 
 
 def variants(backend: str, manifest: Manifest, engines_dir: str, threads: int, device: str) -> list:

@@ -150,4 +150,3 @@ def paired_ratio(numerator_medians: Sequence[float], denominator_medians: Sequen
     """
     ratios = sorted(a / b for a, b in zip(numerator_medians, denominator_medians, strict=False) if a > 0 and b > 0)
     return percentile(ratios, 50) if ratios else None
-

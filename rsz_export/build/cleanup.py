@@ -21,16 +21,21 @@ def remove_partial(out_dir: Path) -> None:
                 path.unlink()
 
 
-def drop_untrusted_timing_cache(out_dir: Path, cache: Path, log: Log) -> None:
+def drop_untrusted_timing_cache(out_dir: Path, cache: Path, log: Log, problem=lambda settings: None) -> None:
     """TensorRT parses a timing cache natively, so the one kept in ``out_dir`` is used only when the manifest
-    there recorded its sha256 (it is what an earlier build wrote); otherwise it is deleted before the build.
-    A --timing-cache elsewhere is the user's own file and is used as given."""
+    there recorded its sha256 (it is what an earlier build wrote) and ``problem(settings)`` of the engines that
+    recorded it is None (the backend's check that this TensorRT and GPU can use it, e.g. after an upgrade);
+    otherwise it is deleted before the build. A --timing-cache elsewhere is the user's own file, used as given."""
     if cache.parent != out_dir.resolve() or not cache.is_file():
         return
     current = load_previous_manifest(out_dir)
-    recorded = {(e.settings.get("timing_cache") or {}).get("sha256") for e in current.engines} if current else set()
-    if sha256_file(cache) not in recorded:
-        log(f"      not using {cache.name}: no manifest here records its sha256; TensorRT starts a new one")
+    sha = sha256_file(cache)
+    vouching = [
+        e for e in (current.engines if current else ()) if (e.settings.get("timing_cache") or {}).get("sha256") == sha
+    ]
+    why = problem(vouching[0].settings) if vouching else "no manifest here records its sha256"
+    if why:
+        log(f"      not using {cache.name}: {why}; TensorRT starts a new one")
         cache.unlink(missing_ok=True)
 
 

@@ -97,7 +97,12 @@ def _build_locked(
     identity = weights_identity(weights_spec, spec.seed) if imported is None else imported.identity
     keys = stage_keys(spec, backend, identity, versions)
     previous = None if spec.force else load_previous_manifest(out_dir)
-    if previous and previous.keys == keys and files_intact(out_dir, [previous.onnx, *previous.engine_files()]):
+    if (
+        previous
+        and previous.keys == keys
+        and files_intact(out_dir, [previous.onnx, *previous.engine_files()])
+        and _runs_here(module, previous, log)
+    ):
         log(f"up to date: reusing {out_dir / MANIFEST_NAME} (use --force to rebuild)")
         return BuildResult(previous, True)
     log(f"[1/3] {reason}")
@@ -112,7 +117,7 @@ def _build_locked(
     if options.timing_cache is None:  # shared by every build in this folder, so it outlives engine folders
         options = replace(options, timing_cache=str(out_dir.resolve() / "timing.cache"))
     if backend == "tensorrt":
-        drop_untrusted_timing_cache(out_dir, Path(options.timing_cache), log)
+        drop_untrusted_timing_cache(out_dir, Path(options.timing_cache), log, module.timing_cache_problem)
     built = module.build_engines(out_dir / onnx_record.file, spec.plan, options, engine_dir, log)
     engines = [_rebase(engine, engine_dir.name) for engine in built]
     manifest = Manifest(
@@ -126,6 +131,16 @@ def _build_locked(
     save_manifest(manifest, out_dir)
     remove_stale(out_dir, manifest, log)
     return BuildResult(manifest, False)
+
+
+def _runs_here(module, manifest: Manifest, log: Log) -> bool:
+    """Whether every engine of an up-to-date manifest can run on this machine (a TensorRT engine copied from
+    another GPU or TensorRT version cannot); if not, the engines are rebuilt here."""
+    for engine in manifest.engines:
+        if problem := module.check_compatible(manifest, engine):
+            log(f"rebuilding: engine {engine.name}: {problem}")
+            return False
+    return True
 
 
 def _export_stage(
@@ -211,5 +226,3 @@ def _rebase(engine, subdir: str):
         return replace(record, file=f"{subdir}/{record.file}")
 
     return replace(engine, file=moved(engine.file), extra_files=tuple(moved(f) for f in engine.extra_files))
-
-

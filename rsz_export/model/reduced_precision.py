@@ -10,10 +10,19 @@ bf16: the same graph shape with bfloat16 in place of float16. onnxconverter-comm
 fp16 graph it produces is retyped: each fp16 initializer is replaced by the *original fp32* weight rounded to
 bf16 (round to nearest even; no double rounding through fp16), Cast targets and value types become bf16,
 and the opset is raised to 22, the first in which Conv and MaxPool accept bfloat16 (the ops of ResNet-50 have
-no semantic change between opsets 20 and 22). ONNX Runtime's CPU provider has no bf16 Conv kernel, so a bf16
-file is checked by an emulation: the same graph with its bf16 weights widened back to fp32 (exact) and bf16
-casts replaced by fp32 ones. That checks the weight rounding and the graph wiring, not bf16 activation
-rounding, which only the TensorRT parity check on a GPU measures.
+no semantic change between opsets 20 and 22).
+
+The check on the CPU (``check_reduced_precision``) runs an emulation, for both precisions, because ONNX
+Runtime's CPU provider cannot show the error of the reduced graph itself: it has no bf16 Conv, and for fp16 it
+inserts casts and computes in fp32 without rounding between ops, so the fp16 graph run as is measures only the
+rounding of the weights. The emulation is the reduced graph with its weights widened back to fp32 (exact), in
+which every tensor a GPU engine writes to memory between its kernels is rounded to fp16/bf16 and back (a Cast
+pair): the input, each Relu, MaxPool, pooling and Gemm output, and the one input of each residual Add that
+is read from memory. Outputs that TensorRT's fused kernels keep in registers (a Conv feeding its Relu, or the
+Add it is fused with; an Add feeding its Relu) are not rounded, and the arithmetic inside a kernel is fp32, as
+in the fp32-accumulating kernels TensorRT prefers. So it measures storage rounding of weights and activations,
+not a GPU's own kernels; the parity check on a GPU (``validate``) measures those. docs/tensorrt.md has the
+numbers behind the bounds.
 """
 
 from __future__ import annotations
@@ -30,10 +39,13 @@ from rsz_export.validate.parity import combine, compare
 
 REDUCED_PRECISIONS = ("fp16", "bf16")
 BF16_OPSET = 22
-REL_L2_BOUND = {"fp16": 5e-3, "bf16": 3e-2}
-"""Relative L2 error of the logits allowed against fp32: about 10 unit roundoffs (fp16 keeps 11 significant bits,
-u = 2^-11 = 4.9e-4; bf16 keeps 8, u = 3.9e-3), room for other weights and sizes, while a conversion bug (a wrong
-cast, a clamped weight, a dropped op) gives errors of order 1e-1 to 1. docs/tensorrt.md has the measurements."""
+REL_L2_BOUND = {"fp16": 8e-3, "bf16": 6e-2}
+"""Relative L2 error of the logits allowed against fp32 under the emulation (module docstring): about 16 unit
+roundoffs (fp16 keeps 11 significant bits, u = 2^-11 = 4.9e-4; bf16 keeps 8, u = 3.9e-3), about twice the
+error measured on ResNet-50 to leave room for other weights and sizes, while a conversion bug (a wrong cast, a
+clamped weight, a dropped op) gives errors of order 1e-1 to 1. docs/tensorrt.md has the measurements."""
+FUSED_POINTWISE = ("Relu", "Add")
+"""Ops TensorRT fuses into the kernel that produces their input, which then never goes to memory."""
 DEFAULT_SIZES = ((224, 224), (160, 288))
 
 
@@ -104,18 +116,65 @@ def reduced_precision_onnx(src, dst, precision: str) -> Path:
     return dst
 
 
-def _bf16_emulation(onnx_path: Path) -> bytes:
-    """The bf16 graph with its bf16 weights widened to fp32 (exact) and bf16 casts made fp32 (see module doc)."""
+def _widened(onnx_path: Path, precision: str):
+    """The reduced graph with its fp16/bf16 weights widened to fp32 (exact) and every fp16/bf16 type made fp32."""
     import onnx
     from onnx import TensorProto, numpy_helper
 
+    kind = TensorProto.BFLOAT16 if precision == "bf16" else TensorProto.FLOAT16
     model = onnx.load(str(onnx_path))
     for init in model.graph.initializer:
         if init.data_type == TensorProto.BFLOAT16:
             bits = np.frombuffer(init.raw_data, dtype=np.uint16).reshape(tuple(init.dims))
             init.CopyFrom(numpy_helper.from_array(_bf16_bits_to_fp32(bits), init.name))
-    _retype(model.graph, TensorProto.BFLOAT16, TensorProto.FLOAT)
+        elif init.data_type == TensorProto.FLOAT16:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float32), init.name))
+    _retype(model.graph, kind, TensorProto.FLOAT)
+    return model
+
+
+def _kept_in_registers(graph) -> set[str]:
+    """Tensors a fused GPU kernel never writes to memory: an output whose one consumer is a Relu, or an Add for
+    which it is the input computed last (the Add's other input was computed earlier and is read from memory)."""
+    order = {name: i for i, node in enumerate(graph.node) for name in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    kept = set()
+    for name, users in consumers.items():
+        if len(users) != 1 or users[0].op_type not in FUSED_POINTWISE or name not in order:
+            continue
+        if users[0].op_type == "Relu" or max(users[0].input, key=lambda n: order.get(n, -1)) == name:
+            kept.add(name)
+    return kept
+
+
+def _round_activations(model, precision: str, fused: bool = True) -> bytes:
+    """``model`` (widened) with each tensor a GPU engine stores rounded to ``precision`` by a Cast pair (every op
+    output when ``fused`` is False: what benchmarks/precision_check.py compares against)."""
+    from onnx import TensorProto, helper
+
+    low = TensorProto.BFLOAT16 if precision == "bf16" else TensorProto.FLOAT16
+    graph = model.graph
+    skip = (_kept_in_registers(graph) if fused else set()) | {o.name for o in graph.output}
+    nodes, renamed = [], {}
+    for node in graph.node:
+        node.input[:] = [renamed.get(name, name) for name in node.input]
+        nodes.append(node)
+        for name in (n for n in node.output if n and n not in skip):
+            renamed[name] = f"{name}__stored"
+            nodes.append(helper.make_node("Cast", [name], [f"{name}__low"], to=low))
+            nodes.append(helper.make_node("Cast", [f"{name}__low"], [renamed[name]], to=TensorProto.FLOAT))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]  # types of rewired tensors: ONNX Runtime infers them again
     return model.SerializeToString()
+
+
+def emulation(onnx_path: Path, precision: str) -> bytes:
+    """The CPU emulation of a reduced-precision ONNX that ``check_reduced_precision`` runs (module docstring)."""
+    return _round_activations(_widened(onnx_path, precision), precision)
 
 
 def _precision_of(onnx_path: Path) -> str:
@@ -209,7 +268,7 @@ def check_reduced_precision(onnx_path, model, sizes=None) -> PrecisionStats:
     ONNX path) at ``sizes`` ((h, w) pairs or Resolutions; default 224x224 and 160x288), batch 2 each."""
     onnx_path = Path(onnx_path)
     precision = _precision_of(onnx_path)
-    session = _session(_bf16_emulation(onnx_path) if precision == "bf16" else onnx_path)
+    session = _session(emulation(onnx_path, precision))
     name = session.get_inputs()[0].name
     reference = _reference(model)
     pairs = [(s.h, s.w) if hasattr(s, "h") else tuple(s) for s in (sizes or DEFAULT_SIZES)]
@@ -218,7 +277,7 @@ def check_reduced_precision(onnx_path, model, sizes=None) -> PrecisionStats:
         x = _images(h, w)
         stats.append(compare(reference(x), session.run(None, {name: x})[0]))
     total = combine(stats)
-    method = "onnxruntime-cpu" if precision == "fp16" else "onnxruntime-cpu, bf16 weights emulated in fp32"
+    method = f"onnxruntime-cpu emulation: {precision} weights and stored activations, fp32 arithmetic"
     return PrecisionStats(
         precision,
         method,

@@ -158,18 +158,18 @@ REVIEWED = {
         "model = onnx.load(str(onnx_path), load_external_data=False)",
     ): "reads dtypes only",
     (
-        "backends/trt_build.py",
-        "cuda_engine = trt_runtime.deserialize_cuda_engine(data)",
-    ): "the engine this build just serialised",
-    (
-        "backends/trt_runner.py",
+        "backends/trt_env.py",
         "cuda_engine = trt_runtime.deserialize_cuda_engine(blob)",
-    ): "bytes from manifest.verified_bytes",
+    ): "bytes from manifest.verified_bytes (runner), or the engine this build just serialised",
     (
-        "backends/trt_build.py",
-        "timing_cache = builder_config.create_timing_cache(before) # shared by every engine of this build",
-    ): "the folder's cache only if its manifest recorded its sha256 (build.cleanup.drop_untrusted_timing_cache), "
-    "or the user's own --timing-cache",
+        "backends/trt_timing.py",
+        "timing_cache = builder_config.create_timing_cache(before)",
+    ): "the folder's cache only if its manifest recorded its sha256 and this TensorRT and GPU made it "
+    "(build.cleanup.drop_untrusted_timing_cache), or the user's own --timing-cache; unreadable bytes are refused",
+    (
+        "backends/trt_timing.py",
+        "previous = builder.create_builder_config().create_timing_cache(on_disk)",
+    ): "the same cache file re-read under its lock to merge what a concurrent build added",
     (
         "model/weights.py",
         'state = torch.load(path, map_location="cpu", weights_only=True)',

@@ -33,7 +33,7 @@ def test_shape_string_rejects_nonsense():
 def test_tensorrt_provider_keeps_caches_in_the_output_dir(tmp_path):
     chain = ort_providers.providers_for("tensorrt", PLAN, tmp_path, "fp16")
     names = [c[0] if isinstance(c, tuple) else c for c in chain]
-    assert names == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert names == ["TensorrtExecutionProvider", "CPUExecutionProvider"]  # no CUDA: nothing runs beside TensorRT
     trt = chain[0][1]
     assert Path(trt["trt_engine_cache_path"]) == tmp_path / "ort-trt-cache"
     assert trt["trt_engine_cache_enable"] == "True" and trt["trt_fp16_enable"] == "True"
@@ -59,5 +59,7 @@ def test_available_providers_and_missing_device():
     have = ort_providers.available_providers()
     assert "CPUExecutionProvider" in have
     assert ort_providers.missing_provider("cpu") is None
+    with pytest.raises(UsageError, match="device 'rocm'"):
+        ort_providers.missing_provider("rocm")
     missing = ort_providers.missing_provider("tensorrt")
     assert "no TensorrtExecutionProvider" in missing and "onnxruntime-gpu" in missing

@@ -29,7 +29,7 @@ ALLOWED_MISSING_IN_OLDEST = {
     "ICudaEngine.device_memory_size_v2": "10.1+; trt_support.MIN_VERSION is 10.1",
     "ICudaEngine.get_device_memory_size_for_profile_v2": "10.1+; trt_support.MIN_VERSION is 10.1",
     "HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY": "10.9+; check_build_options refuses it below 10.9",
-    "ITimingCache.queryKeys": "10.8+; guarded by hasattr in _cache_entries",
+    "ITimingCache.queryKeys": "10.8+; guarded by hasattr in trt_timing.cache_entries",
 }
 DUNDER_OK = {"__version__"}  # module attributes the surface listing omits
 OBJECT_TYPES = {
@@ -134,7 +134,7 @@ def surface_problems(source: str) -> list[str]:
     return problems
 
 
-TRT_MODULES = ("trt.py", "trt_env.py", "trt_build.py", "trt_runner.py")
+TRT_MODULES = ("trt.py", "trt_env.py", "trt_build.py", "trt_runner.py", "trt_timing.py", "trt_cancel.py")
 """The modules that call TensorRT; their top-level functions are analysed together."""
 TRT_SOURCE = "\n\n".join((BACKENDS / name).read_text() for name in TRT_MODULES)
 

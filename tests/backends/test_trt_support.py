@@ -64,7 +64,9 @@ def test_translation_is_ordered_and_covers_the_plan(lo, span, count, aspect, per
 
 def test_versions_and_major_dispatch():
     assert ts.parse_version("10.13.3.9") == (10, 13, 3, 9)
-    assert ts.parse_version("11.0.0b1") == (11, 0, 0)
+    assert ts.parse_version("11.0.0b1") == (11, 0, 0) and ts.parse_version("10.8.post1") == (10, 8)
+    with pytest.raises(EnvironmentProblem, match="cannot read the TensorRT version"):
+        ts.parse_version("dev")
     assert ts.api_major("10.16.1.11") == 10 and ts.api_major("11.4.0.106") == 11
     for bad in ("10.0.1", "8.6.1", "12.0.0"):
         with pytest.raises(EnvironmentProblem, match=f"TensorRT {bad} is not supported"):
@@ -165,6 +167,12 @@ def test_inspector_json_never_raises_on_odd_content(text):
     assert summary.schema == "unknown" and summary.precisions == {}
 
 
+def test_inspector_layers_without_a_readable_type():
+    layers = [{"LayerType": "Shuffle", "Outputs": ["not a dict"]}, {"LayerType": "Cast", "Outputs": [{"Format": "?"}]}]
+    summary = ts.parse_inspector_json(json.dumps({"Layers": layers, "Bindings": ["images", "logits"]}))
+    assert summary.layers == 2 and summary.precisions == {}
+
+
 def test_layer_names_only_inspector_output():
     summary = ts.parse_inspector_json(json.dumps({"Layers": ["conv1", "fc"], "Bindings": ["images", "logits"]}))
     assert summary.layers == 2 and summary.layer_types == {"name-only": 2}
@@ -254,9 +262,7 @@ def _manifest(settings: dict) -> tuple[Manifest, EngineRecord]:
 
 def test_check_compatible_on_fabricated_manifests(monkeypatch):
     monkeypatch.setattr(trt_env, "unavailable_reason", lambda: None)
-    monkeypatch.setattr(
-        trt_env, "installed", lambda: {**BUILT, "gpu_name": "NVIDIA L4", "compute_capability": "8.9"}
-    )
+    monkeypatch.setattr(trt_env, "installed", lambda: {**BUILT, "gpu_name": "NVIDIA L4", "compute_capability": "8.9"})
     assert "compute capability 8.6 and this GPU has 8.9" in trt_backend.check_compatible(*_manifest(dict(BUILT)))
     assert trt_backend.check_compatible(*_manifest({**BUILT, "hardware_compat": "ampere+"})) is None
     assert "lacks gpu_name" in trt_backend.check_compatible(*_manifest({"tensorrt_version": "10.16.1.11"}))
@@ -304,3 +310,14 @@ def test_cli_build_with_tensorrt_backend_exits_3(tmp_path):
     )
     assert result.exit_code == 3, result.output
     assert "rsz-export[tensorrt]" in result.output
+
+
+def test_timing_cache_problem_names_the_version_or_the_gpu():
+    here = {"tensorrt_version": "11.4.0.106", "gpu_name": "NVIDIA L4", "compute_capability": "8.9"}
+    assert ts.timing_cache_problem(dict(here), here) is None
+    assert "written by TensorRT 10.16.1.11 and this machine has 11.4.0.106" in ts.timing_cache_problem(
+        {**here, "tensorrt_version": "10.16.1.11"}, here
+    )
+    assert "made on a NVIDIA A10 (sm 8.6) and this GPU is a NVIDIA L4" in ts.timing_cache_problem(
+        {**here, "gpu_name": "NVIDIA A10", "compute_capability": "8.6"}, here
+    )

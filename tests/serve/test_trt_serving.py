@@ -1,0 +1,61 @@
+"""Serving from TensorRT engines (serve.session.Session), on the CPU against the test double: predictions equal
+those of an ONNX Runtime build of the same model, one engine or one per profile, from several threads."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rsz_export.build.pipeline import BuildSpec, build
+from rsz_export.errors import EnvironmentProblem
+from rsz_export.plan.profiles import PlanSpec, plan_profiles
+from rsz_export.serve.session import Session
+from tests.backends import fake_tensorrt
+from tests.backends.trt_double import V10, V11, build_folder, use_double
+
+PLAN = plan_profiles(PlanSpec(64, 160, profiles=2))
+SIZES = ((64, 64), (97, 131), (160, 150), (150, 64))
+
+
+def _images():
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for h, w in SIZES]
+
+
+@pytest.fixture(scope="module")
+def ort_predictions(classifier_onnx, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ort")
+    build(BuildSpec(PLAN, out, backend="onnxruntime", onnx=classifier_onnx, command="pytest"))
+    with Session(out) as session:
+        return [session.predict(image) for image in _images()]
+
+
+@pytest.mark.parametrize("version, per_profile", [(V10, False), (V11, True)])
+def test_predictions_match_onnx_runtime(version, per_profile, tmp_path, monkeypatch, classifier_onnx, ort_predictions):
+    use_double(monkeypatch, version)
+    manifest = build_folder(tmp_path, PLAN, classifier_onnx, engine_per_profile=per_profile)
+    with Session(tmp_path, workers=2) as session:
+        got = [session.predict(image) for image in _images()]
+        threads = [threading.Thread(target=lambda: got.append(session.predict(_images()[1]))) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    for mine, theirs in zip(got, ort_predictions + [ort_predictions[1]] * 4, strict=True):
+        assert mine.backend == "tensorrt" and mine.profile == theirs.profile and mine.input == theirs.input
+        assert [label.index for label in mine.top] == [label.index for label in theirs.top]
+        np.testing.assert_allclose([x.score for x in mine.top], [x.score for x in theirs.top], rtol=1e-4)
+    assert {p.engine for p in got} == {e.name for e in manifest.engines}
+
+
+def test_an_engine_from_another_gpu_is_not_served(tmp_path, monkeypatch, classifier_onnx):
+    use_double(monkeypatch, V11)
+    build_folder(tmp_path, PLAN, classifier_onnx)
+    use_double(monkeypatch, V11, gpu=fake_tensorrt.FakeGpu(name="NVIDIA A10", compute_capability=(8, 6)))
+    with Session(tmp_path) as session:
+        with pytest.raises(EnvironmentProblem, match="compute capability 9.0 and this GPU has 8.6") as info:
+            session.predict(_images()[0])
+    assert info.value.exit_code == 3
