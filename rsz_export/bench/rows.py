@@ -16,6 +16,7 @@ from rsz_export.bench.stats import (
     peak_share,
     throughput_ips,
 )
+from rsz_export.interface import NUM_CLASSES
 from rsz_export.shapes import Resolution
 
 PROVENANCE = ("threads", "date_utc", "machine", "versions")
@@ -53,10 +54,12 @@ class BenchRow:
     """For a dynamic engine timed beside its shape-fixed twin: the twin's p50."""
     dynamic_over_static: float | None = None
     """The dynamic engine's latency over its twin's, as a paired ratio of window medians."""
+    num_classes: int = NUM_CLASSES
+    """The model's class count (its classifier's share of the FLOP)."""
 
     @property
     def gflop(self) -> float:
-        return resnet50_flop(self.point.batch, self.point.size.h, self.point.size.w) / 1e9
+        return resnet50_flop(self.point.batch, self.point.size.h, self.point.size.w, self.num_classes) / 1e9
 
     @property
     def gflops_per_s(self) -> float:
@@ -82,9 +85,12 @@ class BenchRow:
 
 
 def make_row(point: Point, measured: Measurement, peak_gflops: float | None, memory: dict, header: dict) -> BenchRow:
-    """The row for a point measured in the run described by ``header``."""
+    """The row for a point measured in the run described by ``header`` (a header without the model's class
+    count comes from a build before other heads existed: ImageNet's)."""
     provenance = {key: header[key] for key in PROVENANCE}
-    return BenchRow(point, latency_stats(measured.samples_ms), measured, peak_gflops, dict(memory), provenance)
+    classes = header.get("num_classes", NUM_CLASSES)
+    return BenchRow(point, latency_stats(measured.samples_ms), measured, peak_gflops, dict(memory), provenance,
+                    num_classes=classes)  # fmt: skip
 
 
 def paired_with_static(dynamic: BenchRow, static: BenchRow) -> BenchRow:
