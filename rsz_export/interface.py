@@ -1,8 +1,8 @@
 """The model's interface, shared by every stage: tensor names and layout, class count, build precisions.
 
 An rsz-export model takes ``images`` [batch, 3, height, width] float32 (ImageNet-normalised RGB, NCHW)
-and gives ``logits`` [batch, classes] float32. Exporters, backends, runners, validators and servers read
-these names from here, never from a string of their own.
+and gives ``logits`` [batch, classes] float32, ``classes`` being the head's size (any number >= 1). Exporters,
+backends, runners, validators and servers read these names from here, never from a string of their own.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ OUTPUT_NAME = "logits"
 CHANNELS = 3
 """RGB."""
 NUM_CLASSES = 1000
-"""ImageNet-1k's class count: the head of torchvision's pretrained weights and of seeded random weights."""
+"""ImageNet-1k's class count: the head of torchvision's pretrained weights, and the default head of seeded random
+weights. A build's own count (a fine-tuned checkpoint's head) is in its manifest (``Manifest.num_classes``)."""
+MAX_NUM_CLASSES = 100_000
+"""The largest head ``--num-classes`` asks for (a seeded [classes, 2048] float32 matrix is 800 MB at the limit)."""
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 """Precisions an engine can be built in (each backend states which of them it supports)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import RANDOM_METADATA, tiny_onnx
+from tests.helpers import RANDOM_METADATA, save_wrapped, sgd_state, tiny_onnx
 
 
 def _library_build(out_dir: Path, min_size: int, max_size: int, weights: str | None = None):
@@ -110,6 +110,19 @@ def tiny_engines(tmp_path_factory) -> Path:
     plan = plan_profiles(PlanSpec(224, 800))
     build(BuildSpec(plan, out, backend="onnxruntime", onnx=model, command="pytest tiny fixture"))
     return out
+
+
+@pytest.fixture(scope="session")
+def wrapped_checkpoints(tmp_path_factory) -> tuple[dict, dict[str, Path]]:
+    """A 10-class ResNet-50 state_dict (torchvision's seeded initialisation: nothing is run) and its paths saved
+    in every wrapping of ``helpers.CHECKPOINT_WRAPPINGS``, for the fast tier's loading and bad-input tests."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50(num_classes=10)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    return state, save_wrapped(state, sgd_state(model), tmp_path_factory.mktemp("wrapped"))
 
 
 REAL_MODEL_FIXTURES = {"engines_dir", "small_engines_dir", "onnx_path", "engines_copy", "reference_weights",

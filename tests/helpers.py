@@ -148,3 +148,63 @@ RANDOM_METADATA = {
     "rsz_export.weights_sha256": "0" * 64,
     "rsz_export.weights_source": "numpy PCG64 seed 0",
 }
+
+
+CHECKPOINT_WRAPPINGS = (
+    "bare.pt",
+    "state_dict.pt",
+    "reference-script.pth",
+    "ddp-with-optimizer.pt",
+    "weights.pt",
+    "lightning.ckpt",
+    "model.safetensors",
+)
+"""Ways training scripts save a model's weights, as the file names ``save_wrapped`` writes."""
+
+
+def save_wrapped(state: dict, optimizer_state: dict, folder: Path) -> dict[str, Path]:
+    """``state`` saved in each of CHECKPOINT_WRAPPINGS under ``folder``: a bare state_dict; one under
+    ``state_dict`` with training progress; torchvision's reference script's dict (``model``, optimizer, scheduler,
+    ``args`` as an argparse.Namespace); a DDP model's ``module.``-prefixed state_dict under ``model_state_dict``
+    beside its optimizer state; one under ``weights`` with hyper-parameters; a Lightning-style ``model.``-prefixed
+    ``state_dict``; and a safetensors file."""
+    import argparse
+
+    import torch
+    from safetensors.torch import save_file
+
+    prefixed = {prefix: {prefix + k: v for k, v in state.items()} for prefix in ("module.", "model.")}
+    contents = {
+        "bare.pt": state,
+        "state_dict.pt": {"state_dict": state, "epoch": 12, "best_acc1": torch.tensor(93.1)},
+        "reference-script.pth": {"model": state, "optimizer": optimizer_state, "epoch": 5,
+                                 "lr_scheduler": {"step_size": 30, "gamma": 0.1, "last_epoch": 5},
+                                 "args": argparse.Namespace(lr=0.1, model="resnet50", epochs=90)},
+        "ddp-with-optimizer.pt": {"epoch": 7, "model_state_dict": prefixed["module."],
+                                  "optimizer_state_dict": optimizer_state, "loss": 0.125},
+        "weights.pt": {"weights": state, "hyper_parameters": {"lr": 0.01, "arch": "resnet50", "classes": 10}},
+        "lightning.ckpt": {"state_dict": prefixed["model."], "epoch": 3, "global_step": 1200,
+                           "hyper_parameters": {"lr": 3e-4}},
+    }  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {name: folder / name for name in CHECKPOINT_WRAPPINGS}
+    for name, content in contents.items():
+        torch.save(content, paths[name])
+    save_file({k: v.contiguous() for k, v in state.items()}, str(paths["model.safetensors"]))
+    return paths
+
+
+def sgd_state(model) -> dict:
+    """The state of an SGD optimizer with momentum after one step over ``model``'s parameters (a momentum buffer
+    per parameter, as a training checkpoint holds), without running the model or changing its weights (the
+    step's gradients are zero)."""
+    import torch
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for parameter in model.parameters():
+        parameter.grad = torch.zeros_like(parameter)
+    optimizer.step()
+    state = optimizer.state_dict()
+    for parameter in model.parameters():
+        parameter.grad = None
+    return state

@@ -8,9 +8,13 @@ from pathlib import Path
 
 from rsz_export.artifacts.files import atomic_write_text, sha256_file
 from rsz_export.errors import IntegrityError
+from rsz_export.interface import NUM_CLASSES
 from rsz_export.plan.profiles import Plan
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added the class count, the class names (``labels``) and the weights' content hash and head size. A
+version-1 manifest is read as what every build of that version was: 1000 ImageNet classes, no names given."""
+READABLE_VERSIONS = (1, SCHEMA_VERSION)
 MANIFEST_NAME = "manifest.json"
 
 
@@ -62,13 +66,37 @@ class EngineRecord:
 
 @dataclass(frozen=True)
 class WeightsRecord:
-    """Which weights the model was built from. ``id`` is imagenet1k-v1/-v2, ``random`` or ``file``."""
+    """Which weights the model was built from. ``id`` is imagenet1k-v1/-v2, ``random`` or ``file``.
+
+    ``sha256`` is checked before the weights are deserialised: the file's bytes, or for ``random`` the generated
+    tensors'. ``content_sha256`` hashes the tensors themselves (names, dtypes, shapes, bytes) after unwrapping a
+    checkpoint, the same for every way of saving the same weights. ``num_classes``: the head's size.
+    """
 
     id: str
     sha256: str
     source: str
     seed: int | None = None
     warning: str | None = None
+    content_sha256: str | None = None
+    num_classes: int = NUM_CLASSES
+
+
+@dataclass(frozen=True)
+class LabelsRecord:
+    """The class names given at build time: their copy in the build folder (hash-checked when read, one name
+    per line, index = logit position) and the file they came from."""
+
+    file: FileRecord
+    source: str
+    source_sha256: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LabelsRecord:
+        return cls(FileRecord(**data["file"]), str(data["source"]), str(data["source_sha256"]))
 
 
 @dataclass(frozen=True)
@@ -89,7 +117,12 @@ class Manifest:
     cache_key: str
     warnings: tuple[str, ...] = ()
     keys: dict = field(default_factory=dict)
-    """Cache keys of the stages (``export``, ``engines``): a rerun reuses a stage whose key is unchanged."""
+    """Cache keys of the stages (``export``, ``engines``, ``manifest``): a rerun reuses a stage whose key is
+    unchanged, and the whole build when every key is."""
+    num_classes: int = NUM_CLASSES
+    """The model's output width: ``logits`` is [batch, num_classes]."""
+    labels: LabelsRecord | None = None
+    """The class names given with ``--labels``; None: ImageNet's for 1000 classes, else ``class <index>``."""
     schema_version: int = SCHEMA_VERSION
 
     def engine_files(self) -> list[FileRecord]:
@@ -113,16 +146,20 @@ class Manifest:
             "cache_key": self.cache_key,
             "warnings": list(self.warnings),
             "keys": dict(self.keys),
+            "num_classes": self.num_classes,
+            "labels": None if self.labels is None else self.labels.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> Manifest:
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise IntegrityError(
-                f"manifest schema version {version!r} is not the one this rsz-export reads ({SCHEMA_VERSION})",
+                f"manifest schema version {version!r} is not one this rsz-export reads "
+                f"({', '.join(map(str, READABLE_VERSIONS))})",
                 hint="rebuild the engines with this version: rsz-export build --force",
             )
+        labels = data.get("labels") if version >= 2 else None
         return cls(
             tool_version=str(data["tool_version"]),
             command=str(data["command"]),
@@ -138,6 +175,8 @@ class Manifest:
             cache_key=str(data["cache_key"]),
             warnings=tuple(data.get("warnings", ())),
             keys=dict(data.get("keys", {})),
+            num_classes=int(data["num_classes"]) if version >= 2 else NUM_CLASSES,
+            labels=None if labels is None else LabelsRecord.from_dict(labels),
         )
 
 

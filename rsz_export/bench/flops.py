@@ -39,10 +39,12 @@ def _bottleneck(batch: int, c_in: int, width: int, stride: int, h: int, w: int) 
     return flop, ho, wo
 
 
-def resnet50_flop(batch: int, h: int, w: int) -> int:
-    """FLOP of torchvision's ResNet-50 forward pass at [batch, 3, h, w] (convolutions and the classifier)."""
+def resnet50_flop(batch: int, h: int, w: int, num_classes: int = NUM_CLASSES) -> int:
+    """FLOP of torchvision's ResNet-50 forward pass at [batch, 3, h, w] (convolutions and the classifier, whose
+    head has ``num_classes`` outputs)."""
     size = Resolution(h, w)  # raises a UsageError naming a side ResNet-50 cannot take
     check_int(batch, "batch", 1, MAX_BATCH)
+    check_int(num_classes, "num_classes", 1, 1 << 31)
     h, w = conv_out(size.h, 7, 2, 3), conv_out(size.w, 7, 2, 3)
     flop = conv_flop(batch, CHANNELS, 64, h, w, 7)
     h, w = conv_out(h, 3, 2, 1), conv_out(w, 3, 2, 1)
@@ -53,4 +55,4 @@ def resnet50_flop(batch: int, h: int, w: int) -> int:
             block_flop, h, w = _bottleneck(batch, c_in, width, stride, h, w)
             flop += block_flop
             c_in = width * EXPANSION
-    return flop + 2 * batch * c_in * NUM_CLASSES
+    return flop + 2 * batch * c_in * num_classes

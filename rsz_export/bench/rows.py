@@ -16,6 +16,7 @@ from rsz_export.bench.stats import (
     peak_share,
     throughput_ips,
 )
+from rsz_export.interface import NUM_CLASSES
 from rsz_export.shapes import Resolution
 
 PROVENANCE = ("threads", "date_utc", "machine", "versions")
@@ -57,10 +58,12 @@ class BenchRow:
     gpu_compute_p50_ms: float | None = None
     """TensorRT: median GPU time of ``execute_async_v3`` alone (CUDA events on the runner's own stream), where the
     latency figures are end to end (upload, run, download, host work)."""
+    num_classes: int = NUM_CLASSES
+    """The model's class count (its classifier's share of the FLOP)."""
 
     @property
     def gflop(self) -> float:
-        return resnet50_flop(self.point.batch, self.point.size.h, self.point.size.w) / 1e9
+        return resnet50_flop(self.point.batch, self.point.size.h, self.point.size.w, self.num_classes) / 1e9
 
     @property
     def gflops_per_s(self) -> float:
@@ -86,9 +89,12 @@ class BenchRow:
 
 
 def make_row(point: Point, measured: Measurement, peak_gflops: float | None, memory: dict, header: dict) -> BenchRow:
-    """The row for a point measured in the run described by ``header``."""
+    """The row for a point measured in the run described by ``header`` (a header without the model's class
+    count comes from a build before other heads existed: ImageNet's)."""
     provenance = {key: header[key] for key in PROVENANCE}
-    return BenchRow(point, latency_stats(measured.samples_ms), measured, peak_gflops, dict(memory), provenance)
+    classes = header.get("num_classes", NUM_CLASSES)
+    return BenchRow(point, latency_stats(measured.samples_ms), measured, peak_gflops, dict(memory), provenance,
+                    num_classes=classes)  # fmt: skip
 
 
 def engine_memory(engine, profile: int | None) -> dict:

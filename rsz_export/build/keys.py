@@ -15,6 +15,7 @@ from dataclasses import asdict
 from rsz_export import __version__
 
 ONNX_PATTERN = "model-{key}.onnx"
+LABELS_PATTERN = "labels-{key}.txt"
 ENGINE_DIR_PATTERN = "{backend}-{key}"
 KEY_CHARS = 12
 """Hex digits of a key used in file names."""
@@ -25,21 +26,26 @@ def _digest(data) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def stage_keys(spec, backend: str, weights_id: str, versions: dict) -> dict[str, str]:
-    """Cache keys: export depends on weights and exporter versions; engines on that and everything else."""
-    export = _digest({"tool": __version__, "weights": weights_id, **{k: versions.get(k) for k in _EXPORT_LIBRARIES}})
+def stage_keys(spec, backend: str, weights_key: str, versions: dict, record: dict | None = None) -> dict[str, str]:
+    """Cache keys: export depends on the weights' content and the exporter versions; engines on that and
+    everything else; the manifest on the engines and on what it records beyond them (``record``: which weights
+    file, which class names), so a change there writes a new manifest while reusing export and engines."""
+    export = _digest({"tool": __version__, "weights": weights_key, **{k: versions.get(k) for k in _EXPORT_LIBRARIES}})
     options = {k: v for k, v in asdict(spec.options).items() if k != "timing_cache"}  # tuning speed, not results
     engines = _digest(
         {"export": export, "backend": backend, "plan": spec.plan.to_dict(), "options": options, "versions": versions}
     )
-    return {"export": export, "engines": engines}
-
-
+    return {"export": export, "engines": engines, "manifest": _digest({"engines": engines, **(record or {})})}
 
 
 def onnx_name(keys: dict[str, str]) -> str:
     """The export's file name in the build folder."""
     return ONNX_PATTERN.format(key=keys["export"][:KEY_CHARS])
+
+
+def labels_name(sha256: str) -> str:
+    """The file name of a build's class names, from the sha256 of their stored text."""
+    return LABELS_PATTERN.format(key=sha256[:KEY_CHARS])
 
 
 def engine_dir_name(backend: str, keys: dict[str, str]) -> str:

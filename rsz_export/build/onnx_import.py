@@ -1,4 +1,5 @@
-"""A user-provided ONNX (``build --onnx``): its interface checked, and the weights it stands for named."""
+"""A user-provided ONNX (``build --onnx``): its interface checked, its class count read, and the weights it
+stands for named."""
 
 from __future__ import annotations
 
@@ -9,20 +10,20 @@ from pathlib import Path
 from rsz_export.artifacts.files import sha256_file
 from rsz_export.artifacts.manifest import WeightsRecord
 from rsz_export.errors import UsageError
-from rsz_export.model.weights import weights_identity
 
 
 @dataclass(frozen=True)
 class ImportedOnnx:
-    """A user-provided ONNX that passed the interface check: its hash and the weights it stands for."""
+    """A user-provided ONNX that passed the interface check: its hash, its class count (the ``logits`` width)
+    and the weights its metadata names (None when it names none)."""
 
     path: Path
     sha256: str
-    identity: str
+    num_classes: int
     weights: WeightsRecord | None
 
 
-def weights_from_metadata(meta: dict[str, str]) -> WeightsRecord | None:
+def weights_from_metadata(meta: dict[str, str], num_classes: int) -> WeightsRecord | None:
     """The WeightsRecord an rsz-export ONNX names in its metadata, or None when it does not say enough."""
     weights_id, sha = meta.get("rsz_export.weights_id"), meta.get("rsz_export.weights_sha256")
     if not weights_id or not sha:
@@ -34,23 +35,21 @@ def weights_from_metadata(meta: dict[str, str]) -> WeightsRecord | None:
         seed_text = found.group(1) if found else ""
     if weights_id == "random" and not seed_text.isdigit():
         return None
-    return WeightsRecord(weights_id, sha, source, int(seed_text) if seed_text.isdigit() else None)
+    seed = int(seed_text) if seed_text.isdigit() else None
+    content = meta.get("rsz_export.weights_content_sha256") or None
+    return WeightsRecord(weights_id, sha, source, seed, None, content, num_classes)
 
 
 def check_import(spec) -> ImportedOnnx:
     """Check ``spec.onnx`` (interface, weights to validate against) without writing anything."""
     from rsz_export.model.onnx_interface import check_user_onnx
 
-    meta = check_user_onnx(spec.onnx, spec.plan)
-    weights = weights_from_metadata(meta)
+    meta, num_classes = check_user_onnx(spec.onnx, spec.plan)
+    weights = weights_from_metadata(meta, num_classes)
     if spec.weights is None and weights is None:
         raise UsageError(
             f"--onnx {spec.onnx} does not say which weights it was exported from (no rsz_export metadata), "
             "so validate would have no PyTorch reference",
             hint="give the weights it holds with --weights imagenet1k-v1|imagenet1k-v2|random|PATH",
         )
-    sha = sha256_file(spec.onnx)
-    chosen = weights_identity(spec.weights, spec.seed) if spec.weights is not None else f"meta:{weights.sha256}"
-    return ImportedOnnx(Path(spec.onnx), sha, f"onnx:{sha}|{chosen}", weights)
-
-
+    return ImportedOnnx(Path(spec.onnx), sha256_file(spec.onnx), num_classes, weights)

@@ -13,7 +13,14 @@ from rsz_export.backends import BUILD_BACKENDS
 from rsz_export.backends.ort_providers import DEVICES
 from rsz_export.backends.trt_support import HARDWARE_COMPAT
 from rsz_export.cli.common import check_writable, console, handles_errors
-from rsz_export.cli.options import engines_dir_argument, plan_options, seed_option, threads_option, weights_option
+from rsz_export.cli.options import (
+    engines_dir_argument,
+    num_classes_option,
+    plan_options,
+    seed_option,
+    threads_option,
+    weights_option,
+)
 from rsz_export.interface import PRECISIONS
 
 
@@ -24,15 +31,17 @@ def _command_line() -> str:
 @click.command("export")
 @weights_option
 @seed_option
+@num_classes_option
 @click.option("-o", "--output", default="resnet50.onnx", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Compare with PyTorch after export.")
 @handles_errors
-def export_command(weights, seed, output, verify):
+def export_command(weights, seed, num_classes, output, verify):
     """Export torchvision ResNet-50 to ONNX with dynamic batch, height and width.
 
-    Input `images` [batch,3,height,width] float32 (ImageNet-normalised RGB), output `logits` [batch,1000];
-    single file, checked, with provenance in its metadata. Verification runs ONNX Runtime against
-    PyTorch at 224x224, 227x341, 800x800 and 32x32 (relative L2 <= 1e-5, same top-1); exit 1 if any fails.
+    Input `images` [batch,3,height,width] float32 (ImageNet-normalised RGB), output `logits` [batch,classes]
+    (1000 for ImageNet weights, the checkpoint's head otherwise); single file, checked, with provenance in its
+    metadata. Verification runs ONNX Runtime against PyTorch at 224x224, 227x341, 800x800 and 32x32 (relative
+    L2 <= 1e-5, same top-1); exit 1 if any fails.
     Without --weights: imagenet1k-v2, or seeded random weights with a warning where those are unavailable.
     """
     from rsz_export.model.export import export_onnx
@@ -41,10 +50,10 @@ def export_command(weights, seed, output, verify):
     out = console()
     check_writable(output)  # before a minute of loading and exporting
     if weights is None:
-        weights, warning = default_weights(seed)
+        weights, warning = default_weights(seed, num_classes)
         if warning:
             out.warn(warning)
-    state, record = resolve_weights(weights, seed)
+    state, record = resolve_weights(weights, seed, num_classes=num_classes)
     model = build_model(state, source=record.source)
     path, checks = export_onnx(model, record, output, out.info, verify=verify)
     for check in checks:
@@ -65,8 +74,15 @@ def export_command(weights, seed, output, verify):
     "onnx_file",
     type=click.Path(dir_okay=False),
     help="Build from this ONNX instead of exporting: input images [batch,3,height,width] float32 covering "
-    "the plan, output logits [batch,1000]. Its weights (the validate reference) come from its rsz-export "
-    "metadata, or from --weights.",
+    "the plan, output logits [batch,classes] (classes fixed). Its weights (the validate reference) come from "
+    "its rsz-export metadata, or from --weights.",
+)
+@num_classes_option
+@click.option(
+    "--labels",
+    type=click.Path(dir_okay=False),
+    help="Class names, one per line or a JSON list, one per class in logit order: stored with the build, "
+    "printed by predict, matched by sweep. Default: ImageNet's for 1000 classes, else 'class N'.",
 )
 @click.option("--force", is_flag=True, help="Rebuild even if the manifest says everything is up to date.")
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check the export against PyTorch.")
@@ -87,8 +103,8 @@ def export_command(weights, seed, output, verify):
 @click.option("--version-compat", is_flag=True, help="TensorRT: engines that later TensorRT versions can run.")
 @handles_errors
 def build(engines_dir, min_size, max_size, profiles, batch, aspect, profile_file, backend, precision, weights, seed,
-          onnx_file, force, verify, threads, device, workspace_mib, opt_level, timing_cache, engine_per_profile,
-          no_tf32, hardware_compat, version_compat):  # fmt: skip
+          onnx_file, num_classes, labels, force, verify, threads, device, workspace_mib, opt_level, timing_cache,
+          engine_per_profile, no_tf32, hardware_compat, version_compat):  # fmt: skip
     """Plan profiles over a resolution range and build engines for them in DIR (default ./engines).
 
     Exports ResNet-50 (or reuses the export), plans the profiles (see `rsz-export plan --help`), builds the
@@ -107,8 +123,10 @@ def build(engines_dir, min_size, max_size, profiles, batch, aspect, profile_file
         opt_level=opt_level, timing_cache=timing_cache, engine_per_profile=engine_per_profile, tf32=not no_tf32,
         hardware_compat=None if hardware_compat == "none" else hardware_compat, version_compat=version_compat,
     )  # fmt: skip
-    onnx = Path(onnx_file) if onnx_file else None
-    spec = BuildSpec(plan, Path(engines_dir), backend, weights, seed, options, force, verify, _command_line(), onnx)
+    spec = BuildSpec(
+        plan, Path(engines_dir), backend, weights, seed, options, force, verify, _command_line(),
+        onnx=Path(onnx_file) if onnx_file else None, num_classes=num_classes, labels=Path(labels) if labels else None,
+    )  # fmt: skip
     started = time.perf_counter()
     result = run_build(spec, out.info)
     for warning in result.manifest.warnings:

@@ -18,7 +18,9 @@ from rsz_export.plan.profiles import ASPECTS, BAND_RATIO
 ENGINES_DIR = "engines"
 WEIGHTS_HELP = (
     "imagenet1k-v1, imagenet1k-v2 (torch hub cache, downloaded when possible), random (seeded, calibrated), "
-    "or a state_dict file (loaded with weights_only=True)."
+    "or a ResNet-50 checkpoint with any head size: a state_dict, a training checkpoint holding one under "
+    "state_dict/model/model_state_dict/weights (module./model. prefixes removed), or .safetensors; read with "
+    "weights_only=True, never executing code."
 )
 SERVING_BACKENDS = ("onnxruntime", "tensorrt", "torch")
 
@@ -69,6 +71,12 @@ threads_option = click.option(
 )
 weights_option = click.option("--weights", default=None, help=WEIGHTS_HELP)
 seed_option = click.option("--seed", default=0, show_default=True, type=int, help="Seed for --weights random.")
+num_classes_option = click.option(
+    "--num-classes",
+    type=int,
+    help="Classes of the --weights random head (default 1000). A checkpoint's own head (fc.weight's rows) sets "
+    "the count; given with one, it is checked against it.",
+)
 sizes_option = click.option("--sizes", help="Sizes, comma-separated: 224 (square) or 227x341 (height x width).")
 batches_option = click.option("--batches", help="Batch sizes to run, comma-separated, e.g. 1,8. Default: 1.")
 

@@ -24,7 +24,8 @@ def render_prediction(p) -> str:
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(), metavar="[DIR] IMAGE...")
-@click.option("--top-k", "top", type=click.IntRange(1, 1000), default=5, show_default=True, help="Labels per image.")
+@click.option("--top-k", "top", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Labels per image (every class when the model has fewer).")
 @click.option("--oversize", type=click.Choice(OVERSIZE_POLICIES), default="error", show_default=True,
               help="An image outside every profile: error (naming the covered range) or shrink (resize it in).")
 @click.option("--stride", type=click.Choice(STRIDE_POLICIES), default="exact", show_default=True,

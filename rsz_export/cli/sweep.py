@@ -13,7 +13,8 @@ from rsz_export.model.imagenet import CROP_RATIO
 
 @click.command()
 @engines_dir_argument
-@images_option("Labeled images in class sub-folders: DIR/<ImageNet class name or index>/<files>.", required=True)
+@images_option("Labeled images in class sub-folders: DIR/<class name or index>/<files>, class names as the build "
+               "has them (its --labels, else ImageNet's).", required=True)
 @click.option("--sizes", required=True, help="Comma-separated sizes to evaluate, e.g. 224,256,288,320 or 227x341.")
 @click.option("--crop-ratio", type=click.FloatRange(0.1, 1.0), default=CROP_RATIO, show_default=True,
               help="Resize to size / ratio, then centre-crop the size (the weights' evaluation transform).")
@@ -28,8 +29,8 @@ def sweep(engines_dir, images_dir, sizes, crop_ratio, backend, json_path):
 
     size_list = parse_or_usage(parse_sizes, sizes, "--sizes")
     check_writable(json_path)
-    data = load_labeled(images_dir)
     with Session(engines_dir, backend=backend) as session:
+        data = load_labeled(images_dir, session.names)
         rows = run_sweep(session, data, size_list, crop_ratio, console().debug)
     emit(render_sweep(rows, data), json_path, lambda: json.dumps(rows_to_json(rows, data), indent=2) + "\n")
 

@@ -1,7 +1,8 @@
 """torch -> ONNX with named dynamic axes, post-export checks, embedded metadata, and verification.
 
 The exported model takes ``images`` [batch, 3, height, width] float32 (ImageNet-normalised RGB) and gives
-``logits`` [batch, 1000]. It is independent of any planned range: it accepts every side in 32..4096, so
+``logits`` [batch, classes] (1000 for ImageNet weights; a fine-tuned checkpoint's own head otherwise; the
+count is in its metadata). It is independent of any planned range: it accepts every side in 32..4096, so
 one export serves every plan and backend.
 """
 
@@ -19,7 +20,7 @@ from rsz_export import __version__
 from rsz_export.artifacts.files import atomic_path
 from rsz_export.artifacts.manifest import WeightsRecord
 from rsz_export.errors import CheckFailed, IntegrityError
-from rsz_export.interface import CHANNELS, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
+from rsz_export.interface import CHANNELS, INPUT_NAME, OUTPUT_NAME
 from rsz_export.model.imagenet import MEAN, STD
 from rsz_export.shapes import MAX_BATCH, MAX_SIZE, MIN_SIZE, Resolution
 from rsz_export.validate.parity import ParityStats, compare
@@ -55,12 +56,14 @@ def export_metadata(weights: WeightsRecord) -> dict[str, str]:
         "rsz_export.weights_id": weights.id,
         "rsz_export.weights_sha256": weights.sha256,
         "rsz_export.weights_seed": "" if weights.seed is None else str(weights.seed),
+        "rsz_export.weights_content_sha256": weights.content_sha256 or "",
         "rsz_export.preprocessing": json.dumps(
             {"layout": "NCHW", "color": "RGB", "scale": "1/255", "mean": list(MEAN), "std": list(STD)}
         ),
         "rsz_export.size_range": f"{MIN_SIZE}..{MAX_SIZE}",
         "rsz_export.input": f"{INPUT_NAME}[batch,{CHANNELS},height,width] float32",
-        "rsz_export.output": f"{OUTPUT_NAME}[batch,{NUM_CLASSES}] float32",
+        "rsz_export.output": f"{OUTPUT_NAME}[batch,{weights.num_classes}] float32",
+        "rsz_export.num_classes": str(weights.num_classes),
     }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rsz_export.errors import IntegrityError, UsageError
-from rsz_export.interface import CHANNELS, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
+from rsz_export.interface import CHANNELS, INPUT_NAME, OUTPUT_NAME
 
 
 def _dims(value) -> list[int | str]:
@@ -48,11 +48,19 @@ def interface_problems(proto, plan) -> list[str]:
         problem = _fixed_side_problem(dims, axis, name, min(sides), max(sides))
         if problem:
             problems.append(f"input {INPUT_NAME!r}: {problem}")
-    out_dims = _dims(outputs[0]) if len(outputs) == 1 else []
-    if len(outputs) != 1 or outputs[0].name != OUTPUT_NAME or len(out_dims) != 2 or out_dims[1] != NUM_CLASSES:
+    if output_classes(proto) is None:
         got = [(v.name, _dims(v)) for v in outputs]
-        problems.append(f"its outputs are {got}, expected one {OUTPUT_NAME!r} of shape [batch,{NUM_CLASSES}]")
+        problems.append(
+            f"its outputs are {got}, expected one {OUTPUT_NAME!r} of shape [batch,classes] with a fixed class count"
+        )
     return problems
+
+
+def output_classes(proto) -> int | None:
+    """The class count of a model with one ``logits`` [batch, C] output and a fixed C >= 1, else None."""
+    outputs = list(proto.graph.output)
+    dims = _dims(outputs[0]) if len(outputs) == 1 and outputs[0].name == OUTPUT_NAME else []
+    return dims[1] if len(dims) == 2 and isinstance(dims[1], int) and dims[1] >= 1 else None
 
 
 def _external_tensors(proto) -> list[str]:
@@ -61,13 +69,13 @@ def _external_tensors(proto) -> list[str]:
     return [t.name for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
 
 
-def check_user_onnx(path: str | Path, plan) -> dict[str, str]:
+def check_user_onnx(path: str | Path, plan) -> tuple[dict[str, str], int]:
     """Check that ``path`` is a single-file ONNX with this tool's interface covering ``plan``.
 
-    Returns its metadata_props. IntegrityError (exit 4) for a missing or unreadable file or one with
+    Returns its metadata_props and its class count. IntegrityError (exit 4) for a missing or unreadable file or one with
     external data (never followed: it could name any file on the machine); UsageError (exit 2) naming
     every way the model's interface differs from ``images`` [batch,3,height,width] float32 ->
-    ``logits`` [batch,classes].
+    ``logits`` [batch,classes] (classes fixed, any number).
     """
     from rsz_export.model.export import load_onnx_header
 
@@ -89,4 +97,4 @@ def check_user_onnx(path: str | Path, plan) -> dict[str, str]:
             f"--onnx {path} is not a ResNet-50 export this tool can build from: " + "; ".join(problems),
             hint=f"export one with: rsz-export export -o {path.name}",
         )
-    return {p.key: p.value for p in proto.metadata_props}
+    return {p.key: p.value for p in proto.metadata_props}, output_classes(proto)

@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+from rsz_export.interface import NUM_CLASSES
+
 
 def _draw_parameters(model, rng: np.random.Generator, last_bn_gamma: float) -> None:
     import torch
@@ -78,12 +80,15 @@ def _centre_classifier(model, features, logit_std: float) -> None:
         model.fc.bias.copy_(-(features.mean(dim=0) @ model.fc.weight.T))
 
 
-def calibrated_state_dict(seed: int, size: int, last_bn_gamma: float, logit_std: float) -> dict:
-    """Generate the weights (float32 state_dict) for ``seed``; see the module docstring."""
+def calibrated_state_dict(
+    seed: int, size: int, last_bn_gamma: float, logit_std: float, num_classes: int = NUM_CLASSES
+) -> dict:
+    """Generate the weights (float32 state_dict) for ``seed`` with a ``num_classes`` head; see the module
+    docstring. The default head gives the same bytes as before heads of other sizes existed."""
     import torchvision
 
     rng = np.random.Generator(np.random.PCG64(seed))
-    model = torchvision.models.resnet50(weights=None).double().eval()
+    model = torchvision.models.resnet50(weights=None, num_classes=num_classes).double().eval()
     _draw_parameters(model, rng, last_bn_gamma)
     images = _calibration_images(rng, size)
     features = _calibrate_batchnorm(model, images)

@@ -1,12 +1,14 @@
 """The torchvision ResNet-50 and its weights: the only place that knows where weights come from.
 
 Weights are one of:
-  imagenet1k-v1 / imagenet1k-v2  torchvision's checkpoints, from the local torch hub cache, downloaded
-                                 there when the network allows (hash-checked);
+  imagenet1k-v1 / imagenet1k-v2  torchvision's checkpoints (1000 ImageNet classes), from the local torch hub
+                                 cache, downloaded there when the network allows (hash-checked);
   random                         seeded and deterministic on any machine (numpy's PCG64), with BatchNorm
-                                 statistics calibrated so activations and logits look like a trained network's;
-  a path                         a state_dict file, loaded with ``torch.load(weights_only=True)``: a file
-                                 carrying pickled Python objects beyond tensors is refused, never executed.
+                                 statistics calibrated so activations and logits look like a trained network's,
+                                 and a head of ``num_classes`` classes (1000 unless asked otherwise);
+  a path                         a checkpoint as training scripts save it (``checkpoint``: a bare or wrapped
+                                 state_dict, DataParallel prefixes, safetensors) with any head size, read with
+                                 ``torch.load(weights_only=True)``: pickled code is refused, never executed.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import re
-import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rsz_export.artifacts.files import sha256_file
 from rsz_export.artifacts.manifest import WeightsRecord
-from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
+from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError, check_int
+from rsz_export.interface import MAX_NUM_CLASSES, NUM_CLASSES
 
 PRETRAINED = {
     "imagenet1k-v1": "resnet50-0676ba61.pth",
@@ -34,6 +36,22 @@ _LAST_BN_GAMMA = 0.2  # trained ResNets keep each block's last BN gain small; th
 _LOGIT_STD = 3.0  # spread of logits across classes, as a trained ImageNet classifier shows
 
 
+@dataclass(frozen=True)
+class WeightsChoice:
+    """The weights a build starts from, named before anything is written.
+
+    ``key`` changes whenever the exported model would: seed and head size for random weights, the checkpoint
+    name for pretrained ones, and for a file the sha256 of its tensors (not of the file), so every wrapping of
+    the same weights (bare, in a training checkpoint, DDP-prefixed, safetensors) shares one export.
+    ``record`` is known up front for a file (its hashes); otherwise it is made when the weights are loaded.
+    """
+
+    spec: str
+    key: str
+    num_classes: int
+    record: WeightsRecord | None = None
+
+
 def hub_checkpoint_dir() -> Path:
     """torch.hub's checkpoint folder, computed as torch does, without importing torch."""
     torch_home = os.environ.get("TORCH_HOME") or os.path.join(
@@ -42,24 +60,69 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch_home) / "hub" / "checkpoints"
 
 
-def weights_identity(spec: str, seed: int) -> str:
-    """A cheap string that changes whenever the weights would (no torch, no hashing of generated tensors)."""
-    if spec == "random":
-        return f"random:seed={seed}"
-    if spec in PRETRAINED:
-        return f"{spec}:{PRETRAINED[spec]}"
+def check_num_classes(num_classes: int | None) -> int | None:
+    """``num_classes`` when it is None or a whole number in 1..MAX_NUM_CLASSES; UsageError otherwise."""
+    return None if num_classes is None else check_int(num_classes, "--num-classes", 1, MAX_NUM_CLASSES)
+
+
+def _check_head(num_classes: int | None, actual: int, what: str) -> None:
+    if num_classes is not None and num_classes != actual:
+        raise UsageError(
+            f"--num-classes {num_classes} does not match {what}, which has {actual} classes",
+            hint="leave --num-classes out: the weights' head (fc.weight's rows) sets the class count; "
+            "--num-classes chooses the head of --weights random",
+        )
+
+
+def _existing_file(spec: str) -> Path:
     path = Path(spec)
     if not path.is_file():
         raise UsageError(
             f"--weights {spec!r} is neither one of {', '.join(WEIGHTS_CHOICES)} nor an existing file",
-            hint="give a state_dict file saved with torch.save(model.state_dict(), PATH)",
+            hint="give a checkpoint file, e.g. saved with torch.save(model.state_dict(), PATH)",
         )
-    return f"file:{sha256_file(path)}"
+    return path
 
 
-def default_weights(seed: int = 0) -> tuple[str, str | None]:
+def random_key(seed: int, num_classes: int) -> str:
+    """The export key's name for seeded weights (unchanged for the default head, so older exports are reused)."""
+    return f"random:seed={seed}" if num_classes == NUM_CLASSES else f"random:seed={seed}:classes={num_classes}"
+
+
+def choose_weights(
+    spec: str, seed: int = 0, num_classes: int | None = None, known: WeightsRecord | None = None
+) -> WeightsChoice:
+    """Name the weights ``spec`` stands for and their class count, checking ``num_classes`` against them.
+
+    For a file this reads it (to hash its tensors and read its head) unless ``known``, a record of an earlier
+    build, describes a file with the same sha256.
+    """
+    check_num_classes(num_classes)
+    if spec == "random":
+        classes = num_classes or NUM_CLASSES
+        return WeightsChoice(spec, random_key(seed, classes), classes)
+    if spec in PRETRAINED:
+        _check_head(num_classes, NUM_CLASSES, f"--weights {spec} (ImageNet)")
+        return WeightsChoice(spec, f"{spec}:{PRETRAINED[spec]}", NUM_CLASSES)
+    path = _existing_file(spec)
+    if known is not None and known.id == "file" and known.content_sha256 and known.sha256 == sha256_file(path):
+        record = replace(known, source=str(path.resolve()), warning=None)
+    else:
+        record = resolve_weights(spec, seed)[1]
+    _check_head(num_classes, record.num_classes, f"the checkpoint {path}")
+    return WeightsChoice(spec, f"state:{record.content_sha256}", record.num_classes, record)
+
+
+def default_weights(seed: int = 0, num_classes: int | None = None) -> tuple[str, str | None]:
     """(weights spec, warning) when none is given: ImageNet weights when cached or downloadable, else seeded
-    random weights with a warning saying the outputs are not ImageNet predictions."""
+    random weights with a warning saying the outputs are not ImageNet predictions. A head of another size than
+    ImageNet's is a UsageError: it needs ``--weights random`` (or a checkpoint)."""
+    if check_num_classes(num_classes) not in (None, NUM_CLASSES):
+        raise UsageError(
+            f"--num-classes {num_classes} needs --weights random: the default weights are ImageNet's "
+            f"({NUM_CLASSES} classes)",
+            hint="for a fine-tuned model give its checkpoint with --weights PATH (its head sets the class count)",
+        )
     try:
         pretrained_path(DEFAULT_WEIGHTS)
         return DEFAULT_WEIGHTS, None
@@ -71,17 +134,29 @@ def default_weights(seed: int = 0) -> tuple[str, str | None]:
         )
 
 
-def resolve_weights(spec: str, seed: int = 0, allow_download: bool = True) -> tuple[dict, WeightsRecord]:
-    """Load the state_dict named by ``spec`` and describe it."""
+def resolve_weights(
+    spec: str, seed: int = 0, allow_download: bool = True, num_classes: int | None = None
+) -> tuple[dict, WeightsRecord]:
+    """Load (or generate) the state_dict named by ``spec`` and describe it."""
+    from rsz_export.model.checkpoint import checkpoint_state, num_classes_of, read_file
+
+    check_num_classes(num_classes)
     if spec == "random":
-        state = random_state_dict(seed)
-        return state, WeightsRecord("random", state_dict_sha256(state), f"numpy PCG64 seed {seed}", seed=seed)
+        classes = num_classes or NUM_CLASSES
+        state = random_state_dict(seed, classes)
+        sha = state_dict_sha256(state)
+        return state, WeightsRecord("random", sha, f"numpy PCG64 seed {seed}", seed, None, sha, classes)
+    path = pretrained_path(spec, allow_download) if spec in PRETRAINED else _existing_file(spec)
+    data = read_file(path)
+    state = checkpoint_state(data, path)
+    classes = num_classes_of(state)
+    _check_head(num_classes, classes, f"--weights {spec}")
+    sha = hashlib.sha256(data).hexdigest()
     if spec in PRETRAINED:
-        path = pretrained_path(spec, allow_download)
-        return load_state_dict_file(path), WeightsRecord(spec, sha256_file(path), str(path))
-    weights_identity(spec, seed)  # raises a UsageError for a path that is not a file
-    state = load_state_dict_file(Path(spec))
-    return state, WeightsRecord("file", sha256_file(spec), str(Path(spec).resolve()))
+        return state, WeightsRecord(spec, sha, str(path), num_classes=classes)
+    record = WeightsRecord("file", sha, str(path.resolve()), content_sha256=state_dict_sha256(state),
+                           num_classes=classes)  # fmt: skip
+    return state, record
 
 
 def pretrained_path(spec: str, allow_download: bool = True) -> Path:
@@ -117,41 +192,14 @@ def _download(url: str, path: Path) -> None:
             raise OSError(f"{url} did not match its published hash prefix {expected}")
 
 
-def load_state_dict_file(path: str | Path) -> dict:
-    """Load a state_dict safely (tensors only) and check it fits ResNet-50; IntegrityError otherwise."""
-    import pickle
-
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise IntegrityError(f"weights file {path} does not exist")
-    try:
-        with warnings.catch_warnings():  # torch warns about the pickle protocol of a file it then refuses
-            warnings.simplefilter("ignore", UserWarning)
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"(?:Unsupported global|Unsupported operand|unsupported)[^\n.]*", str(exc))
-        what = found.group(0).strip() if found else "a pickled object that is not a tensor"
-        raise IntegrityError(
-            f"refused to load {path}: it carries Python objects beyond tensors ({what})",
-            hint="re-save it with torch.save(model.state_dict(), PATH); rsz-export never unpickles code",
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise IntegrityError(f"weights file {path} is corrupt or not a PyTorch file: {exc}") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise IntegrityError(f"weights file {path} does not hold a state_dict of tensors")
-    build_model(state, source=str(path))
-    return state
-
-
 def build_model(state_dict: dict, source: str = "weights"):
-    """A float32 CPU ResNet-50 in eval mode carrying ``state_dict``; IntegrityError if the keys do not fit."""
+    """A float32 CPU ResNet-50 in eval mode carrying ``state_dict`` (any head size); IntegrityError if the keys
+    do not fit."""
     import torchvision
 
-    model = torchvision.models.resnet50(weights=None)
+    from rsz_export.model.checkpoint import num_classes_of
+
+    model = torchvision.models.resnet50(weights=None, num_classes=num_classes_of(state_dict) or NUM_CLASSES)
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
@@ -171,35 +219,39 @@ def state_dict_sha256(state_dict: dict) -> str:
 
 
 def reference_from_record(record: WeightsRecord, out_dir: str | Path | None = None):
-    """Rebuild the PyTorch model a manifest was built from, verifying the weights' sha256 first."""
+    """Rebuild the PyTorch model a manifest was built from, verifying the weights' sha256 before deserialising
+    them (the very bytes that were hashed are the ones read)."""
+    from rsz_export.model.checkpoint import checkpoint_state, read_file
+
+    state = None
     if record.id == "random":
-        state = random_state_dict(int(record.seed or 0))
+        state = random_state_dict(int(record.seed or 0), record.num_classes)
         actual = state_dict_sha256(state)
     else:
         path = pretrained_path(record.id) if record.id in PRETRAINED else Path(record.source)
-        actual = sha256_file(path)
-        if actual == record.sha256:
-            state = load_state_dict_file(path)
+        data = read_file(path)
+        actual = hashlib.sha256(data).hexdigest()
     if actual != record.sha256:
         raise IntegrityError(
             f"weights {record.id} ({record.source}) no longer match the manifest "
             f"(sha256 {actual[:12]}..., recorded {record.sha256[:12]}...)",
             hint="rebuild the engines from these weights: rsz-export build --force",
         )
-    return build_model(state, source=record.source)
+    return build_model(state if state is not None else checkpoint_state(data, path), source=record.source)
 
 
-def random_state_dict(seed: int) -> dict:
-    """Seeded ResNet-50 weights that behave like a trained network's (see module docstring).
+def random_state_dict(seed: int, num_classes: int = NUM_CLASSES) -> dict:
+    """Seeded ResNet-50 weights with a ``num_classes`` head that behave like a trained network's (see the
+    module docstring).
 
-    Generating them costs a float64 forward pass (seconds), so a process keeps the last two seeds; callers
-    get their own dict, and load_state_dict copies the tensors into the model, so nothing shared is mutated.
+    Generating them costs a float64 forward pass (seconds), so a process keeps the last two; callers get their
+    own dict, and load_state_dict copies the tensors into the model, so nothing shared is mutated.
     """
-    return dict(_generated(seed))
+    return dict(_generated(seed, num_classes))
 
 
 @functools.lru_cache(maxsize=2)
-def _generated(seed: int) -> dict:
+def _generated(seed: int, num_classes: int) -> dict:
     from rsz_export.model.random_init import calibrated_state_dict
 
-    return calibrated_state_dict(seed, _CALIBRATION_SIZE, _LAST_BN_GAMMA, _LOGIT_STD)
+    return calibrated_state_dict(seed, _CALIBRATION_SIZE, _LAST_BN_GAMMA, _LOGIT_STD, num_classes)

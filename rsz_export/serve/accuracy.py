@@ -1,8 +1,8 @@
 """Accuracy against input resolution: top-1/top-5 and latency per size for every built engine, Pareto front marked.
 
-Labels come from an ImageFolder layout: ``LABELED_DIR/<class>/<image>``, where ``<class>`` is an ImageNet class
-name as in ``rsz_export/data/imagenet_classes.txt`` (case and ``_``/``-`` for spaces do not matter) or a class
-index 0..999.
+Labels come from an ImageFolder layout: ``LABELED_DIR/<class>/<image>``, where ``<class>`` is one of the build's
+class names (its ``--labels``, or ImageNet's as in ``rsz_export/data/imagenet_classes.txt`` for a 1000-class
+build without them; case and ``_``/``-`` for spaces do not matter) or a class index 0..classes-1.
 
 Preprocessing at size S (HxW) is the weights' evaluation transform scaled to S (``preprocess.crop_input``):
 resize (bilinear, antialiased, aspect ratio kept) so the image covers S / ``crop_ratio`` (shorter side 256
@@ -13,36 +13,36 @@ engine and size, which pays one-off allocation, is left out when there are two o
 
 from __future__ import annotations
 
-import re
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rsz_export.errors import UsageError
 from rsz_export.images.files import image_files, load_rgb
 from rsz_export.images.preprocess import crop_input
-from rsz_export.model.imagenet import CROP_RATIO, labels
+from rsz_export.model.imagenet import CROP_RATIO
+from rsz_export.model.labels import normal_name
 from rsz_export.plan.profiles import route
 from rsz_export.serve.routing import Route
 from rsz_export.shapes import Resolution
 from rsz_export.validate.parity import top_k
 
 
-def _normal(name: str) -> str:
-    return re.sub(r"[\s_\-]+", " ", name).strip().lower()
-
-
-def class_index(folder: str, names: list[str]) -> int | None:
-    """The ImageNet class index a folder name stands for, or None if it names no class the model knows."""
+def class_index(folder: str, names: Sequence[str]) -> int | None:
+    """The class index a folder name stands for (a name in ``names``, or an index), or None if it names no class
+    the model knows."""
+    table = {normal_name(n): i for i, n in enumerate(names)}
+    if normal_name(folder) in table:
+        return table[normal_name(folder)]
     if folder.isdigit():
         return int(folder) if int(folder) < len(names) else None
-    table = {_normal(n): i for i, n in enumerate(names)}
-    return table.get(_normal(folder))
+    return None
 
 
 @dataclass(frozen=True)
 class LabeledSet:
-    """Images with their ImageNet class index, and the files that were skipped (with why)."""
+    """Images with their class index, and the files that were skipped (with why)."""
 
     root: str
     items: tuple[tuple[str, int], ...]
@@ -50,23 +50,28 @@ class LabeledSet:
     skipped: tuple[tuple[str, str], ...] = ()
 
 
-def load_labeled(root: str | Path) -> LabeledSet:
-    """Read an ImageFolder-layout directory; UsageError for a missing/empty folder or classes the model lacks."""
+def load_labeled(root: str | Path, names: Sequence[str] | None = None) -> LabeledSet:
+    """Read an ImageFolder-layout directory whose folders name classes of ``names`` (the build's class names;
+    default ImageNet's); UsageError for a missing/empty folder or classes the model lacks."""
     root = Path(root)
     if not root.is_dir():
         raise UsageError(f"--images {root} is not a directory", hint="give LABELED_DIR/<class name>/<image files>")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise UsageError(f"{root} has no class folders", hint="lay it out as LABELED_DIR/<class name>/<image files>")
-    names = labels()
+    if names is None:
+        from rsz_export.model.imagenet import labels
+
+        names = labels()
     mapped = {f.name: class_index(f.name, names) for f in folders}
     unknown = sorted(name for name, index in mapped.items() if index is None)
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        known = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
         raise UsageError(
-            f"{len(unknown)} class folder(s) in {root} name no ImageNet class the model knows: {shown}",
-            hint="name each folder by an ImageNet class name (e.g. 'golden retriever', see "
-            "rsz_export/data/imagenet_classes.txt) or class index 0..999",
+            f"{len(unknown)} class folder(s) in {root} name no class the model knows: {shown}",
+            hint=f"name each folder by one of the build's {len(names)} class names ({known}) or by a class index "
+            f"0..{len(names) - 1}",
         )
     items, skipped = [], []
     for folder in folders:

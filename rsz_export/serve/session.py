@@ -21,7 +21,7 @@ from rsz_export.artifacts.files import readers_lock
 from rsz_export.artifacts.manifest import load_manifest
 from rsz_export.backends import load_backend, require_backend
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError, check_choice, check_int
-from rsz_export.interface import NUM_CLASSES
+from rsz_export.interface import MAX_NUM_CLASSES
 from rsz_export.serve.routing import OVERSIZE_POLICIES, STRIDE_POLICIES, Candidate, Route, choose_route
 from rsz_export.shapes import Resolution
 from rsz_export.validate.parity import top_k
@@ -76,7 +76,7 @@ def check_options(oversize: str, stride: str, workers: int, top: int | None = No
     check_choice(stride, "stride policy", STRIDE_POLICIES)
     check_int(workers, "workers", 1, MAX_WORKERS)
     if top is not None:
-        check_int(top, "top-k", 1, NUM_CLASSES)
+        check_int(top, "top-k", 1, MAX_NUM_CLASSES)
 
 
 def select_engines(manifest, backend: str | None) -> tuple:
@@ -114,7 +114,7 @@ class Session:
 
     def __init__(self, out_dir: str | Path, backend: str | None = None, oversize: str = "error",
                  workers: int = 1, stride: str = "exact", threads: int | None = None):
-        from rsz_export.model.imagenet import labels
+        from rsz_export.model.labels import build_names
 
         check_options(oversize, stride, workers)
         self.out_dir, self.oversize, self.stride, self.threads = Path(out_dir), oversize, stride, threads
@@ -124,6 +124,7 @@ class Session:
             self.manifest = load_manifest(self.out_dir)
             self.engines = select_engines(self.manifest, backend)
             check_engine_files(self.out_dir, self.engines)
+            self.names = build_names(self.manifest, self.out_dir)
         except BaseException:
             self._lock.__exit__(None, None, None)
             raise
@@ -134,7 +135,6 @@ class Session:
             for p in (range(len(plan.profiles)) if e is None else e.profiles)
         )
         self.batch = plan.batch.min
-        self.names = labels()
         self._slots: queue.Queue = queue.Queue()
         for _ in range(workers):
             self._slots.put({})
@@ -185,7 +185,8 @@ class Session:
             self._slots.put(slot)
 
     def predict(self, image, top: int = 5, source: str | None = None) -> Prediction:
-        """Classify one image: a file path or an RGB ``PIL.Image``."""
+        """Classify one image: a file path or an RGB ``PIL.Image``; ``top`` labels, or every class when the
+        model has fewer."""
         import numpy as np
 
         from rsz_export.images.files import load_rgb
@@ -201,8 +202,9 @@ class Session:
             array = np.repeat(array, self.batch, axis=0)
         logits, latency_ms = self.run(array, chosen)
         name, backend = self.engine_name(chosen.engine)
+        labels = top_labels(logits[0], min(top, len(self.names)), self.names)
         return Prediction(
             source=source or "<image>", original=(image.height, image.width), input=chosen.size,
-            engine=name, backend=backend, profile=chosen.profile, top=top_labels(logits[0], top, self.names),
+            engine=name, backend=backend, profile=chosen.profile, top=labels,
             latency_ms=latency_ms, total_ms=(time.perf_counter() - start) * 1000,
         )

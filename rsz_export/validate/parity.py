@@ -30,7 +30,8 @@ class ParityStats:
     top1: float
     """Fraction of rows whose top-1 class agrees."""
     top5: float
-    """Mean fraction of the reference's top-5 classes that are also in the candidate's top-5."""
+    """Mean fraction of the reference's top-5 classes that are also in the candidate's top-5 (top-C for a model
+    with C < 5 classes)."""
     nonfinite: int
     """NaN/Inf values in the candidate (the reference is checked to have none)."""
     decisive_flips: int = 0
@@ -57,8 +58,8 @@ def _as_logits(array: np.ndarray, what: str) -> np.ndarray:
     array = np.asarray(array)
     if array.ndim == 1:
         array = array[None, :]
-    if array.ndim != 2 or array.shape[1] < TOP_K:
-        raise UsageError(f"{what} logits must be [rows, classes] with >= {TOP_K} classes, got shape {array.shape}")
+    if array.ndim != 2 or array.shape[1] < 1 or array.shape[0] < 1:
+        raise UsageError(f"{what} logits must be [rows, classes] with at least one of each, got shape {array.shape}")
     return array.astype(np.float64)
 
 
@@ -83,11 +84,12 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> ParityStats:
     ref_norm = float(np.linalg.norm(ref))
     norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
     cosines = np.where(norms > 0, (ref * cand).sum(axis=1) / np.where(norms > 0, norms, 1.0), 0.0)
-    ref_top, cand_top = top_k(ref, TOP_K), top_k(cand, TOP_K)
-    overlap = [len(set(r) & set(c)) / TOP_K for r, c in zip(ref_top, cand_top, strict=True)]
+    k = min(TOP_K, ref.shape[1])
+    ref_top, cand_top = top_k(ref, k), top_k(cand, k)
+    overlap = [len(set(r) & set(c)) / k for r, c in zip(ref_top, cand_top, strict=True)]
     flipped = ref_top[:, 0] != cand_top[:, 0]
     ordered = np.sort(ref, axis=1)
-    margin = ordered[:, -1] - ordered[:, -2]
+    margin = ordered[:, -1] - ordered[:, -2] if ref.shape[1] > 1 else np.full(ref.shape[0], np.inf)
     return ParityStats(
         rows=ref.shape[0],
         max_abs=float(diff.max()),

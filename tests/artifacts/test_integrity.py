@@ -125,7 +125,7 @@ def test_reference_weights_with_pickle_payload_are_not_unpickled(damaged, tmp_pa
 
 DESERIALISERS = re.compile(
     r"InferenceSession\(|deserialize_cuda_engine\(|torch\.load\(|pickle\.loads?\(|"
-    r"Image\.open\(|onnx\.load\(|np\.load\(|create_timing_cache\("
+    r"Image\.open\(|onnx\.load\(|np\.load\(|create_timing_cache\(|safetensors_load\("
 )
 
 REVIEWED = {
@@ -171,9 +171,14 @@ REVIEWED = {
         "previous = builder.create_builder_config().create_timing_cache(on_disk)",
     ): "the same cache file re-read under its lock to merge what a concurrent build added",
     (
-        "model/weights.py",
-        'state = torch.load(path, map_location="cpu", weights_only=True)',
-    ): "weights_only=True: tensors only, pickled code refused; sha256 checked first when a manifest names it",
+        "model/checkpoint.py",
+        'return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)',
+    ): "weights_only=True: tensors only, pickled code refused; when a manifest names the file, these very bytes "
+    "were checked against its sha256 first",
+    (
+        "model/checkpoint.py",
+        "return safetensors_load(data)",
+    ): "safetensors: a JSON header and raw tensor bytes, no code by design; same bytes-checked-first rule",
     (
         "images/files.py",
         "image = Image.open(path, formats=ALLOWED_FORMATS)",

@@ -10,6 +10,7 @@ from rsz_export.artifacts.files import atomic_path, atomic_write_text, directory
 from rsz_export.artifacts.manifest import (
     EngineRecord,
     FileRecord,
+    LabelsRecord,
     Manifest,
     WeightsRecord,
     load_manifest,
@@ -21,7 +22,7 @@ from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from rsz_export.shapes import BatchRange
 
 
-def _manifest(plan, engines=()):
+def _manifest(plan, engines=(), num_classes=1000, labels=None):
     return Manifest(
         tool_version="0.1.0",
         command="rsz-export build",
@@ -36,6 +37,8 @@ def _manifest(plan, engines=()):
         engines=tuple(engines),
         cache_key="k",
         keys={"export": "e"},
+        num_classes=num_classes,
+        labels=labels,
     )
 
 
@@ -46,8 +49,10 @@ def _manifest(plan, engines=()):
     st.integers(1, 4),
     st.sampled_from(["free", "square"]),
     st.integers(1, 16),
+    st.integers(1, 30_000),
+    st.booleans(),
 )
-def test_manifest_round_trip(lo, extra, count, aspect, batch):
+def test_manifest_round_trip(lo, extra, count, aspect, batch, num_classes, named):
     plan = plan_profiles(PlanSpec(lo, lo + extra, min(count, extra + 1), BatchRange(1, batch, batch), aspect))
     engine = EngineRecord(
         "ort",
@@ -58,7 +63,8 @@ def test_manifest_round_trip(lo, extra, count, aspect, batch):
         1.5,
         {"a": 1},
     )
-    manifest = _manifest(plan, [engine])
+    labels = LabelsRecord(FileRecord("labels-0123456789ab.txt", "01" * 32, 7), "/x/names.json", "23" * 32)
+    manifest = _manifest(plan, [engine], num_classes, labels if named else None)
     with tempfile.TemporaryDirectory() as out:
         save_manifest(manifest, out)
         assert load_manifest(out) == manifest
@@ -78,6 +84,20 @@ def test_load_manifest_errors(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(IntegrityError, match="malformed"):
         load_manifest(tmp_path)
+
+
+def test_version_1_manifest_reads_as_an_imagenet_build(tmp_path):
+    """Every version-1 build had ImageNet's 1000 classes and no class names of its own: that is how it reads."""
+    data = _manifest(plan_profiles(PlanSpec(224, 320)), num_classes=10).to_dict()
+    for field in ("num_classes", "labels"):
+        del data[field]
+    for field in ("content_sha256", "num_classes"):
+        del data["weights"][field]
+    (tmp_path / "manifest.json").write_text(json.dumps({**data, "schema_version": 1}))
+    manifest = load_manifest(tmp_path)
+    assert manifest.num_classes == 1000 and manifest.labels is None and manifest.weights.num_classes == 1000
+    assert manifest.schema_version == 2 and save_manifest(manifest, tmp_path)  # written back as version 2
+    assert json.loads((tmp_path / "manifest.json").read_text())["num_classes"] == 1000
 
 
 def test_verify_file_detects_tampering(tmp_path):

@@ -49,6 +49,21 @@ def test_analytic_count_matches_torch_flop_counter(torch_and_model, shape):
     assert resnet50_flop(*shape) == counter.get_total_flops()
 
 
+def test_classifier_term_follows_the_head_size(torch_and_model):
+    """A 10-class head: 2 x 2048 x (1000 - 10) FLOP fewer per image, matching torch's own count of that model."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch, torchvision = torch_and_model[0], pytest.importorskip("torchvision")
+    assert resnet50_flop(3, 64, 48) - resnet50_flop(3, 64, 48, num_classes=10) == 3 * 2 * 2048 * 990
+    with torch.device("meta"):
+        model = torchvision.models.resnet50(num_classes=10).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(3, 3, 64, 48, device="meta"))
+    assert resnet50_flop(3, 64, 48, num_classes=10) == counter.get_total_flops()
+    with pytest.raises(UsageError, match="num_classes"):
+        resnet50_flop(1, 224, 224, num_classes=0)
+
+
 def _meta_copy(torch):
     import torchvision
 

@@ -14,7 +14,8 @@ ONNX_CASES = [
     ("wrong channels", {"input_shape": ("batch", 1, "height", "width")}, 2, "has 1 channels (dim 1), expected 3"),
     ("wrong dtype", {"elem": "FLOAT16"}, 2, "input 'images' is FLOAT16, expected FLOAT"),
     ("fixed size outside the plan", {"input_shape": ("batch", 3, 224, 224)}, 2, "height is fixed at 224 but the plan"),
-    ("wrong output", {"output_shape": ("batch", 10)}, 2, "expected one 'logits' of shape [batch,1000]"),
+    ("wrong output", {"output_shape": ("batch", 1000, 1)}, 2,
+     "expected one 'logits' of shape [batch,classes] with a fixed class count"),
     ("no weights metadata, no --weights", {}, 2, "does not say which weights it was exported from"),
 ]
 

@@ -33,6 +33,7 @@ def test_metadata_describes_provenance(onnx_path, engines_dir):
     manifest = load_manifest(engines_dir)
     assert meta["rsz_export.weights_sha256"] == manifest.weights.sha256
     assert meta["rsz_export.size_range"] == "32..4096"
+    assert meta["rsz_export.num_classes"] == "1000" and meta["rsz_export.output"] == "logits[batch,1000] float32"
     versions = json.loads(meta["rsz_export.versions"])
     assert versions["torch"] == torch.__version__.split("+")[0]
     pre = json.loads(meta["rsz_export.preprocessing"])

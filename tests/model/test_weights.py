@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
+from rsz_export.model.checkpoint import load_checkpoint as load_state_dict_file
 from rsz_export.model.weights import (
     build_model,
-    load_state_dict_file,
+    choose_weights,
     pretrained_path,
     reference_from_record,
     resolve_weights,
-    weights_identity,
 )
 
 
@@ -83,10 +83,10 @@ def test_corrupt_and_foreign_weights(tmp_path, random_weights):
         load_state_dict_file(bad)
     other = tmp_path / "other.pt"
     torch.save({"fc.weight": torch.zeros(3, 3)}, other)
-    with pytest.raises(IntegrityError, match="not a ResNet-50"):
+    with pytest.raises(IntegrityError, match="not a torchvision ResNet-50"):
         load_state_dict_file(other)
     with pytest.raises(UsageError, match="neither"):
-        weights_identity(str(tmp_path / "missing.pt"), 0)
+        choose_weights(str(tmp_path / "missing.pt"), 0)
 
 
 def test_pretrained_offline_error_names_the_file(tmp_path, monkeypatch):

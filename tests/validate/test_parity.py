@@ -130,3 +130,14 @@ def test_relative_l2_scales_linearly_and_cosine_stays_bounded(scale, seed):
     two = compare(ref, ref + 2 * scale * noise)
     assert two.rel_l2 == pytest.approx(2 * one.rel_l2, rel=1e-6)
     assert -1.0 - 1e-9 <= two.cosine <= one.cosine <= 1.0 + 1e-9
+
+
+@pytest.mark.parametrize("classes", [1, 2, 3])
+def test_models_with_fewer_classes_than_top_5_compare(classes):
+    ref = np.random.default_rng(classes).normal(0.0, 3.0, size=(4, classes))
+    same = compare(ref, ref)
+    assert (same.top1, same.top5, same.rel_l2, same.decisive_flips) == (1.0, 1.0, 0.0, 0)
+    off = compare(ref, ref + 1e-3)
+    assert off.max_abs == pytest.approx(1e-3) and off.top5 == 1.0  # top-C of C classes always agree
+    with pytest.raises(UsageError, match="at least one of each"):
+        compare(np.zeros((2, 0)), np.zeros((2, 0)))
