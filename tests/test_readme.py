@@ -1,9 +1,12 @@
 """The README's quickstart commands are the ones that work: checked against the Makefile and run for real."""
 
+import json
 import os
 import re
 import subprocess
 import sys
+import sysconfig
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -12,8 +15,24 @@ from tests.helpers import REPO
 
 VENV = Path(sys.prefix)
 STAMP = VENV / ".installed"
+
+
+def _installed_from() -> Path | None:
+    """The checkout this interpreter's editable install points at (pip's direct_url.json), if any."""
+    site = sysconfig.get_paths()["purelib"]  # not the source tree's own egg-info, which sys.path may list first
+    found = list(metadata.distributions(name="rsz-export", path=[site]))
+    if not found:
+        return None
+    record = json.loads(found[0].read_text("direct_url.json") or "{}")
+    url = record.get("url", "")
+    return Path(url.removeprefix("file://")).resolve() if url.startswith("file://") else None
+
+
+INSTALLED_FROM = _installed_from()
 needs_make_install = pytest.mark.skipif(
-    not STAMP.exists(), reason=f"this interpreter ({sys.prefix}) was not set up by `make install`; run `make test`"
+    not STAMP.exists() or INSTALLED_FROM != REPO.resolve(),
+    reason=f"this interpreter ({sys.prefix}) was not set up by `make install` from this checkout "
+    f"(rsz_export is installed from {INSTALLED_FROM}); run `make test`",
 )
 
 
