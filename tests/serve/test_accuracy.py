@@ -10,9 +10,10 @@ from rsz_export.errors import UsageError
 from rsz_export.images.files import load_rgb
 from rsz_export.images.preprocess import crop_input
 from rsz_export.model.imagenet import labels
-from rsz_export.serve.accuracy import class_index, load_labeled, pareto_front, render_sweep, run_sweep
+from rsz_export.serve.accuracy import class_index, load_labeled, pareto_front, run_sweep
 from rsz_export.serve.routing import Route
 from rsz_export.serve.session import Session
+from rsz_export.serve.sweep_report import render_sweep
 from rsz_export.shapes import Resolution
 
 
