@@ -83,7 +83,8 @@ class Display:
 @backend_option
 @threads_option
 @json_option("every prediction")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write one row per image as CSV.")
+@click.option("--csv", "csv_path", metavar="PATH", type=click.Path(dir_okay=False),
+              help="Write one row per image as CSV (rewritten as the run goes).")
 @handles_errors
 def predict(paths, top, preprocess, size, oversize, stride, backend, threads, json_path, csv_path):
     """Classify images of any size through the engines in DIR (default ./engines).
