@@ -125,6 +125,52 @@ def wrapped_checkpoints(tmp_path_factory) -> tuple[dict, dict[str, Path]]:
     return state, save_wrapped(state, sgd_state(model), tmp_path_factory.mktemp("wrapped"))
 
 
+@pytest.fixture(scope="session")
+def colour_engines(tmp_path_factory) -> Path:
+    """Like ``tiny_engines`` (224..800, 4 profiles), with profiles taking batches of 1..4 and a stand-in whose
+    logits for classes 0, 1 and 2 are the input's mean red, green and blue (normalised; every other class 0):
+    what it predicts depends on the pixels that reached it, so tests can tell which preprocessing ran (a red
+    image is class 0, tench; green 1, goldfish; blue 2, great white shark)."""
+    import numpy as np
+
+    from rsz_export.build.pipeline import BuildSpec, build
+    from rsz_export.plan.profiles import PlanSpec, plan_profiles
+    from rsz_export.shapes import BatchRange
+
+    out = tmp_path_factory.mktemp("colour-engines")
+    weights = np.zeros((3, 1000), dtype=np.float32)
+    weights[[0, 1, 2], [0, 1, 2]] = 1.0
+    model = tiny_onnx(out.parent / "colour.onnx", metadata=RANDOM_METADATA, weights=weights)
+    plan = plan_profiles(PlanSpec(224, 800, batch=BatchRange(1, 4, 4)))
+    build(BuildSpec(plan, out, backend="onnxruntime", onnx=model, command="pytest colour fixture"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def mixed_photos(tmp_path_factory) -> Path:
+    """200 flat-colour images from 64x64 to 4000x3000 (JPEG and PNG, several aspect ratios), made once per
+    session: flat colours compress to a few KB at any size, so making and decoding them stays cheap."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("mixed-photos")
+    colours = ((220, 30, 30), (30, 200, 40), (30, 40, 220))
+    for i in range(200):
+        h, w = mixed_size(i)
+        kind = "jpg" if i % 2 or h * w > 2_000_000 else "png"  # big PNGs are slow to write and to read
+        Image.new("RGB", (w, h), colours[i % 3]).save(folder / f"{i:03d}.{kind}")
+    return folder
+
+
+def mixed_size(i: int) -> tuple[int, int]:
+    """(h, w) of image i of ``mixed_photos``: the longer side grows geometrically from 64 (i = 0, square) to
+    4000 (i = 199, 3000x4000), the aspect ratio (h:w) cycling through 1:1, 4:3, 9:16, 3:2 and 3:4."""
+    longer = round(64 * (4000 / 64) ** (i / 199))
+    h_over_w = (1.0, 4 / 3, 9 / 16, 3 / 2, 3 / 4)[i % 5]
+    if h_over_w <= 1:
+        return max(1, round(longer * h_over_w)), longer
+    return longer, max(1, round(longer / h_over_w))
+
+
 REAL_MODEL_FIXTURES = {"engines_dir", "small_engines_dir", "onnx_path", "engines_copy", "reference_weights",
                        "fast_engines", "damaged", "random_weights"}  # fmt: skip
 """Fixtures that export, build or run the real ResNet-50 (seeded weights are calibrated by running it): a test

@@ -118,8 +118,10 @@ def tiny_onnx(
     elem="FLOAT",
     output_shape=("batch", 1000),
     metadata: dict | None = None,
+    weights=None,
 ) -> Path:
-    """A small stand-in model: global average pool, then a [C,1000] MatMul (input rank 4) or a Flatten."""
+    """A small stand-in model: global average pool, then a [C,1000] MatMul (input rank 4) or a Flatten.
+    ``weights`` is the MatMul's [C,1000] matrix (default: all ones, so every class gets the same logit)."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper, save
 
@@ -128,7 +130,8 @@ def tiny_onnx(
     nodes = [helper.make_node("ReduceMean", [input_name, "axes"], ["pooled"], keepdims=0)]
     inits = [numpy_helper.from_array(np.arange(2, len(input_shape), dtype=np.int64), "axes")]
     nodes.append(helper.make_node("MatMul", ["pooled", "w"], ["logits"]))
-    inits.append(numpy_helper.from_array(np.ones((channels, output_shape[-1]), dtype=np.float32), "w"))
+    matrix = np.ones((channels, output_shape[-1]), dtype=np.float32) if weights is None else weights
+    inits.append(numpy_helper.from_array(np.asarray(matrix, dtype=np.float32), "w"))
     graph = helper.make_graph(
         nodes,
         "tiny",

@@ -26,6 +26,7 @@ PURE = (
     "rsz_export.bench.stats",
     "rsz_export.bench.flops",
     "rsz_export.serve.routing",
+    "rsz_export.serve.policy",
     "rsz_export.backends.trt_support",
     "rsz_export.build.keys",
 )

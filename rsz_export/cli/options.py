@@ -81,6 +81,15 @@ sizes_option = click.option("--sizes", help="Sizes, comma-separated: 224 (square
 batches_option = click.option("--batches", help="Batch sizes to run, comma-separated, e.g. 1,8. Default: 1.")
 
 
+def preprocess_help(default: str) -> str:
+    """What ``--preprocess`` means, the same for every command that turns image files into inputs."""
+    return (
+        "native: each image at its own size (refused when no profile covers it); fit: aspect ratio kept, resized "
+        "into the range when outside it; crop: the weights' evaluation transform (shorter side to S/0.875, centre "
+        f"S). {default}"
+    )
+
+
 def json_option(what: str = "every result"):
     """``--json PATH``: ``what`` as JSON in PATH, or on stdout with ``-`` (then instead of the table)."""
     return click.option(

@@ -1,61 +1,122 @@
-"""``rsz-export predict``: classify image files through the engine and profile that fit each one."""
+"""``rsz-export predict``: classify image files (or folders of them) through the engine and profile that fit each."""
 
 from __future__ import annotations
 
-import json
+import sys
 
 import click
 
-from rsz_export.cli.common import check_writable, console, handles_errors, write_report
-from rsz_export.cli.options import backend_option, json_option, threads_option
-from rsz_export.serve.routing import OVERSIZE_POLICIES, STRIDE_POLICIES
+from rsz_export.cli.common import check_writable, console, handles_errors, parse_or_usage
+from rsz_export.cli.options import backend_option, json_option, preprocess_help, threads_option
+from rsz_export.errors import UsageError
+from rsz_export.serve.policy import PREPROCESS_MODES
+from rsz_export.serve.routing import STRIDE_POLICIES
+
+OVERSIZE_MODES = {"error": "native", "shrink": "fit"}
+"""The older ``--oversize`` option, kept as another name for two policies."""
+HOW = {"none": "at its own size", "shrink": "shrunk to {}", "upscale": "upscaled to {}", "crop": "cropped to {}"}
 
 
 def render_prediction(p) -> str:
-    """One image's answer: where it ran, how long it took, then its top labels."""
-    original = f"{p.original[0]}x{p.original[1]}"
-    size = original if str(p.input) == original else f"{original} -> {p.input}"
+    """One image's answer: its size and what was done to it, where it ran, how long it took, its top labels."""
+    how = HOW[p.resize].format(p.input)
+    batch = f", batch of {p.batch}" if p.batch > 1 else ""
     head = (
-        f"{p.source}: {size}, engine {p.engine} ({p.backend}) profile {p.profile}, {p.latency_ms:.1f} ms "
-        f"(total {p.total_ms:.1f} ms)"
+        f"{p.source}: {p.original[0]}x{p.original[1]} {how} ({p.preprocess}), engine {p.engine} ({p.backend}) "
+        f"profile {p.profile}{batch}, {p.latency_ms:.1f} ms (total {p.total_ms:.1f} ms)"
     )
     return "\n".join([head] + [f"  {label.score:7.2%}  {label.name} ({label.index})" for label in p.top])
+
+
+def choose_mode(preprocess: str | None, oversize: str | None) -> str:
+    """The policy from ``--preprocess`` and the older ``--oversize`` (default: fit)."""
+    if oversize is None:
+        return preprocess or "fit"
+    if preprocess is not None and preprocess != OVERSIZE_MODES[oversize]:
+        raise UsageError(f"--oversize {oversize} means --preprocess {OVERSIZE_MODES[oversize]}: give one")
+    return OVERSIZE_MODES[oversize]
+
+
+class Display:
+    """Each answer on stdout (unless the JSON goes there), each skipped image on stderr, and a progress bar on
+    stderr when it is a terminal, there is more than one image and -q is not given."""
+
+    def __init__(self, total: int, table: bool):
+        self.table, self.skipped, self.classified = table, [], 0
+        shown = total > 1 and console().verbosity >= 0 and sys.stderr.isatty()
+        self.bar = click.progressbar(length=total, label="images", file=sys.stderr, show_pos=True) if shown else None
+
+    def __enter__(self) -> Display:
+        if self.bar:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar:
+            self.bar.__exit__(*exc)
+
+    def add(self, outcome, warn_skipped: bool) -> None:
+        if self.bar:
+            click.echo("\r\033[K", nl=False, err=True)  # clear the bar's line; update() draws it again below
+        if hasattr(outcome, "reason"):
+            self.skipped.append(outcome)
+            if warn_skipped:
+                console().warn(f"skipped {outcome.source}: {outcome.reason}")
+        else:
+            self.classified += 1
+            if self.table:
+                click.echo(render_prediction(outcome))
+        if self.bar:
+            self.bar.update(1)
 
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(), metavar="[DIR] IMAGE...")
 @click.option("--top-k", "top", type=click.IntRange(min=1), default=5, show_default=True,
               help="Labels per image (every class when the model has fewer).")
-@click.option("--oversize", type=click.Choice(OVERSIZE_POLICIES), default="error", show_default=True,
-              help="An image outside every profile: error (naming the covered range) or shrink (resize it in).")
+@click.option("--preprocess", type=click.Choice(PREPROCESS_MODES), help=preprocess_help("Default: fit."))
+@click.option("--size", help="fit: the shorter side to aim for (e.g. 320); crop: the crop, 224 or HxW "
+              "(default: the plan's first opt point).")
+@click.option("--oversize", type=click.Choice(tuple(OVERSIZE_MODES)),
+              help="Older name: error is --preprocess native, shrink is --preprocess fit.")
 @click.option("--stride", type=click.Choice(STRIDE_POLICIES), default="exact", show_default=True,
-              help="exact: run each image at its own size; snap: round sides to multiples of 32 first.")
+              help="native/fit: exact runs the size as it is; snap rounds sides to multiples of 32 first.")
 @backend_option
 @threads_option
 @json_option("every prediction")
+@click.option("--csv", "csv_path", metavar="PATH", type=click.Path(dir_okay=False),
+              help="Write one row per image as CSV (rewritten as the run goes).")
 @handles_errors
-def predict(paths, top, oversize, stride, backend, threads, json_path):
-    """Classify images of any size in range, through the engines in DIR (default ./engines).
+def predict(paths, top, preprocess, size, oversize, stride, backend, threads, json_path, csv_path):
+    """Classify images of any size through the engines in DIR (default ./engines).
 
-    DIR is taken as the engines folder when it holds a manifest. Each image keeps its own size when a profile
-    covers it and goes to the covering profile with the least compute; prints the top labels with
-    probabilities, the engine and profile that served it, and latency. A folder given as IMAGE stands for the
-    image files under it (other files are skipped with a warning).
+    DIR is taken as the engines folder when it holds a manifest; a folder given as IMAGE stands for every file
+    under it. By default (--preprocess fit) an image runs at its own size when a profile covers it, and is
+    otherwise resized with its aspect ratio kept into the profile that fits it; each line says what was done
+    (original size, size run, profile), then the top labels. An unusable file found in a folder is skipped
+    with its reason; one named on the command line makes the exit code non-zero after the others ran. Images
+    of the same run size share one inference call up to the profile's max batch. --json/--csv are rewritten
+    as the run goes, so an interrupted run keeps what it did.
     """
-    from rsz_export.serve.predict import predict_files, split_arguments
+    from rsz_export.serve.policy import Preprocess
+    from rsz_export.serve.predict import final_error, predict_files, split_arguments
+    from rsz_export.serve.results import ResultFiles
     from rsz_export.serve.session import Session
+    from rsz_export.shapes import Resolution
 
     arguments = split_arguments(paths)
-    check_writable(json_path)
-    results = []
-    quiet_table = json_path == "-"
-    with Session(arguments.engines_dir, backend=backend, oversize=oversize, stride=stride, threads=threads) as session:
-        for prediction in predict_files(session, arguments, top, console().warn):
-            results.append(prediction)
-            if not quiet_table:
-                click.echo(render_prediction(prediction))
-    document = {"engines": arguments.engines_dir, "predictions": [p.to_dict() for p in results]}
-    write_report(json_path, json.dumps(document, indent=2) + "\n")
+    policy = Preprocess(choose_mode(preprocess, oversize), parse_or_usage(Resolution.parse, size, "--size"), stride)
+    check_writable(json_path, csv_path)
+    total = len(arguments.images)
+    with Session(arguments.engines_dir, backend=backend, preprocess=policy, threads=threads) as session:
+        header = {"engines": arguments.engines_dir, "preprocess": session.preprocess.describe(), "images": total}
+        with ResultFiles(json_path, csv_path, header) as files, Display(total, json_path != "-") as display:
+            for outcome in predict_files(session, arguments, top):
+                files.add(outcome)
+                display.add(outcome, warn_skipped=total > 1)
+    error = final_error(display.skipped, display.classified, total)
+    if error:
+        raise error
 
 
 COMMANDS = (predict,)

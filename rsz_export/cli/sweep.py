@@ -1,4 +1,4 @@
-"""``rsz-export sweep``: accuracy and latency per input resolution for the built engines."""
+"""``rsz-export sweep``: accuracy and latency per preprocessing policy and input resolution for the built engines."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import click
 
 from rsz_export.cli.common import check_writable, console, emit, handles_errors, parse_or_usage
-from rsz_export.cli.options import backend_option, engines_dir_argument, images_option, json_option
+from rsz_export.cli.options import backend_option, engines_dir_argument, images_option, json_option, preprocess_help
 from rsz_export.model.imagenet import CROP_RATIO
 
 
@@ -15,24 +15,41 @@ from rsz_export.model.imagenet import CROP_RATIO
 @engines_dir_argument
 @images_option("Labeled images in class sub-folders: DIR/<class name or index>/<files>, class names as the build "
                "has them (its --labels, else ImageNet's).", required=True)
-@click.option("--sizes", required=True, help="Comma-separated sizes to evaluate, e.g. 224,256,288,320 or 227x341.")
+@click.option("--preprocess", "modes", default="crop", show_default=True,
+              help="Policies to compare, comma-separated (e.g. crop,fit). " + preprocess_help("Fit at S sets the "
+                   "shorter side to S."))
+@click.option("--sizes", help="Sizes S to evaluate, e.g. 224,256,288,320 (crop also takes 227x341). "
+              "Default: the plan's min, each profile's opt point, and its max.")
 @click.option("--crop-ratio", type=click.FloatRange(0.1, 1.0), default=CROP_RATIO, show_default=True,
-              help="Resize to size / ratio, then centre-crop the size (the weights' evaluation transform).")
+              help="crop: resize to S / ratio, then centre-crop S (the weights' evaluation transform).")
 @backend_option
 @json_option("the rows")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Draw top-1 against size and against latency (PNG; needs matplotlib).")
 @handles_errors
-def sweep(engines_dir, images_dir, sizes, crop_ratio, backend, json_path):
-    """Top-1/top-5 accuracy and latency per input size for the built engines, with the Pareto front marked."""
-    from rsz_export.serve.accuracy import load_labeled, render_sweep, rows_to_json, run_sweep
+def sweep(engines_dir, images_dir, modes, sizes, crop_ratio, backend, json_path, plot_path):
+    """Top-1/top-5 accuracy and latency per preprocessing policy and input size for the built engines, side by
+    side, with the Pareto front marked: "square crop or kept aspect, and at what size?" for your own images."""
+    from rsz_export.serve import sweep_report
+    from rsz_export.serve.accuracy import load_labeled, run_sweep, sweep_sizes
+    from rsz_export.serve.policy import parse_modes
     from rsz_export.serve.session import Session
     from rsz_export.shapes import parse_sizes
 
+    policies = parse_or_usage(parse_modes, modes, "--preprocess")
     size_list = parse_or_usage(parse_sizes, sizes, "--sizes")
-    check_writable(json_path)
+    check_writable(json_path, plot_path)
+    if plot_path:
+        sweep_report.check_plot_available()
     with Session(engines_dir, backend=backend) as session:
         data = load_labeled(images_dir, session.names)
-        rows = run_sweep(session, data, size_list, crop_ratio, console().debug)
-    emit(render_sweep(rows, data), json_path, lambda: json.dumps(rows_to_json(rows, data), indent=2) + "\n")
+        size_list = size_list or sweep_sizes(session.manifest.plan)
+        rows = run_sweep(session, data, size_list, policies, crop_ratio, console().debug)
+    if plot_path:
+        sweep_report.plot(rows, plot_path, f"{len(data.items)} image(s) from {data.root}")
+        console().info(f"plot written to {plot_path}")
+    emit(sweep_report.render_sweep(rows, data), json_path,
+         lambda: json.dumps(sweep_report.rows_to_json(rows, data), indent=2) + "\n")
 
 
 COMMANDS = (sweep,)

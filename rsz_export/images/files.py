@@ -49,16 +49,21 @@ def _open_checked(path: Path):
 
 
 def load_rgb(path: str | Path):
-    """Decode an image file into an RGB ``PIL.Image`` (EXIF rotation applied); IntegrityError if it cannot be."""
+    """Decode an image file into an 8-bit RGB ``PIL.Image``; IntegrityError if it cannot be.
+
+    EXIF rotation is applied; an animation gives its first frame; grey, palette, CMYK and 16-bit images are
+    converted and transparency is flattened (``images.preprocess.to_rgb``)."""
     from PIL import Image, ImageOps
+
+    from rsz_export.images.preprocess import to_rgb
 
     path = Path(path)
     try:
         with _open_checked(path) as image:
             image.seek(0)
             image.load()
-            upright = ImageOps.exif_transpose(image)
-            return upright.convert("RGB")
+            ImageOps.exif_transpose(image, in_place=True)  # no copy of a camera photo's pixels when upright
+            return to_rgb(image)
     except IntegrityError:
         raise
     except FileNotFoundError:

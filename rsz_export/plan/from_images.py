@@ -9,7 +9,7 @@ it to 0 for backends without profiles, such as ONNX Runtime on CPU).
 
 The proposal:
   * range: the smallest multiple-of-32 range whose sides cover ``coverage`` of the images (shorter side
-    >= min and longer side <= max); the others are resized into it at serving time (``oversize=shrink``)
+    >= min and longer side <= max); the others are resized into it at serving time (``--preprocess fit``)
     and costed at that size;
   * profiles (aspect free, every profile starts at min): K bands of the longer side; the band edges
     (multiples of 32) and the opt points minimise the expected cost exactly (dynamic programming over

@@ -1,30 +1,37 @@
-"""Accuracy against input resolution: top-1/top-5 and latency per size for every built engine, Pareto front marked.
+"""Accuracy against input resolution and preprocessing: top-1/top-5 and latency per engine, policy and size,
+Pareto front marked.
 
 Labels come from an ImageFolder layout: ``LABELED_DIR/<class>/<image>``, where ``<class>`` is one of the build's
 class names (its ``--labels``, or ImageNet's as in ``rsz_export/data/imagenet_classes.txt`` for a 1000-class
 build without them; case and ``_``/``-`` for spaces do not matter) or a class index 0..classes-1.
 
-Preprocessing at size S (HxW) is the weights' evaluation transform scaled to S (``preprocess.crop_input``):
-resize (bilinear, antialiased, aspect ratio kept) so the image covers S / ``crop_ratio`` (shorter side 256
-for S = 224 with the standard 0.875), then take the centre S. Every image is decoded once and run at every
-size on every engine; latency is the median of the per-image inference calls at batch 1 (the first call per
-engine and size, which pays one-off allocation, is left out when there are two or more images).
+Each cell is an engine, a preprocessing policy (``serve.policy``, the same code predict runs) and a size S:
+
+* ``crop`` at S: the weights' evaluation transform scaled to S: resize so the image covers S / ``crop_ratio``
+  (shorter side 256 for S = 224 with the standard 0.875), then take the centre S;
+* ``fit`` at S: the whole image, aspect ratio kept, its shorter side at S (fitted into the engine's profiles
+  when its longer side would not fit: a wide image at a size near the top of the range runs smaller);
+* ``native``: every image at its own size (one cell per engine, whatever the sizes; images no profile covers
+  are counted as skipped).
+
+A crop or fit cell whose SxS no profile of the engine covers gets a row with no numbers. Every image is decoded
+once and run in every cell; latency is the median of the per-image inference calls at the profiles' smallest
+batch (the first call of a cell, which pays one-off allocation, is left out when there are two or more images).
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rsz_export.errors import UsageError
 from rsz_export.images.files import image_files, load_rgb
-from rsz_export.images.preprocess import crop_input
 from rsz_export.model.imagenet import CROP_RATIO
 from rsz_export.model.labels import normal_name
 from rsz_export.plan.profiles import route
-from rsz_export.serve.routing import Route
+from rsz_export.serve.policy import Preprocess
 from rsz_export.shapes import Resolution
 from rsz_export.validate.parity import top_k
 
@@ -85,21 +92,22 @@ def load_labeled(root: str | Path, names: Sequence[str] | None = None) -> Labele
 
 @dataclass(frozen=True)
 class SweepRow:
-    """One engine at one size: accuracy over the labeled set and per-image latency."""
+    """One engine, policy and size: accuracy over the labeled set, per-image latency, mean input megapixels.
+    ``profile`` is the one that runs a crop; fit and native route each image by its own size (None)."""
 
     engine: str
     backend: str
+    preprocess: str
     size: str
+    covered: bool
     profile: int | None
     images: int
+    skipped: int
     top1: float | None
     top5: float | None
     latency_ms: float | None
+    megapixels: float | None
     pareto: bool = False
-
-    @property
-    def covered(self) -> bool:
-        return self.profile is not None
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
@@ -113,86 +121,89 @@ def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
 
 
 def mark_pareto(rows: list[SweepRow]) -> list[SweepRow]:
-    """Rows with ``pareto`` set on the covered rows no other covered row beats on top-1 and latency."""
-    covered = [i for i, r in enumerate(rows) if r.covered]
-    flags = pareto_front([(rows[i].top1, rows[i].latency_ms) for i in covered])
-    front = {i for i, flag in zip(covered, flags) if flag}
+    """Rows with ``pareto`` set on the measured rows no other measured row beats on top-1 and latency."""
+    measured = [i for i, r in enumerate(rows) if r.top1 is not None]
+    flags = pareto_front([(rows[i].top1, rows[i].latency_ms) for i in measured])
+    front = {i for i, flag in zip(measured, flags) if flag}
     return [replace(r, pareto=i in front) for i, r in enumerate(rows)]
+
+
+def sweep_sizes(plan) -> list[Resolution]:
+    """The sizes a sweep runs by default: the plan's min, each profile's opt point, and its max."""
+    sides = {plan.min_size, plan.max_size} | {p.opt.h for p in plan.profiles if p.opt.h == p.opt.w}
+    return [Resolution(s, s) for s in sorted(sides)]
 
 
 class _Tally:
     def __init__(self):
-        self.top1 = self.top5 = 0
+        self.top1 = self.top5 = self.skipped = 0
         self.latencies: list[float] = []
+        self.pixels: list[int] = []
 
-    def add(self, logits, label: int, latency_ms: float) -> None:
+    def add(self, logits, label: int, latency_ms: float, pixels: int) -> None:
         order = top_k(logits, 5)[0].tolist()
         self.top1 += int(order[0] == label)
         self.top5 += int(label in order)
         self.latencies.append(latency_ms)
+        self.pixels.append(pixels)
 
     def latency(self) -> float:
         timed = self.latencies[1:] if len(self.latencies) > 1 else self.latencies
         return statistics.median(timed)
 
 
-def run_sweep(
-    session, labeled: LabeledSet, sizes: list[Resolution], crop_ratio: float = CROP_RATIO, log=lambda message: None
-) -> list[SweepRow]:
-    """Every engine of ``session`` at every size over ``labeled``; sizes no profile of an engine covers get a row
-    with no numbers. Returns rows in engine-then-size order with the Pareto front marked."""
-    import numpy as np
+@dataclass
+class _Cell:
+    engine: int
+    policy: Preprocess
+    candidates: tuple
+    profile: int | None
+    covered: bool
+    tally: _Tally = field(default_factory=_Tally)
 
-    cells = {}
+    def measure(self, session, image, label: int) -> None:
+        try:
+            ready = self.policy.prepare(image, self.candidates, session.batch)
+        except UsageError:  # fit: an aspect ratio no profile holds; native: a size no profile covers
+            self.tally.skipped += 1
+            return
+        logits, latency_ms = session.infer([ready])
+        self.tally.add(logits[0], label, latency_ms, ready.route.size.pixels)
+
+    def row(self, session) -> SweepRow:
+        name, backend = session.engine_name(self.engine)
+        t, size = self.tally, "native" if self.policy.size is None else str(self.policy.size)
+        count = len(t.latencies)
+        head = (name, backend, self.policy.mode, size, self.covered, self.profile, count, t.skipped)
+        if not count:
+            return SweepRow(*head, None, None, None, None)
+        return SweepRow(*head, t.top1 / count, t.top5 / count, t.latency(), statistics.mean(t.pixels) / 1e6)
+
+
+def _cells(session, sizes: list[Resolution], modes: tuple[str, ...], crop_ratio: float) -> list[_Cell]:
+    """Engine by engine, size by size, policy by policy (native: once per engine, after the sizes)."""
+    cells = []
     for e in range(len(session.engines)):
-        mine = [c for c in session.candidates if c.engine == e]
+        mine = tuple(c for c in session.candidates if c.engine == e)
         for size in sizes:
             hit = route([c.shape for c in mine], session.batch, size.h, size.w)
-            cells[(e, size)] = (None if hit is None else mine[hit].profile, _Tally())
+            for mode in (m for m in modes if m != "native"):
+                profile = mine[hit].profile if hit is not None and mode == "crop" else None
+                cells.append(_Cell(e, Preprocess(mode, size, crop_ratio=crop_ratio), mine, profile, hit is not None))
+        if "native" in modes:
+            cells.append(_Cell(e, Preprocess("native", crop_ratio=crop_ratio), mine, None, True))
+    return cells
+
+
+def run_sweep(session, labeled: LabeledSet, sizes: list[Resolution], modes: tuple[str, ...] = ("crop",),
+              crop_ratio: float = CROP_RATIO, log=lambda message: None) -> list[SweepRow]:
+    """Every engine of ``session`` under every policy in ``modes`` at every size over ``labeled``; returns rows
+    in engine, size, policy order with the Pareto front marked (see the module docstring)."""
+    cells = _cells(session, sizes, modes, crop_ratio)
     for n, (path, label) in enumerate(labeled.items, 1):
         image = load_rgb(path)
-        for size in sizes:
-            feed = crop_input(image, size, crop_ratio)
-            feed = np.repeat(feed, session.batch, axis=0) if session.batch > 1 else feed
-            for (e, s), (profile, tally) in cells.items():
-                if s == size and profile is not None:
-                    logits, ms = session.run(feed, Route(e, profile, size, True))
-                    tally.add(logits[0], label, ms)
+        for cell in cells:
+            if cell.covered:
+                cell.measure(session, image, label)
         log(f"[{n}/{len(labeled.items)}] {path}")
-    return mark_pareto([_row(session, e, size, profile, tally) for (e, size), (profile, tally) in cells.items()])
-
-
-def _row(session, engine: int, size: Resolution, profile: int | None, tally: _Tally) -> SweepRow:
-    name, backend = session.engine_name(engine)
-    count = len(tally.latencies)
-    if profile is None or not count:
-        return SweepRow(name, backend, str(size), None, 0, None, None, None)
-    return SweepRow(name, backend, str(size), profile, count, tally.top1 / count, tally.top5 / count, tally.latency())
-
-
-def render_sweep(rows: list[SweepRow], labeled: LabeledSet) -> str:
-    """The sweep as a table; ``*`` marks the Pareto front (no other row is both more accurate and faster)."""
-    lines = [
-        f"{len(labeled.items)} image(s) in {len(labeled.classes)} class(es) from {labeled.root}"
-        + (f"; skipped {len(labeled.skipped)} unreadable file(s)" if labeled.skipped else ""),
-        f"{'engine':<18} {'size':<10} {'profile':>7} {'top-1':>7} {'top-5':>7} {'p50 ms':>9}  pareto",
-    ]
-    for r in rows:
-        if not r.covered:
-            lines.append(f"{r.engine:<18} {r.size:<10} {'-':>7} {'outside every profile of this engine':>34}")
-            continue
-        lines.append(
-            f"{r.engine:<18} {r.size:<10} {r.profile:>7} {r.top1:>7.1%} {r.top5:>7.1%} "
-            f"{r.latency_ms:>9.2f}  {'*' if r.pareto else ''}"
-        )
-    lines.append("pareto *: no other engine/size is both at least as accurate (top-1) and at least as fast")
-    return "\n".join(lines)
-
-
-def rows_to_json(rows: list[SweepRow], labeled: LabeledSet) -> dict:
-    return {
-        "images": len(labeled.items),
-        "classes": len(labeled.classes),
-        "skipped": len(labeled.skipped),
-        "rows": [asdict(r) for r in rows],
-    }
+    return mark_pareto([cell.row(session) for cell in cells])

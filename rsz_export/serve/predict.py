@@ -1,17 +1,27 @@
 """Classifying image files: which arguments name the engines folder and which the images, and each file's
-prediction (a file found in a folder that is not a readable image is skipped with its reason)."""
+prediction or the reason it was skipped. One bad file never stops the others.
+
+Images routed to the same engine, profile and size are run together, up to the profile's max batch (a plan
+built with ``--batch 1`` runs each image at once). While images wait for companions, their inputs are held in
+memory up to ``MAX_PENDING_PIXELS``; past that the oldest group runs as it is.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from rsz_export.artifacts.manifest import MANIFEST_NAME
-from rsz_export.errors import IntegrityError, UsageError
+from rsz_export.errors import IntegrityError, RszError, UsageError
 from rsz_export.images.files import list_files, load_rgb
+from rsz_export.serve.routing import Route
+from rsz_export.serve.session import Pending, Prediction
 
 DEFAULT_DIR = "engines"
+MAX_PENDING_PIXELS = 16_000_000
+"""Input pixels held back for batching at most (about 190 MB of float32 feeds)."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +31,20 @@ class ImageArguments:
     engines_dir: str
     images: tuple[Path, ...]
     from_folders: frozenset[Path]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An image that was not classified: its name, why, whether it was named on the command line (rather than
+    found in a folder), and the error (whose exit code a run ends with when the image was named)."""
+
+    source: str
+    reason: str
+    named: bool
+    error: RszError
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "reason": self.reason}
 
 
 def split_arguments(paths: Sequence[str]) -> ImageArguments:
@@ -42,23 +66,66 @@ def split_arguments(paths: Sequence[str]) -> ImageArguments:
     return ImageArguments(engines_dir, tuple(images), frozenset(from_folders))
 
 
-def predict_files(
-    session, arguments: ImageArguments, top: int, warn: Callable[[str], None] = lambda message: None
-) -> Iterator:
-    """Each image's Prediction, in order. A file given by name must be a readable image (IntegrityError
-    otherwise); one found in a folder that is not is skipped with a warning. UsageError when no file was."""
-    done = 0
+class Batcher:
+    """Groups pending images by route; a group is ready when it reaches its route's ``limit`` (max batch), and
+    the oldest groups go early while the images waiting hold more than ``max_pixels`` input pixels."""
+
+    def __init__(self, limit: Callable[[Route], int], max_pixels: int = MAX_PENDING_PIXELS):
+        self.limit, self.max_pixels = limit, max_pixels
+        self.groups: dict[Route, list[Pending]] = {}  # insertion order: oldest first
+        self.pixels = 0
+
+    def add(self, item: Pending) -> list[list[Pending]]:
+        """Queue ``item``; the groups now ready to run."""
+        chosen = item.input.route
+        self.groups.setdefault(chosen, []).append(item)
+        self.pixels += chosen.size.pixels
+        ready = [self._pop(chosen)] if len(self.groups[chosen]) >= self.limit(chosen) else []
+        while self.groups and self.pixels > self.max_pixels:
+            ready.append(self._pop(next(iter(self.groups))))
+        return ready
+
+    def drain(self) -> list[list[Pending]]:
+        """Every group still waiting, oldest first."""
+        return [self._pop(chosen) for chosen in list(self.groups)]
+
+    def _pop(self, chosen: Route) -> list[Pending]:
+        group = self.groups.pop(chosen)
+        self.pixels -= chosen.size.pixels * len(group)
+        return group
+
+
+def predict_files(session, arguments: ImageArguments, top: int,
+                  max_pending_pixels: int = MAX_PENDING_PIXELS) -> Iterator[Prediction | Skipped]:
+    """A Prediction or a Skipped for every image of ``arguments``, as each is done (batched images come out
+    together, so the order can differ from the arguments'). An image that cannot be read or cannot run under
+    the session's policy is a Skipped; problems with the engines themselves stop the run."""
+    batcher = Batcher(session.max_batch, max_pending_pixels)
     for path in arguments.images:
+        started = time.perf_counter()
         try:
-            image = load_rgb(path)
-        except IntegrityError as exc:
-            if path not in arguments.from_folders:
-                raise
-            warn(f"skipped {path}: {exc.message}")
+            ready = batcher.add(Pending(str(path), session.prepare(load_rgb(path)), started))
+        except (IntegrityError, UsageError) as exc:
+            yield Skipped(str(path), exc.message, path not in arguments.from_folders, exc)
             continue
-        done += 1
-        yield session.predict(image, top, source=str(path))
-    if not done:
-        raise UsageError(
-            f"none of the {len(arguments.images)} file(s) given is a readable image", hint="give JPEG/PNG files"
-        )
+        for group in ready:
+            yield from session.classify(group, top)
+    for group in batcher.drain():
+        yield from session.classify(group, top)
+
+
+def final_error(skipped: Sequence[Skipped], classified: int, total: int) -> RszError | None:
+    """How a run over ``total`` images ends: with the error of an image named on the command line that could
+    not be used (the only image: its own error; several: a count and the first reason), with a UsageError when
+    nothing was classified, else None. Images skipped from folders alone are not an error."""
+    named = [s for s in skipped if s.named]
+    if named and total == 1:
+        return named[0].error
+    if named:
+        first = named[0].error
+        return type(first)(f"{len(named)} of the {total} image(s) named could not be used; the first, "
+                           f"{named[0].source}: {first.message}", hint=first.hint)
+    if not classified:
+        return UsageError(f"none of the {total} file(s) given could be classified (each was skipped, see above)",
+                          hint="give JPEG/PNG images within what the engines' range can hold")
+    return None

@@ -1,8 +1,10 @@
 """Serving images of any size from built engines: preprocess, route to an engine and profile, infer, label.
 
 What ``Session.predict`` does to an image: decode it (``images.files.load_rgb``: EXIF rotation applied, RGB),
-route it (``routing``: its own size when a profile covers it, else by the ``oversize`` policy), resize only
-when routing asked for another size, normalise (``images.preprocess``), run, and report the top classes.
+turn it into an input by the session's preprocessing policy (``serve.policy.Preprocess``: ``native`` by
+default, which refuses an image no profile covers; ``fit`` resizes it in, ``crop`` takes the evaluation crop),
+run it, and report the top classes. ``prepare`` and ``classify`` split those steps so that images routed to the
+same engine, profile and size can share one batch (up to the profile's max batch).
 
 Thread safety: a Session holds ``workers`` slots, each with its own runner per engine (its own ONNX Runtime
 session or TensorRT execution context). A call takes a free slot for its whole run and gives it back, so no
@@ -16,13 +18,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from rsz_export.artifacts.files import readers_lock
 from rsz_export.artifacts.manifest import load_manifest
 from rsz_export.backends import load_backend, require_backend
-from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError, check_choice, check_int
+from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError, check_int
 from rsz_export.interface import MAX_NUM_CLASSES
-from rsz_export.serve.routing import OVERSIZE_POLICIES, STRIDE_POLICIES, Candidate, Route, choose_route
+from rsz_export.serve.policy import ModelInput, Preprocess
+from rsz_export.serve.routing import Candidate, Route
 from rsz_export.shapes import Resolution
 from rsz_export.validate.parity import top_k
 
@@ -42,7 +46,9 @@ class Label:
 
 @dataclass(frozen=True)
 class Prediction:
-    """The answer for one image: top-k labels, where it ran, and how long it took."""
+    """The answer for one image: top-k labels, where it ran and how it got there (the policy and what it did to
+    the pixels: none, shrink, upscale or crop), how many images shared its inference call, and the time taken
+    (``latency_ms``: that call; ``total_ms``: from the start of decoding to the answer)."""
 
     source: str
     original: tuple[int, int]
@@ -53,6 +59,9 @@ class Prediction:
     top: tuple[Label, ...]
     latency_ms: float
     total_ms: float
+    preprocess: str = "native"
+    resize: str = "none"
+    batch: int = 1
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -71,9 +80,15 @@ def top_labels(logits, k: int, names: Sequence[str]) -> tuple[Label, ...]:
     return tuple(Label(int(i), names[int(i)], float(probs[i])) for i in top_k(values, k)[0])
 
 
-def check_options(oversize: str, stride: str, workers: int, top: int | None = None) -> None:
-    check_choice(oversize, "oversize policy", OVERSIZE_POLICIES)
-    check_choice(stride, "stride policy", STRIDE_POLICIES)
+class Pending(NamedTuple):
+    """An image made ready and waiting for its inference call: its name, its input, when its decoding began."""
+
+    source: str
+    input: ModelInput
+    started: float
+
+
+def check_options(workers: int, top: int | None = None) -> None:
     check_int(workers, "workers", 1, MAX_WORKERS)
     if top is not None:
         check_int(top, "top-k", 1, MAX_NUM_CLASSES)
@@ -112,22 +127,30 @@ def check_engine_files(out_dir: Path, engines: Sequence) -> None:
 class Session:
     """Serves images from the engines in ``out_dir`` (see the module docstring). Use as a context manager."""
 
-    def __init__(self, out_dir: str | Path, backend: str | None = None, oversize: str = "error",
-                 workers: int = 1, stride: str = "exact", threads: int | None = None):
+    def __init__(self, out_dir: str | Path, backend: str | None = None, preprocess: Preprocess | str = "native",
+                 workers: int = 1, threads: int | None = None):
         from rsz_export.model.labels import build_names
 
-        check_options(oversize, stride, workers)
-        self.out_dir, self.oversize, self.stride, self.threads = Path(out_dir), oversize, stride, threads
+        check_options(workers)
+        policy = Preprocess(preprocess) if isinstance(preprocess, str) else preprocess
+        self.out_dir, self.threads = Path(out_dir), threads
         self._lock = readers_lock(self.out_dir)  # a concurrent build keeps our files until we exit
         self._lock.__enter__()
         try:
-            self.manifest = load_manifest(self.out_dir)
-            self.engines = select_engines(self.manifest, backend)
-            check_engine_files(self.out_dir, self.engines)
+            self._load(backend, policy)
             self.names = build_names(self.manifest, self.out_dir)
         except BaseException:
             self._lock.__exit__(None, None, None)
             raise
+        self._slots: queue.Queue = queue.Queue()
+        for _ in range(workers):
+            self._slots.put({})
+        self.workers = workers
+
+    def _load(self, backend: str | None, policy: Preprocess) -> None:
+        self.manifest = load_manifest(self.out_dir)
+        self.engines = select_engines(self.manifest, backend)
+        check_engine_files(self.out_dir, self.engines)
         plan = self.manifest.plan
         self.candidates = tuple(
             Candidate(i, p, plan.profiles[p])
@@ -135,10 +158,9 @@ class Session:
             for p in (range(len(plan.profiles)) if e is None else e.profiles)
         )
         self.batch = plan.batch.min
-        self._slots: queue.Queue = queue.Queue()
-        for _ in range(workers):
-            self._slots.put({})
-        self.workers = workers
+        self.preprocess = policy.for_plan(plan)
+        if self.preprocess.mode == "crop":  # one size for every image: refuse it now rather than per image
+            self.route(self.preprocess.size.h, self.preprocess.size.w)
 
     def __enter__(self) -> Session:
         return self
@@ -162,8 +184,13 @@ class Session:
         return (TORCH, TORCH) if engine is None else (engine.name, engine.backend)
 
     def route(self, h: int, w: int) -> Route:
-        """Where an h x w image would run (no inference)."""
-        return choose_route(h, w, self.candidates, self.batch, self.oversize, self.stride)
+        """Where an h x w image would run under the session's policy (no inference)."""
+        return self.preprocess.route(h, w, self.candidates, self.batch)
+
+    def max_batch(self, chosen: Route) -> int:
+        """How many images routed like ``chosen`` one inference call may take (the profile's max batch)."""
+        return next(c.shape.max.batch for c in self.candidates if (c.engine, c.profile) == (chosen.engine,
+                                                                                           chosen.profile))
 
     def _open(self, index: int):
         engine = self.engines[index]
@@ -184,27 +211,45 @@ class Session:
         finally:
             self._slots.put(slot)
 
-    def predict(self, image, top: int = 5, source: str | None = None) -> Prediction:
-        """Classify one image: a file path or an RGB ``PIL.Image``; ``top`` labels, or every class when the
-        model has fewer."""
+    def infer(self, inputs: Sequence[ModelInput]):
+        """Run inputs sharing one route as one batch (repeating the last up to the profiles' min batch):
+        (logits of each input, latency ms of the call)."""
         import numpy as np
 
-        from rsz_export.images.files import load_rgb
-        from rsz_export.images.preprocess import normalise, to_input
+        chosen = inputs[0].route
+        if any(i.route != chosen for i in inputs) or len(inputs) > self.max_batch(chosen):
+            raise ValueError(f"a batch must share one route and fit its profile's max batch: {chosen}")
+        arrays = [i.array for i in inputs]
+        arrays += arrays[-1:] * (self.batch - len(arrays))
+        logits, latency_ms = self.run(np.concatenate(arrays), chosen)
+        return logits[: len(inputs)], latency_ms
 
-        check_options(self.oversize, self.stride, self.workers, top)
+    def prepare(self, image) -> ModelInput:
+        """A decoded image (``PIL.Image``) as an input under the session's policy; UsageError if it cannot run."""
+        return self.preprocess.prepare(image, self.candidates, self.batch)
+
+    def classify(self, pending: Sequence[Pending], top: int = 5) -> list[Prediction]:
+        """Predictions for images that share one route, run as one batch."""
+        check_options(self.workers, top)
+        logits, latency_ms = self.infer([p.input for p in pending])
+        name, backend = self.engine_name(pending[0].input.route.engine)
+        done, shown = time.perf_counter(), min(top, len(self.names))  # every class when the model has fewer
+        return [
+            Prediction(
+                source=p.source, original=p.input.original, input=p.input.route.size, engine=name, backend=backend,
+                profile=p.input.route.profile, top=top_labels(row, shown, self.names), latency_ms=latency_ms,
+                total_ms=(done - p.started) * 1000, preprocess=self.preprocess.mode, resize=p.input.resize,
+                batch=len(pending),
+            )
+            for p, row in zip(pending, logits)
+        ]
+
+    def predict(self, image, top: int = 5, source: str | None = None) -> Prediction:
+        """Classify one image: a file path or a ``PIL.Image``."""
+        from rsz_export.images.files import load_rgb
+
+        check_options(self.workers, top)
         start = time.perf_counter()
         if isinstance(image, (str, Path)):
             source, image = source or str(image), load_rgb(image)
-        chosen = self.route(image.height, image.width)
-        array = to_input(image, chosen.size) if chosen.resized else normalise(np.asarray(image.convert("RGB")))
-        if self.batch > 1:  # the profiles start above batch 1: repeat the image, keep the first answer
-            array = np.repeat(array, self.batch, axis=0)
-        logits, latency_ms = self.run(array, chosen)
-        name, backend = self.engine_name(chosen.engine)
-        labels = top_labels(logits[0], min(top, len(self.names)), self.names)
-        return Prediction(
-            source=source or "<image>", original=(image.height, image.width), input=chosen.size,
-            engine=name, backend=backend, profile=chosen.profile, top=labels,
-            latency_ms=latency_ms, total_ms=(time.perf_counter() - start) * 1000,
-        )
+        return self.classify([Pending(source or "<image>", self.prepare(image), start)], top)[0]

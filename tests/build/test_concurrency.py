@@ -49,7 +49,7 @@ def test_build_defers_removing_files_a_reader_uses(fast_engines, tmp_path, onnx_
         return "\n".join(logged)
 
     old_engines = {p.name for p in folder.glob("onnxruntime-*")}
-    with Session(folder, oversize="shrink") as session:
+    with Session(folder, preprocess="fit") as session:
         log = rebuild(224, 240)
         assert "a reader is using" in log
         assert old_engines <= {p.name for p in folder.glob("onnxruntime-*")}

@@ -1,4 +1,6 @@
-"""The predict, sweep and plan --images commands, run as a user runs them (subprocess), with their exit codes."""
+"""The predict, sweep and plan --images commands, run as a user runs them (subprocess), with their exit codes.
+predict and sweep run on the colour stand-in (``colour_engines``: 224..800, batches 1..4), whose answer says
+which pixels reached it: a red image is class 0 (tench), green 1 (goldfish), blue 2 (great white shark)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from PIL import Image
 
 from rsz_export.plan.profile_file import load_profile_file
 from rsz_export.plan.profiles import uncovered_example
-from tests.helpers import run_cli
+from tests.helpers import assert_clean_failure, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -23,32 +25,58 @@ def images(tmp_path_factory):
     return folder
 
 
-def test_predict_prints_labels_engine_profile_and_latency(small_engines_dir, images):
-    result = run_cli(
-        "predict", str(small_engines_dir), str(images / "224x224.jpg"), str(images / "250x280.jpg"), "--top-k", "3"
-    )
-    assert result.returncode == 0, result.stderr
-    blocks = result.stdout.strip().split("\n")
-    heads = [line for line in blocks if not line.startswith("  ")]
-    assert len(heads) == 2 and "250x280, engine ort (onnxruntime) profile 0" in heads[1] and " ms" in heads[1]
-    assert len(blocks) == 2 + 2 * 3
+def heads(stdout: str) -> list[str]:
+    return [line for line in stdout.strip().split("\n") if not line.startswith("  ")]
 
 
-def test_predict_json_and_shrink(small_engines_dir, images):
-    result = run_cli(
-        "predict", str(small_engines_dir), str(images / "600x500.jpg"), "--oversize", "shrink", "--json", "-"
-    )
+def test_predict_fits_any_photo_by_default_and_says_what_it_did(colour_engines, images):
+    result = run_cli("predict", str(colour_engines), *(str(images / f) for f in ("250x280.jpg", "1024x768.jpg")),
+                     "--top-k", "3")
     assert result.returncode == 0, result.stderr
-    (prediction,) = json.loads(result.stdout)["predictions"]
-    assert prediction["original"] == "600x500" and prediction["input"] == "288x240"
+    first, second = heads(result.stdout)
+    assert "250x280.jpg: 250x280 at its own size (fit), engine ort (onnxruntime) profile 0" in first
+    assert "1024x768.jpg: 1024x768 shrunk to 800x600 (fit), engine ort (onnxruntime) profile 3" in second
+    assert " ms (total " in second and len(result.stdout.strip().split("\n")) == 2 + 2 * 3
+
+
+def test_predict_json_and_the_older_oversize_option(colour_engines, images):
+    big = str(images / "1024x768.jpg")
+    result = run_cli("predict", str(colour_engines), big, "--oversize", "shrink", "--json", "-")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    (prediction,) = document["predictions"]
+    assert (document["preprocess"], document["complete"], document["skipped"]) == ("fit", True, 0)
+    assert (prediction["original"], prediction["input"], prediction["resize"]) == ("1024x768", "800x600", "shrink")
     assert len(prediction["top"]) == 5 and prediction["top"][0]["score"] >= prediction["top"][1]["score"]
 
 
-def test_predict_oversize_error_names_the_range(small_engines_dir, images):
-    result = run_cli("predict", str(small_engines_dir), str(images / "1024x768.jpg"))
-    assert result.returncode == 2
-    assert "outside every profile" in result.stderr and "224..288" in result.stderr
-    assert "Traceback" not in result.stderr
+@pytest.mark.parametrize("option", [("--oversize", "error"), ("--preprocess", "native")])
+def test_predict_native_refuses_what_no_profile_covers(colour_engines, images, option):
+    result = run_cli("predict", str(colour_engines), str(images / "1024x768.jpg"), *option)
+    assert_clean_failure(result, 2, "outside every profile", "224..800")
+
+
+def test_predict_crop_runs_the_evaluation_crop_at_the_chosen_size(colour_engines, images):
+    default = run_cli("predict", str(colour_engines), str(images / "600x500.jpg"), "--preprocess", "crop")
+    assert default.returncode == 0 and "600x500 cropped to 256x256 (crop)" in default.stdout, default.stderr
+    sized = run_cli("predict", str(colour_engines), str(images / "600x500.jpg"), "--preprocess", "crop", "--size",
+                    "300x400", "--json", "-")
+    assert json.loads(sized.stdout)["predictions"][0]["input"] == "300x400"
+    assert_clean_failure(run_cli("predict", str(colour_engines), str(images / "224x224.jpg"), "--preprocess", "crop",
+                                 "--size", "900"), 2, "crop size 900x900 is outside every profile")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--oversize", "error", "--preprocess", "fit"), "--oversize error means --preprocess native"),
+        (("--preprocess", "native", "--size", "300"), "own size"),
+        (("--preprocess", "crop", "--stride", "snap"), "crop runs at its size exactly"),
+        (("--size", "big"), "--size: cannot read size 'big'"),
+    ],
+)
+def test_predict_inconsistent_options_are_usage_errors(colour_engines, images, args, message):
+    assert_clean_failure(run_cli("predict", str(colour_engines), str(images / "224x224.jpg"), *args), 2, message)
 
 
 def test_predict_without_engines_is_an_integrity_error(tmp_path, images):
@@ -56,20 +84,55 @@ def test_predict_without_engines_is_an_integrity_error(tmp_path, images):
     assert result.returncode == 4 and "no manifest" in result.stderr
 
 
-def test_sweep_prints_accuracy_and_latency_per_size(small_engines_dir, tmp_path):
+def test_sweep_prints_accuracy_and_latency_per_size(colour_engines, tmp_path):
     rng = np.random.default_rng(2)
     for name in ("goldfish", "tench"):
         (tmp_path / name).mkdir()
         Image.fromarray(rng.integers(0, 256, (300, 260, 3), dtype=np.uint8)).save(tmp_path / name / "a.png")
-    result = run_cli(
-        "sweep", str(small_engines_dir), "--images", str(tmp_path), "--sizes", "224,288,320", "--json", "-"
-    )
+    result = run_cli("sweep", str(colour_engines), "--images", str(tmp_path), "--sizes", "224,288,900", "--json", "-")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)["rows"]
-    assert [r["size"] for r in rows] == ["224x224", "288x288", "320x320"]
-    assert rows[0]["images"] == 2 and rows[0]["latency_ms"] > 0 and rows[2]["profile"] is None
-    bad = run_cli("sweep", str(small_engines_dir), "--images", str(tmp_path), "--sizes", "224,abc")
+    assert [r["size"] for r in rows] == ["224x224", "288x288", "900x900"]
+    assert rows[0]["images"] == 2 and rows[0]["latency_ms"] > 0 and rows[0]["profile"] == 0
+    assert not rows[2]["covered"] and rows[2]["profile"] is None
+    bad = run_cli("sweep", str(colour_engines), "--images", str(tmp_path), "--sizes", "224,abc")
     assert bad.returncode == 2 and "--sizes" in bad.stderr
+
+
+def test_sweep_compares_crop_and_fit_at_every_size(colour_engines, tmp_path):
+    """Red centre on a blue 300x900 strip, labelled tench (red): the crop sees only red, the whole image is mostly
+    blue. Plain blue images, labelled great white shark, are right under both. So crop must score 100% and fit
+    50% at every size: both policies ran, each on its own pixels."""
+    for name in ("tench", "great white shark"):
+        (tmp_path / "set" / name).mkdir(parents=True)
+    for i in range(2):
+        strip = Image.new("RGB", (900, 300), (20, 20, 230))
+        strip.paste((230, 20, 20), (310, 10, 590, 290))
+        strip.save(tmp_path / "set" / "tench" / f"{i}.png")
+        Image.new("RGB", (400 + 50 * i, 300), (20, 20, 230)).save(tmp_path / "set" / "great white shark" / f"{i}.png")
+    plot = tmp_path / "sweep.png"
+    result = run_cli("sweep", str(colour_engines), "--images", str(tmp_path / "set"), "--preprocess", "crop,fit",
+                     "--json", str(tmp_path / "sweep.json"), "--plot", str(plot))
+    assert result.returncode == 0, result.stderr
+    document = json.loads((tmp_path / "sweep.json").read_text())
+    sizes = ["224x224", "256x256", "352x352", "480x480", "672x672", "800x800"]  # the plan's min, opt points, max
+    assert document["preprocess"] == ["crop", "fit"]
+    by_cell = {(r["preprocess"], r["size"]): r for r in document["rows"]}
+    assert sorted(by_cell) == sorted((p, s) for p in ("crop", "fit") for s in sizes)
+    for size in sizes:
+        crop, fit = by_cell[("crop", size)], by_cell[("fit", size)]
+        assert (crop["top1"], fit["top1"], crop["images"], fit["images"]) == (1.0, 0.5, 4, 4), size
+        assert crop["latency_ms"] > 0 and fit["latency_ms"] > 0
+    assert by_cell[("fit", "224x224")]["megapixels"] == pytest.approx((2 * 224 * 672 + 224 * 299 + 224 * 336) / 4e6,
+                                                                      rel=0.01)
+    assert any(r["pareto"] for r in document["rows"]) and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = run_cli("sweep", str(colour_engines), "--images", str(tmp_path / "set"), "--preprocess", "crop,fit",
+                    "--sizes", "224,900")
+    lines = table.stdout.splitlines()
+    assert "crop" in lines[1] and "fit" in lines[1] and "top-1" in lines[2]
+    row_224 = next(line for line in lines if line.startswith("ort") and "224x224" in line)
+    assert row_224.count("100.0%") >= 2 and "50.0%" in row_224
+    assert next(line for line in lines if "900x900" in line).count("outside every profile") == 2
 
 
 def test_plan_from_images_writes_a_profile_file_build_accepts(images, tmp_path):

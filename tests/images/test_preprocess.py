@@ -58,3 +58,17 @@ def test_crop_input_matches_torchvision_eval_transform():
     assert ours.shape == (1, 3, 224, 224)
     np.testing.assert_allclose(ours, reference, atol=1e-5)
     assert preprocess.crop_input(image, Resolution(160, 288)).shape == (1, 3, 160, 288)
+
+
+def test_crop_of_a_panorama_resizes_only_the_centre(monkeypatch):
+    """A 20000x10 panorama cropped at 224 would be 448000x224 pixels if resized whole; the centre region is
+    resized directly instead, within one grey level of the whole-image route."""
+    rng = np.random.default_rng(5)
+    strip = Image.fromarray(rng.integers(0, 256, (10, 20000, 3), dtype=np.uint8))
+    assert preprocess.crop_input(strip, Resolution(224, 224)).shape == (1, 3, 224, 224)
+    image = Image.fromarray(rng.integers(0, 256, (120, 700, 3), dtype=np.uint8))
+    whole = preprocess.crop_input(image, Resolution(160, 160))
+    monkeypatch.setattr(preprocess, "MAX_CROP_INTERMEDIATE", 0)  # force the centre-region route
+    centre = preprocess.crop_input(image, Resolution(160, 160))
+    assert np.abs(whole - centre).max() <= 1.01 / 255 / min(STD)
+    assert np.abs(whole - centre).mean() < 0.2 / 255 / min(STD)

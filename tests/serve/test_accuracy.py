@@ -10,9 +10,10 @@ from rsz_export.errors import UsageError
 from rsz_export.images.files import load_rgb
 from rsz_export.images.preprocess import crop_input
 from rsz_export.model.imagenet import labels
-from rsz_export.serve.accuracy import class_index, load_labeled, pareto_front, render_sweep, run_sweep
+from rsz_export.serve.accuracy import class_index, load_labeled, pareto_front, run_sweep
 from rsz_export.serve.routing import Route
 from rsz_export.serve.session import Session
+from rsz_export.serve.sweep_report import render_sweep
 from rsz_export.shapes import Resolution
 
 
@@ -85,3 +86,23 @@ def test_sweep_measures_accuracy_per_size_on_a_real_build(small_engines_dir, tmp
     assert [r.pareto for r in covered] == flags
     text = render_sweep(rows, data)
     assert "outside every profile" in text and "100.0%" in text
+
+
+def test_sweep_runs_native_once_per_engine_and_counts_what_no_profile_holds(colour_engines, tmp_path):
+    """Blue images labelled great white shark (class 2 for the colour stand-in): native runs the covered ones at
+    their own size, fit skips the panorama only, and fit refuses a non-square size before running anything."""
+    (tmp_path / "2").mkdir()
+    for name, (w, h) in {"in.png": (300, 250), "big.png": (1200, 900), "wide.png": (20000, 10)}.items():
+        Image.new("RGB", (w, h), (20, 20, 230)).save(tmp_path / "2" / name)
+    data = load_labeled(tmp_path)
+    with Session(colour_engines) as session:
+        rows = run_sweep(session, data, [Resolution(224, 224)], ("fit", "native", "crop"))
+        with pytest.raises(UsageError, match="one side"):
+            run_sweep(session, data, [Resolution(224, 300)], ("fit",))
+    by_policy = {r.preprocess: r for r in rows}
+    assert [r.preprocess for r in rows] == ["fit", "crop", "native"]  # per size, then native once
+    assert (by_policy["native"].size, by_policy["native"].images, by_policy["native"].skipped) == ("native", 1, 2)
+    assert (by_policy["fit"].images, by_policy["fit"].skipped, by_policy["fit"].top1) == (2, 1, 1.0)
+    assert (by_policy["crop"].images, by_policy["crop"].profile, by_policy["crop"].top1) == (3, 0, 1.0)
+    assert by_policy["native"].megapixels == pytest.approx(0.075)
+    assert by_policy["fit"].profile is None and by_policy["fit"].covered

@@ -15,7 +15,7 @@ from rsz_export.backends import load_backend
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
 from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from rsz_export.serve.routing import Candidate, choose_route, fit_size
-from rsz_export.serve.session import Session, check_options, top_labels
+from rsz_export.serve.session import MAX_WORKERS, Session, check_options, top_labels
 from rsz_export.shapes import BatchRange, InputShape, Profile, Resolution
 
 PLAN = plan_profiles(PlanSpec(224, 800, profiles=4))  # bands up to 320, 416, 576, 800; every profile starts at 224
@@ -50,12 +50,12 @@ def test_outside_every_profile_is_an_error_naming_the_range():
 
 
 def test_shrink_fits_keeping_the_aspect_ratio():
-    big = choose_route(1600, 1200, ONE_ENGINE, oversize="shrink")
+    big = choose_route(1600, 1200, ONE_ENGINE, fit=True)
     assert (big.size, big.profile, big.resized) == (Resolution(800, 600), 3, True)
-    small = choose_route(100, 150, ONE_ENGINE, oversize="shrink")
+    small = choose_route(100, 150, ONE_ENGINE, fit=True)
     assert (small.size, small.profile) == (Resolution(224, 336), 1)
-    with pytest.raises(UsageError, match="aspect ratio"):
-        choose_route(100, 2000, ONE_ENGINE, oversize="shrink")
+    with pytest.raises(UsageError, match="20.0:1 and the profiles hold at most 3.57:1"):
+        choose_route(100, 2000, ONE_ENGINE, fit=True)
 
 
 def test_shrink_with_square_profiles_picks_the_scale_closest_to_one():
@@ -69,7 +69,7 @@ def test_snap_rounds_sides_to_the_stride():
     chosen = choose_route(250, 270, ONE_ENGINE, stride="snap")
     assert (chosen.size, chosen.resized) == (Resolution(256, 256), True)
     assert choose_route(256, 288, ONE_ENGINE, stride="snap").resized is False
-    assert choose_route(1700, 1000, ONE_ENGINE, oversize="shrink", stride="snap").size == Resolution(800, 480)
+    assert choose_route(1700, 1000, ONE_ENGINE, fit=True, stride="snap").size == Resolution(800, 480)
 
 
 def test_batch_outside_the_profiles_is_not_served():
@@ -86,7 +86,7 @@ def test_top_k_is_softmax_ordered():
     assert labels[0].score == pytest.approx(np.exp(3) / np.exp(logits).sum())
 
 
-@pytest.mark.parametrize("args", [("bigger", "exact", 1), ("error", "floor", 1), ("error", "exact", 0)])
+@pytest.mark.parametrize("args", [(0,), (MAX_WORKERS + 1,), (1, 0), (1, 1001)])
 def test_bad_options_are_usage_errors(args):
     with pytest.raises(UsageError):
         check_options(*args)
@@ -145,7 +145,7 @@ def reference_logits(out_dir, engine_file, image_path, size):
 def test_session_routes_sizes_to_different_engines_and_matches_plain_onnxruntime(two_engines, photos):
     manifest = load_manifest(two_engines)
     edge = manifest.plan.profiles[0].max.h
-    with Session(two_engines, oversize="shrink") as session:
+    with Session(two_engines, preprocess="fit") as session:
         served = {size: session.predict(path, top=3) for size, path in photos.items()}
     for (h, w), p in served.items():
         assert p.original == (h, w)
