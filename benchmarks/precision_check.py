@@ -15,10 +15,8 @@ fused kernels rounded (what the check runs). Writes a JSON record with the machi
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -65,24 +63,14 @@ def measure(onnx_path: Path, work: Path) -> dict:
     return results
 
 
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in ("torch", "onnx", "onnxruntime", "onnxconverter-common", "numpy"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--onnx", help="an fp32 ResNet-50 export (default: export one with random weights)")
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
+    from rsz_export.artifacts.host import provenance
+
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(args.onnx) if args.onnx else _export(Path(tmp) / "resnet50.onnx")
         results = measure(onnx_path, Path(tmp))
@@ -96,11 +84,7 @@ def main() -> int:
             "benchmark": "precision_check",
             "model": str(args.onnx or "ResNet-50, seeded random weights (rsz-export export --weights random)"),
             "rel_l2": results,
-            "machine": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-            "versions": _versions(),
-            "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            **provenance(),
         }
         Path(args.json_path).write_text(json.dumps(record, indent=2) + "\n")
     return 0

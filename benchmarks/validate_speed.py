@@ -13,10 +13,8 @@ library versions and date when --json is given.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -31,23 +29,14 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rsz_export", *args], capture_output=True, text=True, env=env)
 
 
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in ("torch", "torchvision", "onnxruntime", "numpy", "pillow"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("engines", nargs="?", default="engines")
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
+    sys.path.insert(0, str(REPO))
+    from rsz_export.artifacts.host import provenance
+
     engines = Path(args.engines)
     if not (engines / "manifest.json").is_file():
         print(f"building {engines} (224..800, random weights) first ...", file=sys.stderr)
@@ -69,12 +58,7 @@ def main() -> int:
             "target_seconds": TARGET_S,
             "exit_code": run.returncode,
             "summary": summary,
-            "cpus": os.cpu_count(),
-            "machine": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-            "versions": _versions(),
-            "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            **provenance(),
         }
         Path(args.json_path).write_text(json.dumps(record, indent=2) + "\n")
     return 0 if run.returncode == 0 and seconds < TARGET_S else 1

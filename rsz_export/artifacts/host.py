@@ -9,7 +9,10 @@ import re
 import sys
 from importlib import metadata
 
-LIBRARIES = ("torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "numpy", "click")
+LIBRARIES = (
+    "torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxconverter-common", "tensorrt", "numpy",
+    "pillow", "click",
+)  # fmt: skip
 
 
 def cpu_model() -> str:
@@ -109,4 +112,15 @@ def host_info() -> dict:
         "cpu_count": usable_cpus(),
         "memory_gib": memory_gib(),
         **gpu_info(),
+    }
+
+
+def provenance() -> dict:
+    """When, where and with which libraries a result was measured: the record every benchmark result carries."""
+    import datetime as dt
+
+    return {
+        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": host_info(),
+        "versions": library_versions(),
     }

@@ -41,7 +41,7 @@ def test_class_count_and_names_are_stored_with_the_build_and_served(tmp_path):
     assert manifest.num_classes == 10 and manifest.weights.num_classes == 10
     assert manifest.labels.source == str((tmp_path / "team.txt").resolve())
     assert verify_file(out, manifest.labels.file).read_text().splitlines() == TEAM  # the build carries them
-    with Session(out, oversize="shrink") as session:
+    with Session(out, preprocess="fit") as session:
         assert session.names == TEAM
         top = session.predict(SAMPLE_IMAGE, top=20).top  # asking for more than there are gives them all
     assert len(top) == 10 and {label.name for label in top} == set(TEAM)
@@ -50,13 +50,13 @@ def test_class_count_and_names_are_stored_with_the_build_and_served(tmp_path):
 def test_fewer_classes_than_the_default_top_k(tmp_path):
     out = tmp_path / "out"
     _build(out, _tiny(tmp_path, 3))
-    with Session(out, oversize="shrink") as session:
+    with Session(out, preprocess="fit") as session:
         assert [label.name for label in session.predict(SAMPLE_IMAGE).top] == ["class 0", "class 1", "class 2"]
     result = run_cli("predict", str(out), str(SAMPLE_IMAGE), "--oversize", "shrink", "--json", "-")
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["predictions"][0]["top"]) == 3
     _build(tmp_path / "one", _tiny(tmp_path, 1))  # a single logit: a score, served like any other head
-    with Session(tmp_path / "one", oversize="shrink") as session:
+    with Session(tmp_path / "one", preprocess="fit") as session:
         (label,) = session.predict(SAMPLE_IMAGE).top
     assert (label.index, label.name, label.score) == (0, "class 0", 1.0)
 
@@ -181,7 +181,7 @@ def test_a_version_1_build_reads_as_imagenet(tmp_path):
         del data[key]
     (out / "manifest.json").write_text(json.dumps({**data, "schema_version": 1}))
     assert load_manifest(out).num_classes == 1000
-    with Session(out, oversize="shrink") as session:
+    with Session(out, preprocess="fit") as session:
         assert session.names[0] == "tench" and session.predict(SAMPLE_IMAGE).top[0].name in session.names
 
 

@@ -13,6 +13,7 @@ from PIL import Image
 from rsz_export.artifacts.manifest import load_manifest, save_manifest
 from rsz_export.backends import load_backend
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
+from rsz_export.interface import MAX_NUM_CLASSES
 from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from rsz_export.serve.routing import Candidate, choose_route, fit_size
 from rsz_export.serve.session import MAX_WORKERS, Session, check_options, top_labels
@@ -86,7 +87,7 @@ def test_top_k_is_softmax_ordered():
     assert labels[0].score == pytest.approx(np.exp(3) / np.exp(logits).sum())
 
 
-@pytest.mark.parametrize("args", [(0,), (MAX_WORKERS + 1,), (1, 0), (1, 1001)])
+@pytest.mark.parametrize("args", [(0,), (MAX_WORKERS + 1,), (1, 0), (1, MAX_NUM_CLASSES + 1)])
 def test_bad_options_are_usage_errors(args):
     with pytest.raises(UsageError):
         check_options(*args)
