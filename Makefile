@@ -21,7 +21,7 @@ engines: install
 
 # The fast tier for the edit-test loop: no ResNet-50 export, under a minute on 2 cores.
 check: install
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q -n 2
 
 # The full suite (what CI runs), with line coverage of the TensorRT modules (pyproject.toml [tool.coverage]):
 # the report is printed, and the run fails under 90%.
