@@ -1,5 +1,7 @@
 # Quickstart: `make engines` and `make test`. Both set themselves up (a .venv in this folder).
-PYTHON ?= python3
+# PyTriton's bundled Python backend (the [serve] extra) fails to load models from a venv made by a pyenv-built
+# Python (AttributeError: _recursion_count); the distribution's interpreter works. Use it when the machine has it.
+PYTHON ?= $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || echo python3)
 VENV ?= .venv
 ENGINES_DIR ?= engines
 BIN := $(VENV)/bin
@@ -13,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,serve]"
 	touch $(STAMP)
 
 engines: install

@@ -16,5 +16,8 @@ NUM_CLASSES = 1000
 weights. A build's own count (a fine-tuned checkpoint's head) is in its manifest (``Manifest.num_classes``)."""
 MAX_NUM_CLASSES = 100_000
 """The largest head ``--num-classes`` asks for (a seeded [classes, 2048] float32 matrix is 800 MB at the limit)."""
+SERVED_MODEL_NAME = "resnet50"
+"""The model name of a Triton repository (``rsz-export triton``) and of ``rsz-export serve`` unless ``--name`` says
+otherwise: clients address both the same way."""
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 """Precisions an engine can be built in (each backend states which of them it supports)."""
