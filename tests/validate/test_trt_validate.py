@@ -35,7 +35,7 @@ def test_validate_runs_every_case_on_the_engines(
     assert {c.engine for c in engine_cases} == {e.name for e in manifest.engines}
     assert {c.profiles[0] for c in engine_cases} == {0, 1} and {c.batch for c in engine_cases} == {1, 2}
     assert all(c.status == "passed" for c in report.cases), [c.failures for c in report.cases if not c.passed]
-    assert max(c.stats.rel_l2 for c in engine_cases) < 1e-5 and exit_code(report) == 0
+    assert max(c.stats.rel_l2 for c in engine_cases) < 1e-4 and exit_code(report) == 0
 
 
 def test_engines_that_cannot_run_here_are_not_run(tmp_path, monkeypatch, classifier_onnx, reference):
