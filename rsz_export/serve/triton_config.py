@@ -81,13 +81,14 @@ class ModelSpec:
     parameters: tuple[tuple[str, str], ...] = ()
 
 
-def batching(batch: BatchRange, requested: int | None, limit: int) -> tuple[int, int | None]:
-    """(max_batch_size, batch dim of the request or None when Triton batches) for the plan's ``batch``; ``limit``
-    is the largest batch the engine runs (the plan's max for TensorRT)."""
+def batching(batch: BatchRange, requested: int | None, engine_bound: bool) -> tuple[int, int | None]:
+    """(max_batch_size, the request's batch dim or None when Triton batches) for the plan's ``batch``.
+    ``engine_bound``: the engine runs only the plan's batches (TensorRT), not any batch (ONNX Runtime)."""
     if requested is not None:
-        if batch.min > 1 and limit == batch.max:
+        if engine_bound and batch.min > 1:
             raise UsageError(f"--max-batch: the engines take batches of {batch.min}..{batch.max} only, so Triton "
                              "cannot batch single requests for them; leave --max-batch out")  # fmt: skip
+        limit = batch.max if engine_bound else MAX_BATCH
         if requested > limit:
             raise UsageError(f"--max-batch {requested} is above the engines' largest batch {limit}",
                              hint=f"give at most {limit}, or rebuild with --batch 1-{requested}")  # fmt: skip
@@ -128,8 +129,7 @@ def _ort_parameters(settings: dict) -> tuple[tuple[str, str], ...]:
 
 def _model(manifest: Manifest, engine: EngineRecord, name: str, options: TritonOptions) -> ModelSpec:
     trt = engine.backend == "tensorrt"
-    limit = manifest.plan.batch.max if trt else MAX_BATCH
-    max_batch_size, batch_dim = batching(manifest.plan.batch, options.max_batch, limit)
+    max_batch_size, batch_dim = batching(manifest.plan.batch, options.max_batch, engine_bound=trt)
     prefix = () if batch_dim is None else (batch_dim,)
     return ModelSpec(
         name=name,
@@ -187,9 +187,10 @@ def tritonclient_config():
     try:
         from google.protobuf import text_format
         from tritonclient.grpc import model_config_pb2
-    except ImportError as exc:
+    except ImportError:
         raise EnvironmentProblem(
-            f"writing a Triton model repository needs tritonclient (Triton's model_config proto): {exc}",
+            "writing a Triton model repository needs tritonclient (for Triton's model_config schema), which is "
+            "not installed",
             hint=f"install the serving extra: {SERVE_INSTALL}",
         ) from None
     return model_config_pb2, text_format

@@ -5,7 +5,7 @@ temporary folder beside PATH (``.NAME.rsz-export-<pid>.tmp``), each engine file 
 sha256 as it is copied, then renamed onto PATH: a failure or an interrupt leaves PATH as it was and no temporary
 folder. An existing PATH is refused unless ``force``, and even then replaced only when it is a repository this
 command wrote (it holds ``rsz-export.json``) or an empty folder. Folders left by a killed run are removed by the
-next run for the same PATH.
+next run for the same PATH (an old repository a killed ``--force`` run had moved aside is put back).
 
 The repository root holds the model folders (what Triton reads), ``rsz-export.json`` (the source manifest's
 sha256, the engines' and every copied file's hashes), ``routing.json`` (each model's ranges and the routing rule)
@@ -82,11 +82,25 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _remove_leftovers(repo: Path) -> None:
-    """Remove the temporary folders of killed runs writing ``repo`` (their process is gone)."""
-    for path in repo.parent.glob(f".{repo.name}.rsz-export-*"):
-        pid = path.name.rsplit("rsz-export-", 1)[1].split(".", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)) and path.is_dir():
+    """Clean up after killed runs writing ``repo`` (their process is gone): remove their temporary folders, and put
+    back a repository one of them had moved aside and not replaced."""
+    for path in sorted(repo.parent.glob(f".{repo.name}.rsz-export-*")):
+        pid, _, kind = path.name.rsplit("rsz-export-", 1)[1].partition(".")
+        if not pid.isdigit() or _pid_alive(int(pid)) or not path.is_dir():
+            continue
+        if kind == "old" and not repo.exists():
+            path.rename(repo)
+        else:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _make_temp(tmp: Path, repo: Path) -> None:
+    if tmp.exists():  # this process id's folder from a killed run
+        shutil.rmtree(tmp)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {repo}: {exc.strerror or exc}", hint="choose a writable folder") from None
 
 
 def _write(path: Path, data: bytes, written: dict, root: Path) -> None:
@@ -172,13 +186,12 @@ def write_repository(
         manifest_sha = sha256_file(engines_dir / MANIFEST_NAME)
         models = plan_models(manifest, options)
         configs = {m.name: config_text(m) for m in models}  # every config checked before anything is written
-        replace = _check_target(repo, force)
         _remove_leftovers(repo)
+        replace = _check_target(repo, force)
         extras = _extras(manifest, models, options, storage_uri)
         tmp = repo.with_name(f".{repo.name}.rsz-export-{os.getpid()}.tmp")
         try:
-            if tmp.exists():  # this process id's folder from a killed run
-                shutil.rmtree(tmp)
+            _make_temp(tmp, repo)
             written = _fill(tmp, engines_dir, manifest, models, configs, extras, log)
             marker = _marker(engines_dir, manifest, manifest_sha, models, written)
             atomic_write_bytes(tmp / MARKER, marker.encode())
