@@ -27,7 +27,7 @@ from rsz_export import __version__
 from rsz_export.artifacts.files import atomic_write_bytes, readers_lock, sha256_file
 from rsz_export.artifacts.manifest import MANIFEST_NAME, Manifest, load_manifest, verified_bytes
 from rsz_export.backends.base import Log
-from rsz_export.errors import OutputError
+from rsz_export.errors import IntegrityError, OutputError
 from rsz_export.serve.kserve import check_storage_uri, inference_service
 from rsz_export.serve.triton_config import ModelSpec, TritonOptions, config_text, plan_models, routing
 
@@ -182,8 +182,11 @@ def write_repository(
     if storage_uri is not None:
         check_storage_uri(storage_uri)
     with readers_lock(engines_dir):
+        manifest_sha = sha256_file(engines_dir / MANIFEST_NAME) if (engines_dir / MANIFEST_NAME).is_file() else ""
         manifest = load_manifest(engines_dir)
-        manifest_sha = sha256_file(engines_dir / MANIFEST_NAME)
+        if sha256_file(engines_dir / MANIFEST_NAME) != manifest_sha:
+            raise IntegrityError(f"{engines_dir / MANIFEST_NAME} changed while it was read (a build is writing it)",
+                                 hint="run the command again when the build has finished")  # fmt: skip
         models = plan_models(manifest, options)
         configs = {m.name: config_text(m) for m in models}  # every config checked before anything is written
         _remove_leftovers(repo)

@@ -245,18 +245,34 @@ def test_without_tritonclient_the_command_says_what_to_install(trt_builds, tmp_p
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()])
-def test_a_failure_mid_write_leaves_no_repository_and_no_temp_folder(failure, trt_builds, tmp_path, monkeypatch):
+def test_a_full_disk_mid_write_leaves_no_repository_and_no_temp_folder(trt_builds, tmp_path, monkeypatch):
+    real_write, calls = triton_repo.atomic_write_bytes, []
+
+    def write(path, data):
+        calls.append(path)
+        if len(calls) == 4:  # the second model's engine: half of it lands, then the disk is full
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data[: len(data) // 2])
+            raise OutputError(f"no space left on the device while writing {path}")
+        real_write(path, data)
+
+    monkeypatch.setattr(triton_repo, "atomic_write_bytes", write)
+    result = CliRunner().invoke(main, ["triton", str(trt_builds["per_profile"]), "--repo", str(tmp_path / "repo")])
+    assert result.exit_code == 5 and "no space left" in result.output, result.output
+    assert len(calls) == 4 and not list(tmp_path.iterdir())
+
+
+def test_an_interrupt_mid_copy_leaves_no_repository_and_no_temp_folder(trt_builds, tmp_path, monkeypatch):
     calls = []
 
-    def fail_on_second(folder, record):
+    def interrupted_on_second(folder, record):
         calls.append(record)
         if len(calls) == 2:
-            raise failure
+            raise KeyboardInterrupt
         return (folder / record.file).read_bytes()
 
-    monkeypatch.setattr(triton_repo, "verified_bytes", fail_on_second)
-    with pytest.raises((OSError, KeyboardInterrupt)):
+    monkeypatch.setattr(triton_repo, "verified_bytes", interrupted_on_second)
+    with pytest.raises(KeyboardInterrupt):
         write_repository(trt_builds["per_profile"], tmp_path / "repo")
     assert len(calls) == 2 and not list(tmp_path.iterdir())
 
