@@ -27,10 +27,12 @@ PURE = (
     "rsz_export.bench.flops",
     "rsz_export.serve.routing",
     "rsz_export.serve.policy",
+    "rsz_export.serve.triton_config",
+    "rsz_export.serve.kserve",
     "rsz_export.backends.trt_support",
     "rsz_export.build.keys",
 )
-"""Modules that must import with torch, onnxruntime, onnx, tensorrt and PIL absent."""
+"""Modules that must import with torch, onnxruntime, onnx, tensorrt, PIL, tritonclient and pytriton absent."""
 
 
 def module_name(path) -> str:
@@ -129,7 +131,7 @@ def test_each_shared_constant_is_assigned_in_one_module(constant, home):
 
 
 def test_pure_modules_import_without_heavy_libraries():
-    blocked = ("torch", "torchvision", "onnxruntime", "onnx", "tensorrt", "PIL")
+    blocked = ("torch", "torchvision", "onnxruntime", "onnx", "tensorrt", "PIL", "tritonclient", "pytriton")
     code = (
         "import sys, importlib\n"
         f"for name in {blocked!r}: sys.modules[name] = None\n"

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "rsz_export.cli.bench",
     "rsz_export.cli.predict",
     "rsz_export.cli.sweep",
+    "rsz_export.cli.triton",
 )
 """Each module defines Click commands listed in its ``COMMANDS`` tuple; imported only for their Click objects."""
 
