@@ -1,0 +1,259 @@
+"""``rsz-export serve``: a build's engines behind Triton's protocol, on NVIDIA's PyTriton (the ``[serve]`` extra).
+
+PyTriton starts a real Triton server core (``tritonserver``: the KServe v2 HTTP and gRPC front ends, Triton's model
+configuration and statistics extensions, the dynamic batcher) and hands each batch it forms to a Python callable in
+this process. The callable runs it through a ``Session`` with the ``native`` policy: a tensor runs at its own size,
+on the engine and profile the plan's routing rule picks, and its logits are the answer.
+
+What clients see (the names and shapes of a Triton repository written from the same build): model ``NAME``
+(``interface.SERVED_MODEL_NAME`` unless told otherwise), version 1; input ``images`` FP32 with dims [3, -1, -1] and
+``max_batch_size`` the plan's max batch, so a request is [n, 3, h, w] with n up to that; output ``logits`` FP32
+[num_classes]. Triton batches only requests of identical shape, so each batch has one size and one route.
+
+Bad requests get an error response and the server keeps serving: Triton's core refuses a wrong data type, a
+channel count other than 3, a batch over the max, an unknown or missing input and a byte count that does not
+match the shape before anything reaches Python; the callable refuses a size no profile covers (the error names
+the covered range). Triton 2.51's HTTP front end has no request size limit, so a huge body is read before it is
+refused; put a proxy with a body limit in front of a server that listens beyond loopback.
+
+One Session worker per Triton model instance (``instances``): each instance's callable runs in its own thread and
+takes a worker's runners for its batch, so no runner is used by two threads at once.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rsz_export.errors import EnvironmentProblem, UsageError, check_int
+from rsz_export.interface import CHANNELS, INPUT_NAME, OUTPUT_NAME, SERVED_MODEL_NAME
+from rsz_export.serve.policy import ModelInput
+from rsz_export.serve.routing import covered_text
+from rsz_export.serve.session import MAX_WORKERS, Session
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_HTTP_PORT = 8000
+DEFAULT_GRPC_PORT = 8001
+MAX_QUEUE_DELAY_US = 1_000_000
+EXIT_TIMEOUT_S = 30
+"""How long a stopping server waits for requests in flight."""
+MODEL_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+RESTRICTED_ENDPOINTS = ("shared-memory", "model-repository", "trace", "logging")
+"""Triton endpoints that need PyTriton's per-run token: clients cannot unload the model, register shared memory or
+change logging. Health, metadata, inference, model config and statistics stay open, as load tools expect."""
+INSTALL_HINT = 'install the serving extra: pip install -e ".[serve]" (PyTriton and tritonclient[http,grpc])'
+LOG_TAIL_LINES = 15
+
+
+@dataclass(frozen=True)
+class ServeSpec:
+    """What ``serve`` serves and where: the engines folder, the model name, addresses, instances, batching."""
+
+    engines_dir: Path
+    name: str = SERVED_MODEL_NAME
+    host: str = DEFAULT_HOST
+    http_port: int = DEFAULT_HTTP_PORT
+    grpc_port: int = DEFAULT_GRPC_PORT
+    metrics_port: int | None = None
+    backend: str | None = None
+    instances: int = 1
+    threads: int | None = None
+    max_queue_delay_us: int = 0
+    log_file: Path | None = None
+    log_verbose: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not MODEL_NAME.match(self.name):
+            raise UsageError(f"model name {self.name!r}: use 1 to 128 letters, digits, '.', '_' or '-'")
+        ports = [("http", self.http_port), ("grpc", self.grpc_port)] + (
+            [("metrics", self.metrics_port)] if self.metrics_port is not None else [])
+        for what, port in ports:
+            check_int(port, f"{what} port", 1, 65535)
+        if len({port for _, port in ports}) < len(ports):
+            raise UsageError(f"the ports must differ, got {', '.join(f'{w} {p}' for w, p in ports)}")
+        check_int(self.instances, "instances", 1, MAX_WORKERS)
+        check_int(self.max_queue_delay_us, "max queue delay (microseconds)", 0, MAX_QUEUE_DELAY_US)
+
+
+def require_pytriton():
+    """PyTriton's ``triton`` module, or EnvironmentProblem (exit 3) saying how to install it."""
+    try:
+        import pytriton.triton as triton
+    except ImportError as exc:
+        raise EnvironmentProblem(f"rsz-export serve needs NVIDIA PyTriton, which is not importable here ({exc})",
+                                 hint=INSTALL_HINT) from None
+    return triton
+
+
+def check_port_free(host: str, port: int, what: str) -> None:
+    """EnvironmentProblem (exit 3) when nothing can listen on host:port; UsageError for a host that does not
+    resolve. Checked before the server core starts, whose own failure would only show in its log."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise UsageError(f"--host {host!r} is not an address this machine can listen on: {exc.strerror}") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed server's TIME_WAIT is no obstacle
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise EnvironmentProblem(f"cannot listen on {host}:{port} ({what}): {exc.strerror}",
+                                     hint=f"another server may hold it: choose another with --{what}-port") from None
+
+
+def batch_logits(session: Session, images, name: str):
+    """Logits of a float32 [n, 3, h, w] batch at its own size, routed by the plan's rule (``native``);
+    UsageError naming the covered range when no profile covers h x w."""
+    n, channels, h, w = images.shape
+    if channels != CHANNELS:  # Triton's core checks the config's dims first; kept for library callers
+        raise UsageError(f"{name} takes {CHANNELS} channels, got {channels}")
+    try:
+        chosen = session.route(h, w)
+    except UsageError:
+        raise UsageError(f"{name}: a {h}x{w} input is outside every profile; covered: "
+                         f"{covered_text(session.candidates)}") from None
+    logits, _ = session.infer([ModelInput((h, w), chosen, "none", images[i : i + 1]) for i in range(n)])
+    return logits
+
+
+def infer_function(session: Session, name: str, log: Callable[[str], None]):
+    """The callable one Triton model instance runs: a batch of identical shapes in, its logits out. A refused
+    request is logged in one line; PyTriton turns the exception into the error response."""
+    import numpy as np
+    from pytriton.decorators import batch
+
+    @batch
+    def infer(**inputs):
+        images = inputs.get(INPUT_NAME)
+        if images is None:  # Triton's core refuses a request without it; kept for library callers
+            raise UsageError(f"{name} needs the input {INPUT_NAME!r}")
+        try:
+            logits = batch_logits(session, np.ascontiguousarray(images, dtype=np.float32), name)
+        except UsageError as exc:
+            log(f"refused a request: {exc.message}")
+            raise
+        return {OUTPUT_NAME: np.asarray(logits, dtype=np.float32)}
+
+    return infer
+
+
+def triton_config(spec: ServeSpec, log_file: Path):
+    """The server core's settings: spec's addresses, metrics only when a port is given, nothing else listening."""
+    from pytriton.triton import TritonConfig
+
+    metrics = spec.metrics_port is not None
+    return TritonConfig(
+        http_address=spec.host, http_port=spec.http_port, grpc_address=spec.host, grpc_port=spec.grpc_port,
+        allow_metrics=metrics, allow_cpu_metrics=metrics, allow_gpu_metrics=metrics,
+        metrics_address=spec.host if metrics else None, metrics_port=spec.metrics_port,
+        allow_sagemaker=False, allow_vertex_ai=False, exit_timeout_secs=EXIT_TIMEOUT_S,
+        log_file=log_file, log_verbose=spec.log_verbose,
+    )
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:]) or "(empty log)"
+
+
+class LocalServer:
+    """A running ``serve``: enter starts it (engines opened and verified, then the server core, then the model),
+    ``wait`` serves until asked to stop, exit stops the core and frees the engines."""
+
+    def __init__(self, spec: ServeSpec, log: Callable[[str], None] = print):
+        self.spec, self.log = spec, log
+        self.session: Session | None = None
+        self._triton = None
+        self._temp: tempfile.TemporaryDirectory | None = None
+
+    @property
+    def log_file(self) -> Path:
+        return self.spec.log_file or Path(self._temp.name) / "tritonserver.log"
+
+    @property
+    def max_batch(self) -> int:
+        return self.session.manifest.plan.batch.max
+
+    def __enter__(self) -> LocalServer:
+        triton = require_pytriton()
+        spec = self.spec
+        for what, port in (("http", spec.http_port), ("grpc", spec.grpc_port), ("metrics", spec.metrics_port)):
+            if port is not None:
+                check_port_free(spec.host, port, what)
+        if spec.log_file is None:
+            self._temp = tempfile.TemporaryDirectory(prefix="rsz-serve-")
+        try:
+            self.session = Session(spec.engines_dir, backend=spec.backend, preprocess="native",
+                                   workers=spec.instances, threads=spec.threads)
+            self.session.open_all()  # every engine file verified before a port opens
+            self._start(triton)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _start(self, triton) -> None:
+        import numpy as np
+        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+
+        self._triton = triton.Triton(config=triton_config(self.spec, self.log_file),
+                                     security_config=triton.TritonSecurityConfig(
+                                         restricted_endpoints=list(RESTRICTED_ENDPOINTS)))
+        functions = [infer_function(self.session, self.spec.name, self.log) for _ in range(self.spec.instances)]
+        self._triton.bind(
+            model_name=self.spec.name, infer_func=functions, strict=True,
+            inputs=[Tensor(name=INPUT_NAME, dtype=np.float32, shape=(CHANNELS, -1, -1))],
+            outputs=[Tensor(name=OUTPUT_NAME, dtype=np.float32, shape=(self.session.manifest.num_classes,))],
+            config=ModelConfig(max_batch_size=self.max_batch,
+                               batcher=DynamicBatcher(max_queue_delay_microseconds=self.spec.max_queue_delay_us)),
+        )
+        try:
+            self._triton.run()
+        except Exception as exc:  # PyTriton's timeouts and client errors: the core's log says why
+            raise EnvironmentProblem(f"the Triton server core did not start ({type(exc).__name__}: {exc}); "
+                                     f"its log ends:\n{log_tail(self.log_file)}") from None
+
+    def wait(self, stop: threading.Event, poll_s: float = 0.5) -> None:
+        """Serve until ``stop`` is set; EnvironmentProblem if the server core exits on its own meanwhile."""
+        while not stop.wait(poll_s):
+            if not self._triton.is_alive() and not stop.is_set():
+                raise EnvironmentProblem(f"the Triton server core stopped on its own; its log ({self.log_file}) "
+                                         f"ends:\n{log_tail(self.log_file)}")
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self._triton is not None:
+                self._triton.stop()
+                self._triton = None
+        finally:
+            if self.session is not None:
+                self.session.__exit__(None, None, None)
+                self.session = None
+            if self._temp is not None:
+                self._temp.cleanup()
+                self._temp = None
+
+    def describe(self) -> list[str]:
+        """What is served where, for the start-up message."""
+        spec = self.spec
+        lines = [
+            f"serving {spec.name} from {spec.engines_dir} ({len(self.session.engines)} engine(s), "
+            f"{spec.instances} instance(s)): KServe v2 over HTTP at http://{spec.host}:{spec.http_port} "
+            f"and gRPC at {spec.host}:{spec.grpc_port}",
+            f"  input {INPUT_NAME} FP32 [n,{CHANNELS},h,w] with n <= {self.max_batch}; output {OUTPUT_NAME} FP32 "
+            f"[n,{self.session.manifest.num_classes}]; sizes: {covered_text(self.session.candidates)}",
+        ]
+        if spec.metrics_port is not None:
+            lines.append(f"  metrics at http://{spec.host}:{spec.metrics_port}/metrics")
+        lines.append(f"  server log: {self.log_file if spec.log_file else 'kept only if it fails to start'}; "
+                     "stop with Ctrl-C or SIGTERM")
+        return lines
