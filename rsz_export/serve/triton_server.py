@@ -5,10 +5,14 @@ configuration and statistics extensions, the dynamic batcher) and hands each bat
 this process. The callable runs it through a ``Session`` with the ``native`` policy: a tensor runs at its own size,
 on the engine and profile the plan's routing rule picks, and its logits are the answer.
 
-What clients see (the names and shapes of a Triton repository written from the same build): model ``NAME``
-(``interface.SERVED_MODEL_NAME`` unless told otherwise), version 1; input ``images`` FP32 with dims [3, -1, -1] and
-``max_batch_size`` the plan's max batch, so a request is [n, 3, h, w] with n up to that; output ``logits`` FP32
-[num_classes]. Triton batches only requests of identical shape, so each batch has one size and one route.
+What clients see: the names and shapes of the Triton repository ``rsz-export triton`` writes from the same build
+(``serve.triton_config.batching`` decides both). Model ``NAME`` (``interface.SERVED_MODEL_NAME`` unless told
+otherwise), version 1, input ``images`` FP32, output ``logits`` FP32. A plan whose batch runs from 1 to N > 1:
+dims [3, -1, -1] and [classes] with ``max_batch_size`` N and Triton's dynamic batcher, which batches only requests
+of identical shape (so each batch has one size and one route). Otherwise the batch is part of the request:
+``max_batch_size`` 0 and dims [N, 3, -1, -1] (a fixed batch N, the default 1) or [-1, 3, -1, -1]. One model
+serves every engine of the build, routing inside, where a repository of an engine-per-profile build holds one
+model per engine.
 
 Bad requests get an error response and the server keeps serving: Triton's core refuses a wrong data type, a
 channel count other than 3, a batch over the max, an unknown or missing input and a byte count that does not
@@ -22,7 +26,6 @@ takes a worker's runners for its batch, so no runner is used by two threads at o
 
 from __future__ import annotations
 
-import re
 import socket
 import tempfile
 import threading
@@ -35,6 +38,7 @@ from rsz_export.interface import CHANNELS, INPUT_NAME, OUTPUT_NAME, SERVED_MODEL
 from rsz_export.serve.policy import ModelInput
 from rsz_export.serve.routing import covered_text
 from rsz_export.serve.session import MAX_WORKERS, Session
+from rsz_export.serve.triton_config import QUEUE_DELAY_US, SERVE_INSTALL, TritonOptions, batching, preferred_sizes
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8000
@@ -42,11 +46,9 @@ DEFAULT_GRPC_PORT = 8001
 MAX_QUEUE_DELAY_US = 1_000_000
 EXIT_TIMEOUT_S = 30
 """How long a stopping server waits for requests in flight."""
-MODEL_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 RESTRICTED_ENDPOINTS = ("shared-memory", "model-repository", "trace", "logging")
 """Triton endpoints that need PyTriton's per-run token: clients cannot unload the model, register shared memory or
 change logging. Health, metadata, inference, model config and statistics stay open, as load tools expect."""
-INSTALL_HINT = 'install the serving extra: pip install -e ".[serve]" (PyTriton and tritonclient[http,grpc])'
 LOG_TAIL_LINES = 15
 
 
@@ -63,13 +65,12 @@ class ServeSpec:
     backend: str | None = None
     instances: int = 1
     threads: int | None = None
-    max_queue_delay_us: int = 0
+    max_queue_delay_us: int = QUEUE_DELAY_US
     log_file: Path | None = None
     log_verbose: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not MODEL_NAME.match(self.name):
-            raise UsageError(f"model name {self.name!r}: use 1 to 128 letters, digits, '.', '_' or '-'")
+        TritonOptions(name=self.name)  # the repository's rule for model names
         ports = [("http", self.http_port), ("grpc", self.grpc_port)] + (
             [("metrics", self.metrics_port)] if self.metrics_port is not None else [])
         for what, port in ports:
@@ -86,7 +87,7 @@ def require_pytriton():
         import pytriton.triton as triton
     except ImportError as exc:
         raise EnvironmentProblem(f"rsz-export serve needs NVIDIA PyTriton, which is not importable here ({exc})",
-                                 hint=INSTALL_HINT) from None
+                                 hint=f"install the serving extra: {SERVE_INSTALL}") from None
     return triton
 
 
@@ -113,6 +114,8 @@ def batch_logits(session: Session, images, name: str):
     n, channels, h, w = images.shape
     if channels != CHANNELS:  # Triton's core checks the config's dims first; kept for library callers
         raise UsageError(f"{name} takes {CHANNELS} channels, got {channels}")
+    if not 1 <= n <= session.manifest.plan.batch.max:
+        raise UsageError(f"{name} takes batches of 1..{session.manifest.plan.batch.max}, got {n}")
     try:
         chosen = session.route(h, w)
     except UsageError:
@@ -165,6 +168,29 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text[-lines:]) or "(empty log)"
 
 
+@dataclass(frozen=True)
+class ServedInterface:
+    """The model's tensors as Triton describes them: ``max_batch_size`` (0: the batch is part of the request)
+    and the dims of ``images`` and ``logits`` without Triton's batch dimension."""
+
+    max_batch_size: int
+    input_dims: tuple[int, ...]
+    output_dims: tuple[int, ...]
+
+    @classmethod
+    def of(cls, manifest) -> ServedInterface:
+        """The interface of a build: the repository's rule (``triton_config.batching``) for the plan's batch."""
+        max_batch_size, batch_dim = batching(manifest.plan.batch, None, engine_bound=True)
+        prefix = () if batch_dim is None else (batch_dim,)
+        return cls(max_batch_size, (*prefix, CHANNELS, -1, -1), (*prefix, manifest.num_classes))
+
+    def describe(self) -> str:
+        batch = f"n <= {self.max_batch_size}, batched by Triton" if self.max_batch_size else "no Triton batching"
+        shape = ",".join(map(str, ((-1,) if self.max_batch_size else ()) + self.input_dims))
+        out = ",".join(map(str, ((-1,) if self.max_batch_size else ()) + self.output_dims))
+        return f"input {INPUT_NAME} FP32 [{shape}] ({batch}); output {OUTPUT_NAME} FP32 [{out}]"
+
+
 class LocalServer:
     """A running ``serve``: enter starts it (engines opened and verified, then the server core, then the model),
     ``wait`` serves until asked to stop, exit stops the core and frees the engines."""
@@ -179,22 +205,18 @@ class LocalServer:
     def log_file(self) -> Path:
         return self.spec.log_file or Path(self._temp.name) / "tritonserver.log"
 
-    @property
-    def max_batch(self) -> int:
-        return self.session.manifest.plan.batch.max
-
     def __enter__(self) -> LocalServer:
         triton = require_pytriton()
         spec = self.spec
-        for what, port in (("http", spec.http_port), ("grpc", spec.grpc_port), ("metrics", spec.metrics_port)):
-            if port is not None:
-                check_port_free(spec.host, port, what)
         if spec.log_file is None:
             self._temp = tempfile.TemporaryDirectory(prefix="rsz-serve-")
         try:
             self.session = Session(spec.engines_dir, backend=spec.backend, preprocess="native",
                                    workers=spec.instances, threads=spec.threads)
             self.session.open_all()  # every engine file verified before a port opens
+            for what, port in (("http", spec.http_port), ("grpc", spec.grpc_port), ("metrics", spec.metrics_port)):
+                if port is not None:
+                    check_port_free(spec.host, port, what)
             self._start(triton)
         except BaseException:
             self.__exit__(None, None, None)
@@ -205,16 +227,19 @@ class LocalServer:
         import numpy as np
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 
+        served = ServedInterface.of(self.session.manifest)
+        batcher = DynamicBatcher(max_queue_delay_microseconds=self.spec.max_queue_delay_us,
+                                 preferred_batch_size=list(preferred_sizes(max(served.max_batch_size, 1))))
         self._triton = triton.Triton(config=triton_config(self.spec, self.log_file),
                                      security_config=triton.TritonSecurityConfig(
                                          restricted_endpoints=list(RESTRICTED_ENDPOINTS)))
         functions = [infer_function(self.session, self.spec.name, self.log) for _ in range(self.spec.instances)]
         self._triton.bind(
             model_name=self.spec.name, infer_func=functions, strict=True,
-            inputs=[Tensor(name=INPUT_NAME, dtype=np.float32, shape=(CHANNELS, -1, -1))],
-            outputs=[Tensor(name=OUTPUT_NAME, dtype=np.float32, shape=(self.session.manifest.num_classes,))],
-            config=ModelConfig(max_batch_size=self.max_batch,
-                               batcher=DynamicBatcher(max_queue_delay_microseconds=self.spec.max_queue_delay_us)),
+            inputs=[Tensor(name=INPUT_NAME, dtype=np.float32, shape=served.input_dims)],
+            outputs=[Tensor(name=OUTPUT_NAME, dtype=np.float32, shape=served.output_dims)],
+            config=ModelConfig(batching=served.max_batch_size > 0, max_batch_size=max(served.max_batch_size, 1),
+                               batcher=batcher),
         )
         try:
             self._triton.run()
@@ -249,8 +274,7 @@ class LocalServer:
             f"serving {spec.name} from {spec.engines_dir} ({len(self.session.engines)} engine(s), "
             f"{spec.instances} instance(s)): KServe v2 over HTTP at http://{spec.host}:{spec.http_port} "
             f"and gRPC at {spec.host}:{spec.grpc_port}",
-            f"  input {INPUT_NAME} FP32 [n,{CHANNELS},h,w] with n <= {self.max_batch}; output {OUTPUT_NAME} FP32 "
-            f"[n,{self.session.manifest.num_classes}]; sizes: {covered_text(self.session.candidates)}",
+            f"  {ServedInterface.of(self.session.manifest).describe()}; sizes: {covered_text(self.session.candidates)}",
         ]
         if spec.metrics_port is not None:
             lines.append(f"  metrics at http://{spec.host}:{spec.metrics_port}/metrics")

@@ -1,6 +1,10 @@
 """serve: ``rsz-export serve`` started once for the module (the CLI in its own process group, as from a terminal),
 called with tritonclient over HTTP and gRPC: interface, logits against the in-process Session at every profile,
-a bounded load run, bad requests, and an orderly stop on Ctrl-C (checked when the module's server is torn down)."""
+a bounded load run, bad requests, and an orderly stop on Ctrl-C (checked when the module's server is torn down).
+Then the library's ``LocalServer`` in this process on the real ResNet-50 build.
+
+Marked ``slow``: each server start and stop costs about 15 s (the Triton server core and its Python backend), so
+the full suite (``make test``, CI) runs these and ``make check`` does not."""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from rsz_export.serve.policy import ModelInput  # noqa: E402
 from rsz_export.serve.session import Session  # noqa: E402
 from tests.helpers import RANDOM_METADATA, tiny_onnx  # noqa: E402
 
-pytestmark = pytest.mark.xdist_group("triton-server")  # one server per module, on one worker
+pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 MAX_BATCH = 4
 SIZES = [(224, 224), (320, 256), (300, 416), (416, 352), (500, 350), (576, 576), (800, 600), (233, 799)]
@@ -257,3 +261,28 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(server, session, p
     finally:
         client.close()
     assert "refused a request" in server.log.read_text()  # one line per refused request, no traceback
+
+
+def test_the_real_network_served_in_process_matches_the_session(small_engines_dir):
+    """The library server on the 224..288 ResNet-50 build (batch 1: the batch is part of the request, [1,3,-1,-1])."""
+    from rsz_export.serve.triton_server import LocalServer, ServeSpec
+
+    spec = ServeSpec(small_engines_dir, http_port=free_port(), grpc_port=free_port(), threads=2)
+    refused = []
+    with Session(small_engines_dir, threads=2) as in_process, LocalServer(spec, log=refused.append) as server:
+        assert "no Triton batching" in server.describe()[1]
+        http = httpclient.InferenceServerClient(f"127.0.0.1:{spec.http_port}")
+        grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{spec.grpc_port}")
+        try:
+            config = http.get_model_config(SERVED_MODEL_NAME)
+            assert (config["max_batch_size"], config["input"][0]["dims"]) == (0, [1, 3, -1, -1])
+            for (h, w), client, module in [((224, 224), http, httpclient), ((288, 240), grpc, grpcclient)]:
+                images = random_images(1, h, w, seed=h)
+                np.testing.assert_allclose(infer(client, module, images), reference(in_process, images),
+                                           rtol=1e-4, atol=1e-4)
+            with pytest.raises(InferenceServerException, match="outside every profile"):
+                infer(http, httpclient, random_images(1, 224, 320, seed=0))
+        finally:
+            http.close()
+            grpc.close()
+    assert len(refused) == 1
