@@ -50,6 +50,11 @@ RESTRICTED_ENDPOINTS = ("shared-memory", "model-repository", "trace", "logging")
 """Triton endpoints that need PyTriton's per-run token: clients cannot unload the model, register shared memory or
 change logging. Health, metadata, inference, model config and statistics stay open, as load tools expect."""
 LOG_TAIL_LINES = 15
+START_ATTEMPTS = 3
+RACE_MARK = "get_config_from_handshake_server"
+"""In PyTriton 0.7 the second and later model instances fetch their settings from a socket the first one opens,
+and can find its file before it listens (ConnectionRefusedError in the log, more often on a busy machine); the
+model then fails to load. The start is tried again when the log shows that, and only then."""
 
 
 @dataclass(frozen=True)
@@ -224,15 +229,32 @@ class LocalServer:
         return self
 
     def _start(self, triton) -> None:
+        """Start the server core with the model bound; again (up to START_ATTEMPTS) after PyTriton's start-up race."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            logged = self.log_file.stat().st_size if self.log_file.exists() else 0
+            try:
+                self._triton = triton.Triton(config=triton_config(self.spec, self.log_file),
+                                             security_config=triton.TritonSecurityConfig(
+                                                 restricted_endpoints=list(RESTRICTED_ENDPOINTS)))
+                self._bind()
+                self._triton.run()
+                return
+            except Exception as exc:  # PyTriton's timeouts and client errors: the core's log says why
+                self._triton.stop()
+                with self.log_file.open("rb") as log:
+                    raced = RACE_MARK in log.read()[logged:].decode(errors="replace")
+                if not (raced and attempt < START_ATTEMPTS):
+                    raise EnvironmentProblem(f"the Triton server core did not start ({type(exc).__name__}: {exc}); "
+                                             f"its log ends:\n{log_tail(self.log_file)}") from None
+                self.log("a model instance did not start (PyTriton's race between instances starting); again")
+
+    def _bind(self) -> None:
         import numpy as np
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 
         served = ServedInterface.of(self.session.manifest)
         batcher = DynamicBatcher(max_queue_delay_microseconds=self.spec.max_queue_delay_us,
                                  preferred_batch_size=list(preferred_sizes(max(served.max_batch_size, 1))))
-        self._triton = triton.Triton(config=triton_config(self.spec, self.log_file),
-                                     security_config=triton.TritonSecurityConfig(
-                                         restricted_endpoints=list(RESTRICTED_ENDPOINTS)))
         functions = [infer_function(self.session, self.spec.name, self.log) for _ in range(self.spec.instances)]
         self._triton.bind(
             model_name=self.spec.name, infer_func=functions, strict=True,
@@ -241,11 +263,6 @@ class LocalServer:
             config=ModelConfig(batching=served.max_batch_size > 0, max_batch_size=max(served.max_batch_size, 1),
                                batcher=batcher),
         )
-        try:
-            self._triton.run()
-        except Exception as exc:  # PyTriton's timeouts and client errors: the core's log says why
-            raise EnvironmentProblem(f"the Triton server core did not start ({type(exc).__name__}: {exc}); "
-                                     f"its log ends:\n{log_tail(self.log_file)}") from None
 
     def wait(self, stop: threading.Event, poll_s: float = 0.5) -> None:
         """Serve until ``stop`` is set; EnvironmentProblem if the server core exits on its own meanwhile."""
