@@ -67,6 +67,7 @@ class Served:
             while True:
                 try:
                     if probe.is_model_ready(MODEL):
+                        self.server_version = probe.get_server_metadata()["version"]
                         return self
                 except Exception:  # not listening yet
                     pass
@@ -151,7 +152,8 @@ def latency_rounds(engines, size, threads, rounds, calls, protocol) -> dict:
     from rsz_export.bench.stats import paired_ratio
 
     ratio = paired_ratio(served_rounds, local_rounds)
-    return {"protocol": protocol, "size": size, "instances": 1, "threads": threads, "calls": len(local_all),
+    return {"protocol": protocol, "tritonserver": served.server_version, "size": size, "instances": 1,
+            "threads": threads, "calls": len(local_all),
             "in_process_p50_ms": statistics.median(local_all), "served_p50_ms": statistics.median(served_all),
             "ratio": ratio, "target": LATENCY_TARGET, "met": ratio <= LATENCY_TARGET}
 
@@ -181,6 +183,23 @@ def _feed(size: int):
     return random_input(Resolution(size, size), seed=0, batch=1)
 
 
+def serving_versions() -> dict:
+    """PyTriton and tritonclient, which ``provenance()`` does not list (the server core's version is in each
+latency row)."""
+    from importlib.metadata import version
+
+    return {"nvidia-pytriton": version("nvidia-pytriton"), "tritonclient": version("tritonclient")}
+
+
+def engines_facts(engines: str) -> dict:
+    """How the engines served were built (the manifest's command, backend, weights)."""
+    from rsz_export.artifacts.manifest import load_manifest
+
+    manifest = load_manifest(engines)
+    return {"command": manifest.command, "backend": manifest.backend, "weights": manifest.weights.id,
+            "engines": [e.name for e in manifest.engines]}
+
+
 def main() -> int:
     from rsz_export.artifacts.host import usable_cpus
 
@@ -199,8 +218,9 @@ def main() -> int:
     cores = usable_cpus()
     instances = args.instances or cores
     threads_each = max(1, cores // instances)
-    result = {"provenance": provenance(), "engines": args.engines_dir, "load_average_before": os.getloadavg(),
-              "latency": [], "throughput": []}
+    result = {"provenance": provenance(), "serving_versions": serving_versions(),
+              "engines": {"dir": args.engines_dir, **engines_facts(args.engines_dir)},
+              "load_average_before": os.getloadavg(), "latency": [], "throughput": []}
     for protocol in args.protocols.split(","):
         row = latency_rounds(args.engines_dir, args.size, cores, args.rounds, args.calls, protocol)
         result["latency"].append(row)
