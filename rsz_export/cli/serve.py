@@ -11,6 +11,8 @@ import click
 from rsz_export.cli.common import console, handles_errors
 from rsz_export.cli.options import backend_option, engines_dir_argument, threads_option
 from rsz_export.interface import SERVED_MODEL_NAME
+from rsz_export.serve.server_spec import DEFAULT_GRPC_PORT, DEFAULT_HOST, DEFAULT_HTTP_PORT
+from rsz_export.serve.triton_config import QUEUE_DELAY_US
 
 
 class StopSignals:
@@ -33,10 +35,10 @@ class StopSignals:
 
 @click.command()
 @engines_dir_argument
-@click.option("--host", default="127.0.0.1", show_default=True,
+@click.option("--host", default=DEFAULT_HOST, show_default=True,
               help="Address to listen on (HTTP, gRPC and metrics); 0.0.0.0 for every interface.")
-@click.option("--http-port", type=int, default=8000, show_default=True, help="KServe v2 HTTP/REST port.")
-@click.option("--grpc-port", type=int, default=8001, show_default=True, help="KServe v2 gRPC port.")
+@click.option("--http-port", type=int, default=DEFAULT_HTTP_PORT, show_default=True, help="KServe v2 HTTP/REST port.")
+@click.option("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, show_default=True, help="KServe v2 gRPC port.")
 @click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port (default: no metrics).")
 @click.option("--name", default=SERVED_MODEL_NAME, show_default=True,
               help="The model's name for clients (letters, digits, '.', '_', '-').")
@@ -44,7 +46,7 @@ class StopSignals:
 @threads_option
 @click.option("--instances", type=int, default=1, show_default=True,
               help="Model instances: batches run concurrently, each on its own runners (one engine per instance).")
-@click.option("--max-queue-delay-us", type=int, default=0, show_default=True,
+@click.option("--max-queue-delay-us", type=int, default=QUEUE_DELAY_US, show_default=True,
               help="How long Triton's dynamic batcher may hold a request for companions of the same shape.")
 @click.option("--log-file", type=click.Path(dir_okay=False), help="Keep the Triton server core's log here.")
 @handles_errors
@@ -60,7 +62,8 @@ def serve(engines_dir, host, http_port, grpc_port, metrics_port, name, backend, 
     """
     from pathlib import Path
 
-    from rsz_export.serve.triton_server import LocalServer, ServeSpec
+    from rsz_export.serve.server_spec import ServeSpec
+    from rsz_export.serve.triton_server import LocalServer
 
     out = console()
     logging.getLogger("pytriton").setLevel(logging.INFO if out.verbosity > 1 else logging.CRITICAL)

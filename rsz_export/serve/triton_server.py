@@ -30,20 +30,16 @@ import socket
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from rsz_export.errors import EnvironmentProblem, UsageError, check_int
-from rsz_export.interface import CHANNELS, INPUT_NAME, OUTPUT_NAME, SERVED_MODEL_NAME
+from rsz_export.errors import EnvironmentProblem, UsageError
+from rsz_export.interface import CHANNELS, INPUT_NAME, OUTPUT_NAME
 from rsz_export.serve.policy import ModelInput
 from rsz_export.serve.routing import covered_text
-from rsz_export.serve.session import MAX_WORKERS, Session
-from rsz_export.serve.triton_config import QUEUE_DELAY_US, SERVE_INSTALL, TritonOptions, batching, preferred_sizes
+from rsz_export.serve.server_spec import ServedInterface, ServeSpec
+from rsz_export.serve.session import Session
+from rsz_export.serve.triton_config import SERVE_INSTALL, preferred_sizes
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_HTTP_PORT = 8000
-DEFAULT_GRPC_PORT = 8001
-MAX_QUEUE_DELAY_US = 1_000_000
 EXIT_TIMEOUT_S = 30
 """How long a stopping server waits for requests in flight."""
 RESTRICTED_ENDPOINTS = ("shared-memory", "model-repository", "trace", "logging")
@@ -55,35 +51,6 @@ RACE_MARK = "get_config_from_handshake_server"
 """In PyTriton 0.7 the second and later model instances fetch their settings from a socket the first one opens,
 and can find its file before it listens (ConnectionRefusedError in the log, more often on a busy machine); the
 model then fails to load. The start is tried again when the log shows that, and only then."""
-
-
-@dataclass(frozen=True)
-class ServeSpec:
-    """What ``serve`` serves and where: the engines folder, the model name, addresses, instances, batching."""
-
-    engines_dir: Path
-    name: str = SERVED_MODEL_NAME
-    host: str = DEFAULT_HOST
-    http_port: int = DEFAULT_HTTP_PORT
-    grpc_port: int = DEFAULT_GRPC_PORT
-    metrics_port: int | None = None
-    backend: str | None = None
-    instances: int = 1
-    threads: int | None = None
-    max_queue_delay_us: int = QUEUE_DELAY_US
-    log_file: Path | None = None
-    log_verbose: int = 0
-
-    def __post_init__(self) -> None:
-        TritonOptions(name=self.name)  # the repository's rule for model names
-        ports = [("http", self.http_port), ("grpc", self.grpc_port)] + (
-            [("metrics", self.metrics_port)] if self.metrics_port is not None else [])
-        for what, port in ports:
-            check_int(port, f"{what} port", 1, 65535)
-        if len({port for _, port in ports}) < len(ports):
-            raise UsageError(f"the ports must differ, got {', '.join(f'{w} {p}' for w, p in ports)}")
-        check_int(self.instances, "instances", 1, MAX_WORKERS)
-        check_int(self.max_queue_delay_us, "max queue delay (microseconds)", 0, MAX_QUEUE_DELAY_US)
 
 
 def require_pytriton():
@@ -173,29 +140,6 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text[-lines:]) or "(empty log)"
 
 
-@dataclass(frozen=True)
-class ServedInterface:
-    """The model's tensors as Triton describes them: ``max_batch_size`` (0: the batch is part of the request)
-    and the dims of ``images`` and ``logits`` without Triton's batch dimension."""
-
-    max_batch_size: int
-    input_dims: tuple[int, ...]
-    output_dims: tuple[int, ...]
-
-    @classmethod
-    def of(cls, manifest) -> ServedInterface:
-        """The interface of a build: the repository's rule (``triton_config.batching``) for the plan's batch."""
-        max_batch_size, batch_dim = batching(manifest.plan.batch, None, engine_bound=True)
-        prefix = () if batch_dim is None else (batch_dim,)
-        return cls(max_batch_size, (*prefix, CHANNELS, -1, -1), (*prefix, manifest.num_classes))
-
-    def describe(self) -> str:
-        batch = f"n <= {self.max_batch_size}, batched by Triton" if self.max_batch_size else "no Triton batching"
-        shape = ",".join(map(str, ((-1,) if self.max_batch_size else ()) + self.input_dims))
-        out = ",".join(map(str, ((-1,) if self.max_batch_size else ()) + self.output_dims))
-        return f"input {INPUT_NAME} FP32 [{shape}] ({batch}); output {OUTPUT_NAME} FP32 [{out}]"
-
-
 class LocalServer:
     """A running ``serve``: enter starts it (engines opened and verified, then the server core, then the model),
     ``wait`` serves until asked to stop, exit stops the core and frees the engines."""
@@ -232,6 +176,7 @@ class LocalServer:
         """Start the server core with the model bound; again (up to START_ATTEMPTS) after PyTriton's start-up race."""
         for attempt in range(1, START_ATTEMPTS + 1):
             logged = self.log_file.stat().st_size if self.log_file.exists() else 0
+            self._triton = None
             try:
                 self._triton = triton.Triton(config=triton_config(self.spec, self.log_file),
                                              security_config=triton.TritonSecurityConfig(
@@ -240,13 +185,21 @@ class LocalServer:
                 self._triton.run()
                 return
             except Exception as exc:  # PyTriton's timeouts and client errors: the core's log says why
-                self._triton.stop()
-                with self.log_file.open("rb") as log:
-                    raced = RACE_MARK in log.read()[logged:].decode(errors="replace")
+                if self._triton is not None:
+                    self._triton.stop()
+                    self._triton = None
+                raced = RACE_MARK in self._log_since(logged)
                 if not (raced and attempt < START_ATTEMPTS):
                     raise EnvironmentProblem(f"the Triton server core did not start ({type(exc).__name__}: {exc}); "
                                              f"its log ends:\n{log_tail(self.log_file)}") from None
                 self.log("a model instance did not start (PyTriton's race between instances starting); again")
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with self.log_file.open("rb") as log:
+                return log.read()[offset:].decode(errors="replace")
+        except OSError:
+            return ""
 
     def _bind(self) -> None:
         import numpy as np

@@ -11,8 +11,9 @@ import pytest
 
 from rsz_export.artifacts.manifest import load_manifest
 from rsz_export.errors import EnvironmentProblem, UsageError
+from rsz_export.serve.server_spec import ServedInterface, ServeSpec
 from rsz_export.serve.triton_config import TritonOptions, plan_models
-from rsz_export.serve.triton_server import ServedInterface, ServeSpec, check_port_free
+from rsz_export.serve.triton_server import check_port_free
 from rsz_export.shapes import BatchRange
 
 

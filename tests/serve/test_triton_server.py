@@ -265,7 +265,8 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(server, session, p
 
 def test_the_real_network_served_in_process_matches_the_session(small_engines_dir):
     """The library server on the 224..288 ResNet-50 build (batch 1: the batch is part of the request, [1,3,-1,-1])."""
-    from rsz_export.serve.triton_server import LocalServer, ServeSpec
+    from rsz_export.serve.server_spec import ServeSpec
+    from rsz_export.serve.triton_server import LocalServer
 
     spec = ServeSpec(small_engines_dir, http_port=free_port(), grpc_port=free_port(), threads=2)
     refused = []
