@@ -27,6 +27,7 @@ PURE = (
     "rsz_export.bench.flops",
     "rsz_export.serve.routing",
     "rsz_export.serve.policy",
+    "rsz_export.serve.server_spec",
     "rsz_export.serve.triton_config",
     "rsz_export.serve.kserve",
     "rsz_export.backends.trt_support",

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "rsz_export.cli.predict",
     "rsz_export.cli.sweep",
     "rsz_export.cli.triton",
+    "rsz_export.cli.serve",
 )
 """Each module defines Click commands listed in its ``COMMANDS`` tuple; imported only for their Click objects."""
 

@@ -192,6 +192,19 @@ class Session:
         return next(c.shape.max.batch for c in self.candidates if (c.engine, c.profile) == (chosen.engine,
                                                                                            chosen.profile))
 
+    def open_all(self) -> None:
+        """Open every engine's runner in every worker slot now (a server does this before it accepts requests:
+        each file's hash is checked and no request pays for opening a runner)."""
+        slots = [self._slots.get() for _ in range(self.workers)]
+        try:
+            for slot in slots:
+                for index in range(len(self.engines)):
+                    if index not in slot:
+                        slot[index] = self._open(index)
+        finally:
+            for slot in slots:
+                self._slots.put(slot)
+
     def _open(self, index: int):
         engine = self.engines[index]
         module = load_backend(TORCH if engine is None else engine.backend)
