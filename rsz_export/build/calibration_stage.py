@@ -13,7 +13,6 @@ import resource
 from pathlib import Path
 
 from rsz_export import __version__
-from rsz_export.artifacts.files import atomic_write_text
 from rsz_export.artifacts.manifest import CalibrationRecord, FileRecord, file_record, verify_file
 from rsz_export.backends.base import Log
 from rsz_export.build.keys import calibration_name
@@ -46,7 +45,7 @@ def _reused(previous, keys, out_dir: Path) -> CalibrationRecord | None:
 def _adopted(target: Path, key: str) -> dict | None:
     """A complete calibration file for this key left by a run that stopped before its manifest."""
     if target.is_file():
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, IntegrityError):
             data = json.loads(target.read_text(encoding="utf-8"))
             if data.get("format") == FORMAT and data.get("key") == key:
                 read_ranges(target)
@@ -64,18 +63,13 @@ def calibration_stage(calib: CalibrationSet, keys, previous, out_dir: Path, onnx
     if not force and (data := _adopted(target, keys["calibration"])) is not None:
         log(f"      reusing {target.name}, finished by an earlier run that stopped before its manifest")
         return _record(out_dir, target, calib, float(data.get("seconds", 0.0)))
-    from rsz_export.model.calibration import BINS, PERCENTILE, calibrate
+    from rsz_export.model.calibration import calibrate, write_ranges
 
     log(f"      calibrating int8 ranges ({calib.method}) on {len(calib.items)} image(s) from {calib.source}")
     run = calibrate(out_dir / onnx.file, calib.feeds(), calib.method, threads, log)
     peak_mib = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # kilobytes on Linux
-    data = {
-        "format": FORMAT, "key": keys["calibration"], "method": run.method, "bins": BINS,
-        "percentile": PERCENTILE if run.method == "percentile" else None, "source": calib.source, "seed": calib.seed,
-        "images": [i.to_dict() for i in calib.items], "seconds": round(run.seconds, 2),
-        "process_peak_rss_mib": peak_mib, "tool_version": __version__, "onnx_sha256": onnx.sha256,
-        "tensors": {name: [lo, hi] for name, (lo, hi) in run.ranges.items()},
-    }  # fmt: skip
-    atomic_write_text(target, json.dumps(data, indent=1) + "\n")
+    write_ranges(target, run, key=keys["calibration"], source=calib.source, seed=calib.seed,
+                 images=[i.to_dict() for i in calib.items], process_peak_rss_mib=peak_mib, tool_version=__version__,
+                 onnx_sha256=onnx.sha256)  # fmt: skip
     log(f"      calibrated {len(run.ranges)} tensors in {run.seconds:.1f} s (process peak {peak_mib} MiB)")
     return _record(out_dir, target, calib, round(run.seconds, 2))

@@ -213,3 +213,14 @@ def calibrate(onnx_path, feeds: Iterable[np.ndarray], method: str, threads: int 
             log(f"      calibrated on {count} image(s)")
     ranges = {name: s.range(method) for name, s in stats.items()}
     return CalibrationRun(method, ranges, count, time.perf_counter() - started)
+
+
+def write_ranges(path, run: CalibrationRun, **facts) -> Path:
+    """Write a calibration file atomically: ``facts`` (the set, the key, ...) and the ranges under ``tensors``."""
+    from rsz_export.artifacts.files import atomic_write_text
+
+    data = {"format": FORMAT, **facts, "method": run.method, "bins": BINS,
+            "percentile": PERCENTILE if run.method == "percentile" else None, "seconds": round(run.seconds, 2),
+            "tensors": {name: [lo, hi] for name, (lo, hi) in run.ranges.items()}}  # fmt: skip
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+    return Path(path)

@@ -29,7 +29,7 @@ from rsz_export.errors import UsageError, check_choice, check_int
 from rsz_export.images.files import list_files, sample_images
 from rsz_export.model.calibration import DEFAULT_METHOD, METHODS
 from rsz_export.plan.profiles import Plan
-from rsz_export.serve.routing import Candidate, fit_size
+from rsz_export.serve.routing import Candidate, fit_size, plan_candidates, widest_aspect
 from rsz_export.shapes import Resolution
 
 DEFAULT_BUNDLED_COUNT = 32
@@ -107,28 +107,46 @@ class CalibrationSet:
             yield to_input(image, item.size)
 
 
+def _bands(plan: Plan) -> list[tuple[float, float]]:
+    """(smallest, largest) longer side each profile serves: routing sends a size to the smallest profile that
+    covers it, so a profile nested in a larger one serves its own sizes and the larger one those above them."""
+    bands = []
+    for p in plan.profiles:
+        lo, hi = min(p.min.h, p.min.w), max(p.max.h, p.max.w)
+        below = [max(q.max.h, q.max.w) for q in plan.profiles if max(q.max.h, q.max.w) < hi]
+        bands.append((max([lo, *below]), hi))
+    return bands
+
+
 def _targets(plan: Plan, count: int, rng: np.random.Generator) -> list[tuple[int, float]]:
-    """(profile, longer side) for ``count`` items spread over every profile, in shuffled order."""
-    profiles = len(plan.profiles)
+    """(profile, longer side) for ``count`` items spread over every profile's band, in shuffled order."""
+    profiles, bands = len(plan.profiles), _bands(plan)
     per = [len(range(p, count, profiles)) for p in range(profiles)]
     targets = []
     for k in range(count):
         index, rank = k % profiles, k // profiles
-        p = plan.profiles[index]
-        lo, hi = min(p.min.h, p.min.w), max(p.max.h, p.max.w)
+        lo, hi = bands[index]
         fraction = 0.5 if per[index] == 1 else rank / (per[index] - 1)
         targets.append((index, math.exp(math.log(lo) + fraction * (math.log(hi) - math.log(lo)))))
     return [targets[i] for i in rng.permutation(count)]
 
 
-def _size(plan: Plan, profile: int, side: float, h: int, w: int) -> Resolution:
-    """The size an h x w image runs at for a wanted longer side: its aspect ratio kept, inside the profile."""
+def _size(plan: Plan, profile: int, side: float, h: int, w: int) -> tuple[Resolution, tuple | None]:
+    """The size an h x w image runs at for a wanted longer side, its aspect ratio kept: in the wanted profile
+    if it fits there, else in the profile serving the nearest scale (as ``serve.routing`` fits images). An image
+    more elongated than any profile holds is first cropped at its centre to the widest aspect ratio that fits."""
     p = plan.profiles[profile]
-    fitted = fit_size(h, w, [Candidate(0, profile, p)], p.min.batch, "exact", side / max(h, w))
-    if fitted is None:  # an aspect ratio this profile cannot hold (a square-only plan): the nearest square
-        s = min(max(round(side), p.min.h, p.min.w), p.max.h, p.max.w)
-        return Resolution(s, s)
-    return fitted
+    scale = side / max(h, w)
+    fitted = fit_size(h, w, [Candidate(0, profile, p)], p.min.batch, "exact", scale)
+    candidates = plan_candidates(plan)
+    fitted = fitted or fit_size(h, w, candidates, p.min.batch, "exact", scale)
+    if fitted is not None:
+        return fitted, None
+    widest = widest_aspect(candidates)
+    ch, cw = (min(h, w * widest), w) if h > w else (h, min(w, h * widest))
+    top, left = (1 - ch / h) / 2, (1 - cw / w) / 2
+    fitted = fit_size(max(1, math.floor(ch)), max(1, math.floor(cw)), candidates, p.min.batch, "exact", scale)
+    return fitted, (left, top, 1 - left, 1 - top)
 
 
 def _crop(rng: np.random.Generator) -> tuple[float, float, float, float]:
@@ -151,7 +169,12 @@ def _bundled(spec: CalibSpec, plan: Plan, rng: np.random.Generator) -> Calibrati
         crop = _crop(rng)
         h, w = read_size(photo)
         ch, cw = max(1, round((crop[3] - crop[1]) * h)), max(1, round((crop[2] - crop[0]) * w))
-        items.append(CalibItem(photo.name, hashes[photo], _size(plan, profile, side, ch, cw), crop))
+        size, inner = _size(plan, profile, side, ch, cw)
+        if inner is not None:  # the crop of the crop, in the photograph's fractions
+            x0, y0, x1, y1 = crop
+            crop = (x0 + inner[0] * (x1 - x0), y0 + inner[1] * (y1 - y0), x0 + inner[2] * (x1 - x0),
+                    y0 + inner[3] * (y1 - y0))  # fmt: skip
+        items.append(CalibItem(photo.name, hashes[photo], size, crop))
     return CalibrationSet("bundled", photos[0].parent, tuple(items), spec.method, spec.seed, BUNDLED_WARNING)
 
 
@@ -197,7 +220,8 @@ def _from_folder(spec: CalibSpec, plan: Plan, rng: np.random.Generator) -> Calib
     items = []
     for (profile, side), index in zip(targets, chosen):
         path, h, w = readable[index]
-        items.append(CalibItem(str(path.relative_to(folder)), sha256_file(path), _size(plan, profile, side, h, w)))
+        size, crop = _size(plan, profile, side, h, w)
+        items.append(CalibItem(str(path.relative_to(folder)), sha256_file(path), size, crop))
     return CalibrationSet(str(folder.resolve()), folder, tuple(items), spec.method, spec.seed)
 
 

@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 
 from rsz_export.artifacts.files import atomic_path, atomic_write_text, directory_lock, sha256_file
 from rsz_export.artifacts.manifest import (
+    SCHEMA_VERSION,
     EngineRecord,
     FileRecord,
     LabelsRecord,
     Manifest,
-    SCHEMA_VERSION,
     WeightsRecord,
     load_manifest,
     save_manifest,
