@@ -73,9 +73,10 @@ def test_tensorrt_model_is_symmetric_int8_at_conv_gemm_and_both_add_inputs(calib
     zero_points = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert zero_points and all(z.data_type == TensorProto.INT8 for z in zero_points)
     assert all(not numpy_helper.to_array(z).any() for z in zero_points)  # symmetric: zero point 0
-    weight_scales = [numpy_helper.to_array(inits[n.input[1]]) for n in model.graph.node
-                     if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None
-                     and inits[n.input[0]].data_type == TensorProto.INT8 and len(inits[n.input[0]].dims) == 4]  # fmt: skip
+    conv_weights = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+                    and len(inits[n.input[0]].dims) == 4]  # fmt: skip
+    assert all(inits[n.input[0]].data_type == TensorProto.INT8 for n in conv_weights)
+    weight_scales = [numpy_helper.to_array(inits[n.input[1]]) for n in conv_weights]
     assert weight_scales and all(s.size == 8 for s in weight_scales)  # per output channel
 
 
