@@ -40,7 +40,8 @@ def _set_precision_v10(trt, builder_config, precision: str) -> None:
 
 
 def _set_precision_v11(trt, builder_config, precision: str) -> None:
-    # 11.x networks are always strongly typed: the types come from the (reduced-precision or Q/DQ) ONNX itself.
+    # 11.x networks are always strongly typed: the types come from the (reduced-precision) ONNX itself.
+    # int8: from the Q/DQ ONNX's QuantizeLinear/DequantizeLinear types, with no flag either.
     return None
 
 
