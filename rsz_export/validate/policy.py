@@ -37,6 +37,9 @@ class TolerancePolicy:
     min_top1: float
     min_cosine: float = 0.0
     min_top5: float = 0.0
+    images_only: bool = False
+    """Run on images only, not on the seeded noise inputs: int8 ranges are calibrated on images, and noise
+    drives activations no image does."""
 
     def __post_init__(self) -> None:
         check_choice(self.precision, "precision", PRECISIONS)
@@ -76,19 +79,20 @@ class TolerancePolicy:
 # two best classes are nearly tied, which reduced precision makes likelier: with the default 6 inputs per
 # case, fp16/tf32 allow one flip per case and bf16 two; fp32 allows none.
 # int8 (docs/validate.md has the measurements): worst cosine and relative L2 of the logits against the reference
-# per case, over the bundled photographs and seeded noise. Seeded random weights have nearly flat logits, where
-# top-1 flips on tiny errors, so the top-1 bound is loose and the top-5 containment bound carries the ranking.
-INT8_MIN_COSINE = 0.95
-INT8_RTOL = 0.35
+# per case, over images (not noise: ``images_only``). Seeded random weights have nearly flat logits, where top-1
+# flips on small errors, so the top-1 bound is loose and the top-5 containment bound carries the ranking; with
+# the 4 bundled photographs one image per case may fall out of it.
+INT8_MIN_COSINE = 0.98
+INT8_RTOL = 0.25
 INT8_MIN_TOP1 = 0.5
-INT8_MIN_TOP5 = 0.8
+INT8_MIN_TOP5 = 0.75
 PRESETS = {
     "fp32": TolerancePolicy("fp32", rtol=1e-4, atol=5e-3, min_top1=1.0),
     "tf32": TolerancePolicy("tf32", rtol=1e-2, atol=1.0, min_top1=0.8),
     "fp16": TolerancePolicy("fp16", rtol=1e-2, atol=1.0, min_top1=0.8),
     "bf16": TolerancePolicy("bf16", rtol=8e-2, atol=8.0, min_top1=0.65),
     "int8": TolerancePolicy("int8", rtol=INT8_RTOL, atol=None, min_top1=INT8_MIN_TOP1, min_cosine=INT8_MIN_COSINE,
-                            min_top5=INT8_MIN_TOP5),
+                            min_top5=INT8_MIN_TOP5, images_only=True),
 }
 
 
