@@ -129,10 +129,10 @@ def test_int8_preset_judges_direction_and_ranking_not_single_logits():
     assert judge(stats, PRESETS["int8"]).passed and not judge(stats, PRESETS["fp32"]).passed
     wrong = noisy.copy()
     wrong[0] = rng.standard_normal(1000)
-    top = reference[1].argmax()
-    wrong[1, top] = wrong[1].min() - 1
+    for row in (1, 2, 3):  # the reference's best class drops to the bottom
+        wrong[row, reference[row].argmax()] = wrong[row].min() - 1
     failures = judge(compare(reference, wrong), PRESETS["int8"]).failures
-    assert any(f.startswith("cosine ") for f in failures) and any("top-5 containment 0.75" in f for f in failures)
+    assert any(f.startswith("cosine ") for f in failures) and any("top-5 containment 0.5" in f for f in failures)
     assert "atol -" in str(PRESETS["int8"]) and PRESETS["int8"].atol is None
 
 
