@@ -121,7 +121,7 @@ def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: P
         log(f"optimising the graph offline with ONNX Runtime {ort.__version__} ({level})")
         _load_session(ort, str(onnx_path), so, ["CPUExecutionProvider"], onnx_path)
     record = EngineRecord(
-        name="ort",
+        name="ort" if options.precision == "fp32" else f"ort-{options.precision}",
         backend=NAME,
         precision=options.precision,
         file=file_record(out_dir, target),
