@@ -48,8 +48,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return result
 
 
-def _split(work: Path, crops: int):
-    """(calibration folder, held-out images, seen images): crops of all but the last photograph as files."""
+def _split(work: Path, crops: int, smallest: int):
+    """(calibration folder, held-out images, seen images): crops of all but the last photograph as files, each
+    with both sides at least ``smallest`` (the range minimum)."""
     import numpy as np
 
     from rsz_export.images.files import load_rgb, sample_images
@@ -63,7 +64,7 @@ def _split(work: Path, crops: int):
         for k in range(crops):
             w, h = image.size
             side = rng.uniform(0.6, 1.0)
-            cw, ch = int(w * side), int(h * side * rng.uniform(0.8, 1.0))
+            cw, ch = max(min(w, smallest), int(w * side)), max(min(h, smallest), int(h * side * rng.uniform(0.8, 1)))
             left, top = int(rng.uniform(0, w - cw)), int(rng.uniform(0, h - ch))
             image.crop((left, top, left + cw, top + ch)).save(folder / f"{photo.stem}-{k}.png")
     held = load_rgb(photos[-1])
@@ -195,7 +196,7 @@ def main() -> int:
         if onnx is None:
             onnx = work / "resnet50.onnx"
             _cli("export", "-o", str(onnx), "--weights", "random", "--no-verify")
-        folder, held, seen = _split(work, args.crops)
+        folder, held, seen = _split(work, args.crops, args.min)
         _build(work / "fp32", onnx, args.min, args.max)
         build_s = _build(work / "int8", onnx, args.min, args.max, "--precision", "int8", "--calib", str(folder),
                          "--calib-method", args.method)  # fmt: skip

@@ -21,10 +21,7 @@ from rsz_export.cli.options import (
     threads_option,
     weights_option,
 )
-from rsz_export.interface import PRECISIONS
-
-CALIB_METHODS = ("minmax", "entropy", "percentile")  # model.calibration.METHODS, without importing numpy here
-DEFAULT_CALIB_METHOD = "percentile"
+from rsz_export.interface import CALIBRATION_METHODS, PRECISIONS
 
 
 def _command_line() -> str:
@@ -92,8 +89,8 @@ def export_command(weights, seed, num_classes, output, verify):
               "Default: crops of the bundled photographs, with a warning.")
 @click.option("--calib-count", type=int, help="int8: images to calibrate on (default: all of --calib's, at most 256; "
               "32 crops of the bundled photographs without --calib).")
-@click.option("--calib-method", type=click.Choice(CALIB_METHODS), help=f"int8: how ranges are set from the "
-              f"calibration statistics (default {DEFAULT_CALIB_METHOD}).")
+@click.option("--calib-method", type=click.Choice(CALIBRATION_METHODS), help="int8: how ranges are set from the "
+              f"calibration statistics (default {CALIBRATION_METHODS[0]}).")
 @click.option("--force", is_flag=True, help="Rebuild even if the manifest says everything is up to date.")
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check the export against PyTorch.")
 @threads_option
@@ -139,7 +136,7 @@ def build(engines_dir, min_size, max_size, profiles, batch, aspect, profile_file
         from rsz_export.model.calibration_set import CalibSpec
 
         calibration = CalibSpec(Path(calib_dir) if calib_dir else None, calib_count,
-                                calib_method or DEFAULT_CALIB_METHOD, seed)  # fmt: skip
+                                calib_method or CALIBRATION_METHODS[0], seed)  # fmt: skip
     spec = BuildSpec(
         plan, Path(engines_dir), backend, weights, seed, options, force, verify, _command_line(),
         onnx=Path(onnx_file) if onnx_file else None, num_classes=num_classes, labels=Path(labels) if labels else None,

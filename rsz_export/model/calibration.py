@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from rsz_export.errors import IntegrityError
+from rsz_export.interface import CALIBRATION_METHODS
 
-METHODS = ("minmax", "entropy", "percentile")
-DEFAULT_METHOD = "percentile"
+METHODS = CALIBRATION_METHODS
+DEFAULT_METHOD = CALIBRATION_METHODS[0]
 BINS = 2048
 PERCENTILE = 99.999
 """Percent of |x| kept inside the range by ``percentile``."""

@@ -212,7 +212,7 @@ def _from_folder(spec: CalibSpec, plan: Plan, rng: np.random.Generator) -> Calib
         raise UsageError(
             f"{len(small)} image(s) in --calib {folder} have a side shorter than the range minimum {smallest}: "
             f"{', '.join(small[:3])}{', ...' if len(small) > 3 else ''}",
-            hint="calibration never enlarges images: remove them, or give larger ones",
+            hint="give images at least as large as the smallest size served: remove these, or raise --min",
         )
     count = spec.count or min(len(readable), DEFAULT_DIR_COUNT)
     chosen = sorted(rng.choice(len(readable), size=count, replace=False))
