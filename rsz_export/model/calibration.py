@@ -147,32 +147,46 @@ def entropy_bins(hist: np.ndarray, levels: int = QUANTIZED_BINS, step: int = ENT
     return best
 
 
+def relu_inputs(model) -> dict[str, str]:
+    """Tensors read by one Relu and nothing else -> that Relu's output. Their range is the Relu's: a Q/DQ model
+    quantizes them only where the Relu is fused into their producer, and then with the Relu's range (ONNX
+    Runtime's quantizer copies it over too), so they are not run as calibration outputs, which saves the largest
+    share of the activation traffic."""
+    readers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    return {name: nodes[0].output[0] for name, nodes in readers.items()
+            if len(nodes) == 1 and nodes[0].op_type == "Relu"}  # fmt: skip
+
+
 def calibration_tensors(model) -> list[str]:
-    """The float activations that ``CALIBRATED_OPS`` read or write (not weights, not the model's outputs)."""
+    """The float activations that ``CALIBRATED_OPS`` read or write (not weights, not the model's outputs, not the
+    inputs of a lone Relu: ``relu_inputs``)."""
     from onnx import TensorProto
 
-    weights = {t.name for t in model.graph.initializer}
+    skipped = {t.name for t in model.graph.initializer} | {o.name for o in model.graph.output} | set(relu_inputs(model))
     floats = {v.name for v in (*model.graph.input, *model.graph.value_info)
               if v.type.tensor_type.elem_type == TensorProto.FLOAT}  # fmt: skip
-    outputs = {o.name for o in model.graph.output}
     names: dict[str, None] = {}
     for node in model.graph.node:
         if node.op_type in CALIBRATED_OPS:
             for name in (*node.input, *node.output):
-                if name and name in floats and name not in weights and name not in outputs:
+                if name and name in floats and name not in skipped:
                     names[name] = None
     return list(names)
 
 
-def _augmented(onnx_path) -> tuple[bytes, list[str]]:
-    """The model with every calibrated tensor as an extra output (shapes inferred first to find the floats)."""
+def _augmented(onnx_path) -> tuple[bytes, list[str], dict[str, str]]:
+    """The model with every calibrated tensor as an extra output (shapes inferred first to find the floats), and
+    the Relu inputs whose range is their Relu's."""
     import onnx
     from onnx import TensorProto, helper
 
     model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
     names = calibration_tensors(model)
     model.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names)
-    return model.SerializeToString(), names
+    return model.SerializeToString(), names, relu_inputs(model)
 
 
 @dataclass(frozen=True)
@@ -195,7 +209,7 @@ def calibrate(onnx_path, feeds: Iterable[np.ndarray], method: str, threads: int 
     from rsz_export.interface import INPUT_NAME
 
     started = time.perf_counter()
-    model, names = _augmented(onnx_path)
+    model, names, from_relu = _augmented(onnx_path)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.log_severity_level = 3
@@ -213,6 +227,7 @@ def calibrate(onnx_path, feeds: Iterable[np.ndarray], method: str, threads: int 
         if count % 8 == 0:
             log(f"      calibrated on {count} image(s)")
     ranges = {name: s.range(method) for name, s in stats.items()}
+    ranges.update({name: ranges[relu] for name, relu in from_relu.items() if relu in ranges})
     return CalibrationRun(method, ranges, count, time.perf_counter() - started)
 
 
