@@ -141,7 +141,7 @@ class QdqCheck:
         if not self.passed:
             raise CheckFailed(
                 f"the int8 model does not match fp32: {self.summary()} (smallest cosine allowed {self.bound})",
-                hint="calibrate on images like the ones you serve (--calib DIR), or try --calib-method entropy",
+                hint="calibrate on images like the ones you serve (--calib DIR), or another --calib-method",
             )
 
 
