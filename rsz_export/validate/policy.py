@@ -82,8 +82,8 @@ class TolerancePolicy:
 # per case, over images (not noise: ``images_only``). Seeded random weights have nearly flat logits, where top-1
 # flips on small errors, so the top-1 bound is loose and the top-5 containment bound carries the ranking; with
 # the 4 bundled photographs one image per case may fall out of it.
-INT8_MIN_COSINE = 0.98
-INT8_RTOL = 0.25
+INT8_MIN_COSINE = 0.97
+INT8_RTOL = 0.3
 INT8_MIN_TOP1 = 0.5
 INT8_MIN_TOP5 = 0.75
 PRESETS = {
