@@ -79,9 +79,8 @@ def test_ranges_file_round_trip_and_damage(tmp_path):
 
 @pytest.mark.slow
 def test_calibration_memory_stays_bounded_at_800(onnx_path):
-    """800x800 inputs through ResNet-50: peak resident memory of the process stays under 4 GB, and the
-    statistics do not grow with the number of images (ONNX Runtime's own histogram calibrators keep every
-    activation of every input)."""
+    """800x800 inputs through ResNet-50: peak resident memory of the process stays under 4 GB (ONNX Runtime's
+    own histogram calibrators keep every activation of every input; here one image's are held at a time)."""
     feeds = (np.random.default_rng(k).standard_normal((1, 3, 800, 800)).astype(np.float32) for k in range(3))
     run = cal.calibrate(onnx_path, feeds, "entropy")
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
