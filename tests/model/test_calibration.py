@@ -85,3 +85,22 @@ def test_calibration_memory_stays_bounded_at_800(onnx_path):
     run = cal.calibrate(onnx_path, feeds, "entropy")
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     assert run.images == 3 and len(run.ranges) > 100 and peak_gib < 4.0
+
+
+def test_stale_calibrations_are_cleaned_up_and_the_current_one_kept(tmp_path):
+    from dataclasses import replace
+
+    from rsz_export.artifacts.manifest import CalibrationRecord, EngineRecord, FileRecord
+    from rsz_export.build.cleanup import remove_stale
+    from rsz_export.plan.profiles import PlanSpec, plan_profiles
+    from tests.backends.trt_double import manifest_for
+
+    for name in ("calibration-aaaaaaaaaaaa.json", "calibration-bbbbbbbbbbbb.json", "model.onnx", "notes.json"):
+        (tmp_path / name).write_text("{}")
+    current = CalibrationRecord(FileRecord("calibration-bbbbbbbbbbbb.json", "0" * 64, 2), "percentile", "bundled",
+                                (), 1.0)  # fmt: skip
+    engine = EngineRecord("ort-int8", "onnxruntime", "int8", FileRecord("model.onnx", "0" * 64, 2), (0,), 1.0)
+    manifest = replace(manifest_for([engine], tmp_path, plan_profiles(PlanSpec(224, 256))), calibration=current)
+    remove_stale(tmp_path, manifest)
+    left = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))  # the readers' lock file stays
+    assert left == ["calibration-bbbbbbbbbbbb.json", "model.onnx", "notes.json"]
