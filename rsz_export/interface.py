@@ -19,5 +19,7 @@ MAX_NUM_CLASSES = 100_000
 SERVED_MODEL_NAME = "resnet50"
 """The model name of a Triton repository (``rsz-export triton``) and of ``rsz-export serve`` unless ``--name`` says
 otherwise: clients address both the same way."""
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
 """Precisions an engine can be built in (each backend states which of them it supports)."""
+CALIBRATION_METHODS = ("percentile", "minmax", "entropy")
+"""How int8 calibration turns activation statistics into ranges (``model.calibration``); the first is the default."""

@@ -90,6 +90,24 @@ def fast_engines(onnx_path, reference_weights, tmp_path_factory) -> Path:
         )
     return out
 
+@pytest.fixture(scope="session")
+def int8_engines(onnx_path, reference_weights, tmp_path_factory) -> Path:
+    """An int8 ORT build over 224..288 from the session export, calibrated on 4 crops of the bundled photographs:
+    the one int8 build the slow tests share (calibration, Q/DQ model, its check and the engine in about 30 s)."""
+    out = tmp_path_factory.getbasetemp() / "int8-engines"
+    if not (out / "manifest.json").exists():
+        from rsz_export.backends.base import BuildOptions
+        from rsz_export.build.pipeline import BuildSpec, build
+        from rsz_export.model.calibration_set import CalibSpec
+        from rsz_export.plan.profiles import PlanSpec, plan_profiles
+
+        spec = BuildSpec(plan_profiles(PlanSpec(224, 288)), out, backend="onnxruntime", weights=str(reference_weights),
+                         onnx=onnx_path, options=BuildOptions(precision="int8"), calibration=CalibSpec(count=4),
+                         command="pytest int8 fixture")  # fmt: skip
+        build(spec)
+    return out
+
+
 @pytest.fixture()
 def damaged(fast_engines, tmp_path) -> Path:
     """A private copy of ``fast_engines`` to damage."""
@@ -172,7 +190,7 @@ def mixed_size(i: int) -> tuple[int, int]:
 
 
 REAL_MODEL_FIXTURES = {"engines_dir", "small_engines_dir", "onnx_path", "engines_copy", "reference_weights",
-                       "fast_engines", "damaged", "random_weights"}  # fmt: skip
+                       "fast_engines", "damaged", "random_weights", "int8_engines"}  # fmt: skip
 """Fixtures that export, build or run the real ResNet-50 (seeded weights are calibrated by running it): a test
 using one is in the slow tier."""
 

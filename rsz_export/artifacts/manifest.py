@@ -11,10 +11,11 @@ from rsz_export.errors import IntegrityError
 from rsz_export.interface import NUM_CLASSES
 from rsz_export.plan.profiles import Plan
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """2 added the class count, the class names (``labels``) and the weights' content hash and head size. A
-version-1 manifest is read as what every build of that version was: 1000 ImageNet classes, no names given."""
-READABLE_VERSIONS = (1, SCHEMA_VERSION)
+version-1 manifest is read as what every build of that version was: 1000 ImageNet classes, no names given.
+3 added the int8 calibration (``calibration``); earlier versions have none."""
+READABLE_VERSIONS = (1, 2, SCHEMA_VERSION)
 MANIFEST_NAME = "manifest.json"
 
 
@@ -100,6 +101,27 @@ class LabelsRecord:
 
 
 @dataclass(frozen=True)
+class CalibrationRecord:
+    """An int8 build's calibration: the ranges file (hash-checked when read, reused by a rebuild with the same
+    inputs), the method, where the images came from, and each image with its sha256, size and crop."""
+
+    file: FileRecord
+    method: str
+    source: str
+    images: tuple[dict, ...]
+    seconds: float
+    warning: str | None = None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "images": [dict(i) for i in self.images]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CalibrationRecord:
+        return cls(FileRecord(**data["file"]), str(data["method"]), str(data["source"]),
+                   tuple(dict(i) for i in data["images"]), float(data["seconds"]), data.get("warning"))  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything a later stage needs to trust and reproduce a build."""
 
@@ -123,6 +145,8 @@ class Manifest:
     """The model's output width: ``logits`` is [batch, num_classes]."""
     labels: LabelsRecord | None = None
     """The class names given with ``--labels``; None: ImageNet's for 1000 classes, else ``class <index>``."""
+    calibration: CalibrationRecord | None = None
+    """int8 builds: the calibrated ranges and the images behind them."""
     schema_version: int = SCHEMA_VERSION
 
     def engine_files(self) -> list[FileRecord]:
@@ -148,6 +172,7 @@ class Manifest:
             "keys": dict(self.keys),
             "num_classes": self.num_classes,
             "labels": None if self.labels is None else self.labels.to_dict(),
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
         }
 
     @classmethod
@@ -160,6 +185,7 @@ class Manifest:
                 hint="rebuild the engines with this version: rsz-export build --force",
             )
         labels = data.get("labels") if version >= 2 else None
+        calibration = data.get("calibration") if version >= 3 else None
         return cls(
             tool_version=str(data["tool_version"]),
             command=str(data["command"]),
@@ -177,6 +203,7 @@ class Manifest:
             keys=dict(data.get("keys", {})),
             num_classes=int(data["num_classes"]) if version >= 2 else NUM_CLASSES,
             labels=None if labels is None else LabelsRecord.from_dict(labels),
+            calibration=None if calibration is None else CalibrationRecord.from_dict(calibration),
         )
 
 

@@ -43,6 +43,8 @@ class BuildOptions:
     tf32: bool = True
     hardware_compat: str | None = None
     version_compat: bool = False
+    calibration: str | None = None
+    """int8: the calibrated ranges' JSON file (``build.calibration_stage``), set by the build."""
 
 
 def check_feed(images) -> tuple[int, int, int]:

@@ -30,8 +30,9 @@ from rsz_export.interface import INPUT_NAME
 from rsz_export.plan.profiles import Plan
 
 NAME = "onnxruntime"
-SUPPORTED_PRECISIONS = ("fp32",)
+SUPPORTED_PRECISIONS = ("fp32", "int8")
 ENGINE_FILE = "resnet50.ort.onnx"
+QDQ_FILE = "model.int8-cpu.onnx"
 OFFLINE_LEVEL = "ORT_ENABLE_EXTENDED"
 GPU_OFFLINE_LEVEL = "ORT_ENABLE_BASIC"
 SESSION_LEVEL = "ORT_ENABLE_ALL"
@@ -52,14 +53,15 @@ def offline_level(device: str) -> str:
 
 
 def check_precision(options: BuildOptions) -> None:
-    """fp32 everywhere; fp16 only on the TensorRT provider (``trt_fp16_enable``). The CUDA provider computes in
-    the model's own types and the engine is the fp32 model, so "fp16" there would run fp32."""
-    allowed = ("fp32", "fp16") if options.device == "tensorrt" else SUPPORTED_PRECISIONS
+    """fp32 everywhere; fp16 only on the TensorRT provider (``trt_fp16_enable``); int8 on the CPU (a Q/DQ model).
+    The CUDA provider computes in the model's own types and the engine is the fp32 model, so "fp16" there would
+    run fp32."""
+    allowed = {"cpu": SUPPORTED_PRECISIONS, "tensorrt": ("fp32", "fp16")}.get(options.device, ("fp32",))
     if options.precision not in allowed:
         raise UsageError(
             f"precision {options.precision} is not available on ONNX Runtime's {options.device} provider; "
             f"allowed: {', '.join(allowed)}",
-            hint="use --backend tensorrt on a GPU for fp16/bf16/tf32",
+            hint="use --backend tensorrt on a GPU for fp16/bf16/tf32/int8, or --device cpu for int8",
         )
 
 
@@ -104,6 +106,13 @@ def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: P
     started = time.perf_counter()
     target = Path(out_dir) / ENGINE_FILE
     level = offline_level(options.device)
+    extra, facts = (), {}
+    if options.precision == "int8":
+        from rsz_export.model.quantization import CPU_QDQ, checked_qdq
+
+        onnx_path, facts = checked_qdq(onnx_path, options.calibration, CPU_QDQ, plan, Path(out_dir) / QDQ_FILE,
+                                       options.threads, log)  # fmt: skip
+        extra = (file_record(out_dir, onnx_path),)
     with atomic_path(target) as tmp:
         so = ort.SessionOptions()
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
@@ -112,13 +121,14 @@ def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: P
         log(f"optimising the graph offline with ONNX Runtime {ort.__version__} ({level})")
         _load_session(ort, str(onnx_path), so, ["CPUExecutionProvider"], onnx_path)
     record = EngineRecord(
-        name="ort",
+        name="ort" if options.precision == "fp32" else f"ort-{options.precision}",
         backend=NAME,
         precision=options.precision,
         file=file_record(out_dir, target),
         profiles=tuple(range(len(plan.profiles))),
         build_seconds=round(time.perf_counter() - started, 3),
-        settings={**session_settings(options), "onnxruntime_version": ort.__version__},
+        settings={**session_settings(options), "onnxruntime_version": ort.__version__, **facts},
+        extra_files=extra,
     )
     return [record]
 

@@ -28,23 +28,36 @@ from rsz_export.plan.profiles import Plan
 
 
 def _set_precision_v10(trt, builder_config, precision: str) -> None:
-    # 10.x networks are weakly typed (created with flags 0): the builder may pick these types per layer.
+    # 10.x networks are weakly typed (created with flags 0): the builder may pick these types per layer. A Q/DQ
+    # network (int8) is explicitly quantized, which a weakly typed 10.x network builds only with the INT8 flag
+    # (Developer Guide 10.x, "Explicit Quantization": "the INT8 precision flag must be set").
     if precision == "fp16":
         builder_config.set_flag(trt.BuilderFlag.FP16)
     elif precision == "bf16":
         builder_config.set_flag(trt.BuilderFlag.BF16)
+    elif precision == "int8":
+        builder_config.set_flag(trt.BuilderFlag.INT8)
 
 
 def _set_precision_v11(trt, builder_config, precision: str) -> None:
     # 11.x networks are always strongly typed: the types come from the (reduced-precision) ONNX itself.
+    # int8: from the Q/DQ ONNX's QuantizeLinear/DequantizeLinear types, with no flag either.
     return None
 
 
 _SET_PRECISION = {10: _set_precision_v10, 11: _set_precision_v11}
 
 
-def _network_source(onnx_path: Path, precision: str, major: int, out_dir: Path, log: Log) -> tuple[Path, dict]:
+def _network_source(onnx_path: Path, options: BuildOptions, plan: Plan, major: int, out_dir: Path,
+                    log: Log) -> tuple[Path, dict]:  # fmt: skip
     """The ONNX file TensorRT parses, and what the manifest records about it."""
+    precision = options.precision
+    if precision == "int8":  # the Q/DQ model for TensorRT, checked with ONNX Runtime on the CPU first
+        from rsz_export.model.quantization import TENSORRT_QDQ, checked_qdq
+
+        target = out_dir / "model.int8-tensorrt.onnx"
+        qdq, facts = checked_qdq(onnx_path, options.calibration, TENSORRT_QDQ, plan, target, log=log)
+        return qdq, {"reduced_onnx": file_record(out_dir, qdq), "reduced_check": facts}
     if ts.precision_path(major, precision) != "reduced-precision-onnx":
         return onnx_path, {}
     from rsz_export.model.reduced_precision import check_reduced_precision, reduced_precision_onnx
@@ -232,7 +245,7 @@ def build_engines(onnx_path, plan: Plan, options: BuildOptions, out_dir, log: Lo
     major = ts.api_major(version)
     out_dir = Path(out_dir)
     here = trt_env.installed()
-    source, reduced = _network_source(Path(onnx_path), options.precision, major, out_dir, log)
+    source, reduced = _network_source(Path(onnx_path), options, plan, major, out_dir, log)
     cache_path = Path(options.timing_cache) if options.timing_cache else out_dir / "timing.cache"
     logger = make_logger(trt, log)
     builder = trt.Builder(logger)

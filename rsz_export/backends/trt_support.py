@@ -53,9 +53,12 @@ def api_major(version: str) -> int:
 
 
 def precision_path(major: int, precision: str) -> str:
-    """How a precision is obtained: builder flags (10.x), a reduced-precision ONNX (11.x), or plain fp32."""
+    """How a precision is obtained: builder flags (10.x), a reduced-precision ONNX (11.x), plain fp32, or for int8
+    a Q/DQ ONNX on both (explicit quantization; 10.x also sets the INT8 flag it needs)."""
     if precision in ("fp32", "tf32"):
         return "fp32-onnx"
+    if precision == "int8":
+        return "qdq-onnx"
     return "builder-flags" if major == 10 else "reduced-precision-onnx"
 
 

@@ -60,6 +60,12 @@ class BenchRow:
     latency figures are end to end (upload, run, download, host work)."""
     num_classes: int = NUM_CLASSES
     """The model's class count (its classifier's share of the FLOP)."""
+    baseline_p50_ms: float | None = None
+    """With ``bench --baseline DIR``: the p50 of that build's engine at the same point, timed in alternating
+    windows with this one."""
+    speedup: float | None = None
+    """The baseline's latency over this engine's (above 1: this engine is faster), a paired ratio of window
+    medians."""
 
     @property
     def gflop(self) -> float:
@@ -84,7 +90,8 @@ class BenchRow:
             "peak_share": peak_share(achieved, self.peak_gflops),
             "first_call_after_shape_change_ms": self.measured.first_call_ms,
             "static_p50_ms": self.static_p50_ms, "dynamic_over_static": self.dynamic_over_static,
-            "gpu_compute_p50_ms": self.gpu_compute_p50_ms, **self.memory, **self.provenance,
+            "gpu_compute_p50_ms": self.gpu_compute_p50_ms, "baseline_p50_ms": self.baseline_p50_ms,
+            "speedup": self.speedup, **self.memory, **self.provenance,
         }  # fmt: skip
 
 
@@ -107,6 +114,12 @@ def engine_memory(engine, profile: int | None) -> dict:
     local = engine.profiles.index(profile)
     activations = per_profile[local] / 2**20 if local < len(per_profile) else None
     return {"trt_activation_mib": activations, "engine_file_mib": engine.file.bytes / 2**20}
+
+
+def paired_with_baseline(row: BenchRow, baseline: BenchRow) -> BenchRow:
+    """``row`` with the baseline engine's p50 and the paired speed-up (baseline latency / this latency)."""
+    ratio = paired_ratio(baseline.measured.medians_ms, row.measured.medians_ms)
+    return replace(row, baseline_p50_ms=baseline.latency.p50_ms, speedup=ratio)
 
 
 def paired_with_static(dynamic: BenchRow, static: BenchRow) -> BenchRow:

@@ -28,8 +28,15 @@ from rsz_export.bench.probes import (
     reset_peak_memory,
     versions,
 )
-from rsz_export.bench.rows import BenchRow, Point, engine_memory, make_row, paired_with_static
-from rsz_export.bench.runners import TORCH, device_for, engine_for, shape_change_feed, variants
+from rsz_export.bench.rows import (
+    BenchRow,
+    Point,
+    engine_memory,
+    make_row,
+    paired_with_baseline,
+    paired_with_static,
+)
+from rsz_export.bench.runners import TORCH, baseline_manifest, device_for, engine_for, shape_change_feed, variants
 from rsz_export.bench.stats import MeasurePolicy
 from rsz_export.errors import EnvironmentProblem, UsageError, check_int
 from rsz_export.plan.grid import size_grid
@@ -52,6 +59,10 @@ class BenchSpec:
     csv_path: str | None = None
     peak_matrix: int = 2048
     """Side of the square FP32 matrices whose product measures the machine's peak."""
+    baseline_dir: str | None = None
+    """Another build folder (e.g. the fp32 build of an int8 one): its engine of the same backend is timed at
+    every point in alternating windows with this folder's, giving a ``baseline`` row and the speed-up. Replaces
+    the shape-fixed twin."""
 
     def __post_init__(self) -> None:
         if not self.batches:
@@ -134,11 +145,14 @@ class _Run:
     sink: ResultSink
     log: Log
     images: Callable = field(default_factory=image_maker)
+    baseline: Manifest | None = None
 
 
 def run_bench(spec: BenchSpec, log: Log) -> tuple[dict, list[BenchRow]]:
     """Measure every size x batch x backend point of ``spec``; return the run header and the rows."""
-    with readers_lock(spec.engines_dir):  # a concurrent build keeps the files this run reads
+    with ExitStack() as locks:  # a concurrent build keeps the files this run reads
+        for folder in (spec.engines_dir, *([spec.baseline_dir] if spec.baseline_dir else [])):
+            locks.enter_context(readers_lock(folder))
         return _run_bench(spec, log)
 
 
@@ -149,7 +163,10 @@ def _run_bench(spec: BenchSpec, log: Log) -> tuple[dict, list[BenchRow]]:
         _check_engines(require_backend(name), manifest)
     threads = spec.threads or usable_cpus()
     header = run_header(spec, manifest, threads)
-    run = _Run(spec, manifest, header, ResultSink(spec, header), log)
+    baseline = baseline_manifest(spec.baseline_dir, spec.batches, sizes, backends)
+    run = _Run(spec, manifest, header, ResultSink(spec, header), log, baseline=baseline)
+    if run.baseline is not None:
+        header["baseline"] = {"engines_dir": str(spec.baseline_dir), "precision": run.baseline.precision}
     for name in backends:
         device, math = device_for(name, manifest), peak_math(manifest, name)
         peak = matmul_peak_gflops(name, threads, device, n=spec.peak_matrix, math=math)
@@ -207,7 +224,9 @@ def _sweep(run: _Run, sizes: list[Resolution], batch: int, what: tuple, runners:
             size, batch, name, variant, device,
             engine.name if engine else None, engine.precision if engine else "fp32", runner.last_profile, warm,
         )  # fmt: skip
-        if run.spec.static and engine is not None:
+        if run.baseline is not None and engine is not None:
+            rows = _with_baseline(run, point, (call, first_ms), peak)
+        elif run.spec.static and engine is not None:
             rows = _with_static_twin(run, engine, point, (call, first_ms), peak)
         else:
             (m,) = measure((call,), run.spec.policy, (first_ms,))
@@ -236,6 +255,27 @@ def _with_static_twin(run: _Run, engine: EngineRecord, point: Point, dynamic: tu
     static_row = make_row(static_point, never_changes, peak, static_memory, run.header)
     row = paired_with_static(make_row(point, m, peak, memory, run.header), static_row)
     return [row, static_row]
+
+
+def _with_baseline(run: _Run, point: Point, timed: tuple, peak) -> list[BenchRow]:
+    """Time the engine and the baseline build's engine of the same backend at the same point in alternating
+    windows (one session runs at a time); return both rows, the first with the speed-up."""
+    call, first_ms = timed
+    memory = memory_snapshot(point.device)
+    backend, baseline = point.backend, run.baseline
+    profile = route(baseline.plan.profiles, point.batch, point.size.h, point.size.w)
+    engine = engine_for(baseline, backend, profile)
+    (_, opener), *_ = variants(backend, baseline, run.spec.baseline_dir, run.header["threads"], point.device)
+    with opener(engine) as runner:
+        feed = run.images(point.batch, point.size)
+        base_call = _timer(backend, point.device)(functools.partial(runner.infer, feed))
+        base_first = base_call()
+        m, bm = measure((call, base_call), run.spec.policy, (first_ms, base_first))
+        base_memory = memory_snapshot(point.device)
+        base_point = replace(point, variant="baseline", engine=engine.name, precision=engine.precision,
+                             profile=runner.last_profile, previous=None)  # fmt: skip
+    base_row = make_row(base_point, replace(bm, first_call_ms=None), peak, base_memory, run.header)
+    return [paired_with_baseline(make_row(point, m, peak, memory, run.header), base_row), base_row]
 
 
 @contextmanager

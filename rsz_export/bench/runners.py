@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 
-from rsz_export.artifacts.manifest import EngineRecord, Manifest
+from rsz_export.artifacts.manifest import EngineRecord, Manifest, load_manifest
 from rsz_export.backends import require_backend
 from rsz_export.errors import UsageError
 from rsz_export.plan.profiles import Plan, route
@@ -78,3 +78,21 @@ def variants(backend: str, manifest: Manifest, engines_dir: str, threads: int, d
         modes += [("fp16-channels-last", {"half": True, "channels_last": True}), ("cuda-graphs", {"cuda_graphs": True})]
     # each mode gets its own copy: TorchRunner converts its module in place (half, channels-last)
     return [(name, lambda _e, kw=kw: TorchRunner(copy.deepcopy(model), device=device, **kw)) for name, kw in modes]
+
+
+def baseline_manifest(folder: str | None, batches, sizes, backends) -> Manifest | None:
+    """The ``bench --baseline`` build, checked to hold an engine of every backend timed and to cover every point
+    (UsageError otherwise, before anything is timed)."""
+    if folder is None:
+        return None
+    baseline = load_manifest(folder)
+    built = {e.backend for e in baseline.engines}
+    missing = [b for b in backends if b != TORCH and b not in built]
+    if missing:
+        raise UsageError(f"--baseline {folder} holds no {', '.join(missing)} engine")
+    plan = baseline.plan
+    outside = [f"{s}" for b in batches for s in sizes if route(plan.profiles, b, s.h, s.w) is None]
+    if outside:
+        raise UsageError(f"--baseline {folder} does not cover {', '.join(outside[:4])}",
+                         hint=f"covered: {plan.covered_ranges()}")  # fmt: skip
+    return baseline

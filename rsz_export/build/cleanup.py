@@ -44,17 +44,18 @@ def _is_build_output(path: Path) -> bool:
     if path.is_file():
         return (name.startswith("model-") and name.endswith(".onnx")) or (
             name.startswith("labels-") and name.endswith(".txt")
-        )
+        ) or (name.startswith("calibration-") and name.endswith(".json"))
     head, _, key = name.rpartition("-")
     return bool(head) and len(key) == KEY_CHARS and all(c in "0123456789abcdef" for c in key)
 
 
 def remove_stale(out_dir: Path, current: Manifest, log: Log = lambda message: None) -> None:
-    """After the new manifest is saved, delete earlier exports, class-name copies and engine folders it does not
-    reference (those of replaced builds and of interrupted ones) unless a reader (validate, predict, bench) is
-    using the folder: then they stay, for the next build to remove."""
+    """After the new manifest is saved, delete earlier exports, class-name copies, int8 calibrations and engine
+    folders it does not reference (those of replaced builds and of interrupted ones) unless a reader (validate,
+    predict, bench) is using the folder: then they stay, for the next build to remove."""
     keep = {Path(f.file).parts[0] for f in current.engine_files()} | {current.onnx.file}
     keep |= {current.labels.file.file} if current.labels else set()
+    keep |= {current.calibration.file.file} if current.calibration else set()
     stale = [path for path in out_dir.iterdir() if path.name not in keep and _is_build_output(path)]
     if not stale:
         return

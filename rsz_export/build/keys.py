@@ -17,6 +17,7 @@ from rsz_export import __version__
 ONNX_PATTERN = "model-{key}.onnx"
 LABELS_PATTERN = "labels-{key}.txt"
 ENGINE_DIR_PATTERN = "{backend}-{key}"
+CALIBRATION_PATTERN = "calibration-{key}.json"
 KEY_CHARS = 12
 """Hex digits of a key used in file names."""
 _EXPORT_LIBRARIES = ("torch", "torchvision", "onnx")
@@ -26,16 +27,26 @@ def _digest(data) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def stage_keys(spec, backend: str, weights_key: str, versions: dict, record: dict | None = None) -> dict[str, str]:
-    """Cache keys: export depends on the weights' content and the exporter versions; engines on that and
-    everything else; the manifest on the engines and on what it records beyond them (``record``: which weights
-    file, which class names), so a change there writes a new manifest while reusing export and engines."""
+def stage_keys(spec, backend: str, weights_key: str, versions: dict, record: dict | None = None,
+               calibration: dict | None = None) -> dict[str, str]:
+    """Cache keys: export depends on the weights' content and the exporter versions; the int8 calibration (when
+    ``calibration``, the set's contents and method, is given) on the export, the set and the plan; engines on
+    all that and everything else; the manifest on the engines and on what it records beyond them (``record``:
+    which weights file, which class names), so a change there writes a new manifest while reusing the rest."""
     export = _digest({"tool": __version__, "weights": weights_key, **{k: versions.get(k) for k in _EXPORT_LIBRARIES}})
-    options = {k: v for k, v in asdict(spec.options).items() if k != "timing_cache"}  # tuning speed, not results
-    engines = _digest(
-        {"export": export, "backend": backend, "plan": spec.plan.to_dict(), "options": options, "versions": versions}
-    )
-    return {"export": export, "engines": engines, "manifest": _digest({"engines": engines, **(record or {})})}
+    keys = {"export": export}
+    if calibration is not None:
+        keys["calibration"] = _digest({"export": export, "set": calibration, "plan": spec.plan.to_dict(),
+                                       "tool": __version__, "onnxruntime": versions.get("onnxruntime")})  # fmt: skip
+    # Where the timing cache and the calibration file lie is not what they hold: their keys cover that.
+    options = {k: v for k, v in asdict(spec.options).items() if k not in ("timing_cache", "calibration")}
+    engines = {"export": export, "backend": backend, "plan": spec.plan.to_dict(), "options": options,
+               "versions": versions}  # fmt: skip
+    if calibration is not None:
+        engines["calibration"] = keys["calibration"]
+    keys["engines"] = _digest(engines)
+    keys["manifest"] = _digest({"engines": keys["engines"], **(record or {})})
+    return keys
 
 
 def onnx_name(keys: dict[str, str]) -> str:
@@ -46,6 +57,11 @@ def onnx_name(keys: dict[str, str]) -> str:
 def labels_name(sha256: str) -> str:
     """The file name of a build's class names, from the sha256 of their stored text."""
     return LABELS_PATTERN.format(key=sha256[:KEY_CHARS])
+
+
+def calibration_name(keys: dict[str, str]) -> str:
+    """The file name of the calibrated ranges in the build folder."""
+    return CALIBRATION_PATTERN.format(key=keys["calibration"][:KEY_CHARS])
 
 
 def engine_dir_name(backend: str, keys: dict[str, str]) -> str:

@@ -28,12 +28,14 @@ from rsz_export.artifacts.manifest import (
 )
 from rsz_export.backends import choose_backend, require_backend
 from rsz_export.backends.base import BuildOptions, Log
+from rsz_export.build.calibration_stage import calibration_stage
 from rsz_export.build.cleanup import drop_untrusted_timing_cache, remove_partial, remove_stale
 from rsz_export.build.inputs import BuildInputs, resolve_inputs
 from rsz_export.build.keys import engine_dir_name, stage_keys
 from rsz_export.build.stages import export_stage, import_stage, labels_stage, reusable_engines
 from rsz_export.errors import UsageError, check_choice
 from rsz_export.interface import PRECISIONS
+from rsz_export.model.calibration_set import CalibrationSet, CalibSpec, resolve_calibration_set
 from rsz_export.model.weights import check_num_classes
 from rsz_export.plan.profiles import Plan
 
@@ -46,6 +48,7 @@ class BuildSpec:
     weights it was exported from come from its rsz_export metadata, or from ``weights`` when given.
     ``num_classes``: the head of ``weights="random"`` (a check for other weights, whose head sets it).
     ``labels``: a file of class names (one per line, or a JSON list), one per class, stored with the build.
+    ``calibration``: the int8 calibration set and method (None with int8: the defaults, bundled photographs).
     """
 
     plan: Plan
@@ -60,10 +63,13 @@ class BuildSpec:
     onnx: Path | None = None
     num_classes: int | None = None
     labels: Path | None = None
+    calibration: CalibSpec | None = None
 
     def __post_init__(self) -> None:
         check_choice(self.options.precision, "precision", PRECISIONS)
         check_num_classes(self.num_classes)
+        if self.calibration is not None and self.options.precision != "int8":
+            raise UsageError("--calib, --calib-count and --calib-method calibrate int8 engines: add --precision int8")
 
 
 @dataclass(frozen=True)
@@ -83,22 +89,30 @@ def build(spec: BuildSpec, log: Log = lambda message: None) -> BuildResult:
             f"precision {spec.options.precision} is not available on backend {backend}; "
             f"allowed: {', '.join(module.SUPPORTED_PRECISIONS)}"
         )
+    if hasattr(module, "check_precision"):  # what a backend allows per device, before anything is written
+        module.check_precision(spec.options)
     known = None if spec.force else load_previous_manifest(spec.out_dir)
     inputs = resolve_inputs(spec, known)  # every check of the inputs, before anything is written
+    calib = None
+    if spec.options.precision == "int8":
+        calib = resolve_calibration_set(spec.calibration or CalibSpec(seed=spec.seed), spec.plan)
     out_dir = ensure_writable_dir(spec.out_dir)
     with directory_lock(out_dir, "build"):
-        return _build_locked(spec, backend, reason, module, out_dir, log, inputs)
+        return _build_locked(spec, backend, reason, module, out_dir, log, inputs, calib)
 
 
 def _build_files(manifest: Manifest) -> list[FileRecord]:
     labels = [manifest.labels.file] if manifest.labels else []
-    return [manifest.onnx, *manifest.engine_files(), *labels]
+    calibration = [manifest.calibration.file] if manifest.calibration else []
+    return [manifest.onnx, *manifest.engine_files(), *labels, *calibration]
 
 
-def _build_locked(spec, backend, reason, module, out_dir: Path, log: Log, inputs: BuildInputs) -> BuildResult:
+def _build_locked(spec, backend, reason, module, out_dir: Path, log: Log, inputs: BuildInputs,
+                  calib: CalibrationSet | None) -> BuildResult:  # fmt: skip
     remove_partial(out_dir)
     versions = library_versions()
-    keys = stage_keys(spec, backend, inputs.weights_key, versions, inputs.recorded())
+    keys = stage_keys(spec, backend, inputs.weights_key, versions, inputs.recorded(),
+                      None if calib is None else calib.key_data())  # fmt: skip
     previous = None if spec.force else load_previous_manifest(out_dir)
     runs_here = previous is not None and _runs_here(module, previous, log)
     if runs_here and previous.keys == keys and files_intact(out_dir, _build_files(previous)):
@@ -108,9 +122,13 @@ def _build_locked(spec, backend, reason, module, out_dir: Path, log: Log, inputs
     stage = export_stage if inputs.imported is None else import_stage
     onnx_record, weights = stage(spec, inputs, keys, previous, out_dir, log)
     labels = labels_stage(inputs, out_dir, log)
+    calibration = None
+    if calib is not None:
+        calibration = calibration_stage(calib, keys, previous, out_dir, onnx_record, spec.options.threads, log,
+                                        force=spec.force)
     engines = reusable_engines(keys, previous, out_dir) if runs_here else None
     if engines is None:
-        engines = _engine_stage(spec, backend, module, keys, onnx_record, out_dir, log)
+        engines = _engine_stage(spec, backend, module, keys, onnx_record, out_dir, log, calibration)
     else:
         log(f"[2/3] reusing the {backend} engines (same export, plan and options)")
     manifest = Manifest(
@@ -118,7 +136,8 @@ def _build_locked(spec, backend, reason, module, out_dir: Path, log: Log, inputs
         created_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         host=host_info(), versions=versions, onnx=onnx_record, weights=weights, backend=backend,
         precision=spec.options.precision, plan=spec.plan, engines=tuple(engines), cache_key=keys["engines"],
-        warnings=tuple(w for w in (inputs.warning,) if w), keys=keys, num_classes=inputs.num_classes, labels=labels,
+        warnings=tuple(w for w in (inputs.warning, calib and calib.warning) if w), keys=keys,
+        num_classes=inputs.num_classes, labels=labels, calibration=calibration,
     )  # fmt: skip
     log(f"[3/3] writing {out_dir / MANIFEST_NAME}")
     save_manifest(manifest, out_dir)
@@ -126,11 +145,14 @@ def _build_locked(spec, backend, reason, module, out_dir: Path, log: Log, inputs
     return BuildResult(manifest, False)
 
 
-def _engine_stage(spec, backend, module, keys, onnx_record: FileRecord, out_dir: Path, log: Log) -> list:
+def _engine_stage(spec, backend, module, keys, onnx_record: FileRecord, out_dir: Path, log: Log,
+                  calibration=None) -> list:  # fmt: skip
     log(f"[2/3] building {len(spec.plan.profiles)} profile(s) with {backend}")
     engine_dir = out_dir / engine_dir_name(backend, keys)
     engine_dir.mkdir(exist_ok=True)
     options = spec.options
+    if calibration is not None:
+        options = replace(options, calibration=str(out_dir.resolve() / calibration.file.file))
     if options.timing_cache is None:  # shared by every build in this folder, so it outlives engine folders
         options = replace(options, timing_cache=str(out_dir.resolve() / "timing.cache"))
     if backend == "tensorrt":

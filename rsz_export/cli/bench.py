@@ -25,12 +25,15 @@ def parse_names(text: str) -> tuple[str, ...]:
 @click.option("--iters", type=int, help="Time exactly this many calls per point instead of --min-time.")
 @threads_option
 @click.option("--static/--no-static", default=True, show_default=True, help="Also time shape-pinned engines.")
+@click.option("--baseline", "baseline_dir", type=click.Path(file_okay=False),
+              help="Another build (e.g. fp32 beside an int8 DIR): its engines are timed at the same points, in "
+              "alternating windows, with the speed-up of DIR's over them (instead of the shape-pinned twins).")
 @json_option("every number")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write every number as CSV.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw latency/throughput PNG.")
 @handles_errors
 def bench(engines_dir, sizes, sweep, batches, backends, warmup, min_time, max_time, iters, threads, static,
-          json_path, csv_path, plot_path):  # fmt: skip
+          baseline_dir, json_path, csv_path, plot_path):  # fmt: skip
     """Time every engine in DIR (and PyTorch eager) at every size: latency, throughput, GFLOP/s, memory.
 
     Each point is timed in windows until their medians agree within 5% (or --max-time, then flagged not
@@ -54,6 +57,7 @@ def bench(engines_dir, sizes, sweep, batches, backends, warmup, min_time, max_ti
         static=static,
         json_path=json_path if json_path != "-" else None,
         csv_path=csv_path,
+        baseline_dir=baseline_dir,
     )
     check_writable(json_path, csv_path, plot_path)  # fail now, not after minutes of timing
     header, rows = run_bench(spec, console().info)

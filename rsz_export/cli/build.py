@@ -21,7 +21,7 @@ from rsz_export.cli.options import (
     threads_option,
     weights_option,
 )
-from rsz_export.interface import PRECISIONS
+from rsz_export.interface import CALIBRATION_METHODS, PRECISIONS
 
 
 def _command_line() -> str:
@@ -84,6 +84,13 @@ def export_command(weights, seed, num_classes, output, verify):
     help="Class names, one per line or a JSON list, one per class in logit order: stored with the build, "
     "printed by predict, matched by sweep. Default: ImageNet's for 1000 classes, else 'class N'.",
 )
+@click.option("--calib", "calib_dir", type=click.Path(file_okay=False),
+              help="int8: calibrate on the images in this folder (sub-folders included), like the ones you serve. "
+              "Default: crops of the bundled photographs, with a warning.")
+@click.option("--calib-count", type=int, help="int8: images to calibrate on (default: all of --calib's, at most 256; "
+              "32 crops of the bundled photographs without --calib).")
+@click.option("--calib-method", type=click.Choice(CALIBRATION_METHODS), help="int8: how ranges are set from the "
+              f"calibration statistics (default {CALIBRATION_METHODS[0]}).")
 @click.option("--force", is_flag=True, help="Rebuild even if the manifest says everything is up to date.")
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check the export against PyTorch.")
 @threads_option
@@ -103,13 +110,14 @@ def export_command(weights, seed, num_classes, output, verify):
 @click.option("--version-compat", is_flag=True, help="TensorRT: engines that later TensorRT versions can run.")
 @handles_errors
 def build(engines_dir, min_size, max_size, profiles, batch, aspect, profile_file, backend, precision, weights, seed,
-          onnx_file, num_classes, labels, force, verify, threads, device, workspace_mib, opt_level, timing_cache,
-          engine_per_profile, no_tf32, hardware_compat, version_compat):  # fmt: skip
+          onnx_file, num_classes, labels, calib_dir, calib_count, calib_method, force, verify, threads, device,
+          workspace_mib, opt_level, timing_cache, engine_per_profile, no_tf32, hardware_compat,
+          version_compat):  # fmt: skip
     """Plan profiles over a resolution range and build engines for them in DIR (default ./engines).
 
     Exports ResNet-50 (or reuses the export), plans the profiles (see `rsz-export plan --help`), builds the
     engines with the chosen backend and writes DIR/manifest.json. A rerun with the same inputs reuses
-    everything and says so.
+    everything and says so. --precision int8 first calibrates ranges at sizes over every profile (--calib).
     """
     from rsz_export.backends.base import BuildOptions
     from rsz_export.build.pipeline import BuildSpec
@@ -123,9 +131,16 @@ def build(engines_dir, min_size, max_size, profiles, batch, aspect, profile_file
         opt_level=opt_level, timing_cache=timing_cache, engine_per_profile=engine_per_profile, tf32=not no_tf32,
         hardware_compat=None if hardware_compat == "none" else hardware_compat, version_compat=version_compat,
     )  # fmt: skip
+    calibration = None
+    if calib_dir is not None or calib_count is not None or calib_method is not None:
+        from rsz_export.model.calibration_set import CalibSpec
+
+        calibration = CalibSpec(Path(calib_dir) if calib_dir else None, calib_count,
+                                calib_method or CALIBRATION_METHODS[0], seed)  # fmt: skip
     spec = BuildSpec(
         plan, Path(engines_dir), backend, weights, seed, options, force, verify, _command_line(),
         onnx=Path(onnx_file) if onnx_file else None, num_classes=num_classes, labels=Path(labels) if labels else None,
+        calibration=calibration,
     )  # fmt: skip
     started = time.perf_counter()
     result = run_build(spec, out.info)

@@ -25,18 +25,23 @@ from rsz_export.validate.cases import DEFAULT_RANDOM_INPUTS
 @click.option("--rtol", type=float, help="Override the preset: largest relative L2 error allowed.")
 @click.option("--atol", type=float, help="Override the preset: largest absolute difference in any logit.")
 @click.option("--min-top1", type=float, help="Override the preset: smallest top-1 agreement allowed (0..1).")
+@click.option("--min-cosine", type=float, help="Override the preset: smallest cosine of any image's logits.")
+@click.option("--min-top5", type=float,
+              help="Override the preset: smallest share of images whose top-1 class is in the engine's top-5.")
 @json_option("every statistic")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False),
               help="Write JUnit XML here: one test case per engine x profile x size.")
 @handles_errors
 def validate(engines_dir, sizes, replace_sizes, batches, images_dir, random_inputs, seed, rtol, atol, min_top1,
-             json_path, junit_path) -> None:  # fmt: skip
+             min_cosine, min_top5, json_path, junit_path) -> None:  # fmt: skip
     """Check the exported ONNX, then every engine in DIR (default ./engines), against PyTorch.
 
     Each profile is checked at its min, opt and max and at odd, non-square sizes inside it, on the
-    bundled photographs plus seeded random inputs. Exit codes: 0 all passed, 1 a parity failure or an
-    engine or ONNX file that was not run (tampered, other GPU/TensorRT), 2 usage, 3 backend or GPU
-    missing, 4 missing or corrupt manifest, or weights that no longer match it.
+    bundled photographs (or --images DIR: held-out images of your own) plus seeded random inputs; int8 engines
+    are judged by cosine, relative L2 and ranking (top-1, top-5 containment) instead of per-logit bounds.
+    Exit codes: 0 all passed, 1 a parity failure or an engine or ONNX file that was not run (tampered, other
+    GPU/TensorRT), 2 usage, 3 backend or GPU missing, 4 missing or corrupt manifest, or weights that no longer
+    match it.
     """
     from rsz_export.validate import report
     from rsz_export.validate.cases import ValidateSpec
@@ -47,7 +52,7 @@ def validate(engines_dir, sizes, replace_sizes, batches, images_dir, random_inpu
         directory=Path(engines_dir), sizes=tuple(parse_or_usage(parse_sizes, sizes, "--sizes") or ()),
         replace_sizes=replace_sizes, batches=parse_or_usage(parse_batches, batches, "--batches") or (),
         images_dir=Path(images_dir) if images_dir else None, random_inputs=random_inputs, seed=seed,
-        rtol=rtol, atol=atol, min_top1=min_top1,
+        rtol=rtol, atol=atol, min_top1=min_top1, min_cosine=min_cosine, min_top5=min_top5,
     )  # fmt: skip
     check_writable(json_path, junit_path)  # fail now, not after the whole run
     result = run_validate(spec, log=out.info)

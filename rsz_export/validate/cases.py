@@ -34,6 +34,8 @@ class ValidateSpec:
     rtol: float | None = None
     atol: float | None = None
     min_top1: float | None = None
+    min_cosine: float | None = None
+    min_top5: float | None = None
 
     def __post_init__(self) -> None:
         if self.replace_sizes and not self.sizes:
@@ -41,10 +43,11 @@ class ValidateSpec:
         for b in self.batches:
             check_int(b, "--batches values", 1, MAX_BATCH)
         check_int(self.random_inputs, "--random-inputs", 0, MAX_RANDOM_INPUTS)
-        TolerancePolicy.preset("fp32").override(self.rtol, self.atol, self.min_top1)  # checks the overrides
+        self.policy("fp32")  # checks the overrides
 
     def policy(self, precision: str) -> TolerancePolicy:
-        return TolerancePolicy.preset(precision).override(self.rtol, self.atol, self.min_top1)
+        return TolerancePolicy.preset(precision).override(self.rtol, self.atol, self.min_top1, self.min_cosine,
+                                                          self.min_top5)  # fmt: skip
 
 
 @dataclass(frozen=True)

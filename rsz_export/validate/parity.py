@@ -37,6 +37,8 @@ class ParityStats:
     decisive_flips: int = 0
     """Rows whose top-1 class differs although the reference's margin between its two best classes exceeds
     twice that row's largest logit error: rounding noise alone could not have flipped them."""
+    top1_in_top5: float = 1.0
+    """Fraction of rows whose reference top-1 class is among the candidate's top-5 (top-5 containment)."""
 
     @property
     def needed_rtol(self) -> float:
@@ -100,12 +102,13 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> ParityStats:
         top5=float(np.mean(overlap)),
         nonfinite=0,
         decisive_flips=int((flipped & (margin > 2 * diff.max(axis=1))).sum()),
+        top1_in_top5=float(np.mean([r[0] in c for r, c in zip(ref_top, cand_top, strict=True)])),
     )
 
 
 def _nonfinite_stats(ref: np.ndarray, cand: np.ndarray, nonfinite: int) -> ParityStats:
     """Any NaN/Inf makes every error statistic infinite and every agreement zero: nothing can be trusted."""
-    return ParityStats(ref.shape[0], math.inf, math.inf, math.inf, 0.0, 0.0, 0.0, nonfinite, ref.shape[0])
+    return ParityStats(ref.shape[0], math.inf, math.inf, math.inf, 0.0, 0.0, 0.0, nonfinite, ref.shape[0], 0.0)
 
 
 def combine(stats: list[ParityStats] | tuple[ParityStats, ...]) -> ParityStats:
@@ -127,4 +130,5 @@ def combine(stats: list[ParityStats] | tuple[ParityStats, ...]) -> ParityStats:
         top5=weighted("top5"),
         nonfinite=sum(s.nonfinite for s in stats),
         decisive_flips=sum(s.decisive_flips for s in stats),
+        top1_in_top5=weighted("top1_in_top5"),
     )

@@ -42,11 +42,16 @@ class Inputs:
     def names(self) -> list[str]:
         return [n for n, _ in self.images] + [f"random{s}" for s in self.random_seeds]
 
-    def reference(self, size: Resolution, batch: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-        """(name, input, reference logits) at ``size``; PyTorch runs once per size and batch, inputs stacked."""
-        key = (size, batch)
+    def reference(self, size: Resolution, batch: int,
+                  images_only: bool = False) -> list[tuple[str, np.ndarray, np.ndarray]]:  # fmt: skip
+        """(name, input, reference logits) at ``size``; PyTorch runs once per size and batch, inputs stacked.
+        ``images_only``: without the seeded noise inputs (for batch 1, the same entries as with them)."""
+        if images_only and batch == 1:
+            photos = {name for name, _ in self.images}
+            return [entry for entry in self.reference(size, batch) if entry[0] in photos]
+        key = (size, batch, images_only)
         if key not in self._cache:
-            feeds = named_inputs(self.images, self.random_seeds, size, batch)
+            feeds = named_inputs(self.images, [] if images_only else self.random_seeds, size, batch)
             logits = stacked_forward(self.reference_model, [x for _, x in feeds])
             self._cache[key] = [(n, x, y) for (n, x), y in zip(feeds, logits, strict=True)]
         return self._cache[key]

@@ -94,9 +94,11 @@ def severity(case: CaseResult) -> float:
     if p is None:
         return s.rel_l2
     ratios = [s.rel_l2 / p.rtol if p.rtol else (math.inf if s.rel_l2 else 0.0)]
-    ratios.append(s.max_abs / p.atol if p.atol else (math.inf if s.max_abs else 0.0))
-    if s.top1 < p.min_top1:
-        ratios.append(1.0 + (p.min_top1 - s.top1))
+    if p.atol is not None:
+        ratios.append(s.max_abs / p.atol if p.atol else (math.inf if s.max_abs else 0.0))
+    for value, bound in ((s.top1, p.min_top1), (s.cosine, p.min_cosine), (s.top1_in_top5, p.min_top5)):
+        if value < bound:
+            ratios.append(1.0 + (bound - value))
     return max(ratios)
 
 

@@ -53,7 +53,7 @@ def run_cases(
     results = []
     for case in cases:
         start = time.perf_counter()
-        feeds = inputs.reference(case.size, case.batch)
+        feeds = inputs.reference(case.size, case.batch, policy.images_only)
         per_input, error = [], None
         try:
             outputs = _outputs(runner, [x for _, x, _ in feeds], case.profiles[0], stacked)

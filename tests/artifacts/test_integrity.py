@@ -152,6 +152,18 @@ REVIEWED = {
         'session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])',
     ): "a MatMul graph built in memory",
     ("model/reduced_precision.py", "model = onnx.load(str(src))"): "the build's checked ONNX, converted to fp16/bf16",
+    (
+        "model/calibration.py",
+        "model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))",
+    ): "the build's checked ONNX (its sha256 is in the manifest being written), extra outputs added for calibration",
+    (
+        "model/calibration.py",
+        'session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])',
+    ): "that same ONNX, serialised in memory by this process",
+    (
+        "model/quantization.py",
+        'return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])',
+    ): "the Q/DQ ONNX this build just wrote and the build's checked fp32 ONNX, compared on the CPU",
     ("model/reduced_precision.py", "model = onnx.load(str(onnx_path))"): "an ONNX this build wrote",
     (
         "model/reduced_precision.py",

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from rsz_export.artifacts.files import atomic_path, atomic_write_text, directory_lock, sha256_file
 from rsz_export.artifacts.manifest import (
+    SCHEMA_VERSION,
     EngineRecord,
     FileRecord,
     LabelsRecord,
@@ -96,7 +97,7 @@ def test_version_1_manifest_reads_as_an_imagenet_build(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({**data, "schema_version": 1}))
     manifest = load_manifest(tmp_path)
     assert manifest.num_classes == 1000 and manifest.labels is None and manifest.weights.num_classes == 1000
-    assert manifest.schema_version == 2 and save_manifest(manifest, tmp_path)  # written back as version 2
+    assert manifest.schema_version == SCHEMA_VERSION and save_manifest(manifest, tmp_path)  # written back as current
     assert json.loads((tmp_path / "manifest.json").read_text())["num_classes"] == 1000
 
 

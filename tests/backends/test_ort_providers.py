@@ -51,8 +51,8 @@ def test_cpu_and_cuda_chains():
     assert ort_providers.providers_for("cuda", PLAN, "out", "tf32")[0][1]["use_tf32"] == "1"
     with pytest.raises(UsageError, match="device 'rocm'"):
         ort_providers.providers_for("rocm", PLAN, "out", "fp32")
-    with pytest.raises(UsageError, match="precision 'int8'"):
-        ort_providers.providers_for("cuda", PLAN, "out", "int8")
+    with pytest.raises(UsageError, match="precision 'int4'"):
+        ort_providers.providers_for("cuda", PLAN, "out", "int4")
 
 
 def test_available_providers_and_missing_device():

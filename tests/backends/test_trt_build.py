@@ -269,3 +269,46 @@ def test_a_cancelled_build_stops_even_when_the_previous_handler_returns(tmp_path
     finally:
         signal.signal(signal.SIGINT, previous)
     assert not list(tmp_path.glob("*.engine"))
+
+
+def _calibration(folder, onnx):
+    """A calibration file for ``onnx`` from the bundled photographs at the plan's sizes."""
+    from rsz_export.model.calibration import calibrate, write_ranges
+    from rsz_export.model.quantization import photo_feeds
+    from rsz_export.shapes import Resolution
+
+    feeds = (photo_feeds(Resolution(s, s))[k : k + 1] for k, s in enumerate((64, 96, 128)))
+    return write_ranges(folder / "calibration.json", calibrate(onnx, feeds, "minmax"), key="test")
+
+
+@pytest.mark.parametrize("version", BOTH)
+def test_int8_builds_the_tensorrt_qdq_model_checked_on_the_cpu(version, tmp_path, monkeypatch, classifier_onnx):
+    """Both generations parse the symmetric Q/DQ model (10.x with the INT8 flag on its weakly typed network,
+    11.x strongly typed without flags), after ONNX Runtime compared it with fp32 on the CPU."""
+    trt = use_double(monkeypatch, version)
+    ranges = _calibration(tmp_path, classifier_onnx)
+    (record,), logs = build(tmp_path, classifier_onnx, precision="int8", calibration=str(ranges))
+    settings = record.settings
+    assert settings["precision_path"] == "qdq-onnx" and record.name == "tensorrt-int8"
+    assert settings["reduced_check"]["qdq_check"]["passed"]
+    assert settings["reduced_check"]["quantization"]["activation_type"] == "QInt8"
+    assert "model.int8-tensorrt.onnx" in {f.file for f in record.extra_files}
+    assert "INT8" in settings["layers"]["precisions"]
+    assert any("tensorrt Q/DQ vs fp32 on the CPU" in line for line in logs)
+    if version == V11:
+        assert not hasattr(trt.BuilderFlag, "INT8")
+
+
+def test_int8_on_10x_needs_the_int8_flag(tmp_path, monkeypatch, classifier_onnx):
+    """The double refuses a weakly typed Q/DQ network without BuilderFlag.INT8, as TensorRT 10.x documents."""
+    use_double(monkeypatch, V10)
+    monkeypatch.setitem(trt_build._SET_PRECISION, 10, lambda trt, builder_config, precision: None)
+    ranges = _calibration(tmp_path, classifier_onnx)
+    with pytest.raises(EnvironmentProblem, match="INT8 builder flag is not set"):
+        build(tmp_path, classifier_onnx, precision="int8", calibration=str(ranges))
+
+
+def test_int8_without_calibration_is_refused(tmp_path, monkeypatch, classifier_onnx):
+    use_double(monkeypatch, V11)
+    with pytest.raises(IntegrityError, match="needs calibrated ranges"):
+        build(tmp_path, classifier_onnx, precision="int8")

@@ -79,7 +79,7 @@ def test_versions_and_major_dispatch():
 @pytest.mark.parametrize(
     "options, message",
     [
-        (BuildOptions(precision="int8"), "precision 'int8'"),
+        (BuildOptions(precision="int4"), "precision 'int4'"),
         (BuildOptions(precision="tf32", tf32=False), "contradicts --no-tf32"),
         (BuildOptions(opt_level=6), "--opt-level 6"),
         (BuildOptions(workspace_mib=0), "--workspace-mib 0"),

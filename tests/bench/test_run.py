@@ -218,3 +218,32 @@ def test_cli_usage_errors_exit_2_naming_the_value(small_engines_dir, args, says)
 
     result = CliRunner().invoke(main, ["bench", str(small_engines_dir), *args])
     assert result.exit_code == 2 and says in result.output, result.output
+
+
+def test_baseline_build_is_timed_beside_with_the_speed_up(tiny_engines, colour_engines, tmp_path):
+    """``--baseline``: at every point the other build's engine runs in alternating windows; the row carries
+    the baseline's p50 and the paired speed-up, and a baseline row follows it (instead of the static twin)."""
+    spec = BenchSpec(str(tiny_engines), sizes=(Resolution(224, 224), Resolution(300, 240)), backends=("onnxruntime",),
+                     policy=MeasurePolicy(warmup=0, iters=3), peak_matrix=256, baseline_dir=str(colour_engines))
+    header, rows = run_bench(spec, lambda line: None)
+    records = [r.record() for r in rows]
+    assert [(r["variant"], r["size"]) for r in records] == [
+        ("dynamic", "224x224"), ("baseline", "224x224"), ("dynamic", "300x240"), ("baseline", "300x240")]
+    for main, base in zip(records[::2], records[1::2]):
+        assert main["speedup"] > 0 and main["baseline_p50_ms"] == base["p50_ms"] and base["speedup"] is None
+    assert header["baseline"]["engines_dir"] == str(colour_engines)
+    assert "speed-up" in benchreport.render_table(rows)
+
+
+def test_baseline_must_cover_every_point(tiny_engines, tmp_path):
+    from rsz_export.build.pipeline import BuildSpec, build
+    from rsz_export.plan.profiles import PlanSpec, plan_profiles
+    from tests.helpers import RANDOM_METADATA, tiny_onnx
+
+    narrow = tmp_path / "narrow"
+    model = tiny_onnx(tmp_path / "tiny.onnx", metadata=RANDOM_METADATA)
+    build(BuildSpec(plan_profiles(PlanSpec(224, 256)), narrow, backend="onnxruntime", onnx=model, command="t"))
+    spec = BenchSpec(str(tiny_engines), sizes=(Resolution(480, 480),), backends=("onnxruntime",),
+                     policy=MeasurePolicy(warmup=0, iters=1), baseline_dir=str(narrow))
+    with pytest.raises(UsageError, match="--baseline .* does not cover 480x480"):
+        run_bench(spec, lambda line: None)

@@ -104,7 +104,9 @@ def test_presets_loosen_with_precision():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"precision": "int8"}, "unknown precision 'int8'"),
+        ({"precision": "int4"}, "unknown precision 'int4'"),
+        ({"min_cosine": 1.5}, "--min-cosine must be a finite number in -1..1, got 1.5"),
+        ({"min_top5": -0.1}, "--min-top5 must be a finite number in 0..1, got -0.1"),
         ({"rtol": -1.0}, "--rtol must be a finite number >= 0, got -1.0"),
         ({"atol": math.inf}, "--atol must be a finite number"),
         ({"min_top1": 1.5}, "--min-top1 must be a finite number in 0..1, got 1.5"),
@@ -114,6 +116,24 @@ def test_policy_rejects_bad_values_naming_them(kwargs, message):
     base = {"precision": "fp32", "rtol": 1e-4, "atol": 1e-3, "min_top1": 1.0} | kwargs
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
         TolerancePolicy(**base)
+
+
+def test_int8_preset_judges_direction_and_ranking_not_single_logits():
+    """Logits with int8-sized noise: far outside fp32's per-logit bounds, inside the int8 preset; a row pointing
+    elsewhere (low cosine) or a reference top-1 class pushed out of the top-5 fails it, each reason named."""
+    rng = np.random.default_rng(3)
+    reference = rng.standard_normal((8, 1000)) * 2
+    noisy = reference + rng.standard_normal(reference.shape) * 0.15
+    stats = compare(reference, noisy)
+    assert stats.cosine > 0.99 and stats.top1_in_top5 == 1.0 and stats.max_abs > 0.3
+    assert judge(stats, PRESETS["int8"]).passed and not judge(stats, PRESETS["fp32"]).passed
+    wrong = noisy.copy()
+    wrong[0] = rng.standard_normal(1000)
+    for row in (1, 2, 3):  # the reference's best class drops to the bottom
+        wrong[row, reference[row].argmax()] = wrong[row].min() - 1
+    failures = judge(compare(reference, wrong), PRESETS["int8"]).failures
+    assert any(f.startswith("cosine ") for f in failures) and any("top-5 containment 0.5" in f for f in failures)
+    assert "atol -" in str(PRESETS["int8"]) and PRESETS["int8"].atol is None
 
 
 def test_unknown_preset_is_usage_error():

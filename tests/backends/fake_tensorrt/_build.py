@@ -21,8 +21,10 @@ LAYER_TYPES = {
     "MaxPool": "Pooling",
     "Cast": "Cast",
     "BatchNormalization": "Scale",
+    "QuantizeLinear": "Quantize",
+    "DequantizeLinear": "Dequantize",
 }
-_ONNX_TYPE_NAMES = {1: "FP32", 10: "FP16", 16: "BF16", 6: "INT32", 7: "INT64", 9: "BOOL"}
+_ONNX_TYPE_NAMES = {1: "FP32", 10: "FP16", 16: "BF16", 6: "INT32", 7: "INT64", 9: "BOOL", 3: "INT8"}
 
 
 class _Cancelled(Exception):
@@ -73,6 +75,13 @@ def _check_config(world, network, config) -> str | None:
         # NetworkDefinitionCreationFlag::kSTRONGLY_TYPED). Modelled as a build error for precision flags; the
         # exact real outcome is unverified (TENSORRT.md section 14).
         return f"precision flags {flag_names} are not allowed with a strongly typed network"
+    if not network._strongly_typed and _quantized(network) and not config._has("INT8"):
+        # A weakly typed network with Q/DQ layers is explicitly quantized: "To enable the use of any quantized
+        # operations, the INT8 flag must be set in the builder configuration" (TensorRT Developer Guide,
+        # "Introduction to Quantization", 8.x-10.x). 11.x has no INT8 flag: its networks are strongly typed and
+        # "precision-control build flags are not required and should not be specified" (Developer Guide 11,
+        # "Explicit Quantization"), which the rule above enforces.
+        return "the network has Q/DQ layers but the INT8 builder flag is not set (weakly typed network)"
     if config._pools.get(0, 0) < world.knobs.min_workspace_bytes:
         return (
             f"Could not find any implementation for node: insufficient workspace "
@@ -84,6 +93,14 @@ def _check_config(world, network, config) -> str | None:
     if config._hw.name == "AMPERE_PLUS" and cc < (8, 0):  # HardwareCompatibilityLevel::kAMPERE_PLUS
         return "hardware compatibility AMPERE_PLUS needs an Ampere or newer GPU to build on"
     return None
+
+
+def _quantized(network) -> bool:
+    """Whether the parsed ONNX holds QuantizeLinear/DequantizeLinear nodes (an explicitly quantized network)."""
+    import onnx
+
+    ops = {n.op_type for n in onnx.load_from_string(network._onnx).graph.node}
+    return bool(ops & {"QuantizeLinear", "DequantizeLinear"})
 
 
 def _layers(network, config) -> list[dict]:

@@ -1,0 +1,205 @@
+"""Q/DQ (QuantizeLinear/DequantizeLinear) ONNX models from calibrated ranges, and their check on the CPU.
+
+One calibration (``model.calibration``) gives two models, each from the settings below, the one place where
+they are chosen:
+
+* ``CPU_QDQ``, for ONNX Runtime on the CPU: uint8 activations with a zero point (asymmetric ranges use all
+  256 levels after a ReLU), int8 weights per output channel. ONNX Runtime fuses the Q/DQ pairs around Conv,
+  Gemm, Add and MaxPool into its integer kernels when it optimises the graph.
+* ``TENSORRT_QDQ``, for TensorRT's explicit quantization: int8 activations and weights, both symmetric (zero
+  point 0, as TensorRT requires), weights per output channel; Q/DQ at the inputs of every Conv and Gemm and at
+  both inputs of each residual Add, which is where TensorRT's explicit-quantization guide ("Q/DQ layer
+  placement recommendations") and NVIDIA's Model Optimizer put them: TensorRT then fuses each Q/DQ pair into
+  the int8 kernel that reads the tensor, and the Add into the Conv before it. No Q/DQ on outputs of Conv
+  (the next consumer's input carries one) nor on the logits.
+
+Both are built with ONNX Runtime's ``QDQQuantizer`` fed our ranges (a ``TensorsData`` of MinMax type: the
+ranges are already final), never with its own calibrators, which keep every activation in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rsz_export.artifacts.files import atomic_write_bytes
+from rsz_export.errors import CheckFailed, IntegrityError
+
+
+@dataclass(frozen=True)
+class QdqSettings:
+    """What ONNX Runtime's QDQQuantizer is told for one Q/DQ model."""
+
+    name: str
+    activation_type: str
+    """``QUInt8`` or ``QInt8`` (``onnxruntime.quantization.QuantType`` member names)."""
+    weight_type: str
+    per_channel: bool
+    reduce_range: bool
+    op_types: tuple[str, ...]
+    """Op types whose inputs (and outputs, unless excluded below) are quantized."""
+    extra_options: dict = field(default_factory=dict)
+    """QDQQuantizer's ``extra_options`` (ActivationSymmetric, WeightSymmetric, OpTypesToExcludeOutputQuantization,
+    ...)."""
+    check_level: str = "ORT_ENABLE_ALL"
+    """The ONNX Runtime graph optimization level of the CPU check: ``ORT_ENABLE_ALL`` runs the model as ONNX
+    Runtime's engine will (integer kernels); ``ORT_DISABLE_ALL`` keeps every QuantizeLinear/DequantizeLinear pair
+    as its own op and computes the Conv in fp32 on the dequantized values, which is the arithmetic of an int8
+    kernel accumulating in int32 (exact up to float rounding), without ONNX Runtime's int8 kernels for x86
+    CPUs without VNNI, whose 16-bit intermediate sums saturate on signed int8 activations."""
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["op_types"] = list(self.op_types)
+        return data
+
+
+CPU_QDQ = QdqSettings(
+    name="cpu",
+    activation_type="QUInt8",
+    weight_type="QInt8",
+    per_channel=True,
+    reduce_range=False,
+    op_types=("Conv", "Gemm", "MatMul", "Add", "MaxPool", "Relu"),
+    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
+                   "OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"]},
+)  # fmt: skip
+TENSORRT_QDQ = QdqSettings(
+    name="tensorrt",
+    activation_type="QInt8",
+    weight_type="QInt8",
+    per_channel=True,
+    reduce_range=False,
+    op_types=("Conv", "Gemm", "Add"),
+    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                   "OpTypesToExcludeOutputQuantization": ["Conv", "Gemm", "Add"]},
+    check_level="ORT_DISABLE_ALL",
+)  # fmt: skip
+SETTINGS = {s.name: s for s in (CPU_QDQ, TENSORRT_QDQ)}
+
+CHECK_MIN_COSINE = 0.9
+"""The smallest cosine to the fp32 logits a Q/DQ model may show on the build's check before it is refused: a
+broken quantization (a wrong range, a mis-placed Q/DQ) falls far below it, a working one lies above 0.98
+(docs/validate.md). ``validate`` judges the engines more finely, per size."""
+
+
+def qdq_model(onnx_path, ranges: dict[str, tuple[float, float]], settings: QdqSettings, target) -> Path:
+    """Write ``target``: the fp32 ONNX ``onnx_path`` with Q/DQ nodes placed and scaled as ``settings`` say,
+    from ``ranges`` (tensor name -> (lo, hi))."""
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+    from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
+
+    try:
+        model = load_model_with_shape_infer(Path(onnx_path))
+    except Exception as exc:  # onnx raises DecodeError, OSError or its own errors for unreadable files
+        raise IntegrityError(f"cannot read ONNX {onnx_path}: {exc}") from None
+    tensors = TensorsData(
+        CalibrationMethod.MinMax,
+        {name: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for name, (lo, hi) in ranges.items()},
+    )
+    quantizer = QDQQuantizer(
+        model, settings.per_channel, settings.reduce_range, getattr(QuantType, settings.weight_type),
+        getattr(QuantType, settings.activation_type), tensors, None, None, list(settings.op_types),
+        dict(settings.extra_options),
+    )  # fmt: skip
+    quantized = quantizer.quantize_model()
+    del quantized.graph.value_info[:]  # shapes inferred for the quantizer; the dynamic sizes make them stale
+    target = Path(target)
+    atomic_write_bytes(target, quantized.SerializeToString())
+    return target
+
+
+@dataclass(frozen=True)
+class QdqCheck:
+    """How a Q/DQ model's logits compare with the fp32 model's, per size, on the CPU."""
+
+    settings: str
+    sizes: tuple[str, ...]
+    cosine: tuple[float, ...]
+    """The smallest cosine per size."""
+    rel_l2: tuple[float, ...]
+    """The relative L2 error per size."""
+    bound: float = CHECK_MIN_COSINE
+
+    @property
+    def passed(self) -> bool:
+        return min(self.cosine) >= self.bound
+
+    def summary(self) -> str:
+        cells = ", ".join(f"{s} cos {c:.4f} rel L2 {r:.3f}" for s, c, r in zip(self.sizes, self.cosine, self.rel_l2))
+        return f"{self.settings} Q/DQ vs fp32 on the CPU: {cells} ({'ok' if self.passed else 'FAILED'})"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "sizes": list(self.sizes), "cosine": list(self.cosine),
+                "rel_l2": list(self.rel_l2), "passed": self.passed}  # fmt: skip
+
+    def raise_if_failed(self) -> None:
+        if not self.passed:
+            raise CheckFailed(
+                f"the int8 model does not match fp32: {self.summary()} (smallest cosine allowed {self.bound})",
+                hint="calibrate on images like the ones you serve (--calib DIR), or another --calib-method",
+            )
+
+
+def _session(model, threads: int | None, level: str = "ORT_ENABLE_ALL"):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+
+
+def check_qdq(qdq_path, onnx_path, settings: QdqSettings, feeds_at, sizes, threads: int | None = None) -> QdqCheck:
+    """Run the Q/DQ model and the fp32 ONNX with ONNX Runtime on the CPU at each of ``sizes`` on the inputs
+    ``feeds_at(size)`` gives (a [n,3,h,w] array) and compare their logits."""
+    from rsz_export.interface import INPUT_NAME
+    from rsz_export.validate.parity import compare
+
+    quantized, reference = _session(qdq_path, threads, settings.check_level), _session(onnx_path, threads)
+    cosines, errors = [], []
+    for size in sizes:
+        x = feeds_at(size)
+        stats = compare(reference.run(None, {INPUT_NAME: x})[0], quantized.run(None, {INPUT_NAME: x})[0])
+        cosines.append(round(stats.cosine, 6))
+        errors.append(round(stats.rel_l2, 6))
+    return QdqCheck(settings.name, tuple(str(s) for s in sizes), tuple(cosines), tuple(errors))
+
+
+def check_sizes(plan) -> tuple:
+    """The sizes the build's check runs at: the plan's smallest and largest square."""
+    from rsz_export.shapes import Resolution
+
+    lo = min(min(p.min.h, p.min.w) for p in plan.profiles)
+    hi = max(min(p.max.h, p.max.w) for p in plan.profiles)
+    return tuple(dict.fromkeys((Resolution(lo, lo), Resolution(hi, hi))))
+
+
+def photo_feeds(size) -> np.ndarray:
+    """The bundled photographs through the evaluation crop at ``size``: [4,3,h,w]."""
+    from rsz_export.images.files import load_rgb, sample_images
+    from rsz_export.images.preprocess import crop_input
+
+    return np.concatenate([crop_input(load_rgb(p), size) for p in sample_images()])
+
+
+def checked_qdq(onnx_path, calibration_file, settings: QdqSettings, plan, target, threads=None,
+                log=lambda message: None) -> tuple[Path, dict]:  # fmt: skip
+    """The Q/DQ model for ``settings`` from a calibration file, checked against the fp32 ONNX with ONNX Runtime on
+    the CPU (CheckFailed, exit 1, when it is far off), and the facts an engine record keeps about it."""
+    from rsz_export.model.calibration import read_ranges
+
+    if not calibration_file:
+        raise IntegrityError("an int8 build needs calibrated ranges", hint="rsz-export build --precision int8")
+    ranges = read_ranges(calibration_file)
+    path = qdq_model(onnx_path, ranges, settings, target)
+    check = check_qdq(path, onnx_path, settings, photo_feeds, check_sizes(plan), threads)
+    log(f"{path.name}: {check.summary()}")
+    check.raise_if_failed()
+    return path, {"quantization": settings.to_dict(), "qdq_check": check.to_dict()}

@@ -1,0 +1,72 @@
+"""``build --precision int8`` with bad calibration input or a place that cannot run int8: one clear message, the
+documented exit code, nothing written. The stand-in ONNX keeps these fast (no export); the folder cases run the
+library's build in-process (the same checks the CLI reaches, without a process start each), the others the CLI."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from PIL import Image
+
+from tests.helpers import RANDOM_METADATA, assert_clean_failure, run_cli, tiny_onnx
+
+
+def _folder(tmp_path, case):
+    folder = tmp_path / "calib"
+    if case == "missing":
+        return folder
+    folder.mkdir()
+    if case == "no images":
+        (folder / "readme.txt").write_text("no pictures here")
+        (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    if case in ("too few", "too small"):
+        Image.new("RGB", (320, 240), (200, 40, 40)).save(folder / "a.png")
+        Image.new("RGB", (320, 120 if case == "too small" else 240), (40, 40, 200)).save(folder / "b.png")
+    return folder
+
+
+FOLDER_CASES = [
+    ("missing", None, "does not exist or is not a directory"),
+    ("empty", None, "is empty"),
+    ("no images", None, "holds no readable image (2 file(s) skipped"),
+    ("too few", 3, "--calib-count 3 but --calib"),
+    ("too small", None, "shorter than the range minimum 224: b.png (120x320)"),
+]
+
+
+@pytest.mark.parametrize("case, count, phrase", FOLDER_CASES, ids=[c[0] for c in FOLDER_CASES])
+def test_bad_calibration_folder(case, count, phrase, tmp_path):
+    from rsz_export.backends.base import BuildOptions
+    from rsz_export.build.pipeline import BuildSpec, build
+    from rsz_export.errors import EXIT_USAGE, UsageError
+    from rsz_export.model.calibration_set import CalibSpec
+    from rsz_export.plan.profiles import PlanSpec, plan_profiles
+
+    model = tiny_onnx(tmp_path / "tiny.onnx", metadata=RANDOM_METADATA)
+    out = tmp_path / "out"
+    spec = BuildSpec(plan_profiles(PlanSpec(224, 320)), out, backend="onnxruntime", onnx=model,
+                     options=BuildOptions(precision="int8"), calibration=CalibSpec(_folder(tmp_path, case), count))
+    with pytest.raises(UsageError, match=re.escape(phrase)) as error:
+        build(spec)
+    assert error.value.exit_code == EXIT_USAGE and not out.exists()
+
+
+CASES = [
+    ("missing folder", ["--calib", "{calib}"], 2, "does not exist or is not a directory"),
+    ("cuda provider", ["--device", "cuda"], 2, "precision int8 is not available on ONNX Runtime's cuda provider"),
+    ("tensorrt missing", ["--backend", "tensorrt"], 3, "tensorrt"),
+    ("calib without int8", ["--precision", "fp32", "--calib-count", "4"], 2, "add --precision int8"),
+]
+
+
+@pytest.mark.parametrize("case, extra, code, phrase", CASES, ids=[c[0] for c in CASES])
+def test_bad_int8_input_through_the_cli(case, extra, code, phrase, tmp_path):
+    model = tiny_onnx(tmp_path / "tiny.onnx", metadata=RANDOM_METADATA)
+    calib = _folder(tmp_path, "missing")
+    args = [a.format(calib=calib) for a in extra]
+    precision = [] if "--precision" in args else ["--precision", "int8"]
+    out = tmp_path / "out"
+    result = run_cli("build", str(out), "--min", "224", "--max", "320", "--onnx", str(model), *precision, *args)
+    assert_clean_failure(result, code, phrase)
+    assert not out.exists()

@@ -1,0 +1,106 @@
+"""Streaming calibration: running statistics that never grow, the three range methods, and the ranges file."""
+
+from __future__ import annotations
+
+import json
+import resource
+
+import numpy as np
+import pytest
+
+from rsz_export.errors import IntegrityError
+from rsz_export.model import calibration as cal
+from tests.backends.fake_tensorrt.testing import tiny_classifier_onnx
+
+
+def test_histogram_doubling_is_exact():
+    """Growing the range merges bin pairs: the counts equal a histogram made at the final range in one go."""
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_normal(5000).astype(np.float32) * scale for scale in (0.5, 1.0, 3.0, 9.0)]
+    stats = cal.TensorStats()
+    for batch in batches:
+        stats.update(batch)
+    values = np.abs(np.concatenate(batches))
+    direct = np.bincount(np.minimum((values * (cal.BINS / stats.edge)).astype(np.int32), cal.BINS - 1),
+                         minlength=cal.BINS)  # fmt: skip
+    assert stats.edge >= values.max() and np.array_equal(stats.hist, direct)
+    assert stats.lo == pytest.approx(float(np.concatenate(batches).min()))
+    assert stats.hist.shape == (cal.BINS,)
+
+
+def test_large_tensors_are_sampled_for_the_histogram_only():
+    values = np.linspace(-1.0, 7.0, cal.HISTOGRAM_SAMPLES * 4 + 3, dtype=np.float32)
+    stats = cal.TensorStats()
+    stats.update(values)
+    assert stats.hist.sum() <= cal.HISTOGRAM_SAMPLES and (stats.lo, stats.hi) == (-1.0, 7.0)
+
+
+def test_methods_clip_outliers_but_minmax_does_not():
+    """A ReLU-like tensor with rare large outliers: minmax keeps them, percentile and entropy clip them; the lower
+    end stays 0 for a tensor that is never negative."""
+    rng = np.random.default_rng(1)
+    values = np.maximum(rng.standard_normal(200_000), 0).astype(np.float32)
+    values[:1] = 60.0  # one in 200 000: beyond the 99.999th percentile
+    stats = cal.TensorStats()
+    stats.update(values)
+    assert stats.range("minmax") == (0.0, 60.0)
+    lo, hi = stats.range("percentile")
+    assert lo == 0.0 and 3.0 < hi < 6.0
+    lo, hi = stats.range("entropy")
+    assert lo == 0.0 and 1.5 < hi < 10.0
+    zeros = cal.TensorStats()
+    zeros.update(np.zeros(10, np.float32))
+    assert zeros.range("entropy") == (0.0, 0.0)
+
+
+def test_calibrate_streams_one_image_at_a_time(tmp_path):
+    """Ranges for every float activation the quantizers may touch (not the logits), from a generator."""
+    model = tiny_classifier_onnx(tmp_path / "m.onnx", relu=True)
+    rng = np.random.default_rng(0)
+    feeds = (rng.standard_normal((1, 3, s, s)).astype(np.float32) for s in (40, 64, 33))
+    run = cal.calibrate(model, feeds, "percentile")
+    assert run.images == 3 and set(run.ranges) == {"images", "conv", "relu", "pool", "flat"}
+    assert run.ranges["relu"][0] == 0.0 and run.ranges["images"][0] < 0 < run.ranges["images"][1]
+
+
+def test_ranges_file_round_trip_and_damage(tmp_path):
+    run = cal.CalibrationRun("minmax", {"a": (-1.0, 2.0)}, 1, 0.1)
+    path = cal.write_ranges(tmp_path / "c.json", run, key="k")
+    assert cal.read_ranges(path) == {"a": (-1.0, 2.0)}
+    data = json.loads(path.read_text())
+    data["tensors"]["a"] = [3.0, 2.0]
+    path.write_text(json.dumps(data))
+    with pytest.raises(IntegrityError, match="reversed"):
+        cal.read_ranges(path)
+    path.write_text("{not json")
+    with pytest.raises(IntegrityError, match="not a readable calibration file"):
+        cal.read_ranges(path)
+
+
+@pytest.mark.slow
+def test_calibration_memory_stays_bounded_at_800(onnx_path):
+    """800x800 inputs through ResNet-50: peak resident memory of the process stays under 4 GB (ONNX Runtime's
+    own histogram calibrators keep every activation of every input; here one image's are held at a time)."""
+    feeds = (np.random.default_rng(k).standard_normal((1, 3, 800, 800)).astype(np.float32) for k in range(3))
+    run = cal.calibrate(onnx_path, feeds, "entropy")
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    assert run.images == 3 and len(run.ranges) > 100 and peak_gib < 4.0
+
+
+def test_stale_calibrations_are_cleaned_up_and_the_current_one_kept(tmp_path):
+    from dataclasses import replace
+
+    from rsz_export.artifacts.manifest import CalibrationRecord, EngineRecord, FileRecord
+    from rsz_export.build.cleanup import remove_stale
+    from rsz_export.plan.profiles import PlanSpec, plan_profiles
+    from tests.backends.trt_double import manifest_for
+
+    for name in ("calibration-aaaaaaaaaaaa.json", "calibration-bbbbbbbbbbbb.json", "model.onnx", "notes.json"):
+        (tmp_path / name).write_text("{}")
+    current = CalibrationRecord(FileRecord("calibration-bbbbbbbbbbbb.json", "0" * 64, 2), "percentile", "bundled",
+                                (), 1.0)  # fmt: skip
+    engine = EngineRecord("ort-int8", "onnxruntime", "int8", FileRecord("model.onnx", "0" * 64, 2), (0,), 1.0)
+    manifest = replace(manifest_for([engine], tmp_path, plan_profiles(PlanSpec(224, 256))), calibration=current)
+    remove_stale(tmp_path, manifest)
+    left = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))  # the readers' lock file stays
+    assert left == ["calibration-bbbbbbbbbbbb.json", "model.onnx", "notes.json"]
