@@ -61,7 +61,10 @@ CPU_QDQ = QdqSettings(
     activation_type="QUInt8",
     weight_type="QInt8",
     per_channel=True,
-    reduce_range=False,
+    # 7-bit weights: x86 CPUs without VNNI multiply uint8 x int8 pairs into saturating 16-bit sums (vpmaddubsw),
+    # which clipped the largest activations of full 800 px photographs (cosine 0.981 with 8-bit weights, 0.993
+    # with 7-bit; ONNX Runtime's quantization guide gives the same advice). Same kernels, same speed.
+    reduce_range=True,
     op_types=("Conv", "Gemm", "MatMul", "Add", "MaxPool", "Relu"),
     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
                    "OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"]},

@@ -127,6 +127,19 @@ def _ort_parameters(settings: dict) -> tuple[tuple[str, str], ...]:
     )
 
 
+def _served_onnx(manifest: Manifest, engine: EngineRecord) -> FileRecord:
+    """The ONNX an ONNX Runtime engine was optimised from: the export, or for int8 the engine's Q/DQ model."""
+    if engine.precision != "int8":
+        return manifest.onnx
+    from rsz_export.backends.ort import QDQ_FILE
+
+    for record in engine.extra_files:
+        if record.file.endswith(QDQ_FILE):
+            return record
+    raise IntegrityError(f"the int8 engine {engine.name} lists no {QDQ_FILE}: the build is incomplete",
+                         hint="rebuild it: rsz-export build DIR --precision int8 ... --force")  # fmt: skip
+
+
 def _model(manifest: Manifest, engine: EngineRecord, name: str, options: TritonOptions) -> ModelSpec:
     trt = engine.backend == "tensorrt"
     max_batch_size, batch_dim = batching(manifest.plan.batch, options.max_batch, engine_bound=trt)
@@ -135,7 +148,7 @@ def _model(manifest: Manifest, engine: EngineRecord, name: str, options: TritonO
         name=name,
         engine=engine.name,
         backend=engine.backend,
-        source=engine.file if trt else manifest.onnx,
+        source=engine.file if trt else _served_onnx(manifest, engine),
         target="model.plan" if trt else "model.onnx",
         plan_profiles=engine.profiles,
         max_batch_size=max_batch_size,

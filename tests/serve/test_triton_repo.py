@@ -359,3 +359,24 @@ def test_the_documented_client_routing_matches_the_plans_rule(trt_builds, tmp_pa
         assert namespace["model_for"](batch, h, w) == f"resnet50_p{route(plan.profiles, batch, h, w)}"
     with pytest.raises(ValueError, match="outside every profile"):
         namespace["model_for"](1, 200, 64)
+
+
+@pytest.mark.slow
+def test_an_int8_build_serves_its_q_dq_model_with_the_engines_logits(int8_engines, tmp_path):
+    """Triton gets the int8 engine's Q/DQ ONNX (not the fp32 export), and it computes what the engine does."""
+    import onnxruntime as ort
+
+    from rsz_export.backends.ort import QDQ_FILE, open_runner
+
+    manifest = load_manifest(int8_engines)
+    [engine] = manifest.engines
+    repo = write_repository(int8_engines, tmp_path / "repo").path
+    served = repo / "resnet50" / "1" / "model.onnx"
+    [qdq] = [r for r in engine.extra_files if r.file.endswith(QDQ_FILE)]
+    assert sha256(served) == qdq.sha256 != manifest.onnx.sha256
+    images = np.random.default_rng(0).standard_normal((1, 3, 224, 256)).astype(np.float32)
+    with open_runner(manifest, engine, int8_engines) as runner:
+        expected = runner.infer(images)
+    got = ort.InferenceSession(str(served), providers=["CPUExecutionProvider"]).run(["logits"], {"images": images})[0]
+    cosine = float(np.sum(got * expected) / (np.linalg.norm(got) * np.linalg.norm(expected)))
+    assert cosine > 0.9999, cosine
