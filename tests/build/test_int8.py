@@ -74,3 +74,34 @@ def test_predict_and_validate_work_unchanged(int8_engines, fast_engines):
     engine = [c for c in report.cases if c.stage == "engine"]
     assert engine and all(c.passed for c in report.cases) and engine[0].policy.precision == "int8"
     assert [i.name for i in engine[0].inputs] == ["astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg"]
+
+
+def test_bench_times_int8_beside_fp32_and_sweep_takes_int8_engines(int8_engines, fast_engines, tmp_path):
+    """``bench --baseline`` puts the fp32 build's engine beside the int8 one with a paired speed-up, and ``sweep``
+    scores the int8 engine like any other (labels: the fp32 engine's own top-1, so agreement is what it shows)."""
+    from rsz_export.bench.run import BenchSpec, run_bench
+    from rsz_export.bench.stats import MeasurePolicy
+    from rsz_export.images.files import load_rgb, sample_images
+    from rsz_export.images.preprocess import crop_input
+    from rsz_export.serve.accuracy import load_labeled, run_sweep
+    from rsz_export.serve.routing import Route
+    from rsz_export.serve.session import Session
+    from rsz_export.shapes import Resolution
+
+    size = Resolution(224, 224)
+    spec = BenchSpec(str(int8_engines), sizes=(size,), backends=("onnxruntime",), peak_matrix=256,
+                     policy=MeasurePolicy(warmup=1, iters=3), baseline_dir=str(fast_engines))  # fmt: skip
+    _, rows = run_bench(spec, lambda line: None)
+    main, base = (r.record() for r in rows)
+    assert (main["variant"], main["precision"], base["variant"], base["precision"]) == (
+        "dynamic", "int8", "baseline", "fp32")
+    assert main["speedup"] > 0 and main["baseline_p50_ms"] == base["p50_ms"]
+    with Session(fast_engines) as fp32:
+        for path in sample_images():
+            logits, _ = fp32.run(crop_input(load_rgb(path), size), Route(0, 0, size, True))
+            folder = tmp_path / "labeled" / str(int(np.argmax(logits[0])))
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, folder / path.name)
+    with Session(int8_engines) as session:
+        [row] = run_sweep(session, load_labeled(tmp_path / "labeled"), [size])
+    assert row.covered and row.images == len(sample_images()) and row.top5 == 1.0 and 0.5 <= row.top1 <= 1.0

@@ -54,6 +54,7 @@ def test_build_bad_input(tmp_path, args, code, phrases):
     _assert_nothing_written(out)
 
 
+@pytest.mark.slow
 def test_weights_with_pickle_payload(tmp_path):
     class Payload:
         def __reduce__(self):
@@ -68,6 +69,7 @@ def test_weights_with_pickle_payload(tmp_path):
     assert not (tmp_path / "rsz-pwned").exists()
 
 
+@pytest.mark.slow
 def test_corrupt_weights(tmp_path):
     weights = tmp_path / "w.pt"
     weights.write_bytes(b"PK\x03\x04 truncated zip")

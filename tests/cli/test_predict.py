@@ -99,6 +99,7 @@ def test_sweep_prints_accuracy_and_latency_per_size(colour_engines, tmp_path):
     assert bad.returncode == 2 and "--sizes" in bad.stderr
 
 
+@pytest.mark.slow
 def test_sweep_compares_crop_and_fit_at_every_size(colour_engines, tmp_path):
     """Red centre on a blue 300x900 strip, labelled tench (red): the crop sees only red, the whole image is mostly
     blue. Plain blue images, labelled great white shark, are right under both. So crop must score 100% and fit

@@ -26,6 +26,7 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_a_folder_of_200_mixed_photos_runs_with_the_defaults(colour_engines, mixed_photos, tmp_path):
     out_json, out_csv = tmp_path / "p.json", tmp_path / "p.csv"
     started = time.perf_counter()

@@ -58,6 +58,7 @@ def test_the_folders_own_cache_after_a_tensorrt_upgrade_is_replaced(tmp_path, cl
     assert manifest["engines"][0]["settings"]["timing_cache"]["reused"] is False
 
 
+@pytest.mark.slow
 def test_an_engine_from_another_gpu(tmp_path, classifier_onnx):
     """predict and bench stop (exit 3; validate reports it not run: tests/validate/test_trt_validate.py), and
     build rebuilds it here instead of reusing it as up to date."""

@@ -19,6 +19,7 @@ def ten_class(wrapped_checkpoints):
     return wrapped_checkpoints
 
 
+@pytest.mark.slow
 def test_every_wrapping_reads_to_the_identical_state_dict_and_names_the_same_weights(ten_class):
     """Each wrapping gives back the very tensors saved, and the same content hash: the export key, so one export
     serves every wrapping of the same weights, while each build records (and verifies) its own file."""
