@@ -3,7 +3,7 @@
 ``ServeSpec``: the engines folder, the model name (the repository's naming rule), the addresses (127.0.0.1 and
 Triton's usual ports unless told), model instances and the dynamic batcher's queue delay, each checked when the
 spec is made. ``ServedInterface``: the model's tensors as Triton describes them, by the rule the repository
-writer uses (``triton_config.batching``), so that ``serve`` and a repository of the same build look alike.
+writer uses (``triton_config.tensor_dims``), so that ``serve`` and a repository of the same build look alike.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rsz_export.errors import UsageError, check_int
-from rsz_export.interface import CHANNELS, INPUT_NAME, OUTPUT_NAME, SERVED_MODEL_NAME
-from rsz_export.serve.triton_config import MAX_INSTANCES, QUEUE_DELAY_US, TritonOptions, batching
+from rsz_export.interface import INPUT_NAME, OUTPUT_NAME, SERVED_MODEL_NAME
+from rsz_export.serve.triton_config import MAX_INSTANCES, QUEUE_DELAY_US, TritonOptions, tensor_dims
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8000
@@ -62,10 +62,8 @@ class ServedInterface:
 
     @classmethod
     def of(cls, manifest) -> ServedInterface:
-        """The interface of a build: the repository's rule (``triton_config.batching``) for the plan's batch."""
-        max_batch_size, batch_dim = batching(manifest.plan.batch, None, engine_bound=True)
-        prefix = () if batch_dim is None else (batch_dim,)
-        return cls(max_batch_size, (*prefix, CHANNELS, -1, -1), (*prefix, manifest.num_classes))
+        """The interface of a build: the repository's rule (``triton_config.tensor_dims``)."""
+        return cls(*tensor_dims(manifest, None, engine_bound=True))
 
     def describe(self) -> str:
         batch = f"n <= {self.max_batch_size}, batched by Triton" if self.max_batch_size else "no Triton batching"

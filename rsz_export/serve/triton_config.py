@@ -98,6 +98,14 @@ def batching(batch: BatchRange, requested: int | None, engine_bound: bool) -> tu
     return 0, (batch.max if batch.min == batch.max else -1)
 
 
+def tensor_dims(manifest: Manifest, requested: int | None, engine_bound: bool) -> tuple[int, tuple, tuple]:
+    """(max_batch_size, dims of ``images``, dims of ``logits``) as Triton describes a build's model: without
+    Triton's batch dimension when it batches, with the request's batch dimension otherwise (``batching``)."""
+    max_batch_size, batch_dim = batching(manifest.plan.batch, requested, engine_bound)
+    prefix = () if batch_dim is None else (batch_dim,)
+    return max_batch_size, (*prefix, CHANNELS, -1, -1), (*prefix, manifest.num_classes)
+
+
 def preferred_sizes(max_batch_size: int) -> tuple[int, ...]:
     """The batch sizes Triton's dynamic batcher aims for: powers of two up to the limit, and the limit."""
     sizes = {max_batch_size}
@@ -142,8 +150,7 @@ def _served_onnx(manifest: Manifest, engine: EngineRecord) -> FileRecord:
 
 def _model(manifest: Manifest, engine: EngineRecord, name: str, options: TritonOptions) -> ModelSpec:
     trt = engine.backend == "tensorrt"
-    max_batch_size, batch_dim = batching(manifest.plan.batch, options.max_batch, engine_bound=trt)
-    prefix = () if batch_dim is None else (batch_dim,)
+    max_batch_size, input_dims, output_dims = tensor_dims(manifest, options.max_batch, engine_bound=trt)
     return ModelSpec(
         name=name,
         engine=engine.name,
@@ -152,8 +159,8 @@ def _model(manifest: Manifest, engine: EngineRecord, name: str, options: TritonO
         target="model.plan" if trt else "model.onnx",
         plan_profiles=engine.profiles,
         max_batch_size=max_batch_size,
-        input_dims=(*prefix, CHANNELS, -1, -1),
-        output_dims=(*prefix, manifest.num_classes),
+        input_dims=input_dims,
+        output_dims=output_dims,
         preferred_batch_sizes=preferred_sizes(max_batch_size) if max_batch_size else (),
         kind="KIND_GPU" if trt else KINDS.get(engine.settings.get("device", "cpu"), "KIND_CPU"),
         instances=options.instances,
