@@ -69,6 +69,14 @@ class OutputError(RszError):
     exit_code = EXIT_OUTPUT
 
 
+def shown(value: object) -> str:
+    """A name or path as human-readable output shows it: as it is when every character is printable, else quoted
+    with its control and invisible characters escaped (Python's repr), so that a file or class name cannot add a
+    line to the output or move a terminal's cursor. Machine-readable output (JSON, CSV) quotes by its own rules."""
+    text = str(value)
+    return text if text.isprintable() else repr(text)
+
+
 def _in_range(value: object, kinds: type | tuple, low: float, high: float) -> bool:
     # Booleans are refused although Python counts them as ints: ``--batch True`` is a mistake, not 1.
     number = not isinstance(value, bool) and isinstance(value, kinds) and math.isfinite(value)

@@ -16,7 +16,13 @@ MAX_SIZE = 4096
 """A guard against typos: one 4096x4096 image already needs several GiB of activations."""
 MAX_BATCH = 1024
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*$")
+_SIZE_RE = re.compile(r"\s*([0-9]+)\s*(?:[xX]\s*([0-9]+))?\s*")  # used with fullmatch
+
+
+def is_digits(text: str) -> bool:
+    """Whether ``text`` is a whole number written in ASCII digits: ``str.isdigit`` also accepts ``²`` or ``①``,
+    which ``int()`` refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def check_side(value: int, what: str = "size") -> int:
@@ -45,7 +51,7 @@ class Resolution:
     @classmethod
     def parse(cls, text: str) -> Resolution:
         """Parse ``224`` (square) or ``227x341`` (height x width)."""
-        match = _SIZE_RE.match(str(text))
+        match = _SIZE_RE.fullmatch(str(text))
         if not match:
             raise UsageError(f"cannot read size {text!r}: write 224 for a square or 227x341 for height x width")
         h = int(match.group(1))
@@ -87,7 +93,7 @@ def parse_batches(text: str) -> tuple[int, ...]:
     """Parse a comma-separated list of batch sizes to run, such as ``1,8``; duplicates dropped, order kept."""
     values = []
     for part in (p.strip() for p in str(text).split(",") if p.strip()):
-        if not part.isdigit():
+        if not is_digits(part):
             raise UsageError(f"cannot read {part!r} in {text!r}: write whole numbers separated by commas, e.g. 1,8")
         values.append(check_int(int(part), "batch size", 1, MAX_BATCH))
     if not values:

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rsz_export.artifacts.files import atomic_write_text, sha256_file
+from rsz_export.artifacts.files import atomic_write_text, read_small_file, sha256_file
 from rsz_export.errors import IntegrityError
 from rsz_export.interface import NUM_CLASSES
 from rsz_export.plan.profiles import Plan
@@ -218,7 +218,7 @@ def load_manifest(out_dir: str | Path) -> Manifest:
     """Read and check ``out_dir/manifest.json``; IntegrityError (exit 4) for missing, corrupt or foreign files."""
     path = Path(out_dir) / MANIFEST_NAME
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_small_file(path, f"manifest {path}", IntegrityError).decode("utf-8"))
     except FileNotFoundError:
         raise IntegrityError(
             f"no manifest at {path}", hint=f"build engines first: rsz-export build {out_dir} --min MIN --max MAX"

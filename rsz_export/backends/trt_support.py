@@ -13,6 +13,7 @@ from rsz_export.backends.base import BuildOptions
 from rsz_export.errors import EnvironmentProblem, UsageError
 from rsz_export.interface import INPUT_NAME, PRECISIONS
 from rsz_export.plan.profiles import Plan
+from rsz_export.shapes import is_digits
 
 MIN_VERSION = (10, 1)
 """10.0 lacks the v2 device-memory API; 11 removed the v1 API, so 10.1 is the oldest release both paths share."""
@@ -193,7 +194,7 @@ def parse_inspector_json(text: str) -> InspectorSummary:
 
 
 def _cc(value: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in str(value).split(".") if x.isdigit())
+    return tuple(int(x) for x in str(value).split(".") if is_digits(x))
 
 
 def _version_problem(built: str, here: str, version_compat: bool) -> str | None:

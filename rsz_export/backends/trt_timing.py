@@ -7,18 +7,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rsz_export.artifacts.files import atomic_write_bytes, exclusive_lock
+from rsz_export.artifacts.files import atomic_write_bytes, exclusive_lock, read_small_file
 from rsz_export.backends import trt_support as ts
 from rsz_export.backends.base import Log
 from rsz_export.backends.trt_env import logged
 from rsz_export.errors import EnvironmentProblem, IntegrityError
 
+TIMING_CACHE_BYTES = 1 << 30
+"""The largest timing cache read (a cache of many builds is a few MiB; ``/dev/zero`` never ends)."""
+
 
 def _read(path: Path) -> bytes:
     try:
-        return path.read_bytes() if path.exists() else b""
-    except OSError as exc:
-        raise IntegrityError(f"cannot read the timing cache {path}: {exc.strerror or exc}") from None
+        return read_small_file(path, f"the timing cache {path}", IntegrityError, TIMING_CACHE_BYTES)
+    except FileNotFoundError:
+        return b""
 
 
 def open_timing_cache(trt, builder_config, logger, path: Path):

@@ -13,6 +13,7 @@ import resource
 from pathlib import Path
 
 from rsz_export import __version__
+from rsz_export.artifacts.files import read_small_file
 from rsz_export.artifacts.manifest import CalibrationRecord, FileRecord, file_record, verify_file
 from rsz_export.backends.base import Log
 from rsz_export.build.keys import calibration_name
@@ -46,7 +47,7 @@ def _adopted(target: Path, key: str) -> dict | None:
     """A complete calibration file for this key left by a run that stopped before its manifest."""
     if target.is_file():
         with contextlib.suppress(OSError, ValueError, IntegrityError):
-            data = json.loads(target.read_text(encoding="utf-8"))
+            data = json.loads(read_small_file(target, str(target), IntegrityError).decode("utf-8"))
             if data.get("format") == FORMAT and data.get("key") == key:
                 read_ranges(target)
                 return data

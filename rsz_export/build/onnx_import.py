@@ -10,6 +10,7 @@ from pathlib import Path
 from rsz_export.artifacts.files import sha256_file
 from rsz_export.artifacts.manifest import WeightsRecord
 from rsz_export.errors import UsageError
+from rsz_export.shapes import is_digits
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,11 @@ def weights_from_metadata(meta: dict[str, str], num_classes: int) -> WeightsReco
     source = meta.get("rsz_export.weights_source", "")
     seed_text = meta.get("rsz_export.weights_seed") or ""
     if not seed_text and weights_id == "random":  # exports before weights_seed: "numpy PCG64 seed N"
-        found = re.search(r"seed (\d+)$", source)
+        found = re.search(r"seed ([0-9]+)\Z", source)
         seed_text = found.group(1) if found else ""
-    if weights_id == "random" and not seed_text.isdigit():
+    if weights_id == "random" and not is_digits(seed_text):
         return None
-    seed = int(seed_text) if seed_text.isdigit() else None
+    seed = int(seed_text) if is_digits(seed_text) else None
     content = meta.get("rsz_export.weights_content_sha256") or None
     return WeightsRecord(weights_id, sha, source, seed, None, content, num_classes)
 

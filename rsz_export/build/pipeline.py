@@ -96,8 +96,9 @@ def build(spec: BuildSpec, log: Log = lambda message: None) -> BuildResult:
     calib = None
     if spec.options.precision == "int8":
         calib = resolve_calibration_set(spec.calibration or CalibSpec(seed=spec.seed), spec.plan)
+    created = not Path(spec.out_dir).exists()
     out_dir = ensure_writable_dir(spec.out_dir)
-    with directory_lock(out_dir, "build"):
+    with directory_lock(out_dir, "build", created=created):
         return _build_locked(spec, backend, reason, module, out_dir, log, inputs, calib)
 
 

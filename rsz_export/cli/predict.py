@@ -8,7 +8,7 @@ import click
 
 from rsz_export.cli.common import check_writable, console, handles_errors, parse_or_usage
 from rsz_export.cli.options import backend_option, json_option, preprocess_help, threads_option
-from rsz_export.errors import UsageError
+from rsz_export.errors import UsageError, shown
 from rsz_export.serve.policy import PREPROCESS_MODES
 from rsz_export.serve.routing import STRIDE_POLICIES
 
@@ -22,10 +22,10 @@ def render_prediction(p) -> str:
     how = HOW[p.resize].format(p.input)
     batch = f", batch of {p.batch}" if p.batch > 1 else ""
     head = (
-        f"{p.source}: {p.original[0]}x{p.original[1]} {how} ({p.preprocess}), engine {p.engine} ({p.backend}) "
+        f"{shown(p.source)}: {p.original[0]}x{p.original[1]} {how} ({p.preprocess}), engine {p.engine} ({p.backend}) "
         f"profile {p.profile}{batch}, {p.latency_ms:.1f} ms (total {p.total_ms:.1f} ms)"
     )
-    return "\n".join([head] + [f"  {label.score:7.2%}  {label.name} ({label.index})" for label in p.top])
+    return "\n".join([head] + [f"  {label.score:7.2%}  {shown(label.name)} ({label.index})" for label in p.top])
 
 
 def choose_mode(preprocess: str | None, oversize: str | None) -> str:
@@ -61,7 +61,7 @@ class Display:
         if hasattr(outcome, "reason"):
             self.skipped.append(outcome)
             if warn_skipped:
-                console().warn(f"skipped {outcome.source}: {outcome.reason}")
+                console().warn(f"skipped {shown(outcome.source)}: {outcome.reason}")
         else:
             self.classified += 1
             if self.table:

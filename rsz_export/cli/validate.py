@@ -9,6 +9,7 @@ import click
 
 from rsz_export.cli.common import check_writable, console, emit, handles_errors, parse_or_usage, write_report
 from rsz_export.cli.options import batches_option, engines_dir_argument, images_option, json_option, sizes_option
+from rsz_export.errors import shown
 from rsz_export.shapes import parse_batches, parse_sizes
 from rsz_export.validate.cases import DEFAULT_RANDOM_INPUTS
 
@@ -57,7 +58,7 @@ def validate(engines_dir, sizes, replace_sizes, batches, images_dir, random_inpu
     check_writable(json_path, junit_path)  # fail now, not after the whole run
     result = run_validate(spec, log=out.info)
     for path, reason in result.skipped_inputs:
-        out.warn(f"skipped {path}: {reason}")
+        out.warn(f"skipped {shown(path)}: {reason}")
     write_report(junit_path, report.render_junit(result))
     emit(report.render_table(result), json_path, lambda: report.render_json(result))
     sys.exit(report.exit_code(result))

@@ -7,16 +7,20 @@ and every file that cannot be read is skipped with its reason instead of stoppin
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsz_export.errors import IntegrityError, UsageError
+from rsz_export.errors import IntegrityError, UsageError, shown
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
 """Formats Pillow decodes in-process. EPS is left out on purpose: its plugin calls the Ghostscript program."""
 MAX_PIXELS = 50_000_000
 """Larger images are refused before decoding (a 50-megapixel RGB image is already 150 MB of pixels)."""
+
+LINK_REASON = "symbolic link not followed"
+"""Why a link inside an image folder is skipped (see ``list_files``)."""
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "images"
 
@@ -34,17 +38,18 @@ def _open_checked(path: Path):
     from PIL import Image
 
     if path.stat().st_size == 0:
-        raise IntegrityError(f"{path} is empty (0 bytes)")
+        raise IntegrityError(f"{shown(path)} is empty (0 bytes)")
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(path, formats=ALLOWED_FORMATS)
         except (Image.UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise IntegrityError(f"{path} is not a readable image ({', '.join(ALLOWED_FORMATS)}): {exc}") from None
+            raise IntegrityError(
+                f"{shown(path)} is not a readable image ({', '.join(ALLOWED_FORMATS)}): {exc}") from None
     width, height = image.size
     if width * height > MAX_PIXELS:
         image.close()
-        raise IntegrityError(f"{path} is {width}x{height} pixels, more than the {MAX_PIXELS:,} allowed")
+        raise IntegrityError(f"{shown(path)} is {width}x{height} pixels, more than the {MAX_PIXELS:,} allowed")
     return image
 
 
@@ -66,24 +71,63 @@ def load_rgb(path: str | Path):
             return to_rgb(image)
     except IntegrityError:
         raise
-    except FileNotFoundError:
-        raise IntegrityError(f"image {path} does not exist") from None
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-        # Pillow reports truncated and corrupt data as OSError/SyntaxError/ValueError depending on the plugin.
-        raise IntegrityError(f"cannot read image {path} (corrupt, truncated or not permitted): {exc}") from None
+        raise _read_error(path, exc) from None
 
 
-def list_files(folder: str | Path) -> list[Path]:
+def _read_error(path: Path, exc: Exception) -> IntegrityError:
+    """Why an image could not be read, in words: missing, not permitted, or corrupt (Pillow reports truncated and
+    corrupt data as OSError, SyntaxError or ValueError depending on the plugin)."""
+    if isinstance(exc, FileNotFoundError):
+        return IntegrityError(f"image {shown(path)} does not exist")
+    if isinstance(exc, PermissionError):
+        return IntegrityError(f"cannot read image {shown(path)} (permission denied)")
+    return IntegrityError(f"cannot read image {shown(path)} (corrupt or truncated): {exc}")
+
+
+def check_decodes(path: str | Path) -> None:
+    """IntegrityError unless ``path``'s pixel data decodes to its end: a truncated body, which a header scan
+    cannot see, is found here. JPEGs are decoded at 1/8 scale (every coded block is still read), so a folder of
+    camera photos is checked in a fraction of a full decode."""
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        with _open_checked(path) as image:
+            image.draft("RGB", (1, 1))  # JPEG only: the smallest DCT scale; other formats ignore it
+            image.load()
+    except IntegrityError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        raise _read_error(path, exc) from None
+
+
+def list_files(folder: str | Path) -> tuple[list[Path], list[SkippedFile]]:
     """Every regular file under ``folder``, sub-folders included, hidden names left out, sorted: what every
-    command that takes a folder of images (``--images DIR``, ``predict DIR``) looks at."""
+    command that takes a folder of images (``--images DIR``, ``predict DIR``, ``--calib DIR``) looks at; and
+    what was passed over, with why.
+
+    One rule for links: a symbolic link inside the folder, to a file or to a folder, is never followed (it could
+    lead anywhere on the machine) and is listed as skipped (``LINK_REASON``); so are pipes, sockets and devices.
+    The folder itself may be a link: it was named."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise UsageError(f"image folder {folder} does not exist or is not a directory")
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+        raise UsageError(f"image folder {shown(folder)} does not exist or is not a directory")
+    files: list[Path] = []
+    skipped: list[SkippedFile] = []
+    for root, dirs, names in os.walk(folder):  # os.walk never descends into a linked folder
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in [*dirs, *names]:
+            path = Path(root) / name
+            if name.startswith("."):
+                continue
+            if path.is_symlink():
+                skipped.append(SkippedFile(path, LINK_REASON))
+            elif path.is_file():
+                files.append(path)
+            elif not path.is_dir():
+                skipped.append(SkippedFile(path, "not a regular file"))
+    return sorted(files), sorted(skipped, key=lambda s: s.path)
 
 
 def image_files(directory: str | Path) -> tuple[list[Path], list[SkippedFile]]:
@@ -92,8 +136,8 @@ def image_files(directory: str | Path) -> tuple[list[Path], list[SkippedFile]]:
     Each file is fully decoded once, so a truncated file is found here rather than half-way through a run.
     """
     paths: list[Path] = []
-    skipped: list[SkippedFile] = []
-    for path in list_files(directory):
+    found, skipped = list_files(directory)
+    for path in found:
         try:
             load_rgb(path)
         except (IntegrityError, OSError) as exc:

@@ -64,6 +64,8 @@ def read_size(path: str | Path) -> tuple[int, int]:
         raise ValueError("not an image") from None
     except Image.DecompressionBombError:
         raise ValueError("too many pixels (decompression bomb guard)") from None
+    except PermissionError:
+        raise ValueError("cannot read (permission denied)") from None
     except (OSError, SyntaxError, EOFError) as exc:
         raise ValueError(f"corrupt header ({type(exc).__name__})") from None
     if w < 1 or h < 1:
@@ -82,8 +84,9 @@ def _orientation(image) -> int:
 
 def scan_sizes(folder: str | Path) -> SizeScan:
     """Read every image size under ``folder`` from headers; UsageError if no file in it is a readable image."""
-    files, sizes, skipped = [], [], []
-    candidates = list_files(folder)
+    files, sizes = [], []
+    candidates, passed_over = list_files(folder)
+    skipped = [(str(s.path), s.reason) for s in passed_over]
     for path in candidates:
         try:
             sizes.append(read_size(path))
@@ -91,7 +94,8 @@ def scan_sizes(folder: str | Path) -> SizeScan:
         except ValueError as exc:
             skipped.append((str(path), str(exc)))
     if not sizes:
-        what = "is empty" if not candidates else f"has no readable image among its {len(candidates)} file(s)"
+        total = len(candidates) + len(passed_over)
+        what = "is empty" if not total else f"has no readable image among its {total} file(s)"
         raise UsageError(f"image folder {folder} {what}", hint="point --images at a folder of JPEG/PNG/WebP files")
     return SizeScan(str(folder), tuple(files), tuple(sizes), tuple(skipped))
 

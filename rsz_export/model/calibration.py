@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rsz_export.artifacts.files import read_small_file
 from rsz_export.errors import IntegrityError
 from rsz_export.interface import CALIBRATION_METHODS
 
@@ -55,7 +56,7 @@ def read_ranges(path: str | Path) -> dict[str, tuple[float, float]]:
     """tensor -> (lo, hi) from a calibration file; IntegrityError (exit 4) when it is not one."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_small_file(path, str(path), IntegrityError).decode("utf-8"))
         if data.get("format") != FORMAT:
             raise ValueError(f"format {data.get('format')!r}")
         ranges = {str(k): (float(lo), float(hi)) for k, (lo, hi) in data["tensors"].items()}

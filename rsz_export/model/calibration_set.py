@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from rsz_export.artifacts.files import sha256_file
-from rsz_export.errors import UsageError, check_choice, check_int
-from rsz_export.images.files import list_files, sample_images
+from rsz_export.errors import UsageError, check_choice, check_int, shown
+from rsz_export.images.files import check_decodes, list_files, sample_images
 from rsz_export.model.calibration import DEFAULT_METHOD, METHODS
 from rsz_export.plan.profiles import Plan
 from rsz_export.serve.routing import Candidate, fit_size, plan_candidates, widest_aspect
@@ -182,20 +182,21 @@ def _readable(folder: Path) -> tuple[list[tuple[Path, int, int]], list[str]]:
     from rsz_export.images.sizes import read_size
 
     try:
-        files = list_files(folder)
+        files, passed_over = list_files(folder)
     except UsageError:
-        raise UsageError(f"--calib {folder} does not exist or is not a directory",
+        raise UsageError(f"--calib {shown(folder)} does not exist or is not a directory",
                          hint="give a folder of images like the ones you serve") from None  # fmt: skip
-    if not files:
-        raise UsageError(f"--calib {folder} is empty", hint="give a folder of images like the ones you serve")
-    readable, skipped = [], []
+    if not files and not passed_over:
+        raise UsageError(f"--calib {shown(folder)} is empty", hint="give a folder of images like the ones you serve")
+    readable = []
+    skipped = [f"{shown(s.path.relative_to(folder))}: {s.reason}" for s in passed_over]
     for path in files:
         try:
             readable.append((path, *read_size(path)))
         except (ValueError, OSError) as exc:
-            skipped.append(f"{path.relative_to(folder)}: {exc}")
+            skipped.append(f"{shown(path.relative_to(folder))}: {exc}")
     if not readable:
-        raise UsageError(f"--calib {folder} holds no readable image ({len(skipped)} file(s) skipped, e.g. "
+        raise UsageError(f"--calib {shown(folder)} holds no readable image ({len(skipped)} file(s) skipped, e.g. "
                          f"{skipped[0]})", hint="give a folder of JPEG, PNG, ... images")  # fmt: skip
     return readable, skipped
 
@@ -204,13 +205,13 @@ def _from_folder(spec: CalibSpec, plan: Plan, rng: np.random.Generator) -> Calib
     folder = Path(spec.images_dir)
     readable, _skipped = _readable(folder)
     if spec.count is not None and spec.count > len(readable):
-        raise UsageError(f"--calib-count {spec.count} but --calib {folder} holds only {len(readable)} readable "
+        raise UsageError(f"--calib-count {spec.count} but --calib {shown(folder)} holds only {len(readable)} readable "
                          "image(s)", hint=f"give --calib-count {len(readable)} or more images")  # fmt: skip
     smallest = min(min(p.min.h, p.min.w) for p in plan.profiles)
-    small = [f"{p.relative_to(folder)} ({h}x{w})" for p, h, w in readable if min(h, w) < smallest]
+    small = [f"{shown(p.relative_to(folder))} ({h}x{w})" for p, h, w in readable if min(h, w) < smallest]
     if small:
         raise UsageError(
-            f"{len(small)} image(s) in --calib {folder} have a side shorter than the range minimum {smallest}: "
+            f"{len(small)} image(s) in --calib {shown(folder)} have a side shorter than the range minimum {smallest}: "
             f"{', '.join(small[:3])}{', ...' if len(small) > 3 else ''}",
             hint="give images at least as large as the smallest size served: remove these, or raise --min",
         )
@@ -220,6 +221,7 @@ def _from_folder(spec: CalibSpec, plan: Plan, rng: np.random.Generator) -> Calib
     items = []
     for (profile, side), index in zip(targets, chosen):
         path, h, w = readable[index]
+        check_decodes(path)  # a truncated body stops the build here, before its folder is created
         size, crop = _size(plan, profile, side, h, w)
         items.append(CalibItem(str(path.relative_to(folder)), sha256_file(path), size, crop))
     return CalibrationSet(str(folder.resolve()), folder, tuple(items), spec.method, spec.seed)
@@ -227,6 +229,7 @@ def _from_folder(spec: CalibSpec, plan: Plan, rng: np.random.Generator) -> Calib
 
 def resolve_calibration_set(spec: CalibSpec, plan: Plan) -> CalibrationSet:
     """The calibration inputs for ``plan``; UsageError (exit 2) for a missing or empty folder, one without
-    readable images, fewer images than ``count``, or images smaller than the range."""
+    readable images, fewer images than ``count``, or images smaller than the range; IntegrityError (exit 4) for a
+    chosen image whose pixel data does not decode (a truncated body)."""
     rng = np.random.default_rng(spec.seed)
     return _from_folder(spec, plan, rng) if spec.images_dir is not None else _bundled(spec, plan, rng)

@@ -18,7 +18,7 @@ import re
 import warnings
 from pathlib import Path
 
-from rsz_export.errors import EnvironmentProblem, IntegrityError
+from rsz_export.errors import EnvironmentProblem, IntegrityError, shown
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "weights")
 """Entries of a training checkpoint that may hold the model's state_dict, in the order they are tried."""
@@ -187,8 +187,30 @@ def _complete(state: dict) -> dict:
     return {**state, **counters}
 
 
+def non_finite_tensors(state: dict) -> list[str]:
+    """The floating-point tensors of ``state`` holding a NaN or an infinity, each with how many of each."""
+    import torch
+
+    found = []
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            nan = int(torch.isnan(tensor).sum())
+            found.append(f"{name} ({nan} NaN, {tensor.numel() - nan - int(torch.isfinite(tensor).sum())} Inf)")
+    return found
+
+
+def _check_finite(state: dict, path: Path) -> None:
+    bad = non_finite_tensors(state)
+    if bad:
+        raise IntegrityError(
+            f"weights file {shown(path)} holds NaN or infinite values in {len(bad)} tensor(s): {_listed(bad)}",
+            hint="a training run that diverged leaves such weights: give a checkpoint saved before it did",
+        )
+
+
 def checkpoint_state(data: bytes, path: str | Path) -> dict:
-    """The ResNet-50 state_dict in a checkpoint file's bytes (see the module docstring); IntegrityError otherwise."""
+    """The ResNet-50 state_dict in a checkpoint file's bytes (see the module docstring); IntegrityError otherwise,
+    and for a tensor holding NaN or infinite values."""
     path = Path(path)
     loaded = _from_safetensors(data, path) if _is_safetensors(data, path) else _from_torch(data, path)
     raw, where = _unwrap(loaded, path)
@@ -203,6 +225,7 @@ def checkpoint_state(data: bytes, path: str | Path) -> dict:
             f"{removed} do not fit ResNet-50: " + "; ".join(problems),
             hint="give a ResNet-50 (torchvision.models.resnet50) checkpoint; any head size is fine",
         )
+    _check_finite(state, path)  # found as the file is read, before anything is exported or written
     return _complete(state)
 
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
-from rsz_export.errors import IntegrityError, UsageError
+from rsz_export.errors import IntegrityError, UsageError, shown
 from rsz_export.interface import NUM_CLASSES
 
 _SHOWN = 5
+MAX_NAME_CHARS = 200
+"""The longest class name accepted (ImageNet's longest is 121 characters)."""
 
 
 def normal_name(name: str) -> str:
@@ -23,14 +26,14 @@ def normal_name(name: str) -> str:
     return re.sub(r"[\s_\-]+", " ", name).strip().lower()
 
 
-def _decode(data: bytes, path: Path) -> str:
+def _decode(data: bytes, path: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UsageError(f"--labels {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
-def _from_json(text: str, path: Path) -> list[str]:
+def _from_json(text: str, path: str) -> list[str]:
     try:
         names = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -40,8 +43,10 @@ def _from_json(text: str, path: Path) -> list[str]:
     return names
 
 
-def _from_lines(text: str, path: Path) -> list[str]:
-    lines = text.rstrip().splitlines()  # a trailing newline (or several) ends the file, it names no class
+def _from_lines(text: str, path: str) -> list[str]:
+    # Lines end at \n (\r\n too) only: splitlines() would also break at \x1c, \x85 or \u2028 without a word.
+    text = text.rstrip()  # a trailing newline (or several) ends the file, it names no class
+    lines = text.split("\n") if text else []
     blank = [i for i, line in enumerate(lines, 1) if not line.strip()]
     if blank:
         raise UsageError(
@@ -51,14 +56,32 @@ def _from_lines(text: str, path: Path) -> list[str]:
     return [line.strip() for line in lines]
 
 
+def _invisible(char: str) -> bool:
+    """Control, format, unassigned and line-separating characters: nothing a class name should hold (tabs,
+    newlines and NUL included)."""
+    return unicodedata.category(char)[0] == "C" or unicodedata.category(char) in ("Zl", "Zp")
+
+
+def _refuse(source: str, indexes: list[int], what: str) -> None:
+    if indexes:
+        more = f" and {len(indexes) - _SHOWN} more" if len(indexes) > _SHOWN else ""
+        raise UsageError(f"{source}: class name(s) at index {', '.join(map(str, indexes[:_SHOWN]))}{more} {what}",
+                         hint="one name per line (or a JSON list of strings), each a few printable words")
+
+
 def check_names(names: Sequence[str], source: str) -> tuple[str, ...]:
-    """``names`` when each is a non-empty single line and no two match alike (``normal_name``); else UsageError."""
+    """``names`` when each is non-empty, at most ``MAX_NAME_CHARS`` long, free of control and invisible
+    characters, and no two match alike (``normal_name``); else UsageError."""
     if not names:
         raise UsageError(f"{source} holds no class names", hint="one name per line, or a JSON list of strings")
-    bad = [i for i, n in enumerate(names) if not n.strip() or "\n" in n or "\r" in n]
-    if bad:
-        raise UsageError(f"{source}: class name(s) at index {', '.join(map(str, bad[:_SHOWN]))} are empty or span "
-                         "lines")
+    _refuse(source, [i for i, n in enumerate(names) if not n.strip()], "are empty")
+    _refuse(source, [i for i, n in enumerate(names) if len(n.strip()) > MAX_NAME_CHARS],
+            f"are longer than {MAX_NAME_CHARS} characters")
+    hidden = [i for i, n in enumerate(names) if any(_invisible(c) for c in n)]
+    if hidden:
+        example = next(c for c in names[hidden[0]] if _invisible(c))
+        _refuse(source, hidden, f"hold control or invisible characters (e.g. {example!r} in "
+                f"{shown(names[hidden[0]][:40])})")
     seen: dict[str, int] = {}
     clashes = []
     for index, name in enumerate(names):
@@ -77,16 +100,17 @@ def check_names(names: Sequence[str], source: str) -> tuple[str, ...]:
 def read_labels(path: str | Path) -> tuple[tuple[str, ...], str]:
     """The class names in a ``--labels`` file and the sha256 of its bytes; UsageError for a missing, unreadable,
     empty or ambiguous file."""
+    from rsz_export.artifacts.files import read_small_file
+
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_small_file(path, f"--labels {shown(path)}")
     except FileNotFoundError:
-        raise UsageError(f"--labels {path} does not exist", hint="give a file with one class name per line") from None
-    except OSError as exc:
-        raise UsageError(f"--labels {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
-    text = _decode(data, path)
-    names = _from_json(text, path) if text.lstrip().startswith("[") else _from_lines(text, path)
-    return check_names(names, f"--labels {path}"), hashlib.sha256(data).hexdigest()
+        raise UsageError(f"--labels {shown(path)} does not exist",
+                         hint="give a file with one class name per line") from None  # fmt: skip
+    text = _decode(data, shown(path))
+    names = _from_json(text, shown(path)) if text.lstrip().startswith("[") else _from_lines(text, shown(path))
+    return check_names(names, f"--labels {shown(path)}"), hashlib.sha256(data).hexdigest()
 
 
 def check_count(names: Sequence[str], num_classes: int, source: str, head: str) -> None:

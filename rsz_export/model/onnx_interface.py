@@ -69,6 +69,19 @@ def _external_tensors(proto) -> list[str]:
     return [t.name for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
 
 
+def _non_finite_initializers(proto) -> list[str]:
+    """Names of the model's floating-point weights that hold a NaN or an infinity."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    found = []
+    for tensor in proto.graph.initializer:
+        values = numpy_helper.to_array(tensor)
+        if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+            found.append(tensor.name)
+    return found
+
+
 def check_user_onnx(path: str | Path, plan) -> tuple[dict[str, str], int]:
     """Check that ``path`` is a single-file ONNX with this tool's interface covering ``plan``.
 
@@ -90,6 +103,13 @@ def check_user_onnx(path: str | Path, plan) -> tuple[dict[str, str], int]:
         raise IntegrityError(
             f"--onnx {path} keeps {len(external)} tensor(s) in external data files (e.g. {external[0]!r})",
             hint="save it as one file: onnx.save(model, PATH, save_as_external_data=False)",
+        )
+    non_finite = _non_finite_initializers(proto)
+    if non_finite:
+        raise IntegrityError(
+            f"--onnx {path} holds NaN or infinite values in {len(non_finite)} weight tensor(s): "
+            + ", ".join(non_finite[:5]) + (f" and {len(non_finite) - 5} more" if len(non_finite) > 5 else ""),
+            hint="export it again from weights that are finite",
         )
     problems = interface_problems(proto, plan)
     if problems:

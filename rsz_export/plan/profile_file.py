@@ -12,7 +12,7 @@ from pathlib import Path
 
 import tomllib
 
-from rsz_export.errors import UsageError, check_choice
+from rsz_export.errors import UsageError, check_choice, shown
 from rsz_export.interface import PRECISIONS
 from rsz_export.plan.profiles import Plan, PlanSpec, plan_profiles
 from rsz_export.shapes import BatchRange, InputShape, Profile, Resolution
@@ -40,13 +40,15 @@ _FILE_KEYS = {"name", "description", "min", "max", "profiles", "batch", "aspect"
 
 def load_profile_file(path: str | Path) -> ProfileFile:
     """Read and check a profile TOML file; every problem is a UsageError naming the file and key."""
+    from rsz_export.artifacts.files import read_small_file
+
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_small_file(path, f"profile file {shown(path)}").decode("utf-8"))
     except FileNotFoundError:
-        raise UsageError(f"profile file {path} does not exist", hint="see profiles/ for examples") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"cannot read profile file {path}: {exc}") from None
+        raise UsageError(f"profile file {shown(path)} does not exist", hint="see profiles/ for examples") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"cannot read profile file {shown(path)}: {exc}") from None
     return profile_file_from_dict(data, source=str(path))
 
 

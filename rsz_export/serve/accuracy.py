@@ -26,13 +26,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from rsz_export.errors import UsageError
-from rsz_export.images.files import image_files, load_rgb
+from rsz_export.errors import UsageError, shown
+from rsz_export.images.files import LINK_REASON, image_files, load_rgb
 from rsz_export.model.imagenet import CROP_RATIO
 from rsz_export.model.labels import normal_name
 from rsz_export.plan.profiles import route
 from rsz_export.serve.policy import Preprocess
-from rsz_export.shapes import Resolution
+from rsz_export.shapes import Resolution, is_digits
 from rsz_export.validate.parity import top_k
 
 
@@ -42,7 +42,7 @@ def class_index(folder: str, names: Sequence[str]) -> int | None:
     table = {normal_name(n): i for i, n in enumerate(names)}
     if normal_name(folder) in table:
         return table[normal_name(folder)]
-    if folder.isdigit():
+    if is_digits(folder):
         return int(folder) if int(folder) < len(names) else None
     return None
 
@@ -62,8 +62,11 @@ def load_labeled(root: str | Path, names: Sequence[str] | None = None) -> Labele
     default ImageNet's); UsageError for a missing/empty folder or classes the model lacks."""
     root = Path(root)
     if not root.is_dir():
-        raise UsageError(f"--images {root} is not a directory", hint="give LABELED_DIR/<class name>/<image files>")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        raise UsageError(f"--images {shown(root)} is not a directory",
+                         hint="give LABELED_DIR/<class name>/<image files>")
+    entries = [p for p in root.iterdir() if not p.name.startswith(".")]
+    links = sorted(p for p in entries if p.is_symlink())  # never followed, as in every image folder (list_files)
+    folders = sorted(p for p in entries if p.is_dir() and not p.is_symlink())
     if not folders:
         raise UsageError(f"{root} has no class folders", hint="lay it out as LABELED_DIR/<class name>/<image files>")
     if names is None:
@@ -73,14 +76,14 @@ def load_labeled(root: str | Path, names: Sequence[str] | None = None) -> Labele
     mapped = {f.name: class_index(f.name, names) for f in folders}
     unknown = sorted(name for name, index in mapped.items() if index is None)
     if unknown:
-        shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        listed = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         known = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
         raise UsageError(
-            f"{len(unknown)} class folder(s) in {root} name no class the model knows: {shown}",
+            f"{len(unknown)} class folder(s) in {shown(root)} name no class the model knows: {listed}",
             hint=f"name each folder by one of the build's {len(names)} class names ({known}) or by a class index "
             f"0..{len(names) - 1}",
         )
-    items, skipped = [], []
+    items, skipped = [], [(str(p), LINK_REASON) for p in links]
     for folder in folders:
         files, bad = image_files(folder)
         items += [(str(f), mapped[folder.name]) for f in files]

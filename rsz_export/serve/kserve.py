@@ -8,13 +8,13 @@ import re
 from rsz_export.errors import UsageError
 
 PLACEHOLDER_URI = "s3://YOUR-BUCKET/path/to/repository"
-_URI_RE = re.compile(r"^[a-z][a-z0-9+.-]*://[^\s\"'\\]+$")
+_URI_RE = re.compile(r"[a-z][a-z0-9+.-]*://[^\s\"'\\]+")  # used with fullmatch: `$` also matches before a final \n
 
 
 def check_storage_uri(uri: str) -> str:
     """``uri`` when it looks like a storage URI KServe downloads from (``s3://``, ``gs://``, ``pvc://``,
     ``https://``...), else a UsageError."""
-    if not isinstance(uri, str) or not _URI_RE.match(uri):
+    if not isinstance(uri, str) or not _URI_RE.fullmatch(uri):
         raise UsageError(
             f"--kserve-storage-uri {uri!r} is not a storage URI",
             hint="give where the repository folder is uploaded, e.g. s3://bucket/models/resnet50-repo or "

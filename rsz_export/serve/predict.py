@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rsz_export.artifacts.manifest import MANIFEST_NAME
-from rsz_export.errors import IntegrityError, RszError, UsageError
-from rsz_export.images.files import list_files, load_rgb
+from rsz_export.errors import IntegrityError, RszError, UsageError, shown
+from rsz_export.images.files import SkippedFile, list_files, load_rgb
 from rsz_export.serve.routing import Route
 from rsz_export.serve.session import Pending, Prediction
 
@@ -26,11 +26,13 @@ MAX_PENDING_PIXELS = 16_000_000
 
 @dataclass(frozen=True)
 class ImageArguments:
-    """``[DIR] IMAGE...`` resolved: the engines folder, the image files, and those that came from a folder."""
+    """``[DIR] IMAGE...`` resolved: the engines folder, the image files, those that came from a folder, and what
+    the folders held that is not read (links, pipes: ``images.files.list_files``)."""
 
     engines_dir: str
     images: tuple[Path, ...]
     from_folders: frozenset[Path]
+    passed_over: tuple[SkippedFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,14 +58,16 @@ def split_arguments(paths: Sequence[str]) -> ImageArguments:
         raise UsageError("give at least one image: rsz-export predict [DIR] IMAGE...")
     images: list[Path] = []
     from_folders: set[Path] = set()
+    passed_over: list[SkippedFile] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found = list_files(path)
+            found, links = list_files(path)
             images += found
             from_folders.update(found)
+            passed_over += links
         else:
             images.append(path)
-    return ImageArguments(engines_dir, tuple(images), frozenset(from_folders))
+    return ImageArguments(engines_dir, tuple(images), frozenset(from_folders), tuple(passed_over))
 
 
 class Batcher:
@@ -101,6 +105,8 @@ def predict_files(session, arguments: ImageArguments, top: int,
     together, so the order can differ from the arguments'). An image that cannot be read or cannot run under
     the session's policy is a Skipped; problems with the engines themselves stop the run."""
     batcher = Batcher(session.max_batch, max_pending_pixels)
+    for item in arguments.passed_over:
+        yield Skipped(str(item.path), item.reason, False, UsageError(item.reason))
     for path in arguments.images:
         started = time.perf_counter()
         try:
@@ -124,7 +130,7 @@ def final_error(skipped: Sequence[Skipped], classified: int, total: int) -> RszE
     if named:
         first = named[0].error
         return type(first)(f"{len(named)} of the {total} image(s) named could not be used; the first, "
-                           f"{named[0].source}: {first.message}", hint=first.hint)
+                           f"{shown(named[0].source)}: {first.message}", hint=first.hint)
     if not classified:
         return UsageError(f"none of the {total} file(s) given could be classified (each was skipped, see above)",
                           hint="give JPEG/PNG images within what the engines' range can hold")

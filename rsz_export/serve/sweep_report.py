@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from rsz_export.errors import EnvironmentProblem
+from rsz_export.errors import EnvironmentProblem, shown
 from rsz_export.serve.accuracy import LabeledSet, SweepRow
 
 BLOCK = 40
@@ -40,8 +40,9 @@ def render_sweep(rows: Sequence[SweepRow], labeled: LabeledSet) -> str:
     titles = "".join(f"{p:^{BLOCK}}" for p in policies)
     columns = f"{'top-1':>7} {'top-5':>7} {'p50 ms':>8} {'MPix':>6} {'run':>5} P  " * len(policies)
     lines = [
-        f"{len(labeled.items)} image(s) in {len(labeled.classes)} class(es) from {labeled.root}"
-        + (f"; skipped {len(labeled.skipped)} unreadable file(s)" if labeled.skipped else ""),
+        f"{len(labeled.items)} image(s) in {len(labeled.classes)} class(es) from {shown(labeled.root)}"
+        + (f"; skipped {len(labeled.skipped)} file(s): unreadable, or links (not followed)" if labeled.skipped
+           else ""),
         f"{'':<18} {'':<10} {titles}",
         f"{'engine':<18} {'size':<10} {columns}",
     ]

@@ -35,7 +35,7 @@ MAX_INSTANCES = 64
 QUEUE_DELAY_US = 100
 """How long Triton's dynamic batcher holds a request for others of the same shape: short next to ResNet-50's
 own latency, so a lone request barely waits."""
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # used with fullmatch: `$` also matches before a final \n
 KINDS = {"cpu": "KIND_CPU", "cuda": "KIND_GPU", "tensorrt": "KIND_GPU"}
 """Instance kind per ONNX Runtime engine device; TensorRT engines always run on a GPU."""
 EXECUTION_MODES = {"ORT_SEQUENTIAL": "0", "ORT_PARALLEL": "1"}
@@ -50,7 +50,7 @@ class TritonOptions:
     instances: int = 1
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
+        if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name):
             raise UsageError(
                 f"--name {self.name!r} cannot name a Triton model: use 1..63 letters, digits, '_', '.' or '-', "
                 "starting with a letter or digit"

@@ -30,6 +30,7 @@ from rsz_export.backends.base import Log
 from rsz_export.errors import IntegrityError, OutputError
 from rsz_export.serve.kserve import check_storage_uri, inference_service
 from rsz_export.serve.triton_config import ModelSpec, TritonOptions, config_text, plan_models, routing
+from rsz_export.shapes import is_digits
 
 MARKER = "rsz-export.json"
 ROUTING = "routing.json"
@@ -86,7 +87,7 @@ def _remove_leftovers(repo: Path) -> None:
     back a repository one of them had moved aside and not replaced."""
     for path in sorted(repo.parent.glob(f".{repo.name}.rsz-export-*")):
         pid, _, kind = path.name.rsplit("rsz-export-", 1)[1].partition(".")
-        if not pid.isdigit() or _pid_alive(int(pid)) or not path.is_dir():
+        if not is_digits(pid) or _pid_alive(int(pid)) or not path.is_dir():
             continue
         if kind == "old" and not repo.exists():
             path.rename(repo)

@@ -31,7 +31,7 @@ BAD = [
     ("duplicate once normalised", b"Traffic_Cone\ntraffic-cone\n", "names a class twice"),
     ("JSON not a list of strings", b'["cat", 3]', "JSON list of strings"),
     ("broken JSON", b'["cat", ', "not valid JSON"),
-    ("JSON name with a line break", b'["cat", "d\\nog"]', "span lines"),
+    ("JSON name with a line break", b'["cat", "d\\nog"]', "hold control or invisible characters"),
     ("not UTF-8", b"caf\xe9\n", "not UTF-8"),
 ]
 
@@ -48,7 +48,7 @@ def test_bad_labels_files_are_usage_errors(tmp_path, content, phrase):
 def test_missing_or_folder_labels_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
         read_labels(tmp_path / "none.txt")
-    with pytest.raises(UsageError, match="cannot be read"):
+    with pytest.raises(UsageError, match="is not a regular file"):
         read_labels(tmp_path)
 
 
