@@ -107,7 +107,7 @@ def predict(paths, top, preprocess, size, oversize, stride, backend, threads, js
     arguments = split_arguments(paths)
     policy = Preprocess(choose_mode(preprocess, oversize), parse_or_usage(Resolution.parse, size, "--size"), stride)
     check_writable(json_path, csv_path)
-    total = len(arguments.images)
+    total = len(arguments.images) + len(arguments.passed_over)
     with Session(arguments.engines_dir, backend=backend, preprocess=policy, threads=threads) as session:
         header = {"engines": arguments.engines_dir, "preprocess": session.preprocess.describe(), "images": total}
         with ResultFiles(json_path, csv_path, header) as files, Display(total, json_path != "-") as display:

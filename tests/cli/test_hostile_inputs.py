@@ -1,0 +1,298 @@
+"""Bad input on the newer surfaces (class names, checkpoints, calibration folders, model names, image folders,
+serve's options), tried as a careless or hostile user would: one clear message, the documented exit code, nothing
+written. Cheap on purpose: tiny stand-in models, no ResNet-50 export; the CLI where a process start is cheap (no
+torch import on the way to the refusal), the library's build in-process where it would be dear."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from rsz_export.errors import EXIT_INTEGRITY, EXIT_OUTPUT, EXIT_USAGE, IntegrityError, UsageError, shown
+from tests.helpers import RANDOM_METADATA, assert_clean_failure, run_cli, tiny_onnx
+
+BUILD = ("build", "--min", "224", "--max", "256", "--weights", "random")
+
+
+def _png(path: Path, size=(320, 240), colour=(200, 40, 40)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+def _noisy_png(path: Path, size=(320, 240)) -> Path:
+    import numpy as np
+
+    pixels = np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+# 1. Small text inputs: bounded, from regular files only.
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_labels_from_a_device_or_a_pipe_are_refused_without_reading(kind, tmp_path):
+    source = Path("/dev/zero") if kind == "device" else tmp_path / "names.fifo"
+    if kind == "fifo":
+        os.mkfifo(source)  # nobody writes to it: reading it would wait for ever
+    out = tmp_path / "out"
+    result = run_cli(*BUILD, str(out), "--labels", str(source), timeout=60)
+    what = "a character device" if kind == "device" else "a named pipe"
+    assert_clean_failure(result, EXIT_USAGE, f"--labels {source} is not a regular file (it is {what})")
+    assert not out.exists()
+
+
+def test_small_inputs_over_their_limit_are_refused(tmp_path):
+    from rsz_export.artifacts.files import SMALL_FILE_BYTES
+    from rsz_export.model.labels import read_labels
+    from rsz_export.plan.profile_file import load_profile_file
+
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as handle:  # sparse: no disk used
+        handle.truncate(SMALL_FILE_BYTES + 1)
+    with pytest.raises(UsageError, match="is larger than the 16 MiB such a file may hold"):
+        read_labels(big)
+    with pytest.raises(UsageError, match="profile file .* is not a regular file"):
+        load_profile_file("/dev/zero")
+
+
+def test_a_manifest_that_is_a_pipe_is_refused(tmp_path):
+    from rsz_export.artifacts.manifest import load_manifest
+
+    os.mkfifo(tmp_path / "manifest.json")
+    with pytest.raises(IntegrityError, match="manifest .* is not a regular file"):
+        load_manifest(tmp_path)
+
+
+# 2. Class names: bounded length, no control characters.
+
+@pytest.mark.parametrize("content, phrase", [
+    ("cat\n" + "x" * 1_000_000 + "\n", "class name(s) at index 1 are longer than 200 characters"),
+    ("cat\nd\x00og\n", "class name(s) at index 1 hold control or invisible characters (e.g. '\\x00' in 'd\\x00og')"),
+    ("cat\nd\x1cog\n", "hold control or invisible characters"),  # splitlines() would have made two names of it
+    ('["cat", "d\\u2028og"]', "hold control or invisible characters"),
+], ids=["1 MB name", "NUL", "file separator", "line separator in JSON"])
+def test_class_names_too_long_or_with_control_characters_are_refused(content, phrase, tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text(content, encoding="utf-8")
+    out = tmp_path / "out"
+    result = run_cli(*BUILD, str(out), "--labels", str(names), "--num-classes", "2")
+    assert_clean_failure(result, EXIT_USAGE, phrase)
+    assert not out.exists()
+
+
+# 3. A folder name str.isdigit() accepts and int() does not.
+
+def test_a_class_folder_named_with_a_superscript_digit(tiny_engines, tmp_path):
+    from rsz_export.serve.accuracy import class_index
+
+    assert class_index("²", ["a", "b", "c"]) is None and class_index("2", ["a", "b", "c"]) == 2
+    _png(tmp_path / "labeled" / "²" / "a.png")
+    result = run_cli("sweep", str(tiny_engines), "--images", str(tmp_path / "labeled"), "--sizes", "224")
+    assert_clean_failure(result, EXIT_USAGE, "1 class folder(s) in", "name no class the model knows: '²'")
+
+
+def test_superscript_digits_in_number_options_are_usage_errors():
+    result = run_cli("validate", "nodir", "--batches", "²")
+    assert_clean_failure(result, EXIT_USAGE, "cannot read '²' in '²': write whole numbers")
+
+
+# 4. Checked before the output folder is created.
+
+def test_a_truncated_png_in_calib_leaves_no_folder(tmp_path):
+    from rsz_export.backends.base import BuildOptions
+    from rsz_export.build.pipeline import BuildSpec, build
+    from rsz_export.model.calibration_set import CalibSpec
+    from rsz_export.plan.profiles import PlanSpec, plan_profiles
+
+    calib = tmp_path / "calib"
+    _png(calib / "a.png")
+    data = _noisy_png(calib / "cut.png").read_bytes()
+    (calib / "cut.png").write_bytes(data[: len(data) // 2])  # the header is whole, the pixel data is not
+    model = tiny_onnx(tmp_path / "tiny.onnx", metadata=RANDOM_METADATA)
+    out = tmp_path / "out"
+    spec = BuildSpec(plan_profiles(PlanSpec(224, 320)), out, backend="onnxruntime", onnx=model,
+                     options=BuildOptions(precision="int8"), calibration=CalibSpec(calib))
+    with pytest.raises(IntegrityError, match=r"cannot read image .*cut.png \(corrupt or truncated\)") as error:
+        build(spec)
+    assert error.value.exit_code == EXIT_INTEGRITY and not out.exists()
+
+
+def test_a_checkpoint_with_nan_and_inf_is_an_integrity_error_when_read(wrapped_checkpoints, tmp_path):
+    from safetensors.torch import save_file
+
+    from rsz_export.build.pipeline import BuildSpec, build
+    from rsz_export.plan.profiles import PlanSpec, plan_profiles
+
+    state = {k: v.clone() for k, v in wrapped_checkpoints[0].items()}
+    state["fc.bias"][3] = float("nan")
+    state["layer1.0.conv1.weight"][0, 0, 0, 0] = float("inf")
+    save_file(state, tmp_path / "diverged.safetensors")  # saved and read faster than torch.save's zip
+    out = tmp_path / "out"
+    spec = BuildSpec(plan_profiles(PlanSpec(224, 256)), out, backend="onnxruntime",
+                     weights=str(tmp_path / "diverged.safetensors"))
+    with pytest.raises(IntegrityError) as error:
+        build(spec)
+    assert error.value.exit_code == EXIT_INTEGRITY and not out.exists()
+    assert "holds NaN or infinite values in 2 tensor(s): layer1.0.conv1.weight (0 NaN, 1 Inf), fc.bias (1 NaN, 0 Inf)" \
+        in error.value.message
+
+
+def test_an_onnx_with_a_non_finite_weight_is_an_integrity_error(tmp_path):
+    import numpy as np
+
+    weights = np.ones((3, 1000), dtype=np.float32)
+    weights[1, 7] = np.nan
+    model = tiny_onnx(tmp_path / "nan.onnx", metadata=RANDOM_METADATA, weights=weights)
+    out = tmp_path / "out"
+    result = run_cli("build", str(out), "--min", "224", "--max", "256", "--onnx", str(model))
+    assert_clean_failure(result, EXIT_INTEGRITY, "holds NaN or infinite values in 1 weight tensor(s): w")
+    assert not out.exists()
+
+
+def test_a_failed_run_removes_the_folder_it_created_when_only_its_lock_is_there(tmp_path):
+    from rsz_export.artifacts.files import directory_lock
+
+    for created, folder in ((True, tmp_path / "new"), (False, tmp_path / "old")):
+        folder.mkdir()
+        with pytest.raises(UsageError), directory_lock(folder, created=created):
+            raise UsageError("stopped")
+        assert folder.exists() is not created
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(UsageError), directory_lock(tmp_path / "kept", created=True):
+        (tmp_path / "kept" / "model.onnx").write_bytes(b"finished")
+        raise UsageError("stopped")
+    assert (tmp_path / "kept" / "model.onnx").exists()
+
+
+# 5. Name patterns match the whole name: `$` also matches before a trailing newline.
+
+def test_model_names_with_a_trailing_newline_are_refused(tiny_engines, tmp_path):
+    from rsz_export.serve.kserve import check_storage_uri
+
+    repo = tmp_path / "repo"
+    result = run_cli("triton", str(tiny_engines), "--repo", str(repo), "--name", "resnet50\n")
+    assert_clean_failure(result, EXIT_USAGE, "--name 'resnet50\\n' cannot name a Triton model")
+    assert not repo.exists() and not list(tmp_path.iterdir())
+    result = run_cli("serve", str(tiny_engines), "--name", "resnet50\n")
+    assert_clean_failure(result, EXIT_USAGE, "--name 'resnet50\\n' cannot name a Triton model")
+    with pytest.raises(UsageError, match="is not a storage URI"):
+        check_storage_uri("s3://bucket/repo\n")
+
+
+# 6. One rule for links in image folders.
+
+def _folder_with_links(tmp_path) -> Path:
+    outside = tmp_path / "outside"
+    _png(outside / "elsewhere.png", (640, 480))
+    images = tmp_path / "images"
+    _png(images / "good.png")
+    (images / "to-file.png").symlink_to(outside / "elsewhere.png")
+    (images / "to-folder").symlink_to(outside, target_is_directory=True)
+    return images
+
+
+def test_links_inside_an_image_folder_are_never_followed_and_said_so(tmp_path):
+    from rsz_export.images.files import LINK_REASON, list_files
+
+    images = _folder_with_links(tmp_path)
+    files, skipped = list_files(images)
+    assert files == [images / "good.png"]
+    assert [(s.path.name, s.reason) for s in skipped] == [("to-file.png", LINK_REASON), ("to-folder", LINK_REASON)]
+    result = run_cli("plan", "--images", str(images))
+    assert result.returncode == 0, result.stderr
+    assert f"1 image(s) in {images}; skipped 2 (2 symbolic link not followed)" in result.stdout
+    assert "480" not in result.stdout.split("\n", 2)[1]  # the 640x480 image behind the links was not counted
+
+
+def test_predict_says_which_links_it_did_not_follow(tiny_engines, tmp_path):
+    images = _folder_with_links(tmp_path)
+    result = run_cli("predict", str(tiny_engines), str(images))
+    assert result.returncode == 0, result.stderr
+    assert f"warning: skipped {images / 'to-file.png'}: symbolic link not followed" in result.stderr
+    assert f"warning: skipped {images / 'to-folder'}: symbolic link not followed" in result.stderr
+    assert [line.split(":")[0] for line in result.stdout.splitlines() if not line.startswith(" ")] == [
+        str(images / "good.png")]
+
+
+# 7. Names escaped in human output.
+
+def test_a_file_name_with_a_newline_cannot_add_a_result_line(tiny_engines, tmp_path):
+    fake = "fake.png: 224x224 at its own size (fit), engine ort (onnxruntime) profile 0, 1.0 ms (total 1.0 ms)"
+    images = tmp_path / "images"
+    _png(images / f"a.png\n{fake}\n.png")
+    result = run_cli("predict", str(tiny_engines), str(images), "--csv", str(tmp_path / "p.csv"))
+    assert result.returncode == 0, result.stderr
+    heads = [line for line in result.stdout.splitlines() if not line.startswith(" ")]
+    assert len(heads) == 1 and heads[0].startswith(shown(images / f"a.png\n{fake}\n.png") + ": ")
+    assert fake not in result.stdout.splitlines()
+    assert f"a.png\n{fake}\n.png" in (tmp_path / "p.csv").read_text()  # the CSV quotes the name as it is
+
+
+def test_shown_escapes_only_what_is_not_printable():
+    assert shown("photos/chat noir.jpg") == "photos/chat noir.jpg" and shown("été.png") == "été.png"
+    assert shown("a\nb") == "'a\\nb'" and shown("x\x1b[2Jy") == "'x\\x1b[2Jy'"
+
+
+# 8. Permission errors named as such.
+
+def test_unreadable_images_are_named_permission_denied(monkeypatch, tmp_path):
+    from PIL import Image as PilImage
+
+    from rsz_export.images.files import load_rgb
+    from rsz_export.images.sizes import read_size
+    from rsz_export.model.calibration_set import CalibSpec, resolve_calibration_set
+    from rsz_export.plan.profiles import PlanSpec, plan_profiles
+
+    calib = tmp_path / "calib"
+    _png(calib / "locked.png")
+
+    def refuse(*args, **kwargs):  # what open() does to a file without read permission (tests run as root here)
+        raise PermissionError(13, "Permission denied", str(calib / "locked.png"))
+
+    monkeypatch.setattr(PilImage, "open", refuse)
+    with pytest.raises(ValueError, match=r"^cannot read \(permission denied\)$"):
+        read_size(calib / "locked.png")
+    with pytest.raises(IntegrityError, match=r"cannot read image .*locked.png \(permission denied\)$"):
+        load_rgb(calib / "locked.png")
+    with pytest.raises(UsageError, match=re.escape("e.g. locked.png: cannot read (permission denied))")):
+        resolve_calibration_set(CalibSpec(calib), plan_profiles(PlanSpec(224, 320)))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files without read permission")
+def test_an_unreadable_labels_file_is_named_permission_denied(tmp_path):
+    from rsz_export.model.labels import read_labels
+
+    names = tmp_path / "names.txt"
+    names.write_text("cat\n")
+    names.chmod(0)
+    with pytest.raises(UsageError, match="cannot be read: permission denied"):
+        read_labels(names)
+
+
+# 9. serve: the log's folder checked before start, a warning beyond loopback.
+
+@pytest.mark.parametrize("case", ["missing folder", "a device"])
+def test_serve_log_file_that_cannot_be_written_is_refused_before_start(case, tiny_engines, tmp_path):
+    log = {"missing folder": tmp_path / "nothere" / "server.log", "a device": "/dev/zero"}[case]
+    result = run_cli("serve", str(tiny_engines), "--log-file", str(log), timeout=60)
+    phrase = "does not exist" if case == "missing folder" else "is not a regular file"
+    assert_clean_failure(result, EXIT_OUTPUT, f"--log-file {log}", phrase)
+    assert "starting the Triton server core" not in result.stderr
+
+
+@pytest.mark.parametrize("host, warned", [("0.0.0.0", True), ("::", True), ("127.0.0.1", False), ("localhost", False)])
+def test_serve_warns_on_start_when_it_listens_beyond_loopback(host, warned, tmp_path):
+    from rsz_export.cli.serve import beyond_loopback
+
+    assert beyond_loopback(host) is warned
+    if host == "0.0.0.0":  # through the command: the warning comes first, then the missing build stops it
+        result = run_cli("serve", str(tmp_path / "nothing"), "--host", host)
+        assert_clean_failure(result, EXIT_INTEGRITY, "no manifest at")
+        assert "warning: --host 0.0.0.0 listens beyond this machine" in result.stderr
+        assert result.stderr.index("warning") < result.stderr.index("error")
+
