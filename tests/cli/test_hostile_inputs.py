@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -63,9 +64,16 @@ def test_small_inputs_over_their_limit_are_refused(tmp_path):
 def test_a_manifest_that_is_a_pipe_is_refused(tmp_path):
     from rsz_export.artifacts.manifest import load_manifest
 
-    os.mkfifo(tmp_path / "manifest.json")
-    with pytest.raises(IntegrityError, match="manifest .* is not a regular file"):
-        load_manifest(tmp_path)
+    fifo = tmp_path / "manifest.json"
+    os.mkfifo(fifo)
+    # Should a reader wait for a writer (the bug), a writer comes after 5 s, so the test fails instead of hanging.
+    unblock = threading.Timer(5, lambda: os.close(os.open(fifo, os.O_WRONLY)))
+    unblock.start()
+    try:
+        with pytest.raises(IntegrityError, match="manifest .* is not a regular file"):
+            load_manifest(tmp_path)
+    finally:
+        unblock.cancel()
 
 
 # 2. Class names: bounded length, no control characters.
