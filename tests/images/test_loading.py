@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from rsz_export.errors import IntegrityError, UsageError
-from rsz_export.images import files as images
+from rsz_export.images import loading as images
 from rsz_export.images.imagenet import labels
 
 

@@ -22,8 +22,8 @@ from rsz_export.cli import main
 from rsz_export.errors import OutputError, UsageError
 from rsz_export.pipeline.run import BuildSpec, build
 from rsz_export.plan.profiles import PlanSpec, plan_profiles, route
-from rsz_export.serve import triton_repo
 from rsz_export.shapes import BatchRange
+from rsz_export.triton import repository as triton_repo
 from rsz_export.triton.config import TritonOptions, batching
 from rsz_export.triton.repository import write_repository
 from tests.backends.trt_double import V10, V11, build_folder, use_double
