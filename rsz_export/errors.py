@@ -1,4 +1,5 @@
-"""One small error hierarchy, and the range checks that raise its usage error.
+"""One small error hierarchy, and the checks at the edge of user input that raise it: ranges, small input files
+read bounded (``read_small_file``), and names shown escaped in messages (``shown``).
 
 Each expected problem carries its exit code and a message that says how to fix it.
 
@@ -15,6 +16,9 @@ Exit codes (documented in the README):
 from __future__ import annotations
 
 import math
+import os
+import stat
+from pathlib import Path
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -75,6 +79,47 @@ def shown(value: object) -> str:
     line to the output or move a terminal's cursor. Machine-readable output (JSON, CSV) quotes by its own rules."""
     text = str(value)
     return text if text.isprintable() else repr(text)
+
+
+SMALL_FILE_BYTES = 16 << 20
+"""The most a small text input (class names, a profile file, a manifest, a calibration file) may hold."""
+
+
+def read_small_file(path: str | Path, what: str, error: type[RszError] = UsageError,
+                    limit: int = SMALL_FILE_BYTES) -> bytes:
+    """The bytes of a small input file, from a regular file only and at most ``limit`` of them: a device
+    (``/dev/zero``), a FIFO or a socket is refused without reading (a FIFO is opened without waiting for a
+    writer), and so is a file over the limit. ``what`` names it in messages (``--labels x.txt``); every problem
+    is ``error``. FileNotFoundError is left to the caller, who knows what a missing file means."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise error(f"{what} cannot be read: {os_reason(exc)}") from None
+    kind = os.fstat(fd).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(fd)
+        raise error(f"{what} is not a regular file (it is {_kind_name(kind)})", hint="give a file")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            raise error(f"{what} cannot be read: {os_reason(exc)}") from None
+    if len(data) > limit:
+        raise error(f"{what} is larger than the {limit >> 20} MiB such a file may hold")
+    return data
+
+
+def os_reason(exc: OSError) -> str:
+    """An OSError in words, permission problems named as such."""
+    return "permission denied" if isinstance(exc, PermissionError) else exc.strerror or str(exc)
+
+
+def _kind_name(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def _in_range(value: object, kinds: type | tuple, low: float, high: float) -> bool:

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from rsz_export.errors import IntegrityError, OutputError, RszError, UsageError
+from rsz_export.errors import IntegrityError, OutputError
 
 _CHUNK = 1 << 20
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -29,47 +29,6 @@ def sha256_file(path: str | Path) -> str:
     except OSError as exc:
         raise IntegrityError(f"cannot read {path}: {exc.strerror or exc}") from None
     return digest.hexdigest()
-
-
-SMALL_FILE_BYTES = 16 << 20
-"""The most a small text input (class names, a profile file, a manifest, a calibration file) may hold."""
-
-
-def read_small_file(path: str | Path, what: str, error: type[RszError] = UsageError,
-                    limit: int = SMALL_FILE_BYTES) -> bytes:
-    """The bytes of a small input file, from a regular file only and at most ``limit`` of them: a device
-    (``/dev/zero``), a FIFO or a socket is refused without reading (a FIFO is opened without waiting for a
-    writer), and so is a file over the limit. ``what`` names it in messages (``--labels x.txt``); every problem
-    is ``error``. FileNotFoundError is left to the caller, who knows what a missing file means."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise error(f"{what} cannot be read: {os_reason(exc)}") from None
-    kind = os.fstat(fd).st_mode
-    if not stat.S_ISREG(kind):
-        os.close(fd)
-        raise error(f"{what} is not a regular file (it is {_kind_name(kind)})", hint="give a file")
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            data = handle.read(limit + 1)
-        except OSError as exc:
-            raise error(f"{what} cannot be read: {os_reason(exc)}") from None
-    if len(data) > limit:
-        raise error(f"{what} is larger than the {limit >> 20} MiB such a file may hold")
-    return data
-
-
-def os_reason(exc: OSError) -> str:
-    """An OSError in words, permission problems named as such."""
-    return "permission denied" if isinstance(exc, PermissionError) else exc.strerror or str(exc)
-
-
-def _kind_name(mode: int) -> str:
-    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-             (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))
-    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def _umask() -> int:

@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rsz_export.artifacts.files import atomic_write_text, read_small_file, sha256_file
-from rsz_export.errors import IntegrityError
+from rsz_export.artifacts.files import atomic_write_text, sha256_file
+from rsz_export.errors import IntegrityError, read_small_file
 from rsz_export.interface import NUM_CLASSES
 from rsz_export.plan.profiles import Plan
 

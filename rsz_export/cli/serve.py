@@ -14,8 +14,8 @@ from rsz_export.cli.common import console, handles_errors
 from rsz_export.cli.options import backend_option, engines_dir_argument, threads_option
 from rsz_export.errors import OutputError, shown
 from rsz_export.interface import SERVED_MODEL_NAME
-from rsz_export.serve.server_spec import DEFAULT_GRPC_PORT, DEFAULT_HOST, DEFAULT_HTTP_PORT
-from rsz_export.serve.triton_config import QUEUE_DELAY_US
+from rsz_export.triton.config import QUEUE_DELAY_US
+from rsz_export.triton.spec import DEFAULT_GRPC_PORT, DEFAULT_HOST, DEFAULT_HTTP_PORT
 
 EXPOSED_WARNING = (
     "--host {host} listens beyond this machine: anyone who can reach it can call the model, unauthenticated and "
@@ -100,8 +100,8 @@ def serve(engines_dir, host, http_port, grpc_port, metrics_port, name, backend, 
     Binds 127.0.0.1 unless --host says otherwise. Needs the serving extra: pip install -e ".[serve]".
     Ctrl-C or SIGTERM stops it in order (requests in flight finish) and exits 0; a second one aborts (exit 130).
     """
-    from rsz_export.serve.server_spec import ServeSpec
-    from rsz_export.serve.triton_server import LocalServer
+    from rsz_export.triton.server import LocalServer
+    from rsz_export.triton.spec import ServeSpec
 
     out = console()
     logging.getLogger("pytriton").setLevel(logging.INFO if out.verbosity > 1 else logging.CRITICAL)

@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rsz_export.artifacts.files import read_small_file
-from rsz_export.errors import IntegrityError
+from rsz_export.errors import IntegrityError, read_small_file
 from rsz_export.interface import CALIBRATION_METHODS
 
 METHODS = CALIBRATION_METHODS

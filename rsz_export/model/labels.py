@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
-from rsz_export.errors import IntegrityError, UsageError, shown
+from rsz_export.errors import IntegrityError, UsageError, read_small_file, shown
 from rsz_export.interface import NUM_CLASSES
 
 _SHOWN = 5
@@ -100,8 +100,6 @@ def check_names(names: Sequence[str], source: str) -> tuple[str, ...]:
 def read_labels(path: str | Path) -> tuple[tuple[str, ...], str]:
     """The class names in a ``--labels`` file and the sha256 of its bytes; UsageError for a missing, unreadable,
     empty or ambiguous file."""
-    from rsz_export.artifacts.files import read_small_file
-
     path = Path(path)
     try:
         data = read_small_file(path, f"--labels {shown(path)}")
@@ -129,7 +127,7 @@ def labels_text(names: Sequence[str]) -> str:
 
 def default_names(num_classes: int) -> list[str]:
     """Names for a build without ``--labels``: ImageNet's for a 1000-class head, else ``class <index>``."""
-    from rsz_export.model.imagenet import labels
+    from rsz_export.images.imagenet import labels
 
     return labels() if num_classes == NUM_CLASSES else [f"class {i}" for i in range(num_classes)]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import tomllib
 
-from rsz_export.errors import UsageError, check_choice, shown
+from rsz_export.errors import UsageError, check_choice, read_small_file, shown
 from rsz_export.interface import PRECISIONS
 from rsz_export.plan.profiles import Plan, PlanSpec, plan_profiles
 from rsz_export.shapes import BatchRange, InputShape, Profile, Resolution
@@ -40,8 +40,6 @@ _FILE_KEYS = {"name", "description", "min", "max", "profiles", "batch", "aspect"
 
 def load_profile_file(path: str | Path) -> ProfileFile:
     """Read and check a profile TOML file; every problem is a UsageError naming the file and key."""
-    from rsz_export.artifacts.files import read_small_file
-
     path = Path(path)
     try:
         data = tomllib.loads(read_small_file(path, f"profile file {shown(path)}").decode("utf-8"))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from rsz_export.artifacts.manifest import MANIFEST_NAME
 from rsz_export.errors import IntegrityError, RszError, UsageError, shown
-from rsz_export.images.files import SkippedFile, list_files, load_rgb
-from rsz_export.serve.routing import Route
+from rsz_export.images.loading import SkippedFile, list_files, load_rgb
+from rsz_export.plan.routing import Route
 from rsz_export.serve.session import Pending, Prediction
 
 DEFAULT_DIR = "engines"
@@ -27,7 +27,7 @@ MAX_PENDING_PIXELS = 16_000_000
 @dataclass(frozen=True)
 class ImageArguments:
     """``[DIR] IMAGE...`` resolved: the engines folder, the image files, those that came from a folder, and what
-    the folders held that is not read (links, pipes: ``images.files.list_files``)."""
+    the folders held that is not read (links, pipes: ``images.loading.list_files``)."""
 
     engines_dir: str
     images: tuple[Path, ...]
