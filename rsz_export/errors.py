@@ -100,7 +100,8 @@ def read_small_file(path: str | Path, what: str, error: type[RszError] = UsageEr
     kind = os.fstat(fd).st_mode
     if not stat.S_ISREG(kind):
         os.close(fd)
-        raise error(f"{what} is not a regular file (it is {_kind_name(kind)})", hint="give a file")
+        raise error(f"{what} is not a regular file (it is {_kind_name(kind)})",
+                    hint="give a regular file: devices and pipes are never read")
     with os.fdopen(fd, "rb") as handle:
         try:
             data = handle.read(limit + 1)

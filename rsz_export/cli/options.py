@@ -98,7 +98,7 @@ def json_option(what: str = "every result"):
 
 
 def images_option(help_text: str, required: bool = False):
-    """``--images DIR``: a folder of the user's images, sub-folders included."""
+    """``--images DIR``: a folder of the user's images, sub-folders included, links inside it not followed."""
     return click.option("--images", "images_dir", type=click.Path(file_okay=False), required=required, help=help_text)
 
 
