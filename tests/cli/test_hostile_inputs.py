@@ -35,16 +35,28 @@ def _noisy_png(path: Path, size=(320, 240)) -> Path:
 
 # 1. Small text inputs: bounded, from regular files only.
 
-@pytest.mark.parametrize("kind", ["device", "fifo"])
-def test_labels_from_a_device_or_a_pipe_are_refused_without_reading(kind, tmp_path):
-    source = Path("/dev/zero") if kind == "device" else tmp_path / "names.fifo"
-    if kind == "fifo":
-        os.mkfifo(source)  # nobody writes to it: reading it would wait for ever
+def _unblocked_after(fifo: Path, seconds: float = 5) -> threading.Timer:
+    """Should a reader wait for a writer on ``fifo`` (the bug), a writer comes, so a test fails instead of hanging."""
+    timer = threading.Timer(seconds, lambda: os.close(os.open(fifo, os.O_WRONLY)))
+    timer.start()
+    return timer
+
+
+def test_labels_from_a_device_or_a_pipe_are_refused_without_reading(tmp_path):
+    from rsz_export.model.labels import read_labels
+
     out = tmp_path / "out"
-    result = run_cli(*BUILD, str(out), "--labels", str(source), timeout=60)
-    what = "a character device" if kind == "device" else "a named pipe"
-    assert_clean_failure(result, EXIT_USAGE, f"--labels {source} is not a regular file (it is {what})")
+    result = run_cli(*BUILD, str(out), "--labels", "/dev/zero", timeout=60)
+    assert_clean_failure(result, EXIT_USAGE, "--labels /dev/zero is not a regular file (it is a character device)")
     assert not out.exists()
+    fifo = tmp_path / "names.fifo"
+    os.mkfifo(fifo)  # nobody writes to it: reading it would wait for ever
+    unblock = _unblocked_after(fifo)
+    try:
+        with pytest.raises(UsageError, match="is not a regular file \\(it is a named pipe\\)"):
+            read_labels(fifo)
+    finally:
+        unblock.cancel()
 
 
 def test_small_inputs_over_their_limit_are_refused(tmp_path):
@@ -66,9 +78,7 @@ def test_a_manifest_that_is_a_pipe_is_refused(tmp_path):
 
     fifo = tmp_path / "manifest.json"
     os.mkfifo(fifo)
-    # Should a reader wait for a writer (the bug), a writer comes after 5 s, so the test fails instead of hanging.
-    unblock = threading.Timer(5, lambda: os.close(os.open(fifo, os.O_WRONLY)))
-    unblock.start()
+    unblock = _unblocked_after(fifo)
     try:
         with pytest.raises(IntegrityError, match="manifest .* is not a regular file"):
             load_manifest(tmp_path)
@@ -85,11 +95,21 @@ def test_a_manifest_that_is_a_pipe_is_refused(tmp_path):
     ('["cat", "d\\u2028og"]', "hold control or invisible characters"),
 ], ids=["1 MB name", "NUL", "file separator", "line separator in JSON"])
 def test_class_names_too_long_or_with_control_characters_are_refused(content, phrase, tmp_path):
+    from rsz_export.model.labels import read_labels
+
     names = tmp_path / "names.txt"
     names.write_text(content, encoding="utf-8")
+    with pytest.raises(UsageError) as error:
+        read_labels(names)
+    assert phrase in error.value.message
+
+
+def test_a_class_name_with_a_nul_byte_stops_the_build(tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("cat\nd\x00og\n", encoding="utf-8")
     out = tmp_path / "out"
     result = run_cli(*BUILD, str(out), "--labels", str(names), "--num-classes", "2")
-    assert_clean_failure(result, EXIT_USAGE, phrase)
+    assert_clean_failure(result, EXIT_USAGE, "class name(s) at index 1 hold control or invisible characters")
     assert not out.exists()
 
 
@@ -105,8 +125,12 @@ def test_a_class_folder_named_with_a_superscript_digit(tiny_engines, tmp_path):
 
 
 def test_superscript_digits_in_number_options_are_usage_errors():
-    result = run_cli("validate", "nodir", "--batches", "²")
-    assert_clean_failure(result, EXIT_USAGE, "cannot read '²' in '²': write whole numbers")
+    from rsz_export.shapes import parse_batches, parse_sizes
+
+    with pytest.raises(UsageError, match="cannot read '²' in '²': write whole numbers"):
+        parse_batches("²")
+    with pytest.raises(UsageError, match="cannot read size"):
+        parse_sizes("2²")
 
 
 # 4. Checked before the output folder is created.
@@ -154,13 +178,17 @@ def test_a_checkpoint_with_nan_and_inf_is_an_integrity_error_when_read(wrapped_c
 def test_an_onnx_with_a_non_finite_weight_is_an_integrity_error(tmp_path):
     import numpy as np
 
+    from rsz_export.pipeline.run import BuildSpec, build
+    from rsz_export.plan.profiles import PlanSpec, plan_profiles
+
     weights = np.ones((3, 1000), dtype=np.float32)
     weights[1, 7] = np.nan
     model = tiny_onnx(tmp_path / "nan.onnx", metadata=RANDOM_METADATA, weights=weights)
     out = tmp_path / "out"
-    result = run_cli("build", str(out), "--min", "224", "--max", "256", "--onnx", str(model))
-    assert_clean_failure(result, EXIT_INTEGRITY, "holds NaN or infinite values in 1 weight tensor(s): w")
-    assert not out.exists()
+    spec = BuildSpec(plan_profiles(PlanSpec(224, 256)), out, backend="onnxruntime", onnx=model)
+    with pytest.raises(IntegrityError, match="holds NaN or infinite values in 1 weight tensor\\(s\\): w") as error:
+        build(spec)
+    assert error.value.exit_code == EXIT_INTEGRITY and not out.exists()
 
 
 def test_a_failed_run_removes_the_folder_it_created_when_only_its_lock_is_there(tmp_path):
@@ -285,13 +313,17 @@ def test_an_unreadable_labels_file_is_named_permission_denied(tmp_path):
 
 # 9. serve: the log's folder checked before start, a warning beyond loopback.
 
-@pytest.mark.parametrize("case", ["missing folder", "a device"])
-def test_serve_log_file_that_cannot_be_written_is_refused_before_start(case, tiny_engines, tmp_path):
-    log = {"missing folder": tmp_path / "nothere" / "server.log", "a device": "/dev/zero"}[case]
+def test_serve_log_file_that_cannot_be_written_is_refused_before_start(tiny_engines, tmp_path):
+    from rsz_export.cli.serve import check_log_file
+    from rsz_export.errors import OutputError
+
+    log = tmp_path / "nothere" / "server.log"
     result = run_cli("serve", str(tiny_engines), "--log-file", str(log), timeout=60)
-    phrase = "does not exist" if case == "missing folder" else "is not a regular file"
-    assert_clean_failure(result, EXIT_OUTPUT, f"--log-file {log}", phrase)
+    assert_clean_failure(result, EXIT_OUTPUT, f"--log-file {log}: its folder {log.parent} does not exist")
     assert "starting the Triton server core" not in result.stderr
+    with pytest.raises(OutputError, match="--log-file /dev/zero is not a regular file"):
+        check_log_file(Path("/dev/zero"))
+    check_log_file(tmp_path / "server.log")  # a new file in an existing folder is fine
 
 
 @pytest.mark.parametrize("host, warned", [("0.0.0.0", True), ("::", True), ("127.0.0.1", False), ("localhost", False)])
