@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rsz_export.errors import UsageError
+from rsz_export.errors import UsageError, shown
 from rsz_export.images.loading import ALLOWED_FORMATS, MAX_PIXELS, list_files
 
 _ROTATED = {5, 6, 7, 8}
@@ -96,7 +96,8 @@ def scan_sizes(folder: str | Path) -> SizeScan:
     if not sizes:
         total = len(candidates) + len(passed_over)
         what = "is empty" if not total else f"has no readable image among its {total} file(s)"
-        raise UsageError(f"image folder {folder} {what}", hint="point --images at a folder of JPEG/PNG/WebP files")
+        raise UsageError(f"image folder {shown(folder)} {what}",
+                         hint="point --images at a folder of JPEG/PNG/WebP files")
     return SizeScan(str(folder), tuple(files), tuple(sizes), tuple(skipped))
 
 
@@ -145,7 +146,7 @@ def size_stats(sizes: list[tuple[int, int]] | tuple[tuple[int, int], ...]) -> Si
 
 def render_scan(scan: SizeScan, stats: SizeStats) -> str:
     """The scan and its distribution as text."""
-    lines = [f"{stats.count} image(s) in {scan.folder}"]
+    lines = [f"{stats.count} image(s) in {shown(scan.folder)}"]
     if scan.skipped:
         reasons = ", ".join(f"{n} {why}" for why, n in sorted(scan.skipped_by_reason.items()))
         lines[0] += f"; skipped {len(scan.skipped)} ({reasons})"
