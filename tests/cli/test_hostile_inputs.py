@@ -300,6 +300,24 @@ def test_unreadable_images_are_named_permission_denied(monkeypatch, tmp_path):
         resolve_calibration_set(CalibSpec(calib), plan_profiles(PlanSpec(224, 320)))
 
 
+def test_a_sub_folder_that_cannot_be_listed_is_said(monkeypatch, tmp_path):
+    from rsz_export.images.loading import list_files
+
+    _png(tmp_path / "images" / "good.png")
+    (tmp_path / "images" / "locked").mkdir()
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    files, skipped = list_files(tmp_path / "images")
+    assert files == [tmp_path / "images" / "good.png"]
+    assert [(s.path.name, s.reason) for s in skipped] == [("locked", "cannot list folder (permission denied)")]
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files without read permission")
 def test_an_unreadable_labels_file_is_named_permission_denied(tmp_path):
     from rsz_export.model.labels import read_labels
