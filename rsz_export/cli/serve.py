@@ -76,7 +76,8 @@ class StopSignals:
 @click.command()
 @engines_dir_argument
 @click.option("--host", default=DEFAULT_HOST, show_default=True,
-              help="Address to listen on (HTTP, gRPC and metrics); 0.0.0.0 for every interface.")
+              help="Address to listen on (HTTP, gRPC and metrics); 0.0.0.0 for every interface (warned about on "
+              "start: nothing authenticates clients or limits body sizes).")
 @click.option("--http-port", type=int, default=DEFAULT_HTTP_PORT, show_default=True, help="KServe v2 HTTP/REST port.")
 @click.option("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, show_default=True, help="KServe v2 gRPC port.")
 @click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port (default: no metrics).")
@@ -88,7 +89,8 @@ class StopSignals:
               help="Model instances: batches run concurrently, each on its own runners (one engine per instance).")
 @click.option("--max-queue-delay-us", type=int, default=QUEUE_DELAY_US, show_default=True,
               help="How long Triton's dynamic batcher may hold a request for companions of the same shape.")
-@click.option("--log-file", type=click.Path(dir_okay=False), help="Keep the Triton server core's log here.")
+@click.option("--log-file", type=click.Path(dir_okay=False),
+              help="Keep the Triton server core's log here (a file in an existing, writable folder).")
 @handles_errors
 def serve(engines_dir, host, http_port, grpc_port, metrics_port, name, backend, threads, instances,
           max_queue_delay_us, log_file):
