@@ -91,6 +91,15 @@ def read_small_file(path: str | Path, what: str, error: type[RszError] = UsageEr
     (``/dev/zero``), a FIFO or a socket is refused without reading (a FIFO is opened without waiting for a
     writer), and so is a file over the limit. ``what`` names it in messages (``--labels x.txt``); every problem
     is ``error``. FileNotFoundError is left to the caller, who knows what a missing file means."""
+    data = read_regular_file(path, what, error, limit)
+    if len(data) > limit:
+        raise error(f"{what} is larger than the {limit >> 20} MiB such a file may hold")
+    return data
+
+
+def read_regular_file(path: str | Path, what: str, error: type[RszError], limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of ``path``, from a regular file only (see ``read_small_file``): one byte
+    more than the limit says the file is longer, without reading the rest."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
@@ -104,12 +113,9 @@ def read_small_file(path: str | Path, what: str, error: type[RszError] = UsageEr
                     hint="give a regular file: devices and pipes are never read")
     with os.fdopen(fd, "rb") as handle:
         try:
-            data = handle.read(limit + 1)
+            return handle.read(limit + 1)
         except OSError as exc:
             raise error(f"{what} cannot be read: {os_reason(exc)}") from None
-    if len(data) > limit:
-        raise error(f"{what} is larger than the {limit >> 20} MiB such a file may hold")
-    return data
 
 
 def os_reason(exc: OSError) -> str:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rsz_export.artifacts.files import atomic_write_text, sha256_file
-from rsz_export.errors import IntegrityError, read_small_file
+from rsz_export.errors import IntegrityError, read_regular_file, read_small_file
 from rsz_export.interface import NUM_CLASSES
 from rsz_export.plan.profiles import Plan
 
@@ -275,8 +275,8 @@ def verified_bytes(out_dir: str | Path, record: FileRecord) -> bytes:
     import hashlib
 
     path = Path(out_dir) / record.file
-    try:
-        data = path.read_bytes()
+    try:  # a regular file only, and no more than one byte past its recorded size (a longer file fails the hash)
+        data = read_regular_file(path, str(path), IntegrityError, record.bytes)
     except FileNotFoundError:
         raise IntegrityError(f"file {path} is missing", hint="rebuild it: rsz-export build --force") from None
     except OSError as exc:

@@ -86,6 +86,28 @@ def test_a_manifest_that_is_a_pipe_is_refused(tmp_path):
         unblock.cancel()
 
 
+def test_a_build_file_replaced_by_a_pipe_or_grown_is_refused_without_reading_it_all(tmp_path):
+    from rsz_export.artifacts.files import sha256_file
+    from rsz_export.artifacts.manifest import FileRecord, verified_bytes
+
+    (tmp_path / "engine.onnx").write_bytes(b"x" * 10)
+    record = FileRecord("engine.onnx", sha256_file(tmp_path / "engine.onnx"), 10)
+    assert verified_bytes(tmp_path, record) == b"x" * 10
+    (tmp_path / "engine.onnx").write_bytes(b"x" * 11)
+    with pytest.raises(IntegrityError, match="does not match the manifest"):
+        verified_bytes(tmp_path, record)
+    (tmp_path / "engine.onnx").unlink()
+    os.mkfifo(tmp_path / "engine.onnx")
+    unblock = _unblocked_after(tmp_path / "engine.onnx")
+    try:
+        with pytest.raises(IntegrityError, match="engine.onnx is not a regular file"):
+            verified_bytes(tmp_path, record)
+        with pytest.raises(IntegrityError, match="cannot read .*engine.onnx: not a regular file"):
+            sha256_file(tmp_path / "engine.onnx")
+    finally:
+        unblock.cancel()
+
+
 # 2. Class names: bounded length, no control characters.
 
 @pytest.mark.parametrize("content, phrase", [
