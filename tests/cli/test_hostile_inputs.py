@@ -268,6 +268,18 @@ def test_links_inside_an_image_folder_are_never_followed_and_said_so(tmp_path):
     assert "480" not in result.stdout.split("\n", 2)[1]  # the 640x480 image behind the links was not counted
 
 
+def test_a_linked_class_folder_is_not_followed_by_sweep(tmp_path):
+    from rsz_export.images.loading import LINK_REASON
+    from rsz_export.sweep.accuracy import load_labeled
+
+    _png(tmp_path / "labeled" / "cat" / "a.png")
+    _png(tmp_path / "outside" / "b.png")
+    (tmp_path / "labeled" / "dog").symlink_to(tmp_path / "outside", target_is_directory=True)
+    labeled = load_labeled(tmp_path / "labeled", ["cat", "dog"])
+    assert labeled.items == ((str(tmp_path / "labeled" / "cat" / "a.png"), 0),)
+    assert labeled.skipped == ((str(tmp_path / "labeled" / "dog"), LINK_REASON),)
+
+
 def test_predict_says_which_links_it_did_not_follow(tiny_engines, tmp_path):
     images = _folder_with_links(tmp_path)
     result = run_cli("predict", str(tiny_engines), str(images))
