@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from rsz_export.errors import IntegrityError, OutputError
+from rsz_export.errors import IntegrityError, OutputError, os_reason
 
 _CHUNK = 1 << 20
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -21,14 +21,24 @@ def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file's bytes; IntegrityError if it cannot be read."""
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
+        with open(path, "rb", opener=_regular_only) as handle:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
     except FileNotFoundError:
         raise IntegrityError(f"file {path} is missing") from None
     except OSError as exc:
-        raise IntegrityError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise IntegrityError(f"cannot read {path}: {os_reason(exc)}") from None
     return digest.hexdigest()
+
+
+def _regular_only(path: str, flags: int) -> int:
+    """An ``open`` opener that refuses anything but a regular file (a device or pipe would never end), without
+    waiting on a pipe."""
+    fd = os.open(path, flags | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", path)
+    return fd
 
 
 def _umask() -> int:

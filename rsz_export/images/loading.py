@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsz_export.errors import IntegrityError, UsageError, shown
+from rsz_export.errors import IntegrityError, UsageError, os_reason, shown
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
 """Formats Pillow decodes in-process. EPS is left out on purpose: its plugin calls the Ghostscript program."""
@@ -115,7 +115,10 @@ def list_files(folder: str | Path) -> tuple[list[Path], list[SkippedFile]]:
         raise UsageError(f"image folder {shown(folder)} does not exist or is not a directory")
     files: list[Path] = []
     skipped: list[SkippedFile] = []
-    for root, dirs, names in os.walk(folder):  # os.walk never descends into a linked folder
+    def unlisted(exc: OSError) -> None:  # a sub-folder that cannot be listed is said, not silently left out
+        skipped.append(SkippedFile(Path(exc.filename or folder), f"cannot list folder ({os_reason(exc)})"))
+
+    for root, dirs, names in os.walk(folder, onerror=unlisted):  # never descends into a linked folder
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in [*dirs, *names]:
             path = Path(root) / name
