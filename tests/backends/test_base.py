@@ -11,11 +11,11 @@ from rsz_export.backends import BACKENDS, BUILD_BACKENDS, REFERENCE, load_backen
 from rsz_export.backends.base import Backend, BuildOptions, Runner
 from rsz_export.errors import UsageError
 from rsz_export.interface import PRECISIONS
-from rsz_export.plan.profiles import PlanSpec, plan_profiles, route
+from rsz_export.plan.profiles import route
 from rsz_export.shapes import BatchRange
-from tests.helpers import REPO
+from tests.helpers import REPO, make_plan
 
-PLAN = plan_profiles(PlanSpec(224, 800, profiles=4, batch=BatchRange(1, 2, 4)))
+PLAN = make_plan(224, 800, profiles=4, batch=BatchRange(1, 2, 4))
 
 
 class Recorder(Runner):
