@@ -15,12 +15,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_plan(min_size: int, max_size: int, **fields):
-    """The plan ``rsz-export plan --min MIN --max MAX`` makes, with other ``PlanSpec`` fields (``profiles``,
-    ``batch``, ``aspect``) as given: how every test makes a plan."""
+def make_plan(min_size: int, max_size: int, *fields, **named):
+    """The plan ``rsz-export plan --min MIN --max MAX`` makes, with the other ``PlanSpec`` fields (``profiles``,
+    ``batch``, ``aspect``, in its order or by name) as given: how every test makes a plan."""
     from rsz_export.plan.profiles import PlanSpec, plan_profiles
 
-    return plan_profiles(PlanSpec(min_size, max_size, **fields))
+    return plan_profiles(PlanSpec(min_size, max_size, *fields, **named))
 
 
 def run_cli(
