@@ -101,3 +101,14 @@ def test_without_a_plan_any_size_resnet_accepts_is_served():
     assert runner.last_profile is None
     with pytest.raises(UsageError, match="32..4096"):
         runner.infer(np.zeros((1, 3, 31, 64), np.float32))
+
+
+def test_runner_options_are_checked_when_made():
+    from rsz_export.backends.base import RunnerOptions
+    from rsz_export.shapes import InputShape
+
+    assert RunnerOptions(threads=2, pinned=InputShape(1, 224, 256)).pinned.w == 256
+    with pytest.raises(UsageError, match="threads must be a whole number"):
+        RunnerOptions(threads=0)
+    with pytest.raises(UsageError, match="pinned must be an InputShape, got tuple"):
+        RunnerOptions(pinned=(1, 224, 224))
