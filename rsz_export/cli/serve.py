@@ -49,7 +49,7 @@ def check_log_file(path: Path) -> None:
         raise OutputError(f"--log-file {shown(path)} is not a regular file", hint="give a file path for the log")
     if not path.parent.is_dir():
         raise OutputError(f"--log-file {shown(path)}: its folder {shown(path.parent)} does not exist",
-                          hint="create the folder first, or give a path in an existing one")  # fmt: skip
+                          hint="create the folder first, or give a path in an existing one")
     if path.exists() and not os.access(path, os.W_OK):
         raise OutputError(f"--log-file {shown(path)} cannot be written: permission denied")
     check_output_target(path)  # the folder takes a new file

@@ -105,7 +105,7 @@ def read_labels(path: str | Path) -> tuple[tuple[str, ...], str]:
         data = read_small_file(path, f"--labels {shown(path)}")
     except FileNotFoundError:
         raise UsageError(f"--labels {shown(path)} does not exist",
-                         hint="give a file with one class name per line") from None  # fmt: skip
+                         hint="give a file with one class name per line") from None
     text = _decode(data, shown(path))
     names = _from_json(text, shown(path)) if text.lstrip().startswith("[") else _from_lines(text, shown(path))
     return check_names(names, f"--labels {shown(path)}"), hashlib.sha256(data).hexdigest()
