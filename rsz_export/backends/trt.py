@@ -13,7 +13,7 @@ path against the published 10.x and 11.x API surfaces. TensorRT objects always g
 
 from __future__ import annotations
 
-from rsz_export.artifacts.manifest import EngineRecord, Manifest
+from rsz_export.artifacts.manifest import EngineRecord, Manifest, verify_file
 from rsz_export.backends import trt_support as ts
 from rsz_export.backends.trt_build import build_engines, recorded_options
 from rsz_export.backends.trt_env import NAME, check_compatible, installed, unavailable_reason
@@ -24,13 +24,41 @@ SUPPORTED_PRECISIONS = ts.PRECISIONS
 __all__ = [
     "NAME",
     "SUPPORTED_PRECISIONS",
+    "bench_device",
     "build_engines",
     "check_compatible",
     "open_runner",
     "recorded_options",
+    "static_twin",
     "timing_cache_problem",
     "unavailable_reason",
 ]
+
+
+def bench_device() -> str:
+    """Where bench runs its torch-side probes beside TensorRT engines (the matmul peak, memory high-water marks):
+    the CUDA side's device, so a run over the test double's fake GPU never calls torch.cuda."""
+    from rsz_export.backends import trt_env
+
+    return trt_env.cuda().torch_device
+
+
+def static_twin(manifest: Manifest, engine: EngineRecord, out_dir, timing_cache: str | None):
+    """(the ONNX to build ``engine``'s shape-fixed twin from, whether it is already the network TensorRT parses,
+    the BuildOptions): the engine's own recorded Q/DQ or reduced-precision ONNX when it has one, so the twin is
+    the same network, else the export; every file hash-checked (IntegrityError, exit 4, when one was changed or
+    removed); an int8 engine's options carry its calibrated ranges' file."""
+    calibration = None
+    if engine.precision == "int8":
+        if manifest.calibration is None:
+            raise IntegrityError(f"engine {engine.name} is int8 and the manifest records no calibration",
+                                 hint="rebuild it: rsz-export build --precision int8 --force")  # fmt: skip
+        calibration = str(verify_file(out_dir, manifest.calibration.file))
+    options = recorded_options(engine, timing_cache=timing_cache, calibration=calibration)
+    network = next((r for r in engine.extra_files if r.file.endswith(".onnx")), None)
+    if network is not None:
+        return verify_file(out_dir, network), True, options
+    return verify_file(out_dir, manifest.onnx), False, options
 
 
 def timing_cache_problem(settings: dict) -> str | None:

@@ -11,6 +11,9 @@ from __future__ import annotations
 class TorchCuda:
     """One CUDA stream of the runner, device buffers as torch tensors, CUDA-event timing on that stream."""
 
+    torch_device = "cuda"
+    """Where torch-side measurements beside the engines run (bench's matmul peak and memory high-water marks)."""
+
     @staticmethod
     def problem() -> str | None:
         """None when torch sees a CUDA device, else why not."""

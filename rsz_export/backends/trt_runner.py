@@ -93,9 +93,15 @@ class TrtRunner(Runner):
         if not exec_context.set_input_shape(in_name, tuple(images.shape)):
             raise UsageError(f"TensorRT refused input shape {images.shape} for profile {plan_index}")
         device = self._device
+        out_shape = tuple(exec_context.get_tensor_shape(out_name))
+        if any(d < 0 for d in out_shape):  # NvInferRuntime.h getTensorShape: -1 only for data-dependent outputs
+            raise IntegrityError(
+                f"TensorRT gives no concrete shape for {out_name} ({out_shape}) at input {images.shape}: not an "
+                "engine rsz-export builds", hint="rebuild it: rsz-export build --force",
+            )  # fmt: skip
         try:
             x = device.to_device(images, in_dtype)
-            y = device.empty(tuple(exec_context.get_tensor_shape(out_name)), out_dtype)
+            y = device.empty(out_shape, out_dtype)
         except RuntimeError as exc:  # torch.cuda.OutOfMemoryError and other CUDA errors are RuntimeErrors
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise EnvironmentProblem(f"no GPU memory for {images.shape}: {first}", hint=FREE_MEMORY_HINT) from None

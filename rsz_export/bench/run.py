@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from rsz_export.artifacts.files import atomic_write_text, readers_lock
 from rsz_export.artifacts.host import MAX_THREADS, usable_cpus
-from rsz_export.artifacts.manifest import EngineRecord, Manifest, load_manifest, verify_file
+from rsz_export.artifacts.manifest import EngineRecord, Manifest, load_manifest
 from rsz_export.backends import BACKENDS, require_backend
 from rsz_export.backends.base import Log
 from rsz_export.bench import report
@@ -301,10 +301,10 @@ def _static_trt(run: _Run, engine: EngineRecord, shape: InputShape):
 
     trt = require_backend("tensorrt")
     plan = single_profile_plan(run.manifest.plan, shape)
-    onnx_path = verify_file(run.spec.engines_dir, run.manifest.onnx)
     with tempfile.TemporaryDirectory(prefix="rsz-static-") as tmp:
-        options = trt.recorded_options(engine, timing_cache=_private_cache(engine, run.spec.engines_dir, tmp))
-        records = trt.build_engines(onnx_path, plan, options, tmp, run.log)
+        cache = _private_cache(engine, run.spec.engines_dir, tmp)
+        source, prepared, options = trt.static_twin(run.manifest, engine, run.spec.engines_dir, cache)
+        records = trt.build_engines(source, plan, options, tmp, run.log, prepared=prepared)
         static_manifest = replace(run.manifest, plan=plan, engines=tuple(records))
         with trt.open_runner(static_manifest, records[0], tmp) as runner:
             yield lambda feed: runner.infer(feed, profile=0)

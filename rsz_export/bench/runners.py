@@ -17,7 +17,9 @@ TORCH = "torch"
 def device_for(backend: str, manifest: Manifest) -> str:
     """Where a backend runs: TensorRT on CUDA; torch on CUDA beside TensorRT engines when a GPU is visible."""
     if backend == "tensorrt":
-        return "cuda"
+        from rsz_export.backends import load_backend
+
+        return load_backend(backend).bench_device()
     if backend == "onnxruntime":
         on_gpu = any(e.settings.get("device", "cpu") != "cpu" for e in manifest.engines if e.backend == backend)
         return "cuda" if on_gpu else "cpu"
