@@ -42,7 +42,9 @@ def inputs(tmp_path_factory) -> tuple[Path, Path]:
 
     root = tmp_path_factory.mktemp("trt-matrix-inputs")
     photos, labeled = root / "photos", root / "labeled"
-    for i, (size, colour) in enumerate((((120, 90), (200, 40, 40)), ((64, 140), (40, 200, 40)), ((90, 90), (40, 40, 200)))):
+    for i, (size, colour) in enumerate(
+        (((120, 90), (200, 40, 40)), ((64, 140), (40, 200, 40)), ((90, 90), (40, 40, 200)))
+    ):
         photos.mkdir(exist_ok=True)
         Image.new("RGB", size, colour).save(photos / f"{i}.jpg")
     for name in ("tench", "goldfish"):
@@ -59,7 +61,9 @@ def _ok(result, cell: str) -> None:
 def _check_build(out: Path, kind: str, version: str) -> dict:
     manifest = json.loads((out / "manifest.json").read_text())
     engines = manifest["engines"]
-    assert {e["backend"] for e in engines} == {"tensorrt"} and manifest["precision"] == kind.replace("per-profile", "fp32")
+    assert {e["backend"] for e in engines} == {"tensorrt"} and manifest["precision"] == kind.replace(
+        "per-profile", "fp32"
+    )
     assert [tuple(e["profiles"]) for e in engines] == ([(0,), (1,)] if kind == "per-profile" else [(0, 1)])
     assert all(e["settings"]["tensorrt_version"] == version for e in engines)
     if kind == "fp32":
