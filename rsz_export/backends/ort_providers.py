@@ -7,8 +7,9 @@ takes explicit profiles as ``trt_profile_min_shapes`` / ``_opt_shapes`` / ``_max
 its first profile (onnxruntime PR #31624: "its execution context remained on profile 0, so inputs belonging to
 other profiles failed"), so each session gets one plan profile, with its engine and timing caches in
 ``DIR/ort-trt-cache/<engine sha256>/p<k>`` (``trt_cache_dir``), created before the session opens. A GPU
-session never falls back to the CPU in silence: ``session.disable_cpu_ep_fallback`` makes a graph with nodes for the CPU fail to open, and ``get_providers()`` must list the provider asked for
-(ONNX Runtime drops a provider it cannot create and runs on the next one).
+session never falls back to the CPU in silence: ``session.disable_cpu_ep_fallback`` makes a graph with nodes
+for the CPU fail to open, and ``get_providers()`` must list the provider asked for (ONNX Runtime drops a
+provider it cannot create and runs on the next one).
 """
 
 from __future__ import annotations
