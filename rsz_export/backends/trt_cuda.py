@@ -70,12 +70,10 @@ class TorchCuda:
         self.stream.synchronize()
         return result, float(start.elapsed_time(end))
 
-    def to_host(self, buffer):
-        """A float32 host array of a device buffer, after the runner's stream has finished."""
-        with self.torch.cuda.stream(self.stream):
-            host = buffer.float().cpu()
-        self.stream.synchronize()
-        return host.numpy()
+    @staticmethod
+    def to_host(buffer):
+        """A float32 host array of a device buffer (the runner synchronizes its stream first)."""
+        return buffer.float().cpu().numpy()
 
     def synchronize(self) -> None:
         self.stream.synchronize()
