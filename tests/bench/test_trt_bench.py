@@ -1,8 +1,8 @@
 """bench over TensorRT engines, on the CPU against the test double: the sweep across the engines of an
 --engine-per-profile build, the shape-fixed twin built with the engine's own settings, TensorRT's own memory
 figures and GPU time. The torch-side probes (peak memory, the matmul peak) run where the CUDA side says
-(``TensorRT.engine_device``): the double's fake GPU says the CPU, so no torch.cuda call is made; nothing about the timings
-themselves is claimed."""
+(``TensorRT.engine_device``): the double's fake GPU says the CPU, so no torch.cuda call is made; nothing about
+the timings themselves is claimed."""
 
 from __future__ import annotations
 
