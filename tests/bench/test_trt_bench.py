@@ -112,3 +112,31 @@ def test_peak_math_follows_the_engines_arithmetic():
     assert probes.peak_math(_Manifest("fp32", False), "tensorrt") == "fp32"
     assert probes.peak_math(_Manifest("bf16", True), "tensorrt") == "bf16"
     assert probes.peak_math(_Manifest("fp32", True), "torch") == "fp32"
+
+
+@pytest.mark.parametrize("version", [V10, V11])
+def test_the_twin_is_built_from_the_engines_own_network_and_calibration(version, tmp_path, monkeypatch,
+                                                                        classifier_onnx):  # fmt: skip
+    """An int8 engine's twin parses its recorded Q/DQ ONNX with the recorded calibration (not a new quantization,
+    not ``None``); a 10.x fp32 engine's twin parses the export; a manifest without the calibration is exit 4."""
+    from dataclasses import replace
+
+    from rsz_export.backends.base import BuildOptions
+    from rsz_export.errors import IntegrityError
+    from rsz_export.model.calibration_set import CalibSpec
+    from rsz_export.pipeline.run import BuildSpec, build
+
+    use_double(monkeypatch, version)
+    spec = BuildSpec(PLAN, tmp_path / "int8", backend="tensorrt", options=BuildOptions(precision="int8"),
+                     onnx=classifier_onnx, calibration=CalibSpec(count=4), command="pytest")  # fmt: skip
+    manifest = build(spec).manifest
+    (engine,) = manifest.engines
+    source, prepared, options = trt_backend.twin_source(manifest, engine, tmp_path / "int8", None)
+    assert prepared and source.name == "model.int8-tensorrt.onnx" and options.precision == "int8"
+    assert options.calibration == str(tmp_path / "int8" / manifest.calibration.file.file)
+    with pytest.raises(IntegrityError, match="records no calibration") as info:
+        trt_backend.twin_source(replace(manifest, calibration=None), engine, tmp_path / "int8", None)
+    assert info.value.exit_code == 4
+    fp32 = build_folder(tmp_path / "fp32", PLAN, classifier_onnx, tf32=False)
+    source, prepared, options = trt_backend.twin_source(fp32, fp32.engines[0], tmp_path / "fp32", "cache")
+    assert not prepared and source.name == fp32.onnx.file and (options.tf32, options.timing_cache) == (False, "cache")
