@@ -182,3 +182,20 @@ def test_fp16_only_where_a_provider_computes_it():
         with pytest.raises(UsageError, match="fp16"):
             ort_backend.check_precision(BuildOptions(precision="fp16", device=device))
     ort_backend.check_precision(BuildOptions(precision="fp16", device="tensorrt"))
+
+
+def test_the_tensorrt_provider_gets_the_workspace_and_its_fp32_is_recorded_as_tf32(tmp_path, monkeypatch):
+    """``--workspace-mib`` reaches ``trt_max_workspace_size``; the provider's fp32 keeps TensorRT's TF32 (it has
+    no option to turn it off), which the engine's settings say."""
+    settings = ort_backend.session_settings(BuildOptions(device="tensorrt", workspace_mib=256))
+    assert settings["tf32"] is True and settings["workspace_mib"] == 256
+    assert "tf32" not in ort_backend.session_settings(BuildOptions(device="cuda"))
+    (tmp_path / "engine.onnx").write_bytes(b"model bytes")
+    record = EngineRecord("ort", "onnxruntime", "fp32", file_record(tmp_path, tmp_path / "engine.onnx"), (0, 1), 1.0,
+                          settings)  # fmt: skip
+    monkeypatch.setattr(ort_backend, "_load_session", lambda _o, _m, so, providers, _p: _Session(so, providers,
+                                                                                                  [TRT_EP, CPU_EP]))
+    _Session.opened.clear()
+    with ort_backend.open_runner(manifest_for([record], tmp_path, PLAN), record, tmp_path) as runner:
+        runner.infer(np.zeros((1, 3, 64, 64), np.float32))
+    assert _Session.opened[0].providers[0][1]["trt_max_workspace_size"] == str(256 << 20)
