@@ -190,7 +190,8 @@ def test_the_tensorrt_provider_gets_the_workspace_and_its_fp32_is_recorded_as_tf
     settings = ort_backend.session_settings(BuildOptions(device="tensorrt", workspace_mib=256))
     assert settings["tf32"] is True and settings["workspace_mib"] == 256
     assert "tf32" not in ort_backend.session_settings(BuildOptions(device="cuda"))
-    (tmp_path / "engine.onnx").write_bytes(b"model bytes")
+    for name in ("engine.onnx", "model.onnx"):
+        (tmp_path / name).write_bytes(b"model bytes")
     record = EngineRecord("ort", "onnxruntime", "fp32", file_record(tmp_path, tmp_path / "engine.onnx"), (0, 1), 1.0,
                           settings)  # fmt: skip
     monkeypatch.setattr(ort_backend, "_load_session", lambda _o, _m, so, providers, _p: _Session(so, providers,
