@@ -90,7 +90,8 @@ def test_out_of_memory_when_a_context_is_created(tmp_path, classifier_onnx):
     assert_clean_failure(result, 3, "could not create an execution context", "could not be allocated", "free GPU")
 
 
-@pytest.mark.parametrize("damage", ["changed", pytest.param("removed", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["changed", "removed"])
 def test_an_int8_engine_whose_calibration_was_changed_or_removed(damage, tmp_path, classifier_onnx):
     """bench builds the int8 engine's shape-fixed twin from its recorded Q/DQ model and calibration: a calibration
     file changed or removed after the build is an integrity error (exit 4) naming the file, not a traceback nor a
