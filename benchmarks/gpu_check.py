@@ -36,7 +36,7 @@ def _cli(module: str, *args, timeout: float) -> tuple[int, str, str, float]:
     started = time.perf_counter()
     try:
         done = subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
-                              env=env, cwd=REPO, timeout=timeout)  # fmt: skip
+                              env=env, cwd=REPO, timeout=timeout)
         code, out, err = done.returncode, done.stdout, done.stderr
     except subprocess.TimeoutExpired as exc:
         code, out, err = 124, str(exc.stdout or ""), f"timed out after {timeout:.0f} s"
@@ -51,7 +51,7 @@ class Record:
         now = datetime.datetime.now(datetime.timezone.utc).isoformat()
         self.data = {"tool": "benchmarks/gpu_check.py", "date_utc": now,
                      "cli_module": args.cli_module, "range": [args.min, args.max], "opt_level": args.opt_level,
-                     "machine": _machine(), "steps": [], "passed": None}  # fmt: skip
+                     "machine": _machine(), "steps": [], "passed": None}
         self.budget = args.budget_s
 
     def step(self, name: str, module: str, *args, timeout: float = 600, parse=None) -> dict | None:
@@ -62,7 +62,7 @@ class Record:
             return None
         code, out, err, seconds = _cli(module, *args, timeout=min(timeout, left))
         entry = {"name": name, "command": [module, *map(str, args)], "exit_code": code, "seconds": seconds,
-                 "status": "passed" if code == 0 else "failed"}  # fmt: skip
+                 "status": "passed" if code == 0 else "failed"}
         if code != 0:
             entry["stderr_tail"] = err[-2000:]
         elif parse is not None:
@@ -109,7 +109,7 @@ def _engine_facts(folder: Path):
                             "layer_precisions": (settings.get("layers") or {}).get("precisions"),
                             "timing_cache": {k: cache.get(k) for k in ("reused", "new_entries", "bytes")},
                             "tensorrt_version": settings.get("tensorrt_version"),
-                            "gpu": settings.get("gpu_name")})  # fmt: skip
+                            "gpu": settings.get("gpu_name")})
         return {"engines": engines, "onnx": manifest["onnx"]["file"]}
 
     return parse
@@ -121,7 +121,7 @@ def _validate_facts(path: Path):
         cases = [c for c in report["cases"] if c["stage"] == "engine"]
         worst = max((c["stats"]["rel_l2"] for c in cases if c.get("stats")), default=None)
         return {"passed": report["passed"], "summary": report["summary"], "engine_cases": len(cases),
-                "worst_rel_l2": worst}  # fmt: skip
+                "worst_rel_l2": worst}
 
     return parse
 
@@ -130,7 +130,7 @@ def _bench_facts(path: Path):
     def parse(_out: str) -> dict:
         rows = json.loads(path.read_text())["rows"]
         keep = ("size", "batch", "backend", "variant", "precision", "profile", "p50_ms", "dynamic_over_static",
-                "gpu_compute_p50_ms", "trt_activation_mib", "stable")  # fmt: skip
+                "gpu_compute_p50_ms", "trt_activation_mib", "stable")
         return {"rows": [{k: r.get(k) for k in keep} for r in rows]}
 
     return parse
@@ -149,20 +149,20 @@ def run(args) -> int:
         if onnx and args.weights != "random":
             source += ["--weights", args.weights]
         built = record.step(f"build {precision}", args.cli_module, "build", folder, *common, *source, *extra,
-                            parse=_engine_facts(folder))  # fmt: skip
+                            parse=_engine_facts(folder))
         if built is None or built["status"] != "passed":
             continue
         if onnx is None:  # the later builds reuse this export
             onnx = (folder / built["facts"]["onnx"]).resolve()
         if precision == "fp32":  # a rebuild with --force: how many tactics the timing cache did not hold
             record.step("rebuild fp32 (timing cache)", args.cli_module, "build", folder, *common, "--onnx", onnx,
-                        "--force", parse=_engine_facts(folder))  # fmt: skip
+                        "--force", parse=_engine_facts(folder))
         report = out / f"validate-{precision}.json"
         record.step(f"validate {precision}", args.cli_module, "validate", folder, "--random-inputs", 1,
-                    "--json", report, parse=_validate_facts(report))  # fmt: skip
+                    "--json", report, parse=_validate_facts(report))
         bench = out / f"bench-{precision}.json"
         record.step(f"bench {precision}", args.cli_module, "bench", folder, "--backends", "tensorrt",
-                    "--iters", args.iters, "--json", bench, parse=_bench_facts(bench))  # fmt: skip
+                    "--iters", args.iters, "--json", bench, parse=_bench_facts(bench))
     if not args.no_pytest:
         record.step("pytest -m 'gpu or tensorrt'", "pytest", "-m", "gpu or tensorrt", "-q", "-p", "no:cacheprovider")
     record.save()

@@ -20,7 +20,7 @@ def test_the_gpu_check_runs_over_the_double_and_records_every_step(tmp_path, cla
     record = tmp_path / "check.json"
     args = [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--out", str(tmp_path / "out"), "--json",
             str(record), "--cli-module", "tests.backends.trt_cli", "--onnx", str(classifier_onnx), "--min", "64",
-            "--max", "128", "--precisions", "fp32", "--iters", "2", "--no-pytest"]  # fmt: skip
+            "--max", "128", "--precisions", "fp32", "--iters", "2", "--no-pytest"]
     done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert done.returncode == 0, done.stderr
     data = json.loads(record.read_text())

@@ -109,7 +109,7 @@ def _providers(engine: EngineRecord, plan: Plan, out_dir: Path, profile: int | N
         tag = f"p{profile}" if pinned is None else f"static-{pinned.batch}x{pinned.h}x{pinned.w}"
         cache = op.make_cache_dir(op.trt_cache_dir(out_dir, engine.file.sha256, tag))
     return op.providers_for(settings["device"], plan, cache, engine.precision, profile=profile,
-                            workspace_mib=settings.get("workspace_mib"))  # fmt: skip
+                            workspace_mib=settings.get("workspace_mib"))
 
 
 def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: Path, log: Log) -> list[EngineRecord]:
@@ -125,7 +125,7 @@ def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: P
         from rsz_export.model.quantization import CPU_QDQ, checked_qdq
 
         onnx_path, facts = checked_qdq(onnx_path, options.calibration, CPU_QDQ, plan, Path(out_dir) / QDQ_FILE,
-                                       options.threads, log)  # fmt: skip
+                                       options.threads, log)
         extra = (file_record(out_dir, onnx_path),)
     with atomic_path(target) as tmp:
         so = ort.SessionOptions()

@@ -81,7 +81,7 @@ def make_cache_dir(path: Path) -> Path:
 
 
 def tensorrt_options(plan: Plan, cache: Path, precision: str, device_id: int = 0, workspace_mib: int | None = None,
-                     profile: int | None = None) -> dict:  # fmt: skip
+                     profile: int | None = None) -> dict:
     """TensorRT provider options: plan profile ``profile`` (every profile when None), engine and timing caches in
     the folder ``cache``, the fp16 flag (its fp32 leaves TensorRT's TF32 on: the provider has no option to turn it
     off), the workspace limit. Every name is one of the provider's options (tensorrt_execution_provider_info.cc)."""
@@ -100,7 +100,7 @@ def tensorrt_options(plan: Plan, cache: Path, precision: str, device_id: int = 0
 
 
 def providers_for(device: str, plan: Plan, cache: Path | None, precision: str, profile: int | None = None,
-                  workspace_mib: int | None = None) -> list:  # fmt: skip
+                  workspace_mib: int | None = None) -> list:
     """The ``providers=`` list for an InferenceSession on ``device`` (cpu, cuda or tensorrt), for plan profile
     ``profile`` on TensorRT with its caches in ``cache`` (``trt_cache_dir``). The CPU provider comes last, as ONNX
     Runtime requires; GPU sessions refuse to use it for graph nodes (``gpu_session``). TensorRT gets no CUDA

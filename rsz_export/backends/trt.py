@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rsz_export.artifacts.manifest import EngineRecord, Manifest, verify_file
 from rsz_export.backends import trt_support as ts
-from rsz_export.backends.base import Backend, BuildOptions, RunnerOptions, TritonModel
+from rsz_export.backends.base import TIMING_CACHE_NAME, Backend, BuildOptions, RunnerOptions, TritonModel
 from rsz_export.backends.trt_build import build_engines, recorded_options
 from rsz_export.backends.trt_env import NAME, check_compatible, installed, unavailable_reason
 from rsz_export.backends.trt_runner import TrtRunner
@@ -153,7 +153,7 @@ def twin_source(manifest: Manifest, engine: EngineRecord, out_dir, timing_cache:
     if engine.precision == "int8":
         if manifest.calibration is None:
             raise IntegrityError(f"engine {engine.name} is int8 and the manifest records no calibration",
-                                 hint="rebuild it: rsz-export build --precision int8 --force")  # fmt: skip
+                                 hint="rebuild it: rsz-export build --precision int8 --force")
         calibration = str(verify_file(out_dir, manifest.calibration.file))
     options = recorded_options(engine, timing_cache=timing_cache, calibration=calibration)
     network = next((r for r in engine.extra_files if r.file.endswith(".onnx")), None)
@@ -164,9 +164,9 @@ def twin_source(manifest: Manifest, engine: EngineRecord, out_dir, timing_cache:
 
 def _private_cache(engine: EngineRecord, engines_dir, tmp: str) -> str:
     """A copy in ``tmp`` of the timing cache ``engine`` was built with (the folder's own when it has moved)."""
-    recorded = Path((engine.settings.get("timing_cache") or {}).get("path") or Path(engines_dir) / "timing.cache")
+    recorded = Path((engine.settings.get("timing_cache") or {}).get("path") or Path(engines_dir) / TIMING_CACHE_NAME)
     source = recorded if recorded.is_file() else Path(engines_dir) / recorded.name
-    target = Path(tmp) / "timing.cache"
+    target = Path(tmp) / TIMING_CACHE_NAME
     if source.is_file():
         shutil.copyfile(source, target)
     return str(target)

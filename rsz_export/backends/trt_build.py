@@ -13,7 +13,7 @@ from rsz_export.artifacts.files import atomic_write_bytes, atomic_write_text
 from rsz_export.artifacts.manifest import EngineRecord, file_record
 from rsz_export.backends import trt_env
 from rsz_export.backends import trt_support as ts
-from rsz_export.backends.base import BuildOptions
+from rsz_export.backends.base import TIMING_CACHE_NAME, BuildOptions
 from rsz_export.backends.trt_cancel import cancel_monitor, signals_cancel
 from rsz_export.backends.trt_env import NAME, deserialize, import_trt, logged, make_logger
 from rsz_export.backends.trt_timing import (
@@ -50,7 +50,7 @@ _SET_PRECISION = {10: _set_precision_v10, 11: _set_precision_v11}
 
 
 def _network_source(onnx_path: Path, options: BuildOptions, plan: Plan, major: int, out_dir: Path,
-                    log: Log, prepared: bool = False) -> tuple[Path, dict]:  # fmt: skip
+                    log: Log, prepared: bool = False) -> tuple[Path, dict]:
     """The ONNX file TensorRT parses, and what the manifest records about it (``prepared``: ``onnx_path`` is
     already that file, an engine's own recorded Q/DQ or reduced-precision ONNX)."""
     precision = options.precision
@@ -225,7 +225,7 @@ def _build_facts(options: BuildOptions, major: int, here: dict, reduced: dict) -
 
 
 def recorded_options(engine: EngineRecord, timing_cache: str | None = None, calibration: str | None = None
-                     ) -> BuildOptions:  # fmt: skip
+                     ) -> BuildOptions:
     """The BuildOptions ``engine`` was built with (what ``_build_facts`` recorded), with ``timing_cache`` and, for
     int8, the calibrated ranges' file ``calibration``: how bench builds an engine's shape-fixed twin with the
     same precision, TF32, optimization level, workspace and compatibility settings."""
@@ -244,7 +244,7 @@ def recorded_options(engine: EngineRecord, timing_cache: str | None = None, cali
 
 
 def build_engines(onnx_path, plan: Plan, options: BuildOptions, out_dir, log: Log,
-                  prepared: bool = False) -> list[EngineRecord]:  # fmt: skip
+                  prepared: bool = False) -> list[EngineRecord]:
     """Build one engine with every plan profile (or one per profile) from ``onnx_path`` into ``out_dir``
     (``prepared``: ``onnx_path`` is the network itself, already quantized or reduced for ``options.precision``)."""
     trt = import_trt()
@@ -254,14 +254,14 @@ def build_engines(onnx_path, plan: Plan, options: BuildOptions, out_dir, log: Lo
     out_dir = Path(out_dir)
     here = trt_env.installed()
     source, reduced = _network_source(Path(onnx_path), options, plan, major, out_dir, log, prepared)
-    cache_path = Path(options.timing_cache) if options.timing_cache else out_dir / "timing.cache"
+    cache_path = Path(options.timing_cache) if options.timing_cache else out_dir / TIMING_CACHE_NAME
     logger = make_logger(trt, log)
     builder = trt.Builder(logger)
     timing_cache, before = open_timing_cache(trt, builder.create_builder_config(), logger, cache_path)
     ctx = _BuildContext(
         builder, logger, options, out_dir, source, timing_cache, cache_path, major, plan, reduced,
         _build_facts(options, major, here, reduced),
-    )  # fmt: skip
+    )
     keys_before = cache_entries(timing_cache)
     records = []
     for group in ts.engine_groups(plan, options.engine_per_profile):

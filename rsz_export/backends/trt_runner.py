@@ -99,7 +99,7 @@ class TrtRunner(Runner):
             raise IntegrityError(
                 f"TensorRT gives no concrete shape for {out_name} ({out_shape}) at input {images.shape}: not an "
                 "engine rsz-export builds", hint="rebuild it: rsz-export build --force",
-            )  # fmt: skip
+            )
         try:
             x = device.to_device(images, in_dtype)
             y = device.empty(out_shape, out_dtype)
@@ -138,4 +138,4 @@ def _check_profiles(cuda_engine, expected, path: Path) -> None:
             raise IntegrityError(
                 f"{path} profile {k} covers {got[0]}..{got[2]} (opt {got[1]}) and the manifest's plan says "
                 f"{tuple(lo)}..{tuple(hi)} (opt {tuple(opt)})", hint="rebuild it: rsz-export build --force",
-            )  # fmt: skip
+            )

@@ -252,7 +252,7 @@ def _qdq_classifier(path, bias_type):
         helper.make_tensor("b_z", bias_type, [], [0]),
     ]
     graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], init)  # fmt: skip
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], init)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 
@@ -270,7 +270,7 @@ def test_parser_follows_the_support_matrix_for_input_types(version, tmp_path):
     assert not parser.parse_from_file(str(_qdq_classifier(tmp_path / "int32.onnx", TensorProto.INT32)))
     error = parser.get_error(0)
     assert (error.code(), error.node_name(), error.node_operator()) == (
-        trt.ErrorCode.UNSUPPORTED_NODE_DATATYPE, "bias_dq", "DequantizeLinear")  # fmt: skip
+        trt.ErrorCode.UNSUPPORTED_NODE_DATATYPE, "bias_dq", "DequantizeLinear")
     assert "is INT32" in error.desc() and "INT8" in error.desc()
     network = trt.Builder(logger).create_network(0)
     assert trt.OnnxParser(network, logger).parse_from_file(
@@ -285,7 +285,7 @@ def test_a_graph_that_cannot_be_sorted_is_invalid(tmp_path):
 
     nodes = [helper.make_node("Relu", ["b"], ["a"]), helper.make_node("Relu", ["a"], ["b"])]  # a cycle
     graph = helper.make_graph(nodes, "cycle", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])])  # fmt: skip
+                              [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])])
     onnx.save(
         helper.make_model(graph),
         str(tmp_path / "cycle.onnx"),

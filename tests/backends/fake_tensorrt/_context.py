@@ -207,7 +207,7 @@ class IExecutionContext:
         switch = getattr(self, "_switch_stream", None)
         if switch is not None and switch != int(stream_handle):
             return (f"the switch to profile {self._profile} queued on stream {switch:#x} has not finished: "
-                    f"synchronize that stream before enqueuing on stream {int(stream_handle):#x}")  # fmt: skip
+                    f"synchronize that stream before enqueuing on stream {int(stream_handle):#x}")
         holder = engine._claims.get(self._profile)
         if holder is not None and holder() not in (None, self) and not world.knobs.profile_sharing:
             return f"profile {self._profile} is in use by another execution context of this engine"

@@ -29,7 +29,7 @@ def supported_types(major: int) -> dict[str, frozenset[str]]:
 # onnx TensorProto elem types -> the support matrix's type names (onnx.TensorProto.DataType numbers). DOUBLE is
 # cast down to FLOAT by the parser (operators.md: "TensorRT will attempt to cast DOUBLE down to FLOAT").
 MATRIX_TYPE = {1: "FP32", 11: "FP32", 10: "FP16", 16: "BF16", 6: "INT32", 7: "INT64", 3: "INT8", 2: "UINT8",
-               9: "BOOL", 17: "FP8", 22: "INT4", 23: "FP4"}  # fmt: skip
+               9: "BOOL", 17: "FP8", 22: "INT4", 23: "FP4"}
 # onnx TensorProto elem types -> TensorRT DataType member names (pyFoundationalTypes.cpp DataType; the parser
 # imports these types, onnx-tensorrt docs/operators.md "supports the following ONNX data types").
 ONNX_TO_TRT = {1: "FLOAT", 10: "HALF", 16: "BF16", 6: "INT32", 7: "INT64", 3: "INT8", 2: "UINT8", 9: "BOOL"}
