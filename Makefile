@@ -30,8 +30,11 @@ check: install
 test: install
 	$(BIN)/python -m pytest -n 2 --cov --cov-report=term-missing
 
+# On a machine with TensorRT and a CUDA GPU: build fp32/fp16/int8 over 224..800, validate, bench, run the GPU- and
+# TensorRT-marked tests, and record what ran (exit codes, times, what only a GPU shows) in a dated JSON; about
+# five minutes (benchmarks/gpu_check.py --help).
 test-gpu: install
-	$(BIN)/python -m pytest -m "gpu or tensorrt"
+	$(BIN)/python benchmarks/gpu_check.py --out gpu-check --json benchmarks/results/gpu-check-$$(date -u +%Y-%m-%d).json
 
 lint: install
 	$(BIN)/python -m ruff check rsz_export tests benchmarks

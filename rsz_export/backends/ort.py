@@ -79,6 +79,10 @@ def session_settings(options: BuildOptions) -> dict:
         "inter_op_num_threads": 1,
         "execution_mode": "ORT_SEQUENTIAL",
         "profile_specific": False,
+        # The TensorRT provider's fp32 is TensorRT's default, TF32 on: it has no option to turn it off
+        # (tensorrt_execution_provider_info.cc lists none), so the engine is recorded as using TF32.
+        **({"tf32": options.precision == "fp32", "workspace_mib": options.workspace_mib}
+           if options.device == "tensorrt" else {}),
     }
 
 
@@ -94,12 +98,18 @@ def _session_options(settings: dict, threads: int | None = None):
     return so
 
 
-def _providers(settings: dict, plan: Plan, out_dir: Path, precision: str, profile: int | None) -> list:
+def _providers(engine: EngineRecord, plan: Plan, out_dir: Path, profile: int | None, pinned=None) -> list:
+    settings = engine.settings
     if settings.get("device", "cpu") == "cpu":
         return ["CPUExecutionProvider"]
-    from rsz_export.backends.ort_providers import providers_for
+    from rsz_export.backends import ort_providers as op
 
-    return providers_for(settings["device"], plan, out_dir, precision, profile=profile)
+    cache = None
+    if settings["device"] == "tensorrt":
+        tag = f"p{profile}" if pinned is None else f"static-{pinned.batch}x{pinned.h}x{pinned.w}"
+        cache = op.make_cache_dir(op.trt_cache_dir(out_dir, engine.file.sha256, tag))
+    return op.providers_for(settings["device"], plan, cache, engine.precision, profile=profile,
+                            workspace_mib=settings.get("workspace_mib"))
 
 
 def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: Path, log: Log) -> list[EngineRecord]:
@@ -188,7 +198,7 @@ class OrtRunner(Runner):
         if self.pinned is not None:
             for dim, value in zip(("batch", "height", "width"), (self.pinned.batch, self.pinned.h, self.pinned.w)):
                 so.add_free_dimension_override_by_name(dim, value)
-        providers = _providers(self.engine.settings, self.manifest.plan, self.out_dir, self.engine.precision, profile)
+        providers = _providers(self.engine, self.manifest.plan, self.out_dir, profile, self.pinned)
         path = self.out_dir / self.engine.file.file
         if self.device == "cpu":
             return _load_session(ort, self._model, so, providers, path)

@@ -6,16 +6,17 @@ takes explicit profiles as ``trt_profile_min_shapes`` / ``_opt_shapes`` / ``_max
 ``name:d0xd1x...,name:...`` (all three together, for every dynamic input). It keeps its execution context on
 its first profile (onnxruntime PR #31624: "its execution context remained on profile 0, so inputs belonging to
 other profiles failed"), so each session gets one plan profile, with its engine and timing caches in
-``DIR/ort-trt-cache/p<k>``. A GPU session never falls back to the CPU in silence: ``session.disable_cpu_ep_fallback``
-makes a graph with nodes for the CPU fail to open, and ``get_providers()`` must list the provider asked for
-(ONNX Runtime drops a provider it cannot create and runs on the next one).
+``DIR/ort-trt-cache/<engine sha256>/p<k>`` (``trt_cache_dir``), created before the session opens. A GPU
+session never falls back to the CPU in silence: ``session.disable_cpu_ep_fallback`` makes a graph with nodes
+for the CPU fail to open, and ``get_providers()`` must list the provider asked for (ONNX Runtime drops a
+provider it cannot create and runs on the next one).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from rsz_export.errors import EnvironmentProblem, RszError, UsageError
+from rsz_export.errors import EnvironmentProblem, OutputError, RszError, UsageError
 from rsz_export.interface import INPUT_NAME, PRECISIONS
 from rsz_export.plan.profiles import Plan
 
@@ -56,38 +57,54 @@ def cuda_options(precision: str, device_id: int = 0) -> dict[str, str]:
     return {"device_id": str(device_id), "use_tf32": "1" if precision == "tf32" else "0"}
 
 
-def tensorrt_options(
-    plan: Plan,
-    out_dir,
-    precision: str,
-    device_id: int = 0,
-    workspace_mib: int | None = None,
-    profile: int | None = None,
-) -> dict:
-    """TensorRT provider options: plan profile ``profile`` (every profile when None), engine + timing caches in
-    ``out_dir`` (a sub-folder per profile), precision flag."""
-    cache = str(Path(out_dir) / CACHE_DIR / (f"p{profile}" if profile is not None else ""))
+def trt_cache_dir(out_dir, engine_sha256: str, tag: str) -> Path:
+    """``DIR/ort-trt-cache/<engine sha256[:16]>/<tag>``: where one TensorRT-provider session keeps its engine and
+    timing caches. ONNX Runtime names a cached engine after the model's file name, input names, node outputs and
+    versions, not its weights or shapes (tensorrt_execution_provider_utils.h ``TRTGenerateId``; a model loaded
+    from bytes has no file name), so the folder carries the engine file's hash: a rebuild with other weights never
+    reuses a stale engine. ``tag`` separates sessions whose engines differ: ``p<k>`` per plan profile, and
+    ``static-BxHxW`` for bench's shape-pinned twin, which must not load the dynamic session's engine."""
+    return Path(out_dir) / CACHE_DIR / engine_sha256[:16] / tag
+
+
+def make_cache_dir(path: Path) -> Path:
+    """Create ``path`` and its parents before a session opens: the provider creates its cache folder one level
+    deep only (tensorrt_execution_provider.cc, ``fs::create_directory``). OutputError (exit 5) when it cannot."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot create ONNX Runtime's TensorRT cache folder {path}: {exc.strerror or exc}",
+            hint="make the engines folder writable (the provider keeps its engines there)",
+        ) from None
+    return Path(path)
+
+
+def tensorrt_options(plan: Plan, cache: Path, precision: str, device_id: int = 0, workspace_mib: int | None = None,
+                     profile: int | None = None) -> dict:
+    """TensorRT provider options: plan profile ``profile`` (every profile when None), engine and timing caches in
+    the folder ``cache``, the fp16 flag (its fp32 leaves TensorRT's TF32 on: the provider has no option to turn it
+    off), the workspace limit. Every name is one of the provider's options (tensorrt_execution_provider_info.cc)."""
     options = {
         "device_id": str(device_id),
         "trt_engine_cache_enable": "True",
-        "trt_engine_cache_path": cache,
+        "trt_engine_cache_path": str(cache),
         "trt_timing_cache_enable": "True",
-        "trt_timing_cache_path": cache,
+        "trt_timing_cache_path": str(cache),
         "trt_fp16_enable": "True" if precision == "fp16" else "False",
         **trt_profile_options(plan, profile=profile),
     }
-    if precision == "bf16":
-        options["trt_bf16_enable"] = "True"
     if workspace_mib:
         options["trt_max_workspace_size"] = str(int(workspace_mib) << 20)
     return options
 
 
-def providers_for(device: str, plan: Plan, out_dir, precision: str, profile: int | None = None) -> list:
+def providers_for(device: str, plan: Plan, cache: Path | None, precision: str, profile: int | None = None,
+                  workspace_mib: int | None = None) -> list:
     """The ``providers=`` list for an InferenceSession on ``device`` (cpu, cuda or tensorrt), for plan profile
-    ``profile`` on TensorRT. The CPU provider comes last, as ONNX Runtime requires; GPU sessions refuse to use it
-    for graph nodes (``gpu_session``). TensorRT gets no CUDA provider beside it, so a node TensorRT cannot take
-    fails the session instead of running elsewhere."""
+    ``profile`` on TensorRT with its caches in ``cache`` (``trt_cache_dir``). The CPU provider comes last, as ONNX
+    Runtime requires; GPU sessions refuse to use it for graph nodes (``gpu_session``). TensorRT gets no CUDA
+    provider beside it, so a node TensorRT cannot take fails the session instead of running elsewhere."""
     if device not in DEVICES:
         raise UsageError(f"device {device!r} is unknown: choose {', '.join(DEVICES)}")
     if precision not in PRECISIONS:
@@ -95,7 +112,8 @@ def providers_for(device: str, plan: Plan, out_dir, precision: str, profile: int
     if device == "cpu":
         return [CPU_EP]
     if device == "tensorrt":
-        return [(TRT_EP, tensorrt_options(plan, out_dir, precision, profile=profile)), CPU_EP]
+        options = tensorrt_options(plan, cache, precision, profile=profile, workspace_mib=workspace_mib)
+        return [(TRT_EP, options), CPU_EP]
     return [(CUDA_EP, cuda_options(precision)), CPU_EP]
 
 

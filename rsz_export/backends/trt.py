@@ -40,6 +40,7 @@ __all__ = [
     "open_runner",
     "recorded_options",
     "timing_cache_problem",
+    "twin_source",
     "unavailable_reason",
 ]
 
@@ -84,7 +85,12 @@ class TensorRT(Backend):
         return open_runner(manifest, engine, out_dir)
 
     def engine_device(self, engine: EngineRecord) -> str:
-        return "cuda"
+        """The CUDA side's device (``trt_env.cuda()``): ``cuda``; the test double's fake GPU computes on the CPU
+        and says ``cpu``, so bench's torch-side probes (matmul peak, memory high-water marks) never call
+        torch.cuda there."""
+        from rsz_export.backends import trt_env
+
+        return trt_env.cuda().torch_device
 
     def build_engines(self, onnx_path, plan, options, out_dir, log) -> list[EngineRecord]:
         return build_engines(onnx_path, plan, options, out_dir, log)
@@ -102,13 +108,13 @@ class TensorRT(Backend):
     def static_twin(self, manifest: Manifest, engine: EngineRecord, out_dir, shape: InputShape,
                     options: RunnerOptions, log: Log):
         """A second engine with one profile min = opt = max = ``shape``, built by this backend's builder with the
-        engine's own settings (TF32, optimization level, workspace, compatibility) and a private copy of its
-        timing cache, so it starts warm and the build folder's cache is never written by a bench."""
+        engine's own settings (precision, TF32, optimization level, workspace, compatibility), from the engine's own
+        network (``twin_source``), with a private copy of its timing cache, so it starts warm and the build
+        folder's cache is never written by a bench."""
         plan = single_profile_plan(manifest.plan, shape)
-        onnx_path = verify_file(out_dir, manifest.onnx)
         with tempfile.TemporaryDirectory(prefix="rsz-static-") as tmp:
-            built = replace(recorded_options(engine), timing_cache=_private_cache(engine, out_dir, tmp))
-            records = build_engines(onnx_path, plan, built, tmp, log)
+            onnx_path, prepared, built = twin_source(manifest, engine, out_dir, _private_cache(engine, out_dir, tmp))
+            records = build_engines(onnx_path, plan, built, tmp, log, prepared=prepared)
             with open_runner(replace(manifest, plan=plan, engines=tuple(records)), records[0], tmp) as runner:
                 yield lambda feed: runner.infer(feed, profile=0)
 
@@ -136,6 +142,24 @@ class TensorRT(Backend):
         profiles = tuple(str(k) for k in range(len(engine.profiles)))
         return TritonModel("tensorrt_plan", NAME, "KIND_GPU", engine.file, "model.plan", engine_bound=True,
                            profiles=profiles, runtime_version=str(version))
+
+
+def twin_source(manifest: Manifest, engine: EngineRecord, out_dir, timing_cache: str | None):
+    """(the ONNX to build ``engine``'s shape-fixed twin from, whether it is already the network TensorRT parses,
+    the BuildOptions): the engine's own recorded Q/DQ or reduced-precision ONNX when it has one, so the twin is
+    the same network, else the export; every file hash-checked (IntegrityError, exit 4, when one was changed or
+    removed); an int8 engine's options carry its calibrated ranges' file, as its build's did."""
+    calibration = None
+    if engine.precision == "int8":
+        if manifest.calibration is None:
+            raise IntegrityError(f"engine {engine.name} is int8 and the manifest records no calibration",
+                                 hint="rebuild it: rsz-export build --precision int8 --force")
+        calibration = str(verify_file(out_dir, manifest.calibration.file))
+    options = recorded_options(engine, timing_cache=timing_cache, calibration=calibration)
+    network = next((r for r in engine.extra_files if r.file.endswith(".onnx")), None)
+    if network is not None:
+        return verify_file(out_dir, network), True, options
+    return verify_file(out_dir, manifest.onnx), False, options
 
 
 def _private_cache(engine: EngineRecord, engines_dir, tmp: str) -> str:

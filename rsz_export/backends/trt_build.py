@@ -50,9 +50,12 @@ _SET_PRECISION = {10: _set_precision_v10, 11: _set_precision_v11}
 
 
 def _network_source(onnx_path: Path, options: BuildOptions, plan: Plan, major: int, out_dir: Path,
-                    log: Log) -> tuple[Path, dict]:
-    """The ONNX file TensorRT parses, and what the manifest records about it."""
+                    log: Log, prepared: bool = False) -> tuple[Path, dict]:
+    """The ONNX file TensorRT parses, and what the manifest records about it (``prepared``: ``onnx_path`` is
+    already that file, an engine's own recorded Q/DQ or reduced-precision ONNX)."""
     precision = options.precision
+    if prepared:
+        return onnx_path, {}
     if precision == "int8":  # the Q/DQ model for TensorRT, checked with ONNX Runtime on the CPU first
         from rsz_export.model.quantization import TENSORRT_QDQ, checked_qdq
 
@@ -221,10 +224,11 @@ def _build_facts(options: BuildOptions, major: int, here: dict, reduced: dict) -
     }
 
 
-def recorded_options(engine: EngineRecord, timing_cache: str | None = None) -> BuildOptions:
-    """The BuildOptions ``engine`` was built with (what ``_build_facts`` recorded), with ``timing_cache``: how
-    bench builds an engine's shape-fixed twin with the same TF32, optimization level, workspace and
-    compatibility settings."""
+def recorded_options(engine: EngineRecord, timing_cache: str | None = None, calibration: str | None = None
+                     ) -> BuildOptions:
+    """The BuildOptions ``engine`` was built with (what ``_build_facts`` recorded), with ``timing_cache`` and, for
+    int8, the calibrated ranges' file ``calibration``: how bench builds an engine's shape-fixed twin with the
+    same precision, TF32, optimization level, workspace and compatibility settings."""
     settings, built = engine.settings, engine.settings.get("build_options", {})
     hardware = settings.get("hardware_compat") or "none"
     return BuildOptions(
@@ -235,18 +239,21 @@ def recorded_options(engine: EngineRecord, timing_cache: str | None = None) -> B
         tf32=bool(settings.get("tf32", True)),
         hardware_compat=None if hardware == "none" else hardware,
         version_compat=bool(settings.get("version_compat", False)),
+        calibration=calibration,
     )
 
 
-def build_engines(onnx_path, plan: Plan, options: BuildOptions, out_dir, log: Log) -> list[EngineRecord]:
-    """Build one engine with every plan profile (or one per profile) from ``onnx_path`` into ``out_dir``."""
+def build_engines(onnx_path, plan: Plan, options: BuildOptions, out_dir, log: Log,
+                  prepared: bool = False) -> list[EngineRecord]:
+    """Build one engine with every plan profile (or one per profile) from ``onnx_path`` into ``out_dir``
+    (``prepared``: ``onnx_path`` is the network itself, already quantized or reduced for ``options.precision``)."""
     trt = import_trt()
     version = str(trt.__version__)
     ts.check_build_options(options, version)
     major = ts.api_major(version)
     out_dir = Path(out_dir)
     here = trt_env.installed()
-    source, reduced = _network_source(Path(onnx_path), options, plan, major, out_dir, log)
+    source, reduced = _network_source(Path(onnx_path), options, plan, major, out_dir, log, prepared)
     cache_path = Path(options.timing_cache) if options.timing_cache else out_dir / TIMING_CACHE_NAME
     logger = make_logger(trt, log)
     builder = trt.Builder(logger)

@@ -11,6 +11,9 @@ from __future__ import annotations
 class TorchCuda:
     """One CUDA stream of the runner, device buffers as torch tensors, CUDA-event timing on that stream."""
 
+    torch_device = "cuda"
+    """Where torch-side measurements beside the engines run (bench's matmul peak and memory high-water marks)."""
+
     @staticmethod
     def problem() -> str | None:
         """None when torch sees a CUDA device, else why not."""
@@ -67,12 +70,10 @@ class TorchCuda:
         self.stream.synchronize()
         return result, float(start.elapsed_time(end))
 
-    def to_host(self, buffer):
-        """A float32 host array of a device buffer, after the runner's stream has finished."""
-        with self.torch.cuda.stream(self.stream):
-            host = buffer.float().cpu()
-        self.stream.synchronize()
-        return host.numpy()
+    @staticmethod
+    def to_host(buffer):
+        """A float32 host array of a device buffer (the runner synchronizes its stream first)."""
+        return buffer.float().cpu().numpy()
 
     def synchronize(self) -> None:
         self.stream.synchronize()

@@ -3,6 +3,7 @@ TensorRT and GPU facts, whether a built engine may run here, and loading a seria
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 
 from rsz_export.artifacts.manifest import EngineRecord, Manifest
@@ -11,6 +12,8 @@ from rsz_export.errors import EnvironmentProblem, IntegrityError
 from rsz_export.interface import Log
 
 NAME = "tensorrt"
+KEPT_ERRORS = 16
+"""TensorRT errors a logger keeps for failure messages (the latest; older ones are dropped)."""
 
 
 def import_trt():
@@ -49,7 +52,7 @@ def make_logger(trt, log: Log):
 
         def __init__(self):
             trt.ILogger.__init__(self)
-            self.errors: list[str] = []
+            self.errors: deque[str] = deque(maxlen=KEPT_ERRORS)  # bounded: a server's runner lives for days
 
         def log(self, severity, msg):
             if int(severity) <= int(trt.ILogger.ERROR):
@@ -62,7 +65,7 @@ def make_logger(trt, log: Log):
 
 def logged(logger, count: int = 3) -> str:
     """The last ``count`` errors TensorRT logged, for a failure message."""
-    return "; ".join(logger.errors[-count:]) or "TensorRT logged no error"
+    return "; ".join(list(logger.errors)[-count:]) or "TensorRT logged no error"
 
 
 def check_compatible(manifest: Manifest, engine: EngineRecord) -> str | None:

@@ -59,6 +59,7 @@ class TrtRunner(Runner):
                 hint="rebuild it: rsz-export build --force",
             )
         io = _io_tensors(trt, cuda_engine)
+        _check_profiles(cuda_engine, ts.trt_profile_shapes(self.manifest.plan, record.profiles, io[0][0]), path)
         self._keep.append((trt_runtime, cuda_engine))
         for k, plan_index in enumerate(record.profiles):
             self._slots[plan_index] = (self._context(trt, cuda_engine, k, path), io)
@@ -93,9 +94,15 @@ class TrtRunner(Runner):
         if not exec_context.set_input_shape(in_name, tuple(images.shape)):
             raise UsageError(f"TensorRT refused input shape {images.shape} for profile {plan_index}")
         device = self._device
+        out_shape = tuple(exec_context.get_tensor_shape(out_name))
+        if any(d < 0 for d in out_shape):  # NvInferRuntime.h getTensorShape: -1 only for data-dependent outputs
+            raise IntegrityError(
+                f"TensorRT gives no concrete shape for {out_name} ({out_shape}) at input {images.shape}: not an "
+                "engine rsz-export builds", hint="rebuild it: rsz-export build --force",
+            )
         try:
             x = device.to_device(images, in_dtype)
-            y = device.empty(tuple(exec_context.get_tensor_shape(out_name)), out_dtype)
+            y = device.empty(out_shape, out_dtype)
         except RuntimeError as exc:  # torch.cuda.OutOfMemoryError and other CUDA errors are RuntimeErrors
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise EnvironmentProblem(f"no GPU memory for {images.shape}: {first}", hint=FREE_MEMORY_HINT) from None
@@ -106,6 +113,7 @@ class TrtRunner(Runner):
         if not ok:
             raise EnvironmentProblem(f"TensorRT failed to run {images.shape}: {logged(self._logger)}")
         self.last_latency_ms = latency_ms
+        device.synchronize()  # enqueueV3 is asynchronous: the outputs are valid once the stream has run
         return device.to_host(y)
 
 
@@ -119,3 +127,15 @@ def _io_tensors(trt, cuda_engine) -> tuple:
     if len(io["in"]) != 1 or len(io["out"]) != 1:
         raise IntegrityError(f"engine IO {io} is not one input and one output as rsz-export builds them")
     return io["in"][0], io["out"][0]
+
+
+def _check_profiles(cuda_engine, expected, path: Path) -> None:
+    """IntegrityError (exit 4) at load when an engine profile's [min, opt, max] differ from the manifest's plan
+    (an engine swapped in from another build), instead of a refused shape at the first call."""
+    for k, (name, lo, opt, hi) in enumerate(expected):
+        got = [tuple(d) for d in cuda_engine.get_tensor_profile_shape(name, k)]  # an input: valid Dims on 10 and 11
+        if got != [tuple(lo), tuple(opt), tuple(hi)]:
+            raise IntegrityError(
+                f"{path} profile {k} covers {got[0]}..{got[2]} (opt {got[1]}) and the manifest's plan says "
+                f"{tuple(lo)}..{tuple(hi)} (opt {tuple(opt)})", hint="rebuild it: rsz-export build --force",
+            )

@@ -76,7 +76,11 @@ TENSORRT_QDQ = QdqSettings(
     per_channel=True,
     reduce_range=False,
     op_types=("Conv", "Gemm", "Add"),
-    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+    # Biases stay float: ONNX Runtime quantizes Conv/Gemm biases to INT32 by default, and TensorRT's
+    # IDequantizeLayer takes INT8, FP8, INT4 or FP4 only (NvInfer.h IDequantizeLayer; onnx-tensorrt
+    # docs/operators.md 10.x: DequantizeLinear INT8, FP8, INT4), so an INT32 DequantizeLinear fails the parse
+    # (onnx-tensorrt#850, NVIDIA/TensorRT#3360). TensorRT quantizes a float bias into the fused int8 kernel itself.
+    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
                    "OpTypesToExcludeOutputQuantization": ["Conv", "Gemm", "Add"]},
     check_level="ORT_DISABLE_ALL",
 )

@@ -232,6 +232,80 @@ def test_parser_rejects_com_microsoft_nodes_with_full_error_details(tmp_path):
     assert parser.get_error(1).code() == trt.ErrorCode.MODEL_DESERIALIZE_FAILED
 
 
+def _qdq_classifier(path, bias_type):
+    """A Conv whose weight and bias come through DequantizeLinear (the bias as ``bias_type``), nodes listed in
+    reverse order (ONNX Runtime's quantizer writes its DequantizeLinear nodes after their consumers)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Conv", ["x", "w_dq", "b_dq"], ["y"], name="conv"),
+        helper.make_node("DequantizeLinear", ["b_q", "b_s", "b_z"], ["b_dq"], name="bias_dq"),
+        helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w_dq"], name="weight_dq"),
+    ]
+    init = [
+        helper.make_tensor("w_q", TensorProto.INT8, [4, 3, 1, 1], [1] * 12),
+        helper.make_tensor("w_s", TensorProto.FLOAT, [], [0.1]),
+        helper.make_tensor("w_z", TensorProto.INT8, [], [0]),
+        helper.make_tensor("b_q", bias_type, [4], [1] * 4),
+        helper.make_tensor("b_s", TensorProto.FLOAT, [], [0.01]),
+        helper.make_tensor("b_z", bias_type, [], [0]),
+    ]
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], init)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@BOTH
+def test_parser_follows_the_support_matrix_for_input_types(version, tmp_path):
+    """onnx-tensorrt docs/operators.md: DequantizeLinear takes INT8/FP8/INT4 (FP4 from 11.x), so an INT32 bias
+    DequantizeLinear (ONNX Runtime's default Q/DQ) is refused with the node named; an INT8 one imports, even with
+    its nodes out of order (the parser sorts them, ModelImporter.cpp toposort)."""
+    from onnx import TensorProto
+
+    trt = fake_tensorrt.make_module(version)
+    logger = recording_logger(trt)
+    parser = trt.OnnxParser(trt.Builder(logger).create_network(0), logger)
+    assert not parser.parse_from_file(str(_qdq_classifier(tmp_path / "int32.onnx", TensorProto.INT32)))
+    error = parser.get_error(0)
+    assert (error.code(), error.node_name(), error.node_operator()) == (
+        trt.ErrorCode.UNSUPPORTED_NODE_DATATYPE, "bias_dq", "DequantizeLinear")
+    assert "is INT32" in error.desc() and "INT8" in error.desc()
+    network = trt.Builder(logger).create_network(0)
+    assert trt.OnnxParser(network, logger).parse_from_file(
+        str(_qdq_classifier(tmp_path / "int8.onnx", TensorProto.INT8))
+    )
+    assert tuple(network.get_output(0).shape) == (1, 4, 8, 8)
+
+
+def test_a_graph_that_cannot_be_sorted_is_invalid(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Relu", ["b"], ["a"]), helper.make_node("Relu", ["a"], ["b"])]  # a cycle
+    graph = helper.make_graph(nodes, "cycle", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])])
+    onnx.save(
+        helper.make_model(graph),
+        str(tmp_path / "cycle.onnx"),
+    )
+    trt = fake_tensorrt.make_module(V11)
+    logger = recording_logger(trt)
+    parser = trt.OnnxParser(trt.Builder(logger).create_network(0), logger)
+    assert not parser.parse_from_file(str(tmp_path / "cycle.onnx"))
+    assert parser.get_error(0).code() == trt.ErrorCode.INVALID_GRAPH and "topologically" in parser.get_error(0).desc()
+
+
+def test_the_support_matrix_data_names_its_source():
+    from tests.backends.fake_tensorrt import _network
+
+    assert "onnx-tensorrt" in _network._MATRIX["source"] and "96e781103cfc" in _network._MATRIX["source"]
+    ten, eleven = _network.supported_types(10), _network.supported_types(11)
+    assert ten["DequantizeLinear"] == {"INT8", "FP8", "INT4"} and eleven["DequantizeLinear"] >= {"FP4"}
+    assert {"Conv", "Gemm", "Add", "Relu", "MaxPool", "GlobalAveragePool", "Flatten"} <= set(ten)
+
+
 # -- builder config ------------------------------------------------------------------------------------------------
 def test_builder_config_contract():
     trt = fake_tensorrt.make_module(V10)
@@ -536,6 +610,35 @@ def test_profile_selection_rules(onnx_path):
     trt._fake.knobs.profile_sharing = True
     third = engine.create_execution_context()
     assert third.set_optimization_profile_async(0, stream)
+
+
+def test_a_profile_switch_is_queued_on_its_stream(onnx_path):
+    """Work on another stream fails until the stream carrying the switch is synchronized; the same stream is
+    ordered and needs nothing (NvInferRuntime.h setOptimizationProfileAsync)."""
+    trt = fake_tensorrt.make_module(V11)
+    engine, logger = engine_for(trt, onnx_path, profiles=(PROFILE, PROFILE))
+    device = trt._fake.device
+    switch, run = device.create_stream(), device.create_stream()
+    ctx = engine.create_execution_context()
+    ctx.set_optimization_profile_async(1, switch)
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    ctx.set_input_shape("images", x.shape)
+    ctx.set_tensor_address("images", device.malloc(x.nbytes))
+    ctx.set_tensor_address("logits", device.malloc(4000))
+    assert not ctx.execute_async_v3(run) and "has not finished" in logger.errors()[-1]
+    assert ctx.execute_async_v3(switch)  # the same stream: queued after the switch
+    device.synchronize(switch)
+    assert ctx.execute_async_v3(run)
+
+
+def test_the_module_has_a_spec_like_an_installed_package(monkeypatch):
+    """torch._dynamo (imported by torchvision) calls importlib.util.find_spec("tensorrt"), which raises
+    ValueError for a module in sys.modules whose __spec__ is None."""
+    import importlib.util
+
+    module = fake_tensorrt.install(monkeypatch, V11)
+    spec = importlib.util.find_spec("tensorrt")
+    assert spec is module.__spec__ and spec.name == "tensorrt" and spec.origin.endswith("__init__.py")
 
 
 def _prepared(trt, onnx_path, shape=(2, 3, 40, 56)):

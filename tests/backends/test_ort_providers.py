@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rsz_export.backends import ort_providers
-from rsz_export.errors import UsageError
+from rsz_export.errors import OutputError, UsageError
 from rsz_export.shapes import BatchRange
 from tests.helpers import make_plan
 
@@ -31,17 +31,26 @@ def test_shape_string_rejects_nonsense():
 
 
 def test_tensorrt_provider_keeps_caches_in_the_output_dir(tmp_path):
-    chain = ort_providers.providers_for("tensorrt", PLAN, tmp_path, "fp16")
+    cache = ort_providers.trt_cache_dir(tmp_path, "ab" * 32, "p0")
+    assert cache == tmp_path / "ort-trt-cache" / ("ab" * 8) / "p0"
+    chain = ort_providers.providers_for("tensorrt", PLAN, cache, "fp16", workspace_mib=512)
     names = [c[0] if isinstance(c, tuple) else c for c in chain]
     assert names == ["TensorrtExecutionProvider", "CPUExecutionProvider"]  # no CUDA: nothing runs beside TensorRT
     trt = chain[0][1]
-    assert Path(trt["trt_engine_cache_path"]) == tmp_path / "ort-trt-cache"
+    assert Path(trt["trt_engine_cache_path"]) == Path(trt["trt_timing_cache_path"]) == cache
     assert trt["trt_engine_cache_enable"] == "True" and trt["trt_fp16_enable"] == "True"
-    assert "trt_bf16_enable" not in trt
+    assert trt["trt_max_workspace_size"] == str(512 << 20)
     assert all(isinstance(v, str) for v in trt.values())
-    bf16 = ort_providers.tensorrt_options(PLAN, tmp_path, "bf16", workspace_mib=512)
-    assert bf16["trt_bf16_enable"] == "True" and bf16["trt_fp16_enable"] == "False"
-    assert bf16["trt_max_workspace_size"] == str(512 << 20)
+    assert "trt_max_workspace_size" not in ort_providers.tensorrt_options(PLAN, cache, "fp32")
+
+
+def test_a_cache_folder_that_cannot_be_created_is_an_output_error(tmp_path):
+    (tmp_path / "ort-trt-cache").write_text("a file where the folder goes")
+    with pytest.raises(OutputError, match="cannot create ONNX Runtime's TensorRT cache folder") as info:
+        ort_providers.make_cache_dir(ort_providers.trt_cache_dir(tmp_path, "0" * 64, "p0"))
+    assert info.value.exit_code == 5
+    deep = ort_providers.make_cache_dir(ort_providers.trt_cache_dir(tmp_path / "x", "0" * 64, "p1"))
+    assert deep.is_dir()  # every level, not only the last one
 
 
 def test_cpu_and_cuda_chains():

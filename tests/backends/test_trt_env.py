@@ -50,3 +50,14 @@ def test_a_manifest_without_tensorrt_engines_opens_no_runner(tmp_path):
 def test_without_torch_the_cuda_side_says_so(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     assert trt_cuda.TorchCuda.problem().startswith("torch cannot be imported")
+
+
+def test_the_logger_keeps_only_the_latest_errors(monkeypatch):
+    """A long-running server's logger must not grow without bound; failure messages quote the latest errors."""
+    trt = use_double(monkeypatch, V11)
+    seen = []
+    logger = trt_env.make_logger(trt, seen.append)
+    for i in range(1000):
+        logger.log(trt.ILogger.ERROR, f"error {i}")
+    assert len(logger.errors) == trt_env.KEPT_ERRORS and len(seen) == 1000
+    assert trt_env.logged(logger, 2) == "error 998; error 999"

@@ -34,7 +34,6 @@ def run_all(out, records, shapes):
         for batch, h, w in shapes:
             x = np.random.default_rng(h * w + batch).standard_normal((batch, 3, h, w)).astype(np.float32)
             results.append((x, runner.infer(x), runner.last_profile))
-            assert runner.last_latency_ms is not None and runner.last_latency_ms >= 0
     return results
 
 
@@ -136,10 +135,15 @@ class _ForeignStreamCuda(FakeCuda):
 
 
 class _NoSyncCuda(FakeCuda):
-    """Reads outputs without waiting for the stream: the double hands back what the device held before."""
+    """A CUDA side whose timing and reads never wait for the stream (on a GPU, a read before the queued work ran
+    gives stale bytes, as the double does): the runner itself must synchronize before reading outputs. Its timing
+    is a fixed 7.5 ms, taken around the call that enqueues the work."""
 
     def run_timed(self, run):
-        return run(), 0.0
+        before = self.device.pending(self.stream_handle)
+        result = run()
+        assert self.device.pending(self.stream_handle) > before  # the execute was enqueued inside the timing
+        return result, 7.5
 
     def to_host(self, buffer):
         return self.device.read(buffer.ptr, buffer.shape, buffer.dtype).astype(np.float32)
@@ -164,11 +168,13 @@ class _SmallOutputCuda(FakeCuda):
         return super().empty((1,), dtype)
 
 
-def test_an_unsynchronised_read_is_stale_and_failures_are_reported(tmp_path, monkeypatch, classifier_onnx):
+def test_the_runner_synchronizes_before_reading_and_failures_are_reported(tmp_path, monkeypatch, classifier_onnx):
     trt = use_double(monkeypatch, V11, cuda=_NoSyncCuda)
     records = build(tmp_path, classifier_onnx)
-    ((_, got, _),) = run_all(tmp_path, records, [(1, 64, 64)])
-    assert not got.any()  # the double, like a GPU, had not run the queued work yet
+    with backend.open_runner(manifest_for(records, tmp_path, PLAN), None, tmp_path) as runner:
+        x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+        np.testing.assert_allclose(runner.infer(x), onnx_reference(classifier_onnx)(x), rtol=1e-5, atol=1e-5)
+        assert runner.last_latency_ms == 7.5  # the CUDA side's timing of the execute, as it measured it
     use_double(monkeypatch, V11, cuda=_SmallOutputCuda)
     with pytest.raises(EnvironmentProblem, match=r"failed to run \(1, 3, 64, 64\): .*enqueueV3"):
         run_all(tmp_path, records, [(1, 64, 64)])
@@ -180,13 +186,15 @@ def test_an_unsynchronised_read_is_stale_and_failures_are_reported(tmp_path, mon
 
 
 def test_an_engine_whose_profiles_differ_from_its_manifest(tmp_path, monkeypatch, classifier_onnx):
-    """A manifest whose plan claims a wider range than the engine was built for: TensorRT refuses the shape."""
+    """A manifest whose plan claims a wider range than the engine was built for: refused when it loads (exit 4),
+    not at the first input of the wider range."""
     use_double(monkeypatch, V11)
     records = build(tmp_path, classifier_onnx)
     wider = make_plan(64, 160, profiles=2, batch=BatchRange(1, 2, 2))
-    with backend.open_runner(manifest_for(records, tmp_path, wider), None, tmp_path) as runner:
-        with pytest.raises(UsageError, match="TensorRT refused input shape"):
-            runner.infer(np.zeros((1, 3, 160, 160), np.float32))
+    with pytest.raises(IntegrityError, match="profile 0 covers .* the manifest's plan says") as info:
+        with backend.open_runner(manifest_for(records, tmp_path, wider), None, tmp_path):
+            pass
+    assert info.value.exit_code == 4
 
 
 def test_an_engine_with_other_inputs_and_outputs_is_refused(tmp_path, monkeypatch, classifier_onnx):

@@ -4,14 +4,28 @@ messages, files left behind) on a machine without TensorRT.
 
 Environment: RSZ_FAKE_TRT_VERSION (default the 11.x surface), RSZ_FAKE_TRT_GPU ("NAME:MAJOR.MINOR"),
 RSZ_FAKE_TRT_SIGNAL_AT_STEP and RSZ_FAKE_TRT_SIGNAL (a signal number, default SIGINT) to deliver a signal
-inside the build, RSZ_FAKE_TRT_DEVICE_MIB (the fake GPU's memory).
+inside the build, RSZ_FAKE_TRT_DEVICE_MIB (the fake GPU's memory), RSZ_FAKE_TRT_REFERENCE (an ONNX written by
+``trt_double.classifier_onnx``: validate's PyTorch reference is that classifier, since the manifest names ResNet-50
+weights the tiny model does not hold).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(*args, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """``python -m tests.backends.trt_cli ARGS`` in a subprocess (real exit codes); ``env``: the RSZ_FAKE_TRT_*
+    settings above by their lower-case suffix (``version="10.16.1.11"``)."""
+    environment = {**os.environ, "PYTHONPATH": str(REPO), **{f"RSZ_FAKE_TRT_{k.upper()}": v for k, v in env.items()}}
+    command = [sys.executable, "-m", "tests.backends.trt_cli", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment, cwd=REPO)
 
 
 def install() -> None:
@@ -34,6 +48,11 @@ def install() -> None:
         module._fake.device.total_bytes = int(env("RSZ_FAKE_TRT_DEVICE_MIB")) << 20
     sys.modules["tensorrt"] = module
     trt_env.cuda = lambda: FakeCuda
+    if env("RSZ_FAKE_TRT_REFERENCE"):
+        from rsz_export.validate import run as validate_run
+        from tests.backends.trt_double import classifier_module
+
+        validate_run.reference_model = lambda record, directory: classifier_module(Path(env("RSZ_FAKE_TRT_REFERENCE")))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ class FakeBuffer:
 
     def __init__(self, device, shape, dtype):
         self.device, self.shape, self.dtype = device, tuple(shape), np.dtype(dtype)
+        if any(d < 0 for d in self.shape):  # as torch.empty refuses it
+            raise RuntimeError(f"Trying to create tensor with negative dimension: {list(self.shape)}")
         self.ptr = device.malloc(max(int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize, 1))
 
     def __del__(self):
@@ -39,6 +41,8 @@ class FakeBuffer:
 class FakeCuda:
     """The runner's CUDA side (rsz_export.backends.trt_cuda.TorchCuda) over the installed double's fake GPU,
     device memory and streams: the same methods, the same asynchrony (work runs when its stream syncs)."""
+
+    torch_device = "cpu"  # the fake GPU computes on the CPU: bench's torch-side probes measure the CPU
 
     @staticmethod
     def _trt():

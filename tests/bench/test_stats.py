@@ -120,3 +120,18 @@ def test_efficiency_maths():
     assert peak_share(35.0, 50.0) == pytest.approx(0.7)
     assert peak_share(35.0, None) is None
 
+
+
+def test_the_matmul_peak_stops_timing_after_its_time_budget(monkeypatch):
+    """At least three products, at most ``reps``, and no more once about a second has passed."""
+    from rsz_export.bench import probes
+
+    calls = []
+    monkeypatch.setattr(probes, "wall_timer", lambda run: lambda: calls.append(1) or 1.0)
+    monkeypatch.setattr(probes.time, "perf_counter", lambda: 0.6 * len(calls))  # every product takes 0.6 s
+    probes.matmul_peak_gflops("onnxruntime", 1, "cpu", n=64, reps=10)
+    assert len(calls) == probes.PEAK_MIN_REPS
+    calls.clear()
+    monkeypatch.setattr(probes.time, "perf_counter", lambda: 0.0)  # fast products: every rep
+    probes.matmul_peak_gflops("onnxruntime", 1, "cpu", n=64, reps=10)
+    assert len(calls) == 10

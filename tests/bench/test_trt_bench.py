@@ -1,7 +1,8 @@
 """bench over TensorRT engines, on the CPU against the test double: the sweep across the engines of an
 --engine-per-profile build, the shape-fixed twin built with the engine's own settings, TensorRT's own memory
-figures and GPU time. Only the torch.cuda probes (peak memory, the matmul peak) are pointed at the CPU here:
-they need a GPU; nothing about the timings themselves is claimed."""
+figures and GPU time. The torch-side probes (peak memory, the matmul peak) run where the CUDA side says
+(``TensorRT.engine_device``): the double's fake GPU says the CPU, so no torch.cuda call is made; nothing about
+the timings themselves is claimed."""
 
 from __future__ import annotations
 
@@ -25,19 +26,17 @@ SIZES = (Resolution(64, 64), Resolution(100, 100), Resolution(128, 128))
 
 @pytest.fixture()
 def cpu_probes(monkeypatch):
-    """The torch.cuda probes read the CPU instead (they need a GPU); the timing loop, runners and rows are real."""
-    monkeypatch.setattr(bench_run, "reset_peak_memory", lambda device: probes.reset_peak_memory("cpu"))
-    monkeypatch.setattr(bench_run, "memory_snapshot", lambda device: probes.memory_snapshot("cpu"))
+    """A small matmul peak (the real probe, on a 64x64 product): the rest of the run is unchanged."""
     monkeypatch.setattr(
-        bench_run, "matmul_peak_gflops", lambda *a, **k: probes.matmul_peak_gflops(a[0], 1, "cpu", n=64)
+        bench_run, "matmul_peak_gflops", lambda *a, **k: probes.matmul_peak_gflops(a[0], 1, a[2], n=64)
     )
 
 
 def _spy_builds(monkeypatch):
     builds = []
 
-    def spy(onnx, plan, options, out, log):
-        records = real(onnx, plan, options, out, log)
+    def spy(onnx, plan, options, out, log, **kwargs):
+        records = real(onnx, plan, options, out, log, **kwargs)
         builds.append((options, records))
         return records
 
@@ -63,7 +62,7 @@ def test_bench_sweeps_the_engines_of_a_per_profile_build_with_static_twins(
     assert all(
         r["trt_activation_mib"] > 0 and r["engine_file_mib"] > 0 and r["gpu_compute_p50_ms"] > 0 for r in dynamic
     )
-    assert all(r["dynamic_over_static"] > 0 and r["device"] == "cuda" for r in dynamic)
+    assert all(r["dynamic_over_static"] > 0 and r["device"] == "cpu" for r in dynamic)  # the fake GPU
     assert header["peak_math"] == {"tensorrt": "fp32"}  # built with --no-tf32
     assert len([r for r in rows if r["variant"] == "static"]) == len(SIZES) == len(twins)
     for options, records in twins:  # each twin: the engine's settings, a warm private copy of its cache
@@ -112,3 +111,28 @@ def test_peak_math_follows_the_engines_arithmetic():
     assert probes.peak_math(_Manifest("fp32", False), "tensorrt") == "fp32"
     assert probes.peak_math(_Manifest("bf16", True), "tensorrt") == "bf16"
     assert probes.peak_math(_Manifest("fp32", True), "torch") == "fp32"
+
+
+def test_the_twin_is_built_from_the_engines_own_network_and_calibration(trt_double, tmp_path, classifier_onnx):
+    """An int8 engine's twin parses its recorded Q/DQ ONNX with the recorded calibration (not a new quantization,
+    not ``None``); a 10.x fp32 engine's twin parses the export; a manifest without the calibration is exit 4."""
+    from dataclasses import replace
+
+    from rsz_export.backends.base import BuildOptions
+    from rsz_export.errors import IntegrityError
+    from rsz_export.model.calibration_set import CalibSpec
+    from rsz_export.pipeline.run import BuildSpec, build
+
+    spec = BuildSpec(PLAN, tmp_path / "int8", backend="tensorrt", options=BuildOptions(precision="int8"),
+                     onnx=classifier_onnx, calibration=CalibSpec(count=4), command="pytest")
+    manifest = build(spec).manifest
+    (engine,) = manifest.engines
+    source, prepared, options = trt_backend.twin_source(manifest, engine, tmp_path / "int8", None)
+    assert prepared and source.name == "model.int8-tensorrt.onnx" and options.precision == "int8"
+    assert options.calibration == str(tmp_path / "int8" / manifest.calibration.file.file)
+    with pytest.raises(IntegrityError, match="records no calibration") as info:
+        trt_backend.twin_source(replace(manifest, calibration=None), engine, tmp_path / "int8", None)
+    assert info.value.exit_code == 4
+    fp32 = build_folder(tmp_path / "fp32", PLAN, classifier_onnx, tf32=False)
+    source, prepared, options = trt_backend.twin_source(fp32, fp32.engines[0], tmp_path / "fp32", "cache")
+    assert not prepared and source.name == fp32.onnx.file and (options.tf32, options.timing_cache) == (False, "cache")

@@ -88,3 +88,22 @@ def test_out_of_memory_when_a_context_is_created(tmp_path, classifier_onnx):
     assert build(tmp_path, classifier_onnx).returncode == 0
     result = trt_cli("predict", str(tmp_path), str(SAMPLE_IMAGE), "--preprocess", "fit", device_mib="1")
     assert_clean_failure(result, 3, "could not create an execution context", "could not be allocated", "free GPU")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["changed", "removed"])
+def test_an_int8_engine_whose_calibration_was_changed_or_removed(damage, tmp_path, classifier_onnx):
+    """bench builds the int8 engine's shape-fixed twin from its recorded Q/DQ model and calibration: a calibration
+    file changed or removed after the build is an integrity error (exit 4) naming the file, not a traceback nor a
+    twin built from other ranges."""
+    assert build(tmp_path, classifier_onnx, "--precision", "int8", "--calib-count", "4").returncode == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    calibration = tmp_path / manifest["calibration"]["file"]["file"]
+    if damage == "changed":
+        calibration.write_text(calibration.read_text().replace("0", "1", 1))
+    else:
+        calibration.unlink()
+    result = trt_cli("bench", str(tmp_path), "--backends", "tensorrt", "--sizes", "64", "--iters", "1")
+    phrase = "does not match the manifest" if damage == "changed" else "is missing"
+    assert_clean_failure(result, 4, calibration.name, phrase)
+    assert_no_temp_files(tmp_path)

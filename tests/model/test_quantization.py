@@ -78,6 +78,28 @@ def test_tensorrt_model_is_symmetric_int8_at_conv_gemm_and_both_add_inputs(calib
     assert all(inits[n.input[0]].data_type == TensorProto.INT8 for n in conv_weights)
     weight_scales = [numpy_helper.to_array(inits[n.input[1]]) for n in conv_weights]
     assert weight_scales and all(s.size == 8 for s in weight_scales)  # per output channel
+    # Biases stay float: TensorRT's DequantizeLinear takes INT8/FP8/INT4(/FP4) only, never INT32 (NvInfer.h
+    # IDequantizeLayer; onnx-tensorrt docs/operators.md).
+    dequantized = [inits[n.input[0]].data_type for n in model.graph.node if n.op_type == "DequantizeLinear"
+                   and n.input[0] in inits]
+    assert dequantized and set(dequantized) == {TensorProto.INT8}
+    biases = [n.input[2] for n in model.graph.node if n.op_type in ("Conv", "Gemm")]
+    assert all(inits[b].data_type == TensorProto.FLOAT for b in biases)
+
+
+@pytest.mark.parametrize("version", ["10.16.1.11", "11.4.0.106"])
+def test_tensorrt_model_passes_the_parsers_support_matrix(version, calibrated):
+    """The TensorRT Q/DQ model parses under the test double's ONNX parser, which refuses op and input types
+    outside onnx-tensorrt's published support matrix (an INT32 bias DequantizeLinear, for one)."""
+    from tests.backends import fake_tensorrt
+    from tests.backends.fake_tensorrt.testing import recording_logger
+
+    folder, model, ranges = calibrated
+    path = qdq_model(model, ranges, TENSORRT_QDQ, folder / f"trt-{version}.onnx")
+    trt = fake_tensorrt.make_module(version)
+    logger = recording_logger(trt)
+    parser = trt.OnnxParser(trt.Builder(logger).create_network(0), logger)
+    assert parser.parse_from_file(str(path)), [str(parser.get_error(i)) for i in range(parser.num_errors)]
 
 
 def test_cpu_model_has_uint8_activations_and_int8_weights(calibrated):

@@ -89,6 +89,13 @@ class IExecutionContext:
         if profile_index != self._profile:
             self._shapes.clear()
         self._profile = profile_index
+        # The switch is queued on ``stream_handle`` (TENSORRT.md section 7; NvInferRuntime.h
+        # setOptimizationProfileAsync: "the profile switch is asynchronous ... ensure that the profile switch has
+        # finished, e.g. by synchronizing the stream, before enqueuing on another stream"): work on another
+        # stream before that stream is synchronized fails (see _enqueue_problem).
+        self._switch_stream = int(stream_handle)
+        ref = weakref.ref(self)
+        world.device.enqueue(stream_handle, lambda: setattr(ref(), "_switch_stream", None) if ref() else None)
         return True
 
     def set_input_shape(self, name: str, shape) -> bool:
@@ -197,6 +204,10 @@ class IExecutionContext:
             world.device.check_stream(stream_handle)
         except DeviceError as exc:
             return str(exc)
+        switch = getattr(self, "_switch_stream", None)
+        if switch is not None and switch != int(stream_handle):
+            return (f"the switch to profile {self._profile} queued on stream {switch:#x} has not finished: "
+                    f"synchronize that stream before enqueuing on stream {int(stream_handle):#x}")
         holder = engine._claims.get(self._profile)
         if holder is not None and holder() not in (None, self) and not world.knobs.profile_sharing:
             return f"profile {self._profile} is in use by another execution context of this engine"

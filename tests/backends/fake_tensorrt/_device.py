@@ -67,6 +67,8 @@ class FakeDevice:
 
     def view(self, ptr: int, nbytes: int) -> memoryview:
         """The device bytes [ptr, ptr + nbytes); DeviceError when they are not inside one live allocation."""
+        if nbytes < 0:  # a tensor shape with an unresolved (-1) dimension
+            raise DeviceError(f"a negative byte count ({nbytes}) at {ptr:#x}: the tensor's shape is not concrete")
         i = bisect.bisect_right(self._starts, ptr) - 1
         if i < 0:
             raise DeviceError(f"illegal address {ptr:#x}: not device memory allocated on this device")

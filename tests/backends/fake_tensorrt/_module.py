@@ -3,8 +3,10 @@ every member that version lacks hidden, and module functions."""
 
 from __future__ import annotations
 
+import importlib.machinery
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 
@@ -184,6 +186,13 @@ def make_module(
     world.classes = {}
     module = types.ModuleType("tensorrt", f"fake TensorRT {version} (fake_tensorrt test double)")
     module.__version__ = version
+    # A module spec as an installed package has one: torch._dynamo (trace_rules.add, run at `import torchvision`)
+    # and anything else calling importlib.util.find_spec("tensorrt") read sys.modules["tensorrt"].__spec__ and
+    # raise ValueError when it is None (importlib.util.find_spec, CPython Lib/importlib/util.py). The origin is
+    # this package's __init__.py, standing in for site-packages/tensorrt/__init__.py.
+    origin = Path(__file__).with_name("__init__.py")
+    module.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None, origin=str(origin), is_package=True)
+    module.__file__, module.__path__ = str(origin), []
     module._fake = world  # the test-side handle: world.gpu, world.knobs, world.device
     for name in ENUMS:
         cls = _datatype_enum(world) if name == "DataType" else make_enum(name, world.surface.enums[name])

@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 from ._core import check_logger, internal, log, raise_no_constructor
 
-# Operators the ONNX parser imports natively: the "Y" rows of onnx-tensorrt docs/operators.md (release 10.1 GA,
-# github.com/onnx/onnx-tensorrt). Dispatch is by op_type alone (ModelImporter.cpp parseNode): anything else goes
-# to FallbackPluginImporter, which fails with "Plugin not found, are the plugin name, version, and namespace
-# correct?" (onnxOpImporters.cpp) and ErrorCode UNSUPPORTED_NODE unless a plugin of that name is registered.
-SUPPORTED_OPS = frozenset(
-    """Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast CastLike Ceil
-    Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DeformConv DepthToSpace
-    DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor Gather GatherElements
-    GatherND Gelu Gemm GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual GridSample
-    GroupNormalization GRU HardSigmoid HardSwish Hardmax Identity If ImageScaler InstanceNormalization IsInf IsNaN
-    LayerNormalization LeakyRelu Less LessOrEqual Log LogSoftmax Loop LRN LSTM LpNormalization LpPool MatMul Max
-    MaxPool Mean MeanVarianceNormalization Min Mish Mod Mul Neg NonMaxSuppression NonZero Not OneHot Or Pad
-    ParametricSoftplus Pow PRelu QuantizeLinear RandomNormal RandomNormalLike RandomUniform RandomUniformLike Range
-    Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum
-    ReduceSumSquare Relu Reshape Resize ReverseSequence RNN RoiAlign Round ScaledTanh Scan Scatter ScatterElements
-    ScatterND Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt
-    Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Upsample Where Xor""".split()
-)
+# The ONNX parser's published support matrix: the operators it imports natively and the types of their data
+# (first) input, per TensorRT major (tests/data/onnx-tensorrt-operators.json, with its sources: onnx-tensorrt
+# docs/operators.md of 10.1 GA, and what 11.x changes). Dispatch is by op_type alone (ModelImporter.cpp
+# parseNode): anything else goes to FallbackPluginImporter, which fails with "Plugin not found, are the plugin
+# name, version, and namespace correct?" (onnxOpImporters.cpp) and ErrorCode UNSUPPORTED_NODE unless a plugin
+# of that name is registered.
+_MATRIX = json.loads((Path(__file__).resolve().parents[2] / "data" / "onnx-tensorrt-operators.json").read_text())
+SUPPORTED_OPS = frozenset(_MATRIX["operators_10"])
+
+
+def supported_types(major: int) -> dict[str, frozenset[str]]:
+    """op type -> the data input types the parser of TensorRT ``major`` accepts (the support matrix)."""
+    table = {op: frozenset(types) for op, types in _MATRIX["operators_10"].items()}
+    if major >= 11:
+        table.update({op: frozenset(t) for op, t in _MATRIX["changes_11"].items() if op != "source"})
+    return table
+
+
+# onnx TensorProto elem types -> the support matrix's type names (onnx.TensorProto.DataType numbers). DOUBLE is
+# cast down to FLOAT by the parser (operators.md: "TensorRT will attempt to cast DOUBLE down to FLOAT").
+MATRIX_TYPE = {1: "FP32", 11: "FP32", 10: "FP16", 16: "BF16", 6: "INT32", 7: "INT64", 3: "INT8", 2: "UINT8",
+               9: "BOOL", 17: "FP8", 22: "INT4", 23: "FP4"}
 # onnx TensorProto elem types -> TensorRT DataType member names (pyFoundationalTypes.cpp DataType; the parser
 # imports these types, onnx-tensorrt docs/operators.md "supports the following ONNX data types").
 ONNX_TO_TRT = {1: "FLOAT", 10: "HALF", 16: "BF16", 6: "INT32", 7: "INT64", 3: "INT8", 2: "UINT8", 9: "BOOL"}
@@ -172,9 +178,41 @@ class OnnxParser:
         for value in list(proto.graph.input) + list(proto.graph.output):
             if value.type.tensor_type.elem_type not in ONNX_TO_TRT:
                 return self._fail("UNSUPPORTED_NODE_DATATYPE", f"tensor {value.name} has an unsupported data type")
+        # ModelImporter.cpp importModel/parseGraph: nodes are imported in topological order (toposort.hpp), so a
+        # graph whose node list is not sorted imports; a cycle or a missing input is "Failed to sort the model
+        # topologically." (INVALID_GRAPH).
+        order = _toposort(proto.graph)
+        if order is None:
+            return self._fail("INVALID_GRAPH", "Failed to sort the model topologically.")
+        nodes = [proto.graph.node[i] for i in order]
+        del proto.graph.node[:]
+        proto.graph.node.extend(nodes)
+        problem = self._unsupported_type(proto)
+        if problem is not None:
+            return self._fail("UNSUPPORTED_NODE_DATATYPE", *problem)
         network._outputs = [self._tensor(v) for v in proto.graph.output]
         network._onnx = proto.SerializeToString()
         return True
+
+    def _unsupported_type(self, proto):
+        """(desc, index, name, op) for the first node whose data input has a type the support matrix does not
+        list for the op on this TensorRT major (operators.md "Supported Types"), else None."""
+        import onnx
+
+        types = {t.name: t.data_type for t in proto.graph.initializer}
+        inferred = onnx.shape_inference.infer_shapes(proto)
+        for value in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
+            types.setdefault(value.name, value.type.tensor_type.elem_type)
+        table = supported_types(int(self._world.surface.version.split(".")[0]))
+        for index, node in enumerate(proto.graph.node):
+            if not node.input or not node.input[0] or node.input[0] not in types:
+                continue
+            kind = MATRIX_TYPE.get(types[node.input[0]], f"ONNX type {types[node.input[0]]}")
+            if kind not in table[node.op_type]:
+                allowed = ", ".join(sorted(table[node.op_type]))
+                desc = f"{node.op_type} input {node.input[0]!r} is {kind}; the parser supports {allowed}"
+                return desc, index, node.name, node.op_type
+        return None
 
     def _tensor(self, value):
         world = self._world
@@ -186,3 +224,20 @@ class OnnxParser:
             _shape=world.classes["Dims"](dims),
             _dtype=getattr(world.classes["DataType"], dtype_name),
         )
+
+
+def _toposort(graph) -> list[int] | None:
+    """Indices of ``graph``'s nodes in a topological order (stable: the file's order where it is one), or None
+    when a node's input is produced by no node, initializer or graph input, or the nodes form a cycle."""
+    available = {t.name for t in graph.initializer} | {v.name for v in graph.input} | {""}
+    pending, order = list(range(len(graph.node))), []
+    while pending:
+        ready = [i for i in pending if all(name in available for name in graph.node[i].input)]
+        if not ready:
+            return None
+        for i in ready:
+            available.update(graph.node[i].output)
+            order.append(i)
+        done = set(ready)
+        pending = [i for i in pending if i not in done]
+    return order
