@@ -1,7 +1,7 @@
 """Backends: one module per runtime, loaded lazily so the CLI starts without torch, onnxruntime or TensorRT.
 
 ``ort`` (ONNX Runtime, with ``ort_providers`` for its GPU execution providers), ``trt`` (TensorRT: ``trt_build``
-builds, ``trt_runner`` runs, ``trt_support`` holds the pure helpers) and ``pyt`` (the PyTorch reference). The
+builds, ``trt_runner`` runs, ``trt_support`` holds the pure helpers) and ``pyt`` (the PyTorch reference) and ``openvino`` (OpenVINO on the CPU: ``ov_build``, ``ov_runner``, ``ov_support``). The
 contract each module follows is in ``base``.
 """
 
@@ -16,8 +16,9 @@ BACKENDS = {
     "onnxruntime": "rsz_export.backends.ort",
     "tensorrt": "rsz_export.backends.trt",
     "torch": "rsz_export.backends.pyt",
+    "openvino": "rsz_export.backends.openvino",
 }
-BUILD_BACKENDS = ("auto", "onnxruntime", "tensorrt")
+BUILD_BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino")
 REQUIRED = ("NAME", "SUPPORTED_PRECISIONS", "unavailable_reason", "check_compatible", "open_runner")
 """What every backend module defines (see ``base``); the ones that build engines also define ``build_engines``."""
 

@@ -72,6 +72,10 @@ def matmul_peak_gflops(backend: str, threads: int, device: str, n: int = 2048, r
     ``math`` (fp32 strict, tf32, fp16 or bf16: see ``peak_math``)."""
     if backend == "onnxruntime" and device == "cpu":
         run = ort_matmul(n, threads)
+    elif backend == "openvino":
+        from rsz_export.backends.openvino import matmul_call
+
+        run = matmul_call(n, threads)
     else:
         run = _torch_matmul(n, threads, device, math)
     run()

@@ -243,7 +243,7 @@ def _with_static_twin(run: _Run, engine: EngineRecord, point: Point, dynamic: tu
     """Time the dynamic engine and its shape-fixed twin in alternating windows; return both rows."""
     call, first_ms = dynamic
     memory = memory_snapshot(point.device)  # before the twin is opened: the process holds only the dynamic runner
-    opener = _pinned_ort if engine.backend == "onnxruntime" else _static_trt
+    opener = _static_trt if engine.backend == "tensorrt" else _pinned
     with opener(run, engine, InputShape(point.batch, point.size.h, point.size.w)) as infer:
         reset_peak_memory(point.device)
         static_call = _timer(point.backend, point.device)(functools.partial(infer, run.images(point.batch, point.size)))
@@ -279,16 +279,17 @@ def _with_baseline(run: _Run, point: Point, timed: tuple, peak) -> list[BenchRow
 
 
 @contextmanager
-def _pinned_ort(run: _Run, engine: EngineRecord, shape: InputShape):
-    """The same ORT engine file and session settings, its batch/height/width pinned to this shape.
+def _pinned(run: _Run, engine: EngineRecord, shape: InputShape):
+    """The same engine file and settings, its batch/height/width pinned to this shape.
 
-    Pinning is SessionOptions.add_free_dimension_override_by_name: no new file, the symbolic dims become
-    numbers when the session is made, so ORT can specialise to the shape. The runner is the same class as
-    the dynamic one, so the ratio measures the cost of dynamic shapes and nothing else.
+    ONNX Runtime pins with SessionOptions.add_free_dimension_override_by_name, OpenVINO reshapes the model
+    before compiling it: no new file, the dims become numbers when the session is made, so the runtime can
+    specialise to the shape. The runner is the same class as the dynamic one, so the ratio measures the cost of
+    dynamic shapes and nothing else.
     """
-    ort_backend = require_backend("onnxruntime")
+    backend = require_backend(engine.backend)
     threads = run.header["threads"]
-    with ort_backend.open_runner(run.manifest, engine, run.spec.engines_dir, threads=threads, pinned=shape) as runner:
+    with backend.open_runner(run.manifest, engine, run.spec.engines_dir, threads=threads, pinned=shape) as runner:
         yield lambda feed: runner.infer(feed)
 
 

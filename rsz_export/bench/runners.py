@@ -18,6 +18,8 @@ def device_for(backend: str, manifest: Manifest) -> str:
     """Where a backend runs: TensorRT on CUDA; torch on CUDA beside TensorRT engines when a GPU is visible."""
     if backend == "tensorrt":
         return "cuda"
+    if backend == "openvino":
+        return "cpu"
     if backend == "onnxruntime":
         on_gpu = any(e.settings.get("device", "cpu") != "cpu" for e in manifest.engines if e.backend == backend)
         return "cuda" if on_gpu else "cpu"
@@ -64,7 +66,7 @@ def variants(backend: str, manifest: Manifest, engines_dir: str, threads: int, d
     """(variant name, opener(engine) -> runner context) pairs for a backend: one per engine kind or torch mode."""
     if backend != TORCH:
         module = require_backend(backend)
-        kwargs = {"threads": threads} if backend == "onnxruntime" else {}
+        kwargs = {"threads": threads} if backend in ("onnxruntime", "openvino") else {}
         return [("dynamic", lambda engine: module.open_runner(manifest, engine, engines_dir, **kwargs))]
     import torch
 

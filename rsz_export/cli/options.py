@@ -22,7 +22,7 @@ WEIGHTS_HELP = (
     "state_dict/model/model_state_dict/weights (module./model. prefixes removed), or .safetensors; read with "
     "weights_only=True, never executing code."
 )
-SERVING_BACKENDS = ("onnxruntime", "tensorrt", "torch")
+SERVING_BACKENDS = ("onnxruntime", "tensorrt", "openvino", "torch")
 
 
 def _apply(fn, options):
