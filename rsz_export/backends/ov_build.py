@@ -45,6 +45,8 @@ def save_ir(model, xml_target: Path, bin_target: Path) -> None:
     """Write the IR atomically: both files appear under their final names only when both are complete."""
     import openvino as ov
 
+    for left in xml_target.parent.glob(".ir-*.tmp"):  # a killed build's private folder (we hold the build lock)
+        shutil.rmtree(left, ignore_errors=True)
     private = Path(tempfile.mkdtemp(prefix=".ir-", suffix=".tmp", dir=xml_target.parent))
     try:
         ov.save_model(model, str(private / "model.xml"), compress_to_fp16=False)  # fp32 weights for every precision

@@ -100,3 +100,29 @@ def compile_config(settings: dict, threads: int | None = None, cache_dir: str | 
     if cache_dir:
         config["CACHE_DIR"] = cache_dir
     return config
+
+
+TRITON_FILES = ("model.xml", "model.bin")
+"""The file names Triton's openvino backend reads in a model version folder (its default_model_filename)."""
+
+
+def triton_parameters(settings: dict, precision: str) -> tuple[tuple[str, str], ...]:
+    """The engine's compile settings under the parameter names Triton's openvino backend documents
+    (triton-inference-server/openvino_backend README: INFERENCE_NUM_THREADS, NUM_STREAMS, PERFORMANCE_HINT,
+    HINT_BF16). It has no parameter for f32 or f16: ``triton_problem`` says what that means."""
+    parameters = [
+        ("INFERENCE_NUM_THREADS", str(int(settings.get("INFERENCE_NUM_THREADS", 0)))),
+        ("NUM_STREAMS", str(int(settings.get("NUM_STREAMS", 1)))),
+        ("PERFORMANCE_HINT", str(settings.get("PERFORMANCE_HINT", "LATENCY"))),
+    ]
+    if precision == "bf16":
+        parameters.append(("HINT_BF16", "YES"))
+    return tuple(parameters)
+
+
+def triton_problem(precision: str) -> str | None:
+    """Why Triton's openvino backend cannot run an engine of ``precision`` as built, or None."""
+    if precision == "fp16":
+        return ("Triton's openvino backend has no parameter asking for f16 execution (only HINT_BF16), so an fp16 "
+                "engine would run in the server CPU's default precision")  # fmt: skip
+    return None

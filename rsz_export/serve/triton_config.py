@@ -12,6 +12,9 @@ What each model is:
   a Triton release reads; the offline-optimised engine file holds fused operators meant for the ONNX Runtime
   that wrote it, and Triton's backend applies the same optimisations when it loads the model), with the
   manifest's thread settings.
+* **OpenVINO**: the engine's IR as ``model.xml`` and ``model.bin`` for Triton's ``openvino`` backend on the CPU,
+  with its thread, stream and precision settings as that backend's parameters (``ov_support``). The backend
+  has no parameter forcing f32: on a CPU whose OpenVINO default is bf16 (AMX), it runs fp32 engines in bf16.
 
 Batching (``batching``): Triton batches requests (``max_batch_size`` N, per-request dims ``[3,-1,-1]``) when the
 engine accepts every batch from 1 to N, i.e. the plan's batch starts at 1 and N > 1 (or ``--max-batch`` asks).
@@ -39,6 +42,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 KINDS = {"cpu": "KIND_CPU", "cuda": "KIND_GPU", "tensorrt": "KIND_GPU"}
 """Instance kind per ONNX Runtime engine device; TensorRT engines always run on a GPU."""
 EXECUTION_MODES = {"ORT_SEQUENTIAL": "0", "ORT_PARALLEL": "1"}
+PLATFORMS = {"tensorrt": "tensorrt_plan", "onnxruntime": "onnxruntime_onnx"}
+"""Triton's platform name per backend; the openvino backend is named by ``backend`` alone."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,14 @@ class ModelSpec:
     instances: int
     trt_profiles: tuple[str, ...]
     parameters: tuple[tuple[str, str], ...] = ()
+    extra: tuple[tuple[FileRecord, str], ...] = ()
+    """Further build files the model needs, each with its name in the version folder (OpenVINO's weights)."""
+
+
+def model_threads(spec: ModelSpec) -> int:
+    """The CPU threads one instance of the model uses, from its parameters (0: the backend decides)."""
+    parameters = dict(spec.parameters)
+    return int(parameters.get("intra_op_thread_count") or parameters.get("INFERENCE_NUM_THREADS") or 0)
 
 
 def batching(batch: BatchRange, requested: int | None, engine_bound: bool) -> tuple[int, int | None]:
@@ -118,9 +131,9 @@ def preferred_sizes(max_batch_size: int) -> tuple[int, ...]:
 
 def _served_engines(manifest: Manifest) -> tuple[EngineRecord, ...]:
     engines = tuple(e for e in manifest.engines if e.backend == manifest.backend)
-    if manifest.backend not in ("tensorrt", "onnxruntime") or not engines:
+    if manifest.backend not in ("tensorrt", "onnxruntime", "openvino") or not engines:
         raise IntegrityError(
-            f"the manifest lists no TensorRT or ONNX Runtime engine (backend {manifest.backend!r})",
+            f"the manifest lists no TensorRT, ONNX Runtime or OpenVINO engine (backend {manifest.backend!r})",
             hint="build one first: rsz-export build DIR --min MIN --max MAX",
         )
     return engines
@@ -148,7 +161,27 @@ def _served_onnx(manifest: Manifest, engine: EngineRecord) -> FileRecord:
                          hint="rebuild it: rsz-export build DIR --precision int8 ... --force")  # fmt: skip
 
 
+def _openvino_model(manifest: Manifest, engine: EngineRecord, name: str, options: TritonOptions) -> ModelSpec:
+    """Triton's openvino backend: the IR's two files; its batch is bounded by the plan, as TensorRT's is."""
+    from rsz_export.backends import ov_support as ovs
+    from rsz_export.backends.ov_runner import weights_record
+
+    if problem := ovs.triton_problem(engine.precision):
+        raise UsageError(f"engine {engine.name}: {problem}", hint="serve it with rsz-export serve instead")
+    max_batch_size, input_dims, output_dims = tensor_dims(manifest, options.max_batch, engine_bound=True)
+    xml, weights = ovs.TRITON_FILES
+    return ModelSpec(
+        name=name, engine=engine.name, backend=engine.backend, source=engine.file, target=xml,
+        plan_profiles=engine.profiles, max_batch_size=max_batch_size, input_dims=input_dims, output_dims=output_dims,
+        preferred_batch_sizes=preferred_sizes(max_batch_size) if max_batch_size else (), kind="KIND_CPU",
+        instances=options.instances, trt_profiles=(),
+        parameters=ovs.triton_parameters(engine.settings, engine.precision), extra=((weights_record(engine), weights),),
+    )  # fmt: skip
+
+
 def _model(manifest: Manifest, engine: EngineRecord, name: str, options: TritonOptions) -> ModelSpec:
+    if engine.backend == "openvino":
+        return _openvino_model(manifest, engine, name, options)
     trt = engine.backend == "tensorrt"
     max_batch_size, input_dims, output_dims = tensor_dims(manifest, options.max_batch, engine_bound=trt)
     return ModelSpec(
@@ -221,7 +254,7 @@ def model_config(spec: ModelSpec):
     pb, _ = tritonclient_config()
     config = pb.ModelConfig(
         name=spec.name,
-        platform="tensorrt_plan" if spec.backend == "tensorrt" else "onnxruntime_onnx",
+        platform=PLATFORMS.get(spec.backend, ""),
         backend=spec.backend,
         max_batch_size=spec.max_batch_size,
         input=[pb.ModelInput(name=INPUT_NAME, data_type=pb.TYPE_FP32, dims=spec.input_dims)],

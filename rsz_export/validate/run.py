@@ -25,7 +25,7 @@ from rsz_export.validate.policy import TolerancePolicy, judge
 from rsz_export.validate.reference import Inputs, chunks, load_inputs, reference_model
 from rsz_export.validate.report import CaseResult, InputResult, ValidationReport
 
-SHARED_GRAPH_BACKENDS = ("onnxruntime", "torch")
+SHARED_GRAPH_BACKENDS = ("onnxruntime", "openvino", "torch")
 """Backends whose one engine runs every profile with the same graph: a size is run once for all profiles."""
 
 
