@@ -1,8 +1,9 @@
 """Backends: one module per runtime, loaded lazily so the CLI starts without torch, onnxruntime or TensorRT.
 
 ``ort`` (ONNX Runtime, with ``ort_providers`` for its GPU execution providers), ``trt`` (TensorRT: ``trt_build``
-builds, ``trt_runner`` runs, ``trt_support`` holds the pure helpers) and ``pyt`` (the PyTorch reference) and ``openvino`` (OpenVINO on the CPU: ``ov_build``, ``ov_runner``, ``ov_support``). The
-contract each module follows is in ``base``.
+builds, ``trt_runner`` runs, ``trt_support`` holds the pure helpers), ``openvino`` (OpenVINO on the CPU:
+``ov_build``, ``ov_runner``, ``ov_support``) and ``pyt`` (the PyTorch reference). The contract each module
+follows is in ``base``.
 """
 
 from __future__ import annotations
