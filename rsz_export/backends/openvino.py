@@ -32,22 +32,13 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def cpu_facts() -> tuple[tuple[str, ...], str]:
-    """(OPTIMIZATION_CAPABILITIES, CPU name) as OpenVINO reports them (capabilities overridable, ``ov_support``)."""
-    import openvino as ov
-
-    core = ov.Core()
-    capabilities = ovs.declared_capabilities(lambda: core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-    return capabilities, str(core.get_property("CPU", "FULL_DEVICE_NAME"))
-
-
 def check_precision(options: BuildOptions) -> None:
     """CPU only; the precision must be one this CPU executes (EnvironmentProblem, exit 3, otherwise)."""
     if options.device != "cpu":
         raise UsageError(f"backend openvino runs on the CPU here, not on {options.device}",
                          hint="use --device cpu, or --backend tensorrt/onnxruntime for a GPU")  # fmt: skip
     if unavailable_reason() is None:
-        ovs.refuse_precision(options.precision, *cpu_facts())
+        ovs.refuse_precision(options.precision, *ovs.cpu_facts())
 
 
 def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: Path, log: Log) -> list[EngineRecord]:
@@ -55,7 +46,7 @@ def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: P
     from rsz_export.backends.ov_build import build_engines as build
 
     check_precision(options)
-    capabilities, cpu = cpu_facts()
+    capabilities, cpu = ovs.cpu_facts()
     return build(onnx_path, plan, options, out_dir, log, capabilities, cpu)
 
 
@@ -63,7 +54,7 @@ def check_compatible(manifest: Manifest, engine: EngineRecord) -> str | None:
     """None when this CPU executes the engine's precision; else why not (the IR itself is portable)."""
     if unavailable_reason() is not None:
         return unavailable_reason()
-    return ovs.precision_problem(engine.precision, *cpu_facts())
+    return ovs.precision_problem(engine.precision, *ovs.cpu_facts())
 
 
 def recorded_options(engine: EngineRecord, **overrides) -> BuildOptions:

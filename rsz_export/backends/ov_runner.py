@@ -71,6 +71,9 @@ class OvRunner(Runner):
     def __enter__(self) -> OvRunner:
         import openvino as ov
 
+        if problem := ovs.precision_problem(self.engine.precision, *ovs.cpu_facts()):
+            raise EnvironmentProblem(f"engine {self.engine.name}: {problem}",
+                                     hint="run it on a CPU that executes it, or build --precision fp32 here")  # fmt: skip
         started = time.perf_counter()
         core = ov.Core()
         model = read_ir(core, self.engine, self.out_dir)

@@ -44,6 +44,16 @@ def declared_capabilities(read) -> tuple[str, ...]:
     return tuple(str(c).upper() for c in read())
 
 
+def cpu_facts() -> tuple[tuple[str, ...], str]:
+    """(OPTIMIZATION_CAPABILITIES, CPU name) as OpenVINO reports them, the capabilities overridable
+    (``CAPABILITIES_ENV``)."""
+    import openvino as ov
+
+    core = ov.Core()
+    capabilities = declared_capabilities(lambda: core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    return capabilities, str(core.get_property("CPU", "FULL_DEVICE_NAME"))
+
+
 def precision_problem(precision: str, capabilities: tuple[str, ...], cpu: str) -> str | None:
     """None when a CPU with ``capabilities`` executes ``precision``, else a sentence saying why not."""
     need = NEEDS[precision]

@@ -82,7 +82,7 @@ def test_the_capability_list_can_be_injected(monkeypatch):
     assert ovs.declared_capabilities(lambda: ["FP32"]) == ("FP32", "BF16", "INT8")
     monkeypatch.delenv(ovs.CAPABILITIES_ENV)
     assert ovs.declared_capabilities(lambda: ["FP32", "INT8"]) == ("FP32", "INT8")
-    assert backend.cpu_facts()[0] == tuple(c.upper() for c in real_capabilities())
+    assert ovs.cpu_facts()[0] == tuple(c.upper() for c in real_capabilities())
 
 
 def test_executed_precision_names_what_openvino_compiled():
@@ -135,3 +135,19 @@ def test_the_manifest_names_the_engine_files_relative_to_the_build(openvino_engi
     files = [engine["file"]["file"], *(f["file"] for f in engine["extra_files"])]
     assert all((openvino_engines / f).is_file() for f in files) and files[0].endswith(".xml")
     assert data["backend"] == "openvino"
+
+
+def test_bench_pairs_the_dynamic_engine_with_its_static_twin(openvino_engines):
+    from rsz_export.bench.loop import MeasurePolicy
+    from rsz_export.bench.run import BenchSpec, run_bench
+    from rsz_export.shapes import Resolution
+
+    spec = BenchSpec(str(openvino_engines), sizes=(Resolution(224, 224), Resolution(480, 352)), batches=(2,),
+                     backends=("openvino",), policy=MeasurePolicy(warmup=0, iters=2), peak_matrix=256)  # fmt: skip
+    header, rows = run_bench(spec, lambda line: None)
+    records = [r.record() for r in rows]
+    assert [(r["size"], r["variant"], r["batch"]) for r in records] == [
+        ("224x224", "dynamic", 2), ("224x224", "static", 2), ("480x352", "dynamic", 2), ("480x352", "static", 2)]
+    assert all(r["dynamic_over_static"] > 0 for r in records if r["variant"] == "dynamic")
+    assert header["peak_gflops"]["openvino"] > 0 and records[0]["device"] == "cpu"
+    assert not list((openvino_engines).rglob("*.tmp"))
