@@ -72,8 +72,8 @@ class OvRunner(Runner):
         import openvino as ov
 
         if problem := ovs.precision_problem(self.engine.precision, *ovs.cpu_facts()):
-            raise EnvironmentProblem(f"engine {self.engine.name}: {problem}",
-                                     hint="run it on a CPU that executes it, or build --precision fp32 here")  # fmt: skip
+            hint = "run it on a CPU that executes it, or build --precision fp32 here"
+            raise EnvironmentProblem(f"engine {self.engine.name}: {problem}", hint=hint)
         started = time.perf_counter()
         core = ov.Core()
         model = read_ir(core, self.engine, self.out_dir)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from rsz_export.artifacts.host import usable_cpus
 from rsz_export.backends import ov_support as ovs
-from tests.helpers import REPO, RANDOM_METADATA, assert_clean_failure, assert_no_temp_files, run_cli, tiny_onnx
+from tests.helpers import RANDOM_METADATA, REPO, assert_clean_failure, assert_no_temp_files, run_cli, tiny_onnx
 
 ov = pytest.importorskip("openvino", reason="the [openvino] extra is not installed")
 HAS_BF16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
