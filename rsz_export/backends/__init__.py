@@ -39,15 +39,33 @@ def require_backend(name: str) -> ModuleType:
     return module
 
 
-def choose_backend(name: str) -> tuple[str, str]:
-    """Resolve ``auto``: TensorRT when it is importable and a CUDA GPU is visible, else ONNX Runtime.
+def choose_backend(name: str, precision: str = "fp32") -> tuple[str, str, tuple[str, ...]]:
+    """Resolve ``auto``: TensorRT when it is importable and a CUDA GPU is visible, else the CPU runtimes that
+    build ``precision`` here (``cpu_candidates``); the build measures them when there are two (``cpu_choice``).
 
-    Returns (backend name, a sentence saying why).
+    Returns (backend name, a sentence saying why, the backends still to choose between by measuring).
     """
     if name != "auto":
         load_backend(name)
-        return name, f"backend {name} (asked for)"
+        return name, f"backend {name} (asked for)", ()
     reason = load_backend("tensorrt").unavailable_reason()
     if reason is None:
-        return "tensorrt", "backend tensorrt (auto: TensorRT and a CUDA GPU are present)"
-    return "onnxruntime", f"backend onnxruntime (auto: TensorRT not used: {reason})"
+        return "tensorrt", "backend tensorrt (auto: TensorRT and a CUDA GPU are present)", ()
+    candidates = cpu_candidates(precision)
+    if len(candidates) > 1:
+        return candidates[0], f"backend auto: TensorRT not used ({reason}); timing {' and '.join(candidates)}", \
+            candidates
+    chosen = candidates[0] if candidates else "onnxruntime"
+    return chosen, f"backend {chosen} (auto: TensorRT not used: {reason})", ()
+
+
+def cpu_candidates(precision: str) -> tuple[str, ...]:
+    """The CPU backends that build ``precision`` on this machine: ONNX Runtime for fp32 and int8, OpenVINO where
+    it is installed and the CPU executes the precision (``ov_support``)."""
+    found = ("onnxruntime",) if precision in ("fp32", "int8") else ()
+    if load_backend("openvino").unavailable_reason() is None:
+        from rsz_export.backends import ov_support
+
+        if ov_support.precision_problem(precision, *ov_support.cpu_facts()) is None:
+            found += ("openvino",)
+    return found

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rsz_export import __version__
 from rsz_export.artifacts.files import directory_lock, ensure_writable_dir
-from rsz_export.artifacts.host import host_info, library_versions
+from rsz_export.artifacts.host import host_info, library_versions, usable_cpus
 from rsz_export.artifacts.manifest import (
     MANIFEST_NAME,
     FileRecord,
@@ -82,7 +82,7 @@ class BuildResult:
 
 def build(spec: BuildSpec, log: Log = lambda message: None) -> BuildResult:
     """Export, plan and build engines into ``spec.out_dir``; write the manifest last, atomically."""
-    backend, reason = choose_backend(spec.backend)
+    backend, reason, candidates = choose_backend(spec.backend, spec.options.precision)
     module = require_backend(backend)
     if spec.options.precision not in module.SUPPORTED_PRECISIONS:
         raise UsageError(
@@ -98,7 +98,7 @@ def build(spec: BuildSpec, log: Log = lambda message: None) -> BuildResult:
         calib = resolve_calibration_set(spec.calibration or CalibSpec(seed=spec.seed), spec.plan)
     out_dir = ensure_writable_dir(spec.out_dir)
     with directory_lock(out_dir, "build"):
-        return _build_locked(spec, backend, reason, module, out_dir, log, inputs, calib)
+        return _build_locked(spec, (backend, candidates), reason, module, out_dir, log, inputs, calib)
 
 
 def _build_files(manifest: Manifest) -> list[FileRecord]:
@@ -107,13 +107,16 @@ def _build_files(manifest: Manifest) -> list[FileRecord]:
     return [manifest.onnx, *manifest.engine_files(), *labels, *calibration]
 
 
-def _build_locked(spec, backend, reason, module, out_dir: Path, log: Log, inputs: BuildInputs,
+def _build_locked(spec, choice, reason, module, out_dir: Path, log: Log, inputs: BuildInputs,
                   calib: CalibrationSet | None) -> BuildResult:  # fmt: skip
     remove_partial(out_dir)
     versions = library_versions()
+    previous = None if spec.force else load_previous_manifest(out_dir)
+    backend, candidates = choice
+    if previous is not None and previous.backend in candidates:  # an earlier auto choice: reused if all else matches
+        backend, module = previous.backend, require_backend(previous.backend)
     keys = stage_keys(spec, backend, inputs.weights_key, versions, inputs.recorded(),
                       None if calib is None else calib.key_data())  # fmt: skip
-    previous = None if spec.force else load_previous_manifest(out_dir)
     runs_here = previous is not None and _runs_here(module, previous, log)
     if runs_here and previous.keys == keys and files_intact(out_dir, _build_files(previous)):
         log(f"up to date: reusing {out_dir / MANIFEST_NAME} (use --force to rebuild)")
@@ -127,8 +130,17 @@ def _build_locked(spec, backend, reason, module, out_dir: Path, log: Log, inputs
         calibration = calibration_stage(calib, keys, previous, out_dir, onnx_record, spec.options.threads, log,
                                         force=spec.force)
     engines = reusable_engines(keys, previous, out_dir) if runs_here else None
+    auto = None
+    if engines is None and candidates:
+        auto = _measure_choice(out_dir / onnx_record.file, spec.plan, _with_calibration(spec.options, out_dir,
+                              calibration), spec.options.threads or usable_cpus(), log)  # fmt: skip
+        if auto["chosen"] != backend:
+            backend, module = auto["chosen"], require_backend(auto["chosen"])
+            keys = stage_keys(spec, backend, inputs.weights_key, versions, inputs.recorded(),
+                              None if calib is None else calib.key_data())  # fmt: skip
     if engines is None:
         engines = _engine_stage(spec, backend, module, keys, onnx_record, out_dir, log, calibration)
+        engines = [replace(e, settings={**e.settings, "auto_choice": auto}) for e in engines] if auto else engines
     else:
         log(f"[2/3] reusing the {backend} engines (same export, plan and options)")
     manifest = Manifest(
@@ -150,15 +162,25 @@ def _engine_stage(spec, backend, module, keys, onnx_record: FileRecord, out_dir:
     log(f"[2/3] building {len(spec.plan.profiles)} profile(s) with {backend}")
     engine_dir = out_dir / engine_dir_name(backend, keys)
     engine_dir.mkdir(exist_ok=True)
-    options = spec.options
-    if calibration is not None:
-        options = replace(options, calibration=str(out_dir.resolve() / calibration.file.file))
+    options = _with_calibration(spec.options, out_dir, calibration)
     if options.timing_cache is None:  # shared by every build in this folder, so it outlives engine folders
         options = replace(options, timing_cache=str(out_dir.resolve() / "timing.cache"))
     if backend == "tensorrt":
         drop_untrusted_timing_cache(out_dir, Path(options.timing_cache), log, module.timing_cache_problem)
     built = module.build_engines(out_dir / onnx_record.file, spec.plan, options, engine_dir, log)
     return [_rebase(engine, engine_dir.name) for engine in built]
+
+
+def _with_calibration(options: BuildOptions, out_dir: Path, calibration) -> BuildOptions:
+    if calibration is None:
+        return options
+    return replace(options, calibration=str(out_dir.resolve() / calibration.file.file))
+
+
+def _measure_choice(*args) -> dict:
+    from rsz_export.backends.cpu_choice import measure_choice
+
+    return measure_choice(*args)
 
 
 def _runs_here(module, manifest: Manifest, log: Log) -> bool:

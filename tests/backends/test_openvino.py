@@ -151,3 +151,29 @@ def test_bench_pairs_the_dynamic_engine_with_its_static_twin(openvino_engines):
     assert all(r["dynamic_over_static"] > 0 for r in records if r["variant"] == "dynamic")
     assert header["peak_gflops"]["openvino"] > 0 and records[0]["device"] == "cpu"
     assert not list((openvino_engines).rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("ort_ms,ov_ms,chosen", [
+    ([30.0, 31.0, 29.0], [20.0, 22.0, 21.0], "openvino"),
+    ([20.0, 21.0, 20.5], [30.0, 29.0, 31.0], "onnxruntime"),
+    ([30.0, 20.0, 30.0], [25.0, 25.0, 25.0], "onnxruntime"),  # rounds disagree: within noise, the default stays
+])
+def test_auto_picks_openvino_only_when_it_was_faster_in_every_round(ort_ms, ov_ms, chosen):
+    from rsz_export.backends.cpu_choice import decide
+
+    assert decide({"onnxruntime": ort_ms, "openvino": ov_ms})[0] == chosen
+
+
+def test_auto_says_what_bf16_would_give_only_when_openvino_compiled_bf16(openvino_engines, monkeypatch):
+    """With BF16 declared on a CPU that compiles it to f32, the bf16 session is not timed and nothing is said."""
+    from rsz_export.backends.base import BuildOptions
+    from rsz_export.backends.cpu_choice import bf16_line, measure_choice
+
+    manifest = load_manifest(openvino_engines)
+    monkeypatch.setenv(ovs.CAPABILITIES_ENV, "FP32,BF16,INT8")
+    lines = []
+    record = measure_choice(openvino_engines / manifest.onnx.file, manifest.plan, BuildOptions(), 1, lines.append)
+    assert set(record["rounds_ms"]) == {"onnxruntime", "openvino"} and len(lines) == 1
+    assert record["chosen"] in lines[0] and len(record["rounds_ms"]["openvino"]) == 3
+    said = bf16_line({"median_ms": {"onnxruntime": 30.0, "openvino": 32.0, "openvino-bf16": 8.0}})
+    assert "bf16 took 8.0 ms" in said and "3.75x" in said

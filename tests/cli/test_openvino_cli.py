@@ -161,3 +161,20 @@ def test_an_ir_this_openvino_cannot_read_is_an_environment_error(openvino_engine
     assert_clean_failure(result, 3, "cannot read the IR of engine openvino", "written by OpenVINO")
     assert sorted(p.name for p in folder.rglob("*")) == before
     assert_no_temp_files(folder)
+
+
+@pytest.mark.slow  # two builds, one timing both runtimes: about 14 s on 2 cores
+def test_auto_times_both_runtimes_records_them_and_keeps_the_faster(colour_onnx, tmp_path):
+    from rsz_export.backends.cpu_choice import decide
+
+    out = tmp_path / "out"
+    result = run_cli("build", str(out), "--onnx", str(colour_onnx), "--min", "224", "--max", "320")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    choice = manifest["engines"][0]["settings"]["auto_choice"]
+    assert set(choice["rounds_ms"]) == {"onnxruntime", "openvino"}
+    assert choice["shapes"] == ["1x3x256x256", "1x3x288x288"]
+    assert manifest["backend"] == choice["chosen"] == decide(choice["rounds_ms"])[0]
+    assert f"per round: {choice['chosen']}" in result.stderr
+    again = run_cli("build", str(out), "--onnx", str(colour_onnx), "--min", "224", "--max", "320")
+    assert again.returncode == 0 and "up to date" in again.stderr and "per round" not in again.stderr
