@@ -178,3 +178,60 @@ def test_auto_times_both_runtimes_records_them_and_keeps_the_faster(colour_onnx,
     assert f"per round: {choice['chosen']}" in result.stderr
     again = run_cli("build", str(out), "--onnx", str(colour_onnx), "--min", "224", "--max", "320")
     assert again.returncode == 0 and "up to date" in again.stderr and "per round" not in again.stderr
+
+
+@pytest.fixture(scope="module")
+def openvino_resnet(fast_engines, onnx_path, reference_weights, tmp_path_factory):
+    """The real ResNet-50 (224..256, the session export) rebuilt with OpenVINO: the export is reused."""
+    from tests.helpers import onnx_build_args
+
+    folder = shutil.copytree(fast_engines, tmp_path_factory.mktemp("ov-resnet") / "engines")
+    args = [a if a != "onnxruntime" else "openvino" for a in onnx_build_args(onnx_path, reference_weights, folder)]
+    result = run_cli(*args)
+    assert result.returncode == 0 and "exporting" not in result.stderr, result.stderr
+    return folder
+
+
+def test_validate_passes_an_openvino_resnet50_build(openvino_resnet, tmp_path):
+    out = tmp_path / "report.json"
+    result = run_cli("validate", str(openvino_resnet), "--sizes", "240x256", "--replace-sizes", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    cases = json.loads(out.read_text())["cases"]
+    engine = [c for c in cases if c["stage"] == "engine"]
+    assert engine and all(c["backend"] == "openvino" and c["status"] == "ok" for c in engine)
+    assert min(c["stats"]["cosine"] for c in engine) > 0.9999
+
+
+def test_openvino_int8_runs_the_ort_int8_q_dq_model_as_well(int8_engines, tmp_path):
+    """Same calibration, same CPU Q/DQ model: OpenVINO's int8 logits against fp32 are as close as ONNX Runtime's."""
+    import numpy as np
+
+    from rsz_export.artifacts.manifest import EngineRecord, load_manifest
+    from rsz_export.backends import openvino, ort
+    from rsz_export.backends.base import BuildOptions
+    from rsz_export.images.files import load_rgb, sample_images
+    from rsz_export.images.preprocess import crop_input
+    from rsz_export.shapes import Resolution
+    from rsz_export.validate.parity import compare
+
+    folder = shutil.copytree(int8_engines, tmp_path / "engines")
+    manifest = load_manifest(folder)
+    args = ["build", str(folder), "--min", "224", "--max", "288", "--onnx", str(folder / manifest.onnx.file),
+            "--weights", manifest.weights.source, "--precision", "int8", "--calib-count", "4",
+            "--backend", "openvino"]  # fmt: skip
+    result = run_cli(*args)
+    assert result.returncode == 0 and "reusing the int8 calibration" in result.stderr, result.stderr
+    ov_manifest = load_manifest(folder)
+    feeds = [crop_input(load_rgb(p), Resolution(256, 256)) for p in sample_images()[:2]]
+    fp32_record = EngineRecord(name="onnx", backend="onnxruntime", precision="fp32", file=manifest.onnx,
+                               profiles=(), build_seconds=0, settings=ort.session_settings(BuildOptions()))
+    with ort.open_runner(manifest, fp32_record, folder) as fp32, \
+            ort.open_runner(manifest, manifest.engines[0], int8_engines) as ort8, \
+            openvino.open_runner(ov_manifest, ov_manifest.engines[0], folder) as ov8:  # fmt: skip
+        for feed in feeds:
+            reference = fp32.infer(feed)
+            ort_cos = compare(reference[0], ort8.infer(feed)[0]).cosine
+            ov_cos = compare(reference[0], ov8.infer(feed)[0]).cosine
+            assert ov_cos > 0.98 and ov_cos >= ort_cos - 0.005, (ov_cos, ort_cos)
+    assert ov8.executed_precision == "fp32" and ov_manifest.engines[0].precision == "int8"
+    assert np.isfinite(ov_cos)
