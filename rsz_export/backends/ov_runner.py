@@ -39,10 +39,10 @@ def read_ir(core, engine: EngineRecord, out_dir: Path):
     try:
         return core.read_model(xml.decode("utf-8"), ov.Tensor(np.frombuffer(weights, dtype=np.uint8)))
     except (RuntimeError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        built = engine.settings.get("openvino_version", "unknown")
+        first = ovs.openvino_reason(exc)
+        built = ovs.short_version(engine.settings.get("openvino_version", "unknown"))
         raise EnvironmentProblem(
-            f"OpenVINO {ov.__version__} cannot read the IR of engine {engine.name} (written by OpenVINO {built}; "
+            f"OpenVINO {ovs.short_version(ov.__version__)} cannot read the IR of engine {engine.name} (written by OpenVINO {built}; "
             f"its files match the manifest): {first}",
             hint=f"install the OpenVINO that built it ({built}) or newer, or rebuild: rsz-export build --force",
         ) from None

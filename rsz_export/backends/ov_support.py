@@ -16,7 +16,7 @@ from rsz_export.plan.profiles import Plan
 
 NAME = "openvino"
 SUPPORTED_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-INSTALL = "pip install 'rsz-export[openvino]'"
+INSTALL = 'pip install -e ".[openvino]"'
 CAPABILITIES_ENV = "RSZ_EXPORT_OPENVINO_CAPABILITIES"
 """Comma-separated OPTIMIZATION_CAPABILITIES to use instead of the CPU's own (``FP32,BF16,INT8``): to build for
 another CPU than this one, and to test the capability checks. What actually runs is still checked after compiling."""
@@ -72,6 +72,18 @@ def refuse_precision(precision: str, capabilities: tuple[str, ...], cpu: str) ->
         if precision == "fp16":
             hint = "fp16 needs AMX-FP16 (Intel Granite Rapids and later): use fp32, bf16 or int8"
         raise EnvironmentProblem(problem, hint=f"{hint} (or set {CAPABILITIES_ENV} to build for another CPU)")
+
+
+def short_version(version: str) -> str:
+    """``2026.4.1`` of OpenVINO's ``2026.4.1-22982-e213a147257-releases/2026/4``."""
+    return str(version).split("-")[0]
+
+
+def openvino_reason(exc: BaseException) -> str:
+    """OpenVINO's message without its source locations ("Exception from src/...cpp:84:" lines)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    told = [line for line in lines if not line.startswith("Exception from ")]
+    return " ".join(told)[:400] or type(exc).__name__
 
 
 def executed_precision(hint) -> str:
