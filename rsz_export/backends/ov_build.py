@@ -33,7 +33,8 @@ def convert(onnx_path: Path, plan: Plan):
     try:
         model = ov.Core().read_model(str(onnx_path))
     except RuntimeError as exc:
-        raise IntegrityError(f"OpenVINO {ovs.short_version(ov.__version__)} cannot read {onnx_path}: {ovs.openvino_reason(exc)}") from None
+        version = ovs.short_version(ov.__version__)
+        raise IntegrityError(f"OpenVINO {version} cannot read {onnx_path}: {ovs.openvino_reason(exc)}") from None
     bounds = ovs.dynamic_bounds(plan)
     dims = [ov.Dimension(*bounds["batch"]), 3, ov.Dimension(*bounds["h"]), ov.Dimension(*bounds["w"])]
     model.reshape({INPUT_NAME: ov.PartialShape(dims)})
@@ -85,7 +86,8 @@ def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: P
 
         source, facts = checked_qdq(onnx_path, options.calibration, CPU_QDQ, plan, out_dir / ovs.QDQ_FILE,
                                     options.threads, log)  # fmt: skip
-    log(f"converting {source.name} to OpenVINO {ovs.short_version(ov.__version__)} IR (dynamic within {plan.covered_ranges()})")
+    version = ovs.short_version(ov.__version__)
+    log(f"converting {source.name} to OpenVINO {version} IR (dynamic within {plan.covered_ranges()})")
     xml, bin_path = out_dir / ovs.XML_FILE, out_dir / ovs.BIN_FILE
     save_ir(convert(source, plan), xml, bin_path)
     settings = ovs.compile_settings(options.precision, options.threads or usable_cpus())

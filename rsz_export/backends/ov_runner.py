@@ -41,9 +41,10 @@ def read_ir(core, engine: EngineRecord, out_dir: Path):
     except (RuntimeError, UnicodeDecodeError) as exc:
         first = ovs.openvino_reason(exc)
         built = ovs.short_version(engine.settings.get("openvino_version", "unknown"))
+        version = ovs.short_version(ov.__version__)
         raise EnvironmentProblem(
-            f"OpenVINO {ovs.short_version(ov.__version__)} cannot read the IR of engine {engine.name} (written by OpenVINO {built}; "
-            f"its files match the manifest): {first}",
+            f"OpenVINO {version} cannot read the IR of engine {engine.name} (written by OpenVINO {built}; its files "
+            f"match the manifest): {first}",
             hint=f"install the OpenVINO that built it ({built}) or newer, or rebuild: rsz-export build --force",
         ) from None
 
