@@ -24,6 +24,7 @@ PURE = (
     "rsz_export.validate.policy",
     "rsz_export.validate.report",
     "rsz_export.bench.stats",
+    "rsz_export.backends.ov_support",
     "rsz_export.bench.flops",
     "rsz_export.serve.routing",
     "rsz_export.serve.policy",
@@ -132,7 +133,7 @@ def test_each_shared_constant_is_assigned_in_one_module(constant, home):
 
 
 def test_pure_modules_import_without_heavy_libraries():
-    blocked = ("torch", "torchvision", "onnxruntime", "onnx", "tensorrt", "PIL", "tritonclient", "pytriton")
+    blocked = ("torch", "torchvision", "onnxruntime", "onnx", "tensorrt", "PIL", "tritonclient", "pytriton", "openvino")
     code = (
         "import sys, importlib\n"
         f"for name in {blocked!r}: sys.modules[name] = None\n"

@@ -236,3 +236,23 @@ def test_openvino_int8_runs_the_ort_int8_q_dq_model_as_well(int8_engines, tmp_pa
             assert ov_cos > 0.98 and ov_cos >= ort_cos - 0.005, (ov_cos, ort_cos)
     assert ov8.executed_precision == "fp32" and ov_manifest.engines[0].precision == "int8"
     assert np.isfinite(ov_cos)
+
+
+@pytest.mark.slow  # a Triton server core starts and stops: about 15 s
+def test_serve_answers_from_the_openvino_engine(openvino_engines, tmp_path):
+    pytest.importorskip("pytriton.triton", reason="the [serve] extra is not installed")
+    httpclient = pytest.importorskip("tritonclient.http", reason="the [serve] extra is not installed")
+    import numpy as np
+
+    from tests.serve.test_triton_server import Server, infer
+
+    server = Server(openvino_engines, tmp_path / "serve.txt")
+    server.wait_serving()
+    try:
+        images = np.random.default_rng(3).standard_normal((2, 3, 300, 420)).astype(np.float32)
+        logits = infer(server.http_client(), httpclient, images)
+    finally:
+        code, _ = server.interrupt()
+    assert code == 0, server.log.read_text()
+    np.testing.assert_allclose(logits[:, :3], images.mean(axis=(2, 3)), rtol=1e-4, atol=1e-5)
+    assert "openvino" in server.log.read_text()
