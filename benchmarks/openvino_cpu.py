@@ -2,7 +2,7 @@
 speed and accuracy, with the CPU's flags and OpenVINO's view of them.
 
 Usage:
-    python benchmarks/openvino.py [--onnx PATH] [--min 224] [--max 800] [--sizes 224,800] [--seconds 8]
+    python benchmarks/openvino_cpu.py [--onnx PATH] [--min 224] [--max 800] [--sizes 224,800] [--seconds 8]
                                   [--calib-count 8] [--note TEXT] [--json PATH]
 
 Without --onnx, ResNet-50 with the project's seeded random weights is exported first. Builds over one range,
