@@ -199,7 +199,7 @@ def test_validate_passes_an_openvino_resnet50_build(openvino_resnet, tmp_path):
     assert result.returncode == 0, result.stderr
     cases = json.loads(out.read_text())["cases"]
     engine = [c for c in cases if c["stage"] == "engine"]
-    assert engine and all(c["backend"] == "openvino" and c["status"] == "ok" for c in engine)
+    assert engine and all(c["backend"] == "openvino" and c["status"] == "passed" for c in engine)
     assert min(c["stats"]["cosine"] for c in engine) > 0.9999
 
 
