@@ -45,10 +45,18 @@ FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vn
 ENGINES = ("ort-fp32", "ort-int8", "ov-fp32", "ov-bf16", "ov-int8")
 
 
+PEAKS: dict[str, float] = {}
+"""Peak resident memory (MiB) of each build process, from /usr/bin/time where the machine has it."""
+
+
 def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "rsz_export", *args], env=ENV, capture_output=True, text=True)
+    timer = ["/usr/bin/time", "-f", "peak_rss_kib=%M"] if Path("/usr/bin/time").is_file() else []
+    command = [*timer, sys.executable, "-m", "rsz_export", *args]
+    result = subprocess.run(command, env=ENV, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise SystemExit(f"rsz-export {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    if found := re.search(r"peak_rss_kib=(\d+)", result.stderr):
+        PEAKS[Path(args[1]).name if args[0] == "build" else args[0]] = round(int(found.group(1)) / 1024, 1)
     return result
 
 
@@ -205,7 +213,8 @@ def main() -> int:
                            "capabilities": list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")),
                            "default_inference_precision": str(core.get_property("CPU", "INFERENCE_PRECISION_HINT"))},
               "not_executable_here": {k: v for k, v in folders.items() if not isinstance(v, Path)},
-              "note": args.note, "speed": speeds, "accuracy": accuracies, "load": load_times,
+              "note": args.note, "build_peak_rss_mib": PEAKS, "speed": speeds, "accuracy": accuracies,
+              "load": load_times,
               "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     machine = f"{re.sub(r'[^a-z0-9]+', '-', record['host'].get('cpu', 'cpu').lower()).strip('-')}-{threads}c"
     path = Path(args.json_path or REPO / "benchmarks" / "results" /
