@@ -48,6 +48,7 @@ def test_predict_runs_the_openvino_engine_and_names_it(openvino_engines, tmp_pat
     assert "engine openvino (openvino) profile 0" in result.stdout and "tench (0)" in result.stdout
 
 
+@pytest.mark.slow  # predict covers the same session path in the fast tier
 def test_sweep_scores_blue_images_as_the_shark(openvino_engines, tmp_path):
     (tmp_path / "great white shark").mkdir()
     for i, (w, h) in enumerate([(300, 250), (500, 400), (260, 260)]):
@@ -109,6 +110,7 @@ def test_bf16_on_a_cpu_without_bf16_is_refused_before_anything_is_written(colour
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # the same check as bf16's (tests/backends/test_openvino.py covers both in the fast tier)
 @pytest.mark.skipif(HAS_FP16, reason="this CPU executes fp16")
 def test_fp16_without_amx_fp16_is_refused(colour_onnx, tmp_path):
     result = run_cli(*build_args(colour_onnx, tmp_path / "out", "--precision", "fp16"))
