@@ -85,7 +85,7 @@ def build_all(work: Path, onnx: Path, lo: int, hi: int, calib_count: int) -> dic
             print(f"{name}: not executable here ({folders[name]['refused']})", flush=True)
         else:
             folders[name] = work / name
-        print(f"built {name}", flush=True)
+            print(f"built {name}", flush=True)
     return folders
 
 
