@@ -92,10 +92,11 @@ def build_all(work: Path, onnx: Path, lo: int, hi: int, calib_count: int) -> dic
 def _runner(folder: Path, threads: int, pinned=None):
     from rsz_export.artifacts.manifest import load_manifest
     from rsz_export.backends import load_backend
+    from rsz_export.backends.base import RunnerOptions
 
     manifest = load_manifest(folder)
     engine = manifest.engines[0]
-    return load_backend(engine.backend).open_runner(manifest, engine, folder, threads=threads, pinned=pinned)
+    return load_backend(engine.backend).open_runner(manifest, engine, folder, RunnerOptions(threads, pinned))
 
 
 def speed(folders: dict, sizes, seconds: float, threads: int) -> list[dict]:
@@ -142,9 +143,9 @@ def accuracy(folders: dict, sizes, threads: int) -> list[dict]:
 
     import numpy as np
 
-    from rsz_export.images.files import load_rgb, sample_images
+    from rsz_export.images.loading import load_rgb, sample_images
     from rsz_export.images.preprocess import crop_input
-    from rsz_export.validate.parity import compare
+    from rsz_export.parity import compare
 
     photos = [load_rgb(p) for p in sample_images()]
     runnable = {k: v for k, v in folders.items() if isinstance(v, Path)}

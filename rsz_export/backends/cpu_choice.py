@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from rsz_export.backends import ov_support as ovs
-from rsz_export.backends.base import BuildOptions, Log
-from rsz_export.interface import INPUT_NAME
+from rsz_export.backends.base import BuildOptions
+from rsz_export.interface import INPUT_NAME, Log
 from rsz_export.plan.profiles import Plan
 
 ORT, OV = "onnxruntime", ovs.NAME

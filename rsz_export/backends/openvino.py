@@ -10,14 +10,11 @@ inside functions.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rsz_export.artifacts.manifest import EngineRecord, Manifest
 from rsz_export.backends import ov_support as ovs
-from rsz_export.backends.base import BuildOptions, Log
+from rsz_export.backends.base import Backend, BuildOptions, RunnerOptions, TritonModel
 from rsz_export.backends.ov_runner import OvRunner
 from rsz_export.errors import UsageError
-from rsz_export.plan.profiles import Plan
 
 NAME = ovs.NAME
 SUPPORTED_PRECISIONS = ovs.SUPPORTED_PRECISIONS
@@ -41,33 +38,6 @@ def check_precision(options: BuildOptions) -> None:
         ovs.refuse_precision(options.precision, *ovs.cpu_facts())
 
 
-def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: Path, log: Log) -> list[EngineRecord]:
-    """One IR engine for every profile of ``plan`` (see ``ov_build``)."""
-    from rsz_export.backends.ov_build import build_engines as build
-
-    check_precision(options)
-    capabilities, cpu = ovs.cpu_facts()
-    return build(onnx_path, plan, options, out_dir, log, capabilities, cpu)
-
-
-def check_compatible(manifest: Manifest, engine: EngineRecord) -> str | None:
-    """None when this CPU executes the engine's precision; else why not (the IR itself is portable)."""
-    if unavailable_reason() is not None:
-        return unavailable_reason()
-    return ovs.precision_problem(engine.precision, *ovs.cpu_facts())
-
-
-def recorded_options(engine: EngineRecord, **overrides) -> BuildOptions:
-    """The build options an engine was built with (for a twin built the same way)."""
-    return BuildOptions(precision=engine.precision, threads=engine.settings.get("INFERENCE_NUM_THREADS"), **overrides)
-
-
-def open_runner(manifest: Manifest, engine: EngineRecord, out_dir: Path, threads: int | None = None,
-                pinned=None) -> OvRunner:  # fmt: skip
-    """An OvRunner for ``engine``; enter it to verify, read and compile."""
-    return OvRunner(manifest, engine, out_dir, threads=threads, pinned=pinned)
-
-
 def matmul_call(n: int, threads: int):
     """A call running one f32 [n,n]x[n,n] MatMul compiled by OpenVINO on the CPU with ``threads`` threads: the
     peak bench judges OpenVINO engines' GFLOP/s against."""
@@ -83,3 +53,57 @@ def matmul_call(n: int, threads: int):
     request = ov.Core().compile_model(model, "CPU", config).create_infer_request()
     feed = {"a": rng.standard_normal((n, n), dtype=np.float32)}
     return lambda: request.infer(feed)
+
+
+class OpenVINO(Backend):
+    """OpenVINO on the CPU: fp32, int8 (the CPU Q/DQ model) and, where the CPU executes them, bf16 and fp16."""
+
+    name = NAME
+    precisions = SUPPORTED_PRECISIONS
+    extra = "openvino"
+    shares_graph = True
+
+    def unavailable_reason(self) -> str | None:
+        return unavailable_reason()
+
+    def check_compatible(self, manifest: Manifest, engine: EngineRecord | None) -> str | None:
+        """None when this CPU executes the engine's precision; else why not (the IR itself is portable)."""
+        if reason := unavailable_reason():
+            return reason
+        return None if engine is None else ovs.precision_problem(engine.precision, *ovs.cpu_facts())
+
+    def check_options(self, options: BuildOptions) -> None:
+        super().check_options(options)
+        check_precision(options)
+
+    def open_runner(self, manifest, engine, out_dir, options: RunnerOptions | None = None) -> OvRunner:
+        """Uses ``threads`` (INFERENCE_NUM_THREADS, else the engine's) and ``pinned`` (the model reshaped to that
+        static shape before compiling, without the model cache)."""
+        options = options or RunnerOptions()
+        engine = engine if engine is not None else self.engines_of(manifest)[0]
+        return OvRunner(manifest, engine, out_dir, threads=options.threads, pinned=options.pinned)
+
+    def build_engines(self, onnx_path, plan, options, out_dir, log) -> list[EngineRecord]:
+        from rsz_export.backends.ov_build import build_engines as build
+
+        check_precision(options)
+        capabilities, cpu = ovs.cpu_facts()
+        return build(onnx_path, plan, options, out_dir, log, capabilities, cpu)
+
+    def recorded_options(self, engine: EngineRecord) -> BuildOptions:
+        return BuildOptions(precision=engine.precision, threads=engine.settings.get("INFERENCE_NUM_THREADS"))
+
+    def matmul_peak(self, n: int, threads: int, device: str):
+        return matmul_call(n, threads)
+
+    def triton_model(self, manifest: Manifest, engine: EngineRecord) -> TritonModel:
+        """Triton's openvino backend: the IR's two files, its thread, stream and bf16 parameters; the batch bounded
+        by the plan. It has no parameter asking for f16, so an fp16 engine is refused."""
+        from rsz_export.backends.ov_runner import weights_record
+
+        if problem := ovs.triton_problem(engine.precision):
+            raise UsageError(f"engine {engine.name}: {problem}", hint="serve it with rsz-export serve instead")
+        xml, weights = ovs.TRITON_FILES
+        return TritonModel("", NAME, "KIND_CPU", engine.file, xml, True,
+                           parameters=ovs.triton_parameters(engine.settings, engine.precision),
+                           extra_files=((weights_record(engine), weights),))  # fmt: skip

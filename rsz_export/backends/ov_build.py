@@ -19,9 +19,9 @@ from rsz_export.artifacts.files import atomic_path
 from rsz_export.artifacts.host import usable_cpus
 from rsz_export.artifacts.manifest import EngineRecord, file_record
 from rsz_export.backends import ov_support as ovs
-from rsz_export.backends.base import BuildOptions, Log
+from rsz_export.backends.base import BuildOptions
 from rsz_export.errors import IntegrityError
-from rsz_export.interface import INPUT_NAME
+from rsz_export.interface import INPUT_NAME, Log
 from rsz_export.plan.profiles import Plan
 
 

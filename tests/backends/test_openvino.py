@@ -17,8 +17,11 @@ from rsz_export.errors import EnvironmentProblem, OutputError, UsageError
 ov = pytest.importorskip("openvino", reason="the [openvino] extra is not installed")
 
 from rsz_export.artifacts.manifest import load_manifest, sha256_file  # noqa: E402
-from rsz_export.backends import openvino as backend  # noqa: E402
+from rsz_export.backends import load_backend  # noqa: E402
+from rsz_export.backends.base import RunnerOptions  # noqa: E402
 from rsz_export.backends.ov_build import save_ir  # noqa: E402
+
+backend = load_backend("openvino")
 
 
 def real_capabilities() -> tuple[str, ...]:
@@ -45,7 +48,7 @@ def test_the_ir_is_bounded_by_the_plan_keeps_fp32_weights_and_records_both_hashe
 def test_the_runner_gives_the_colour_answer_routes_and_refuses_what_no_profile_covers(openvino_engines):
     manifest = load_manifest(openvino_engines)
     rng = np.random.default_rng(0)
-    with backend.open_runner(manifest, manifest.engines[0], openvino_engines, threads=1) as runner:
+    with backend.open_runner(manifest, manifest.engines[0], openvino_engines, RunnerOptions(threads=1)) as runner:
         for shape, profile in (((1, 3, 224, 224), 0), ((3, 3, 300, 500), 2), ((4, 3, 800, 233), 3)):
             images = rng.standard_normal(shape).astype(np.float32)
             logits = runner.infer(images)
@@ -63,7 +66,8 @@ def test_a_pinned_runner_is_static_and_agrees_with_the_dynamic_one(openvino_engi
 
     manifest = load_manifest(openvino_engines)
     images = np.random.default_rng(1).standard_normal((2, 3, 320, 288)).astype(np.float32)
-    with backend.open_runner(manifest, manifest.engines[0], openvino_engines, pinned=InputShape(2, 320, 288)) as r:
+    pinned = RunnerOptions(pinned=InputShape(2, 320, 288))
+    with backend.open_runner(manifest, manifest.engines[0], openvino_engines, pinned) as r:
         np.testing.assert_allclose(r.infer(images)[:, :3], images.mean(axis=(2, 3)), rtol=1e-4, atol=1e-5)
         assert r.use_cache is False  # a twin never writes into the build folder's cache
 
@@ -138,8 +142,8 @@ def test_the_manifest_names_the_engine_files_relative_to_the_build(openvino_engi
 
 
 def test_bench_pairs_the_dynamic_engine_with_its_static_twin(openvino_engines):
-    from rsz_export.bench.loop import MeasurePolicy
     from rsz_export.bench.run import BenchSpec, run_bench
+    from rsz_export.bench.stats import MeasurePolicy
     from rsz_export.shapes import Resolution
 
     spec = BenchSpec(str(openvino_engines), sizes=(Resolution(224, 224), Resolution(480, 352)), batches=(2,),

@@ -209,13 +209,12 @@ def test_openvino_int8_runs_the_ort_int8_q_dq_model_as_well(int8_engines, tmp_pa
     """Same calibration, same CPU Q/DQ model: OpenVINO's int8 logits against fp32 are as close as ONNX Runtime's."""
     import numpy as np
 
-    from rsz_export.artifacts.manifest import EngineRecord, load_manifest
-    from rsz_export.backends import openvino, ort
-    from rsz_export.backends.base import BuildOptions
-    from rsz_export.images.files import load_rgb, sample_images
+    from rsz_export.artifacts.manifest import load_manifest
+    from rsz_export.backends import load_backend
+    from rsz_export.images.loading import load_rgb, sample_images
     from rsz_export.images.preprocess import crop_input
+    from rsz_export.parity import compare
     from rsz_export.shapes import Resolution
-    from rsz_export.validate.parity import compare
 
     folder = shutil.copytree(int8_engines, tmp_path / "engines")
     manifest = load_manifest(folder)
@@ -226,9 +225,8 @@ def test_openvino_int8_runs_the_ort_int8_q_dq_model_as_well(int8_engines, tmp_pa
     assert result.returncode == 0 and "reusing the int8 calibration" in result.stderr, result.stderr
     ov_manifest = load_manifest(folder)
     feeds = [crop_input(load_rgb(p), Resolution(256, 256)) for p in sample_images()[:2]]
-    fp32_record = EngineRecord(name="onnx", backend="onnxruntime", precision="fp32", file=manifest.onnx,
-                               profiles=(), build_seconds=0, settings=ort.session_settings(BuildOptions()))
-    with ort.open_runner(manifest, fp32_record, folder) as fp32, \
+    ort, openvino = load_backend("onnxruntime"), load_backend("openvino")
+    with ort.open_onnx_file(manifest, folder) as fp32, \
             ort.open_runner(manifest, manifest.engines[0], int8_engines) as ort8, \
             openvino.open_runner(ov_manifest, ov_manifest.engines[0], folder) as ov8:  # fmt: skip
         for feed in feeds:
