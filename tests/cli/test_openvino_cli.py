@@ -244,7 +244,7 @@ def test_serve_answers_from_the_openvino_engine(openvino_engines, tmp_path):
     httpclient = pytest.importorskip("tritonclient.http", reason="the [serve] extra is not installed")
     import numpy as np
 
-    from tests.serve.test_triton_server import Server, infer
+    from tests.triton.test_server import Server, infer
 
     server = Server(openvino_engines, tmp_path / "serve.txt")
     server.wait_serving()
