@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 ENV = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8",
-         "amx_fp16", "avx512_fp16")  # fmt: skip
+         "amx_fp16", "avx512_fp16")
 """The /proc/cpuinfo flags that decide what OpenVINO's CPU plugin can use."""
 ENGINES = ("ort-fp32", "ort-int8", "ov-fp32", "ov-bf16", "ov-int8")
 
@@ -75,11 +75,11 @@ def build_all(work: Path, onnx: Path, lo: int, hi: int, calib_count: int) -> dic
         _cli("build", str(work / name), *common, "--backend", backend, "--precision", precision, *extra)
         folders[name] = work / name
     for name, source, precision in (("ov-fp32", "ort-fp32", "fp32"), ("ov-int8", "ort-int8", "int8"),
-                                    ("ov-bf16", "ort-fp32", "bf16")):  # fmt: skip
+                                    ("ov-bf16", "ort-fp32", "bf16")):
         shutil.copytree(work / source, work / name)
         extra = ["--calib-count", str(calib_count)] if precision == "int8" else []
         result = _cli("build", str(work / name), *common, "--backend", "openvino", "--precision", precision, *extra,
-                      check=precision != "bf16")  # fmt: skip
+                      check=precision != "bf16")
         if result.returncode != 0:
             folders[name] = {"refused": result.stderr.strip().splitlines()[0], "exit_code": result.returncode}
             print(f"{name}: not executable here ({folders[name]['refused']})", flush=True)
@@ -128,12 +128,12 @@ def speed(folders: dict, sizes, seconds: float, threads: int) -> list[dict]:
             for name, m in results.items():
                 row["engines"][name] = {"p50_ms": round(latency_stats(m.samples_ms).p50_ms, 2),
                                         "vs_ort_fp32": round(paired_ratio(base, m.medians_ms), 3),
-                                        "windows": len(m.medians_ms), "stable": m.stable}  # fmt: skip
+                                        "windows": len(m.medians_ms), "stable": m.stable}
             dynamic, fixed = results["ov-fp32"].medians_ms, results["ov-fp32-static"].medians_ms
             row["ov_fp32_dynamic_over_static"] = round(paired_ratio(dynamic, fixed), 3)
             rows.append(row)
             print(f"speed {size}: " + ", ".join(f"{k} {v['p50_ms']} ms ({v['vs_ort_fp32']}x)"
-                                                for k, v in row["engines"].items()), flush=True)  # fmt: skip
+                                                for k, v in row["engines"].items()), flush=True)
     return rows
 
 
@@ -216,10 +216,10 @@ def main() -> int:
               "not_executable_here": {k: v for k, v in folders.items() if not isinstance(v, Path)},
               "note": args.note, "build_peak_rss_mib": PEAKS, "speed": speeds, "accuracy": accuracies,
               "load": load_times,
-              "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+              "seconds": round(time.perf_counter() - started, 1)}
     machine = f"{re.sub(r'[^a-z0-9]+', '-', record['host'].get('cpu', 'cpu').lower()).strip('-')}-{threads}c"
     path = Path(args.json_path or REPO / "benchmarks" / "results" /
-                f"openvino-{machine}-{datetime.now(timezone.utc):%Y-%m-%d}.json")  # fmt: skip
+                f"openvino-{machine}-{datetime.now(timezone.utc):%Y-%m-%d}.json")
     path.write_text(json.dumps(record, indent=1) + "\n")
     print(table(record))
     print(f"written to {path}")
@@ -230,7 +230,7 @@ def table(record: dict) -> str:
     """The markdown table of the speed rows (what README and docs/openvino.md quote)."""
     sizes = [row["size"] for row in record["speed"]]
     lines = ["| engine | " + " | ".join(f"{s} | vs ORT fp32" for s in sizes) + " |",
-             "|---|" + "---:|---:|" * len(sizes)]  # fmt: skip
+             "|---|" + "---:|---:|" * len(sizes)]
     for name in (*ENGINES, "ov-fp32-static"):
         cells = []
         for row in record["speed"]:

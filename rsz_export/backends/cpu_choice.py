@@ -35,7 +35,7 @@ def decide(rounds: dict[str, list[float]]) -> tuple[str, str]:
     if max(ratios) < 1.0:
         return ORT, f"ONNX Runtime was faster in all {len(ratios)} rounds"
     return ORT, (f"the rounds disagree (OpenVINO {min(ratios):.2f}x..{max(ratios):.2f}x of ONNX Runtime's "
-                 "speed): within noise, ONNX Runtime kept")  # fmt: skip
+                 "speed): within noise, ONNX Runtime kept")
 
 
 def opt_shapes(plan: Plan) -> list[tuple[int, int, int, int]]:
@@ -62,7 +62,7 @@ def _ov_call(model: Path, plan: Plan, precision: str, threads: int):
     compiled = ov.Core().compile_model(convert(model, plan), "CPU", config)
     request = compiled.create_infer_request()
     return lambda feed: request.infer({INPUT_NAME: feed}), ovs.executed_precision(
-        compiled.get_property("INFERENCE_PRECISION_HINT"))  # fmt: skip
+        compiled.get_property("INFERENCE_PRECISION_HINT"))
 
 
 def _round(call, feeds) -> float:
@@ -116,7 +116,7 @@ def measure_choice(onnx_path: Path, plan: Plan, options: BuildOptions, threads: 
     chosen, why = decide(rounds)
     record = {"chosen": chosen, "why": why, "shapes": ["x".join(map(str, s)) for s in shapes],
               "rounds_ms": rounds, "median_ms": {k: statistics.median(v) for k, v in rounds.items()},
-              "precision": options.precision}  # fmt: skip
+              "precision": options.precision}
     log(auto_line(record))
     if "openvino-bf16" in rounds:
         log(bf16_line(record))

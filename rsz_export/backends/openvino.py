@@ -33,7 +33,7 @@ def check_precision(options: BuildOptions) -> None:
     """CPU only; the precision must be one this CPU executes (EnvironmentProblem, exit 3, otherwise)."""
     if options.device != "cpu":
         raise UsageError(f"backend openvino runs on the CPU here, not on {options.device}",
-                         hint="use --device cpu, or --backend tensorrt/onnxruntime for a GPU")  # fmt: skip
+                         hint="use --device cpu, or --backend tensorrt/onnxruntime for a GPU")
     if unavailable_reason() is None:
         ovs.refuse_precision(options.precision, *ovs.cpu_facts())
 
@@ -106,4 +106,4 @@ class OpenVINO(Backend):
         xml, weights = ovs.TRITON_FILES
         return TritonModel("", NAME, "KIND_CPU", engine.file, xml, True,
                            parameters=ovs.triton_parameters(engine.settings, engine.precision),
-                           extra_files=((weights_record(engine), weights),))  # fmt: skip
+                           extra_files=((weights_record(engine), weights),))

@@ -74,7 +74,7 @@ def timed_loads(xml: Path, bin_path: Path, settings: dict, cache_dir: Path) -> d
 
 
 def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: Path, log: Log,
-                  capabilities: tuple[str, ...] = (), cpu: str = "") -> list[EngineRecord]:  # fmt: skip
+                  capabilities: tuple[str, ...] = (), cpu: str = "") -> list[EngineRecord]:
     """Convert, save and pre-compile one IR serving every profile of ``plan``."""
     import openvino as ov
 
@@ -85,7 +85,7 @@ def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: P
         from rsz_export.model.quantization import CPU_QDQ, checked_qdq
 
         source, facts = checked_qdq(onnx_path, options.calibration, CPU_QDQ, plan, out_dir / ovs.QDQ_FILE,
-                                    options.threads, log)  # fmt: skip
+                                    options.threads, log)
     version = ovs.short_version(ov.__version__)
     log(f"converting {source.name} to OpenVINO {version} IR (dynamic within {plan.covered_ranges()})")
     xml, bin_path = out_dir / ovs.XML_FILE, out_dir / ovs.BIN_FILE
@@ -93,7 +93,7 @@ def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: P
     settings = ovs.compile_settings(options.precision, options.threads or usable_cpus())
     loads = timed_loads(xml, bin_path, settings, out_dir / ovs.CACHE_DIR)
     log(f"compiled for {cpu or 'this CPU'}: cold {loads['cold_load_seconds']} s, "
-        f"warm (model cache) {loads['warm_load_seconds']} s")  # fmt: skip
+        f"warm (model cache) {loads['warm_load_seconds']} s")
     extra = [file_record(out_dir, bin_path)] + ([file_record(out_dir, source)] if options.precision == "int8" else [])
     record = EngineRecord(
         name=ovs.NAME if options.precision == "fp32" else f"{ovs.NAME}-{options.precision}",
@@ -106,5 +106,5 @@ def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: P
                   "dynamic_bounds": {k: list(v) for k, v in ovs.dynamic_bounds(plan).items()},
                   "cache_dir": ovs.CACHE_DIR, **loads, **facts},
         extra_files=tuple(extra),
-    )  # fmt: skip
+    )
     return [record]

@@ -25,7 +25,7 @@ def weights_record(engine: EngineRecord):
         if record.file.endswith(".bin"):
             return record
     raise IntegrityError(f"engine {engine.name} records no OpenVINO weights (.bin) file",
-                         hint="rebuild it: rsz-export build --force")  # fmt: skip
+                         hint="rebuild it: rsz-export build --force")
 
 
 def read_ir(core, engine: EngineRecord, out_dir: Path):
@@ -53,7 +53,7 @@ class OvRunner(Runner):
     """A Runner over an OpenVINO IR engine. ``load_seconds`` is how long reading and compiling took."""
 
     def __init__(self, manifest: Manifest, engine: EngineRecord, out_dir: Path, threads: int | None = None,
-                 pinned=None, use_cache: bool = True):  # fmt: skip
+                 pinned=None, use_cache: bool = True):
         super().__init__(manifest.plan, engine.profiles)
         self.manifest, self.engine, self.out_dir = manifest, engine, Path(out_dir)
         self.threads, self.pinned, self.use_cache = threads, pinned, use_cache and pinned is None

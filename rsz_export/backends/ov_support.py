@@ -146,5 +146,5 @@ def triton_problem(precision: str) -> str | None:
     """Why Triton's openvino backend cannot run an engine of ``precision`` as built, or None."""
     if precision == "fp16":
         return ("Triton's openvino backend has no parameter asking for f16 execution (only HINT_BF16), so an fp16 "
-                "engine would run in the server CPU's default precision")  # fmt: skip
+                "engine would run in the server CPU's default precision")
     return None

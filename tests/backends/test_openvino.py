@@ -147,7 +147,7 @@ def test_bench_pairs_the_dynamic_engine_with_its_static_twin(openvino_engines):
     from rsz_export.shapes import Resolution
 
     spec = BenchSpec(str(openvino_engines), sizes=(Resolution(224, 224), Resolution(480, 352)), batches=(2,),
-                     backends=("openvino",), policy=MeasurePolicy(warmup=0, iters=2), peak_matrix=256)  # fmt: skip
+                     backends=("openvino",), policy=MeasurePolicy(warmup=0, iters=2), peak_matrix=256)
     header, rows = run_bench(spec, lambda line: None)
     records = [r.record() for r in rows]
     assert [(r["size"], r["variant"], r["batch"]) for r in records] == [

@@ -63,12 +63,12 @@ def test_sweep_scores_blue_images_as_the_shark(openvino_engines, tmp_path):
 def test_bench_times_the_engine_against_its_reshaped_static_twin(openvino_engines, tmp_path):
     out = tmp_path / "bench.json"
     result = run_cli("bench", str(openvino_engines), "--backends", "openvino", "--sizes", "224,600x400",
-                     "--iters", "3", "--warmup", "1", "--json", str(out))  # fmt: skip
+                     "--iters", "3", "--warmup", "1", "--json", str(out))
     assert result.returncode == 0, result.stderr
     document = json.loads(out.read_text())
     rows = document["rows"]
     assert [(r["size"], r["variant"]) for r in rows] == [("224x224", "dynamic"), ("224x224", "static"),
-                                                         ("600x400", "dynamic"), ("600x400", "static")]  # fmt: skip
+                                                         ("600x400", "dynamic"), ("600x400", "static")]
     dynamic = [r for r in rows if r["variant"] == "dynamic"]
     assert all(r["dynamic_over_static"] > 0 and r["gflops_per_s"] > 0 for r in dynamic)
     assert all(r["first_call_after_shape_change_ms"] > 0 for r in dynamic)
@@ -96,9 +96,9 @@ def test_triton_writes_an_openvino_model_triton_can_read(openvino_engines, tmp_p
 
 def test_without_openvino_the_build_says_what_to_install(colour_onnx, tmp_path):
     code = ("import sys; sys.modules['openvino'] = None\nfrom rsz_export.cli import main\n"
-            f"main({list(build_args(colour_onnx, tmp_path / 'out'))!r})")  # fmt: skip
+            f"main({list(build_args(colour_onnx, tmp_path / 'out'))!r})")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
     assert_clean_failure(result, 3, "OpenVINO is not installed", ovs.INSTALL)
     assert not (tmp_path / "out").exists()
 
@@ -142,7 +142,7 @@ def test_a_changed_bin_is_an_integrity_error(openvino_engines, tmp_path):
     weights.write_bytes(bytes(data))
     Image.new("RGB", (300, 260), (230, 20, 20)).save(tmp_path / "red.png")
     assert_clean_failure(run_cli("predict", str(folder), str(tmp_path / "red.png")), 4,
-                         "resnet50.openvino.bin does not match the manifest")  # fmt: skip
+                         "resnet50.openvino.bin does not match the manifest")
 
 
 def test_an_ir_this_openvino_cannot_read_is_an_environment_error(openvino_engines, tmp_path):
@@ -220,7 +220,7 @@ def test_openvino_int8_runs_the_ort_int8_q_dq_model_as_well(int8_engines, tmp_pa
     manifest = load_manifest(folder)
     args = ["build", str(folder), "--min", "224", "--max", "288", "--onnx", str(folder / manifest.onnx.file),
             "--weights", manifest.weights.source, "--precision", "int8", "--calib-count", "4",
-            "--backend", "openvino"]  # fmt: skip
+            "--backend", "openvino"]
     result = run_cli(*args)
     assert result.returncode == 0 and "reusing the int8 calibration" in result.stderr, result.stderr
     ov_manifest = load_manifest(folder)
@@ -228,7 +228,7 @@ def test_openvino_int8_runs_the_ort_int8_q_dq_model_as_well(int8_engines, tmp_pa
     ort, openvino = load_backend("onnxruntime"), load_backend("openvino")
     with ort.open_onnx_file(manifest, folder) as fp32, \
             ort.open_runner(manifest, manifest.engines[0], int8_engines) as ort8, \
-            openvino.open_runner(ov_manifest, ov_manifest.engines[0], folder) as ov8:  # fmt: skip
+            openvino.open_runner(ov_manifest, ov_manifest.engines[0], folder) as ov8:
         for feed in feeds:
             reference = fp32.infer(feed)
             ort_cos = compare(reference[0], ort8.infer(feed)[0]).cosine
