@@ -75,7 +75,8 @@ def _split(work: Path, crops: int, smallest: int):
 
 def _build(out: Path, onnx: Path, lo: int, hi: int, *extra: str) -> float:
     started = time.perf_counter()
-    _cli("build", str(out), "--min", str(lo), "--max", str(hi), "--onnx", str(onnx), "--no-verify", *extra)
+    _cli("build", str(out), "--min", str(lo), "--max", str(hi), "--onnx", str(onnx), "--no-verify",
+         "--backend", "onnxruntime", *extra)
     return time.perf_counter() - started
 
 

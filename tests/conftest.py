@@ -214,3 +214,23 @@ def classifier_onnx(tmp_path_factory) -> Path:
     from tests.backends.trt_double import classifier_onnx as make
 
     return make(tmp_path_factory.mktemp("classifier") / "classifier.onnx")
+
+
+@pytest.fixture(scope="session")
+def openvino_engines(tmp_path_factory) -> Path:
+    """The ``colour_engines`` stand-in (logits of classes 0..2 = the input's mean red, green, blue) built with
+    OpenVINO over 224..800 (4 profiles, batches 1..4): the OpenVINO build the CLI tests share (about a second)."""
+    pytest.importorskip("openvino", reason="the [openvino] extra is not installed")
+    import numpy as np
+
+    from rsz_export.pipeline.run import BuildSpec, build
+    from rsz_export.plan.profiles import PlanSpec, plan_profiles
+    from rsz_export.shapes import BatchRange
+
+    out = tmp_path_factory.mktemp("openvino-engines")
+    weights = np.zeros((3, 1000), dtype=np.float32)
+    weights[[0, 1, 2], [0, 1, 2]] = 1.0
+    model = tiny_onnx(out.parent / "ov-colour.onnx", metadata=RANDOM_METADATA, weights=weights)
+    plan = plan_profiles(PlanSpec(224, 800, batch=BatchRange(1, 4, 4)))
+    build(BuildSpec(plan, out, backend="openvino", onnx=model, command="pytest openvino fixture"))
+    return out

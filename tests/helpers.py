@@ -99,6 +99,8 @@ def onnx_build_args(onnx: Path, weights: Path, out: Path, *extra: str) -> list[s
         str(onnx),
         "--weights",
         str(weights),
+        "--backend",
+        "onnxruntime",
         str(out),
         *extra,
     ]

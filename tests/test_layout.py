@@ -25,6 +25,7 @@ PURE = (
     "rsz_export.validate.tolerance",
     "rsz_export.validate.report",
     "rsz_export.bench.stats",
+    "rsz_export.backends.ov_support",
     "rsz_export.bench.flops",
     "rsz_export.plan.routing",
     "rsz_export.serve.preprocess_policy",
@@ -204,7 +205,7 @@ def test_each_shared_file_name_is_written_in_one_module(text, home):
 
 
 def test_pure_modules_import_without_heavy_libraries():
-    blocked = ("torch", "torchvision", "onnxruntime", "onnx", "tensorrt", "PIL", "tritonclient", "pytriton")
+    blocked = ("torch", "torchvision", "onnxruntime", "onnx", "tensorrt", "PIL", "tritonclient", "pytriton", "openvino")
     code = (
         "import sys, importlib\n"
         f"for name in {blocked!r}: sys.modules[name] = None\n"

@@ -11,7 +11,7 @@ from importlib import metadata
 
 LIBRARIES = (
     "torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxconverter-common", "tensorrt", "numpy",
-    "pillow", "click",
+    "pillow", "click", "openvino",
 )
 
 

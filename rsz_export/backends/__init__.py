@@ -2,8 +2,10 @@
 without torch, onnxruntime or TensorRT.
 
 ``ort`` (ONNX Runtime: ``ort_runner`` runs, ``ort_providers`` holds its GPU execution providers), ``trt``
-(TensorRT: ``trt_build`` builds, ``trt_runner`` runs, ``trt_support`` holds the pure helpers) and ``pyt`` (the
-PyTorch reference). This module is the registry: every backend by name, and the one place that picks one.
+(TensorRT: ``trt_build`` builds, ``trt_runner`` runs, ``trt_support`` holds the pure helpers), ``openvino``
+(OpenVINO on the CPU: ``ov_build``, ``ov_runner``, ``ov_support``; ``cpu_choice`` times it against ONNX Runtime
+for ``auto``) and ``pyt`` (the PyTorch reference). This module is the registry: every backend by name, and
+the one place that picks one.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ BACKENDS = {
     "onnxruntime": "rsz_export.backends.ort:OnnxRuntime",
     "tensorrt": "rsz_export.backends.trt:TensorRT",
     "torch": "rsz_export.backends.pyt:TorchReference",
+    "openvino": "rsz_export.backends.openvino:OpenVINO",
 }
 """Every backend by name: the module and the ``Backend`` class that implement it (imported on first use)."""
-BUILD_BACKENDS = ("auto", "onnxruntime", "tensorrt")
+BUILD_BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino")
 """``build --backend``: ``auto`` (``choose_backend``) and the backends that build engines."""
 REFERENCE = "torch"
 """The backend that runs the PyTorch reference (no engine file): bench's baseline, ``--backend torch``."""
@@ -53,18 +56,35 @@ def is_reference(name: str | None) -> bool:
     return name == REFERENCE
 
 
-def choose_backend(name: str) -> tuple[str, str]:
-    """Resolve ``auto``: TensorRT when it is importable and a CUDA GPU is visible, else ONNX Runtime.
+def choose_backend(name: str, precision: str = "fp32") -> tuple[str, str, tuple[str, ...]]:
+    """Resolve ``auto``: TensorRT when it is importable and a CUDA GPU is visible, else the CPU runtimes that
+    build ``precision`` here (``cpu_candidates``); the build times them when there are two (``cpu_choice``).
 
-    Returns (backend name, a sentence saying why).
+    Returns (backend name, a sentence saying why, the backends still to choose between by timing them).
     """
     if name != "auto":
         load_backend(name)
-        return name, f"backend {name} (asked for)"
+        return name, f"backend {name} (asked for)", ()
     reason = load_backend("tensorrt").unavailable_reason()
     if reason is None:
-        return "tensorrt", "backend tensorrt (auto: TensorRT and a CUDA GPU are present)"
-    return "onnxruntime", f"backend onnxruntime (auto: TensorRT not used: {reason})"
+        return "tensorrt", "backend tensorrt (auto: TensorRT and a CUDA GPU are present)", ()
+    candidates = cpu_candidates(precision)
+    if len(candidates) > 1:
+        why = f"backend auto: TensorRT not used ({reason}); timing {' and '.join(candidates)}"
+        return candidates[0], why, candidates
+    chosen = candidates[0] if candidates else EXPORT_RUNTIME
+    return chosen, f"backend {chosen} (auto: TensorRT not used: {reason})", ()
+
+
+def cpu_candidates(precision: str) -> tuple[str, ...]:
+    """The CPU backends that build ``precision`` on this machine, the embedded default first: ONNX Runtime for
+    the precisions its CPU provider builds, OpenVINO where it is installed and the CPU executes the precision."""
+    found = ()
+    for name in (EXPORT_RUNTIME, "openvino"):
+        backend = load_backend(name)
+        if backend.unavailable_reason() is None and backend.builds_on_this_cpu(precision):
+            found += (name,)
+    return found
 
 
 def export_runner(manifest, directory):

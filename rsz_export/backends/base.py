@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from rsz_export.artifacts.host import MAX_THREADS
 from rsz_export.artifacts.manifest import EngineRecord, FileRecord, Manifest
-from rsz_export.errors import UsageError, check_int
+from rsz_export.errors import RszError, UsageError, check_int
 from rsz_export.interface import CHANNELS, DEFAULT_PRECISION, Log
 from rsz_export.plan.profiles import Plan, route
 from rsz_export.shapes import MAX_SIZE, MIN_SIZE, InputShape
@@ -92,6 +92,8 @@ class TritonModel:
     runtime_version: str | None = None
     """The runtime version the file needs exactly (a TensorRT plan runs only on the TensorRT that built it), for
     the repository's notes; None when any version loads it."""
+    extra_files: tuple[tuple[FileRecord, str], ...] = ()
+    """Further build files the model folder holds, each with its name there (OpenVINO's ``model.bin``)."""
 
 
 StaticTwin = contextlib.AbstractContextManager[Callable[[Any], Any]]
@@ -167,6 +169,17 @@ class Backend(abc.ABC):
                 f"precision {options.precision} is not available on backend {self.name}; "
                 f"allowed: {', '.join(self.precisions)}"
             )
+
+    def builds_on_this_cpu(self, precision: str) -> bool:
+        """Whether it builds ``precision`` engines that run on this machine's CPU (what ``auto`` weighs without a
+        GPU): its option checks pass for the CPU."""
+        if not self.builds or self.gpu_only:
+            return False
+        try:
+            self.check_options(BuildOptions(precision=precision))
+        except RszError:
+            return False
+        return True
 
     def build_engines(
         self, onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: Path, log: Log

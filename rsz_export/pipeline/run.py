@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rsz_export import __version__
 from rsz_export.artifacts.files import directory_lock, ensure_writable_dir
-from rsz_export.artifacts.host import host_info, library_versions
+from rsz_export.artifacts.host import host_info, library_versions, usable_cpus
 from rsz_export.artifacts.manifest import (
     MANIFEST_NAME,
     FileRecord,
@@ -83,7 +83,7 @@ class BuildResult:
 
 def build(spec: BuildSpec, log: Log = lambda message: None) -> BuildResult:
     """Export, plan and build engines into ``spec.out_dir``; write the manifest last, atomically."""
-    name, reason = choose_backend(spec.backend)
+    name, reason, candidates = choose_backend(spec.backend, spec.options.precision)
     backend = require_backend(name)
     backend.check_options(spec.options)  # what the backend allows (precision, device), before anything is written
     known = None if spec.force else load_previous_manifest(spec.out_dir)
@@ -94,7 +94,7 @@ def build(spec: BuildSpec, log: Log = lambda message: None) -> BuildResult:
     created = not Path(spec.out_dir).exists()
     out_dir = ensure_writable_dir(spec.out_dir)
     with directory_lock(out_dir, "build", created=created):
-        return _build_locked(spec, backend, reason, out_dir, log, inputs, calib)
+        return _build_locked(spec, (backend, candidates), reason, out_dir, log, inputs, calib)
 
 
 def _build_files(manifest: Manifest) -> list[FileRecord]:
@@ -103,13 +103,16 @@ def _build_files(manifest: Manifest) -> list[FileRecord]:
     return [manifest.onnx, *manifest.engine_files(), *labels, *calibration]
 
 
-def _build_locked(spec, backend: Backend, reason, out_dir: Path, log: Log, inputs: BuildInputs,
-                  calib: CalibrationSet | None) -> BuildResult:
+def _build_locked(spec, choice: tuple[Backend, tuple[str, ...]], reason, out_dir: Path, log: Log,
+                  inputs: BuildInputs, calib: CalibrationSet | None) -> BuildResult:
     remove_partial(out_dir)
     versions = library_versions()
+    previous = None if spec.force else load_previous_manifest(out_dir)
+    backend, candidates = choice
+    if previous is not None and previous.backend in candidates:  # an earlier auto choice: reused if all else matches
+        backend = require_backend(previous.backend)
     calib_data = None if calib is None else calib.key_data()
     keys = stage_keys(spec, backend.name, inputs.weights_key, versions, inputs.recorded(), calib_data)
-    previous = None if spec.force else load_previous_manifest(out_dir)
     ctx = BuildContext(spec, out_dir, keys, previous, log)
     runs_here = previous is not None and _runs_here(backend, previous, log)
     if runs_here and previous.keys == keys.to_dict() and files_intact(out_dir, _build_files(previous)):
@@ -121,8 +124,16 @@ def _build_locked(spec, backend: Backend, reason, out_dir: Path, log: Log, input
     labels = labels_stage(ctx, inputs)
     calibration = None if calib is None else calibration_stage(ctx, calib, onnx_record)
     engines = reusable_engines(ctx) if runs_here else None
+    auto = None
+    if engines is None and candidates:
+        auto = _timed_choice(spec, out_dir, onnx_record, calibration, log)
+        if auto["chosen"] != backend.name:
+            backend = require_backend(auto["chosen"])
+            keys = stage_keys(spec, backend.name, inputs.weights_key, versions, inputs.recorded(), calib_data)
+            ctx = replace(ctx, keys=keys)
     if engines is None:
         engines = _engine_stage(ctx, backend, onnx_record, calibration)
+        engines = [replace(e, settings={**e.settings, "auto_choice": auto}) for e in engines] if auto else engines
     else:
         log(f"[2/3] reusing the {backend.name} engines (same export, plan and options)")
     manifest = Manifest(
@@ -153,6 +164,17 @@ def _engine_stage(ctx: BuildContext, backend: Backend, onnx_record: FileRecord, 
         drop_untrusted_timing_cache(out_dir, Path(options.timing_cache), log, backend.timing_cache_problem)
     built = backend.build_engines(out_dir / onnx_record.file, spec.plan, options, engine_dir, log)
     return [_rebase(engine, engine_dir.name) for engine in built]
+
+
+def _timed_choice(spec, out_dir: Path, onnx_record: FileRecord, calibration, log: Log) -> dict:
+    """``auto`` between CPU runtimes: each timed on this build's model (``backends.cpu_choice``)."""
+    from rsz_export.backends.cpu_choice import measure_choice
+
+    options = spec.options
+    if calibration is not None:
+        options = replace(options, calibration=str(out_dir.resolve() / calibration.file.file))
+    threads = options.threads or usable_cpus()
+    return measure_choice(out_dir / onnx_record.file, spec.plan, options, threads, log)
 
 
 def _runs_here(backend: Backend, manifest: Manifest, log: Log) -> bool:

@@ -82,6 +82,14 @@ class ModelSpec:
     parameters: tuple[tuple[str, str], ...] = ()
     runtime_version: str | None = None
     """The runtime version the served file needs exactly (TensorRT plans), None when any loads it."""
+    extra: tuple[tuple[FileRecord, str], ...] = ()
+    """Further build files the model needs, each with its name in the version folder (OpenVINO's weights)."""
+
+
+def model_threads(spec: ModelSpec) -> int:
+    """The CPU threads one instance of the model uses, from its parameters (0: the backend decides)."""
+    parameters = dict(spec.parameters)
+    return int(parameters.get("intra_op_thread_count") or parameters.get("INFERENCE_NUM_THREADS") or 0)
 
 
 def batching(batch: BatchRange, requested: int | None, engine_bound: bool) -> tuple[int, int | None]:
@@ -127,7 +135,7 @@ def _served_engines(manifest: Manifest) -> tuple[tuple[EngineRecord, TritonModel
     served = tuple((e, backend.triton_model(manifest, e)) for e in backend.engines_of(manifest))
     if not served or any(model is None for _, model in served):
         raise IntegrityError(
-            f"the manifest lists no TensorRT or ONNX Runtime engine (backend {manifest.backend!r})",
+            f"the manifest lists no engine Triton serves (backend {manifest.backend!r})",
             hint="build one first: rsz-export build DIR --min MIN --max MAX",
         )
     return served
@@ -154,6 +162,7 @@ def _model(
         trt_profiles=served.profiles,
         parameters=served.parameters,
         runtime_version=served.runtime_version,
+        extra=served.extra_files,
     )
 
 

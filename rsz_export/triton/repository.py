@@ -29,7 +29,7 @@ from rsz_export.artifacts.manifest import MANIFEST_NAME, Manifest, load_manifest
 from rsz_export.errors import IntegrityError, OutputError
 from rsz_export.interface import Log
 from rsz_export.shapes import is_digits
-from rsz_export.triton.config import ModelSpec, TritonOptions, config_text, plan_models, routing
+from rsz_export.triton.config import ModelSpec, TritonOptions, config_text, model_threads, plan_models, routing
 from rsz_export.triton.kserve import check_storage_uri, inference_service
 
 MARKER = "rsz-export.json"
@@ -115,6 +115,8 @@ def _fill(tmp: Path, engines_dir: Path, manifest: Manifest, models, configs: dic
         _write(folder / "config.pbtxt", configs[model.name].encode(), written, tmp)
         log(f"copying {model.source.file} ({model.source.bytes / 2**20:.1f} MiB) to {model.name}/{VERSION_DIR}/")
         _write(folder / VERSION_DIR / model.target, verified_bytes(engines_dir, model.source), written, tmp)
+        for record, target in model.extra:
+            _write(folder / VERSION_DIR / target, verified_bytes(engines_dir, record), written, tmp)
     for name, text in extras.items():
         _write(tmp / name, text.encode(), written, tmp)
     return written
@@ -137,7 +139,8 @@ def _marker(engines_dir: Path, manifest: Manifest, manifest_sha: str, models, wr
 def _portable_facts(settings: dict) -> dict:
     """The engine facts a server must match (the full settings stay in the build's manifest)."""
     keys = ("tensorrt_version", "gpu_name", "compute_capability", "hardware_compat", "version_compat", "device",
-            "onnxruntime_version", "intra_op_num_threads", "inter_op_num_threads")
+            "onnxruntime_version", "intra_op_num_threads", "inter_op_num_threads", "openvino_version",
+            "INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS", "capabilities")
     return {k: settings[k] for k in keys if k in settings}
 
 
@@ -160,7 +163,7 @@ def _publish(tmp: Path, repo: Path, replace: bool) -> None:
 
 
 def _extras(manifest: Manifest, models, options: TritonOptions, storage_uri: str | None) -> dict[str, str]:
-    threads = max((int(dict(m.parameters)["intra_op_thread_count"]) for m in models if m.parameters), default=1)
+    threads = max((model_threads(m) for m in models), default=1) or 1
     threads *= options.instances
     gpu = any(m.kind == "KIND_GPU" for m in models)
     kserve = inference_service(options.name, storage_uri, gpu, threads, _tensorrt_version(models))

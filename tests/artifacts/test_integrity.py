@@ -125,7 +125,7 @@ def test_reference_weights_with_pickle_payload_are_not_unpickled(damaged, tmp_pa
 
 DESERIALISERS = re.compile(
     r"InferenceSession\(|deserialize_cuda_engine\(|torch\.load\(|pickle\.loads?\(|"
-    r"Image\.open\(|onnx\.load\(|np\.load\(|create_timing_cache\(|safetensors_load\("
+    r"Image\.open\(|onnx\.load\(|np\.load\(|create_timing_cache\(|safetensors_load\(|read_model\("
 )
 
 REVIEWED = {
@@ -196,6 +196,18 @@ REVIEWED = {
         "image = Image.open(path, formats=ALLOWED_FORMATS)",
     ): "raster formats decoded in-process, size capped",
     ("images/sizes.py", "with Image.open(path, formats=ALLOWED_FORMATS) as image:"): "header only, same formats",
+    (
+        "backends/cpu_choice.py",
+        'session = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])',
+    ): "auto's timing: the build's checked export, or the Q/DQ model this build just wrote from it",
+    ("backends/ov_build.py", "model = ov.Core().read_model(str(onnx_path))"): "the build's checked export, or the "
+    "Q/DQ model this build just wrote and checked (also auto's timing)",
+    ("backends/ov_build.py", "model = core.read_model(str(xml), str(bin_path))"): "the IR this build just wrote",
+    (
+        "backends/ov_runner.py",
+        'return core.read_model(xml.decode("utf-8"), ov.Tensor(np.frombuffer(weights, dtype=np.uint8)))',
+    ): "both IR files' bytes from manifest.verified_bytes: what was hash-checked is what is read; the compiled "
+    "model cache beside them is OpenVINO's, keyed on the model, settings and version (docs/robustness.md 14)",
 }
 
 def _call_sites() -> set[tuple[str, str]]:

@@ -17,7 +17,8 @@ def test_corrupt_export_then_build_rerun_exports_again(engines_copy):
 
     model = onnx_file(engines_copy)
     model.write_bytes(model.read_bytes()[:1000])
-    rerun = run_cli("build", "--min", "224", "--max", "288", str(engines_copy), "--no-verify")
+    rerun = run_cli("build", "--min", "224", "--max", "288", "--backend", "onnxruntime", str(engines_copy),
+                    "--no-verify")
     assert rerun.returncode == 0 and "exporting ResNet-50" in rerun.stderr, rerun.stderr
     repaired = load_manifest(engines_copy)
     for record in (repaired.onnx, *(e.file for e in repaired.engines)):

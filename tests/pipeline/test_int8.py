@@ -35,7 +35,8 @@ def test_rebuild_reuses_and_a_changed_calibration_is_refused(int8_engines, tmp_p
     folder = shutil.copytree(int8_engines, tmp_path / "engines")
     manifest = load_manifest(folder)
     args = ["build", str(folder), "--min", "224", "--max", "288", "--onnx", str(folder / manifest.onnx.file),
-            "--weights", manifest.weights.source, "--precision", "int8", "--calib-count", "4"]
+            "--weights", manifest.weights.source, "--precision", "int8", "--calib-count", "4",
+            "--backend", "onnxruntime"]
     again = run_cli(*args)
     assert again.returncode == 0 and "reused 1 engine(s)" in again.stdout, again.stderr
     target = folder / manifest.calibration.file.file

@@ -28,7 +28,8 @@ from tests.helpers import (
 
 def _start_build(out, *extra):
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    args = [sys.executable, "-m", "rsz_export", "build", "--min", "224", "--max", "288", str(out), *extra]
+    args = [sys.executable, "-m", "rsz_export", "build", "--min", "224", "--max", "288", "--backend", "onnxruntime",
+            str(out), *extra]
     return subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
 
@@ -54,7 +55,7 @@ def test_signal_during_export_keeps_previous_build(engines_copy, sig):
         assert "interrupted" in stderr and "Traceback" not in stderr
         assert not list(engines_copy.rglob("*.tmp"))  # cleaned on the way out
     _assert_intact(engines_copy, before)
-    rerun = run_cli("build", "--min", "224", "--max", "288", str(engines_copy))
+    rerun = run_cli("build", "--min", "224", "--max", "288", "--backend", "onnxruntime", str(engines_copy))
     assert rerun.returncode == 0 and rerun.stdout.startswith("reused"), rerun.stderr
     assert not list(engines_copy.rglob("*.tmp"))  # a killed run's leftovers are removed by the next writer
 
@@ -67,7 +68,8 @@ def test_kill_after_export_then_rerun_reuses_it(engines_copy):
     current = load_manifest(engines_copy)  # old or new: either way complete and verifiable
     for record in [current.onnx, *(e.file for e in current.engines)]:
         verify_file(engines_copy, record)
-    rerun = run_cli("build", "--min", "224", "--max", "288", str(engines_copy), "--seed", "2")
+    rerun = run_cli("build", "--min", "224", "--max", "288", "--backend", "onnxruntime", str(engines_copy),
+                    "--seed", "2")
     assert rerun.returncode == 0, rerun.stderr
     assert "exporting ResNet-50" not in rerun.stderr  # the finished export was reused, not redone
     manifest = json.loads((engines_copy / "manifest.json").read_text())
@@ -77,7 +79,7 @@ def test_kill_after_export_then_rerun_reuses_it(engines_copy):
 def test_second_writer_is_refused_while_first_builds(engines_copy):
     first = _start_build(engines_copy, "--force", "--seed", "3")
     wait_for_line(first, "[1/3]")
-    second = run_cli("build", "--min", "224", "--max", "288", str(engines_copy))
+    second = run_cli("build", "--min", "224", "--max", "288", "--backend", "onnxruntime", str(engines_copy))
     first.send_signal(signal.SIGINT)
     first.communicate(timeout=120)
     assert second.returncode == 5 and "another rsz-export build is writing" in second.stderr, second.stderr
