@@ -30,6 +30,9 @@ PURE = (
     "rsz_export.serve.server_spec",
     "rsz_export.serve.triton_config",
     "rsz_export.serve.kserve",
+    "rsz_export.serve.request_check",
+    "rsz_export.serve.metrics",
+    "rsz_export.serve.watchdog",
     "rsz_export.backends.trt_support",
     "rsz_export.build.keys",
 )
