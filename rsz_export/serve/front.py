@@ -26,7 +26,14 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from rsz_export.serve.metrics import ServeMetrics
-from rsz_export.serve.request_check import MAX_HEADER_BYTES, Refused, RequestLimits, check_header, check_json_data
+from rsz_export.serve.request_check import (
+    MAX_HEADER_BYTES,
+    Refused,
+    RequestLimits,
+    as_binary,
+    check_header,
+    check_json_data,
+)
 
 IDLE_TIMEOUT_S = 60
 """An idle kept-alive connection is closed after this long (and a client that stalls mid-request too)."""
@@ -146,6 +153,7 @@ class FrontHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT_S
+    disable_nagle_algorithm = True  # the head and the body go out in two writes: no 40 ms wait for an ACK
     server: Front
 
     def handle_one_request(self) -> None:
@@ -262,19 +270,18 @@ class FrontHandler(BaseHTTPRequestHandler):
             head = self.rfile.read(int(header_length))
             _, shape = check_header(_parse_json(head), limits, length - len(head))
             body = head + self.rfile.read(length - len(head))
+            if len(body) != length:
+                self.close_connection = True
+                return
         else:
             body = self.rfile.read(length)
-            tensor, shape = check_header(_parse_json(body), limits, 0)
+            header = _parse_json(body)
+            tensor, shape = check_header(header, limits, 0)
             try:
-                check_json_data(tensor["data"], shape)
+                body, header_length = as_binary(header, check_json_data(tensor["data"], shape))
             except Refused as refused:
                 return self._refuse(refused, body_unread=False)
-        if len(body) != length:
-            self.close_connection = True
-            return
-        headers = {"Content-Type": self.headers.get("Content-Type") or "application/json"}
-        if header_length is not None:
-            headers[HEADER_LENGTH] = header_length
+        headers = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(header_length)}
         self.server.metrics.started()
         try:
             status = self._pass_on("POST", body, headers)

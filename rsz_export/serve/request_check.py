@@ -12,6 +12,7 @@ covers (``profile_of``), and from those the largest request in bytes, binary or 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -139,8 +140,9 @@ def _check_outputs(outputs, limits: RequestLimits) -> None:
         check_parameters(output.get("parameters"), f"output {OUTPUT_NAME!r}")
 
 
-def check_json_data(data, shape: tuple[int, ...]) -> None:
-    """Refused unless ``data`` (a JSON input's values, flat or nested) holds exactly the shape's count of numbers."""
+def check_json_data(data, shape: tuple[int, ...]):
+    """``data`` (a JSON input's values, flat or nested) as float32, or Refused unless it holds exactly the shape's
+    count of numbers."""
     import numpy as np
 
     try:
@@ -151,3 +153,13 @@ def check_json_data(data, shape: tuple[int, ...]) -> None:
     if values.size != math.prod(shape):
         raise Refused(400, "size_mismatch", f"input {INPUT_NAME!r}: unexpected size: shape {list(shape)} holds "
                                             f"{math.prod(shape)} values, 'data' has {values.size}")  # fmt: skip
+    return values
+
+
+def as_binary(header: dict, values) -> tuple[bytes, int]:
+    """A checked JSON request re-written with its values as a binary tensor (the core then need not parse them
+    again): (body, length of its JSON header)."""
+    tensor = {k: v for k, v in header["inputs"][0].items() if k != "data"}
+    tensor["parameters"] = {**(tensor.get("parameters") or {}), "binary_data_size": values.size * VALUE_BYTES}
+    head = json.dumps({**header, "inputs": [tensor]}).encode()
+    return head + values.tobytes(), len(head)

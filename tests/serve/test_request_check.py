@@ -101,8 +101,8 @@ def test_metrics_text_names_every_profile_and_reason():
 
 def stand_in_stub() -> subprocess.Popen:
     """A child of this process named as Triton's Python backend stub is (prctl PR_SET_NAME)."""
-    code = ("import ctypes, time; ctypes.CDLL(None).prctl(15, b'%s', 0, 0, 0); print('named', flush=True); "
-            "time.sleep(60)") % STUB_NAME
+    code = (f"import ctypes, time; ctypes.CDLL(None).prctl(15, b'{STUB_NAME}', 0, 0, 0); print('named', flush=True); "
+            "time.sleep(60)")
     stub = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert stub.stdout.readline().strip() == "named"
     return stub
