@@ -35,7 +35,7 @@ def stand_in_engines(folder: Path) -> Path:
     """The tests' stand-in (tests/helpers.tiny_onnx): average pool, then a seeded [3, 1000] matrix."""
     import numpy as np
 
-    from rsz_export.build.pipeline import BuildSpec, build
+    from rsz_export.pipeline.run import BuildSpec, build
     from rsz_export.plan.profiles import PlanSpec, plan_profiles
     from rsz_export.shapes import BatchRange
     from tests.helpers import RANDOM_METADATA, tiny_onnx
@@ -56,8 +56,8 @@ def free_port() -> int:
 
 
 def run_child(engines: str, instances: int) -> None:
-    from rsz_export.serve.server_spec import ServeSpec
-    from rsz_export.serve.triton_server import LocalServer
+    from rsz_export.triton.server import LocalServer
+    from rsz_export.triton.spec import ServeSpec
 
     spec = ServeSpec(Path(engines), http_port=free_port(), grpc_port=free_port(), instances=instances, threads=1)
     with LocalServer(spec, log=lambda _m: None) as server:
