@@ -45,11 +45,14 @@ from rsz_export.triton.config import SERVE_INSTALL, preferred_sizes
 from rsz_export.triton.exposed import Exposed
 from rsz_export.triton.spec import ServedInterface, ServeSpec
 from rsz_export.triton.watchdog import DONE as WATCHDOG_DONE
+from rsz_export.triton.watchdog import descendants, finish, remove_files, shared_memory_of
 
 EXIT_TIMEOUT_S = 5
 """How long the stopping core waits for requests in flight: the fronts have drained them by then."""
 DRAIN_S = 4.0
 """How long a stopping front waits for its requests in flight (with the core's stop, inside 10 s)."""
+STRAGGLER_S = 2.0
+"""How long the core's processes may take to exit after it has stopped before they are killed."""
 RESTRICTED_ENDPOINTS = ("shared-memory", "model-repository", "trace", "logging")
 """Triton endpoints that need PyTriton's per-run token: clients cannot unload the model, register shared memory or
 change logging. Health, metadata, inference, model config and statistics stay open, as load tools expect."""
@@ -280,8 +283,15 @@ class LocalServer:
                     self.log(f"requests still in flight after {DRAIN_S:.0f} s were cut off")
                 self.exposed = None
             if self._triton is not None:
+                below = descendants(self.core_pid)
+                core = {pid: started for pid, started in descendants(os.getpid()).items()
+                        if pid == self.core_pid or pid in below}  # fmt: skip
+                shm = shared_memory_of(core)
                 self._triton.stop()
                 self._triton = None
+                if finish(core, STRAGGLER_S):  # a backend process that outlived its core
+                    self.log("killed a process the server core left behind")
+                remove_files(shm)  # what a backend process killed on its way out could not release
         finally:
             stop_watchdog(self._watchdog)
             self._watchdog = None

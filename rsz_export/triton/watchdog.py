@@ -77,13 +77,33 @@ def clean_up(processes: dict[int, str], shm: set[str]) -> None:
             except OSError:
                 pass
     deadline = time.monotonic() + KILL_WAIT_S
-    while time.monotonic() < deadline and any((_stat(str(p)) or (0, ""))[1] == s for p, s in processes.items()):
+    while time.monotonic() < deadline and running(processes):
         time.sleep(0.05)  # the processes let go of their mappings before the files go
-    for path in shm:
+    remove_files(shm)
+
+
+def remove_files(paths) -> None:
+    for path in paths:
         try:
             os.unlink(path)
         except OSError:
             pass
+
+
+def running(processes: dict[int, str]) -> dict[int, str]:
+    """The noted processes still running (same pid and start time)."""
+    return {pid: started for pid, started in processes.items() if (_stat(str(pid)) or (0, ""))[1] == started}
+
+
+def finish(processes: dict[int, str], grace_s: float) -> int:
+    """Give the noted processes ``grace_s`` to exit, then SIGKILL those left; how many were killed."""
+    deadline = time.monotonic() + grace_s
+    while running(processes) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = running(processes)
+    if left:
+        clean_up(left, set())
+    return len(left)
 
 
 def watch(root: int, stream) -> int:
