@@ -10,8 +10,8 @@ a model that costs next to nothing), so the soak exercises the server, not the n
 runs it (``rsz-export serve`` in its own process, ``--instances`` model instances, one thread each); each client
 thread has its own tritonclient HTTP client (binary tensors, kept-alive connection). Every 50th request is a bad
 one (shape [1,3,2**62,4]) that must get a 400; any other outcome, and any error on a good request, counts as an
-error. Memory is the resident set of ``serve`` and every process below it (the Triton core, the model's backend
-processes), after a warm-up of 100 requests, after 300 more, and at the end. Targets (the serving issue's): no
+error. Memory is the proportional set (PSS) of ``serve`` and every process below it (the Triton core, the model's
+backend processes), after a warm-up of 200 requests, after 300 more, and at the end. Targets (the serving issue's): no
 error, growth under 64 MiB over the 300 requests after warm-up, SIGTERM to exit 0 within 10 s with nothing left.
 """
 
@@ -35,21 +35,22 @@ sys.path.insert(0, str(REPO))
 MODEL = "resnet50"
 SIZES = [(224, 224), (320, 256), (300, 416), (480, 640), (576, 576), (800, 600), (233, 799), (640, 480)]
 BAD_EVERY = 50
-WARM_UP = 100
+WARM_UP = 200
 GROWTH_WINDOW = 300
 GROWTH_TARGET_MIB = 64
 STOP_TARGET_S = 10
 
 
-def tree_rss_mib(root: int) -> float:
-    """Resident memory of ``root`` and every process below it, MiB."""
+def tree_pss_mib(root: int) -> float:
+    """Proportional memory (PSS: shared pages split among their users, so the tensors PyTriton passes through
+    shared memory count once) of ``root`` and every process below it, MiB."""
     from rsz_export.triton.watchdog import descendants
 
     total = 0
     for pid in [root, *descendants(root)]:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
                     total += int(line.split()[1])
         except OSError:
             continue
@@ -141,7 +142,7 @@ def soak(engines: str, requests: int, concurrency: int, instances: int) -> dict:
         with lock:
             finished[0] += 1
             if finished[0] in (WARM_UP, WARM_UP + GROWTH_WINDOW):
-                marks[finished[0]] = tree_rss_mib(pid)
+                marks[finished[0]] = tree_pss_mib(pid)
 
     latencies, errors = [], []
     started = time.perf_counter()
@@ -149,7 +150,7 @@ def soak(engines: str, requests: int, concurrency: int, instances: int) -> dict:
         clients = list(pool.map(lambda k: client_loop(server.http, work, k, concurrency, latencies, errors, done),
                                 range(concurrency)))  # fmt: skip
     elapsed = time.perf_counter() - started
-    end_mib = tree_rss_mib(pid)
+    end_mib = tree_pss_mib(pid)
     from rsz_export.triton.watchdog import descendants
 
     children = list(descendants(pid))
@@ -166,9 +167,9 @@ def soak(engines: str, requests: int, concurrency: int, instances: int) -> dict:
         "requests": len(work), "warm_up": WARM_UP, "concurrency": concurrency, "instances": instances,
         "bad_every": BAD_EVERY, "sizes": SIZES, "seconds": elapsed, "errors": len(errors), "error_samples": errors[:5],
         "p50_ms": statistics.median(latencies), "p99_ms": latencies[int(0.99 * (len(latencies) - 1))],
-        "rss_mib_after_warm_up": marks.get(WARM_UP),
-        f"rss_mib_after_{GROWTH_WINDOW}_more": marks.get(WARM_UP + GROWTH_WINDOW),
-        "rss_mib_end": end_mib, "growth_mib_over_300": growth, "growth_target_mib": GROWTH_TARGET_MIB,
+        "pss_mib_after_warm_up": marks.get(WARM_UP),
+        f"pss_mib_after_{GROWTH_WINDOW}_more": marks.get(WARM_UP + GROWTH_WINDOW),
+        "pss_mib_end": end_mib, "growth_mib_over_300": growth, "growth_target_mib": GROWTH_TARGET_MIB,
         "sigterm_exit_code": code, "sigterm_seconds": stop_s, "sigterm_target_s": STOP_TARGET_S,
         "processes_left": len(left), "shm_left": sorted(set(os.listdir("/dev/shm")) - shm_before),
         "met": not errors and growth < GROWTH_TARGET_MIB and code == 0 and stop_s <= STOP_TARGET_S and not left,
@@ -184,7 +185,7 @@ def memory_per_instance(engines: str, counts: list[int]) -> list[dict]:
         work = [feed for feed in make_requests(21) if feed is not None]
         client_loop(server.http, work, 0, 1, [], [], lambda _i: None)
         rows.append({"instances": count, "serve_rss_mib": own_rss_mib(server.process.pid),
-                     "tree_rss_mib": tree_rss_mib(server.process.pid)})  # fmt: skip
+                     "tree_pss_mib": tree_pss_mib(server.process.pid)})  # fmt: skip
         server.stop()
     return rows
 

@@ -47,7 +47,7 @@ from rsz_export.triton.spec import ServedInterface, ServeSpec
 from rsz_export.triton.watchdog import DONE as WATCHDOG_DONE
 from rsz_export.triton.watchdog import descendants, finish, remove_files, shared_memory_of
 
-EXIT_TIMEOUT_S = 5
+EXIT_TIMEOUT_S = 2
 """How long the stopping core waits for requests in flight: the fronts have drained them by then."""
 DRAIN_S = 4.0
 """How long a stopping front waits for its requests in flight (with the core's stop, inside 10 s)."""
