@@ -57,6 +57,22 @@ def tree_pss_mib(root: int) -> float:
     return total / 1024
 
 
+def pss_by_process(root: int) -> dict[str, float]:
+    """PSS per process name (summed over processes of the same name), MiB."""
+    from rsz_export.triton.watchdog import descendants
+
+    found: dict[str, float] = {}
+    for pid in [root, *descendants(root)]:
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            pss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+                       if line.startswith("Pss:"))  # fmt: skip
+        except (OSError, StopIteration):
+            continue
+        found[name] = round(found.get(name, 0.0) + pss / 1024, 1)
+    return found
+
+
 def own_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -136,13 +152,14 @@ def soak(engines: str, requests: int, concurrency: int, instances: int) -> dict:
     server = Serve(engines, instances)
     pid = server.process.pid
     work = make_requests(WARM_UP + requests)
-    marks, lock, finished = {}, threading.Lock(), [0]
+    marks, by_process, lock, finished = {}, {}, threading.Lock(), [0]
 
     def done(_i):
         with lock:
             finished[0] += 1
             if finished[0] in (WARM_UP, WARM_UP + GROWTH_WINDOW):
                 marks[finished[0]] = tree_pss_mib(pid)
+                by_process[finished[0]] = pss_by_process(pid)
 
     latencies, errors = [], []
     started = time.perf_counter()
@@ -151,6 +168,7 @@ def soak(engines: str, requests: int, concurrency: int, instances: int) -> dict:
                                 range(concurrency)))  # fmt: skip
     elapsed = time.perf_counter() - started
     end_mib = tree_pss_mib(pid)
+    by_process["end"] = pss_by_process(pid)
     from rsz_export.triton.watchdog import descendants
 
     children = list(descendants(pid))
@@ -170,6 +188,7 @@ def soak(engines: str, requests: int, concurrency: int, instances: int) -> dict:
         "pss_mib_after_warm_up": marks.get(WARM_UP),
         f"pss_mib_after_{GROWTH_WINDOW}_more": marks.get(WARM_UP + GROWTH_WINDOW),
         "pss_mib_end": end_mib, "growth_mib_over_300": growth, "growth_target_mib": GROWTH_TARGET_MIB,
+        "pss_mib_by_process": by_process,
         "sigterm_exit_code": code, "sigterm_seconds": stop_s, "sigterm_target_s": STOP_TARGET_S,
         "processes_left": len(left), "shm_left": sorted(set(os.listdir("/dev/shm")) - shm_before),
         "met": not errors and growth < GROWTH_TARGET_MIB and code == 0 and stop_s <= STOP_TARGET_S and not left,
