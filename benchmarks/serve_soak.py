@@ -80,12 +80,20 @@ def own_rss_mib(pid: int) -> float:
     return 0.0
 
 
+UNSHARED = ("import sys; from rsz_export.backends.ort import OrtRunner; "
+            "OrtRunner.thread_safe = property(lambda self: False); "
+            "from rsz_export.cli import main; main(sys.argv[1:], prog_name='rsz-export')")
+"""``rsz-export`` with every worker opening its own ONNX Runtime session, as before they were shared: the
+comparison's other side (a change made here only, for the measurement)."""
+
+
 class Serve:
-    def __init__(self, engines: str, instances: int):
+    def __init__(self, engines: str, instances: int, unshared: bool = False):
         from benchmarks.serve_front import free_port
 
         self.http, self.grpc = free_port(), free_port()
-        command = [sys.executable, "-m", "rsz_export", "-q", "serve", engines, "--http-port", str(self.http),
+        start = ["-c", UNSHARED] if unshared else ["-m", "rsz_export"]
+        command = [sys.executable, *start, "-q", "serve", engines, "--http-port", str(self.http),
                    "--grpc-port", str(self.grpc), "--instances", str(instances), "--threads", "1"]
         self.process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                                         start_new_session=True)
@@ -225,6 +233,7 @@ def main(argv=None) -> int:
     parser.add_argument("--instances", type=int, default=2)
     parser.add_argument("--memory-instances", default="1,2,4")
     parser.add_argument("--memory-engines", help="measure memory per instance on this build (default: the soak's)")
+    parser.add_argument("--memory-only", action="store_true", help="only the memory per instance")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     from benchmarks.serve_front import stand_in_engines
@@ -234,7 +243,7 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         engines = args.engines or str(stand_in_engines(Path(tmp)))
-        result = soak(engines, args.requests, args.concurrency, args.instances)
+        result = None if args.memory_only else soak(engines, args.requests, args.concurrency, args.instances)
         print(json.dumps(result, indent=1))
         counts = [int(c) for c in args.memory_instances.split(",") if c]
         memory = memory_per_instance(args.memory_engines or engines, counts) if counts else []
@@ -246,7 +255,7 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
-    return 0 if result["met"] else 1
+    return 0 if result is None or result["met"] else 1
 
 
 if __name__ == "__main__":
