@@ -204,16 +204,21 @@ def soak(engines: str, requests: int, concurrency: int, instances: int) -> dict:
 
 
 def memory_per_instance(engines: str, counts: list[int]) -> list[dict]:
-    """Resident memory of ``serve`` itself (which holds the engines) and of its whole tree, per instance count,
-    after 20 requests."""
+    """Resident memory of ``serve`` itself (which holds the engines) and PSS of its whole tree, per instance
+    count, after 20 requests at 224x224 and 288x256 (inside any plan from 224), with the engines shared by the
+    instances (as ``serve`` runs) and each instance opening its own (as before)."""
+    import numpy as np
+
+    feeds = [np.zeros((1, 3, 224, 224), np.float32), np.zeros((1, 3, 288, 256), np.float32)] * 10
     rows = []
-    for count in counts:
-        server = Serve(engines, count)
-        work = [feed for feed in make_requests(21) if feed is not None]
-        client_loop(server.http, work, 0, 1, [], [], lambda _i: None)
-        rows.append({"instances": count, "serve_rss_mib": own_rss_mib(server.process.pid),
-                     "tree_pss_mib": tree_pss_mib(server.process.pid)})  # fmt: skip
-        server.stop()
+    for unshared in (False, True):
+        for count in counts:
+            server = Serve(engines, count, unshared)
+            client_loop(server.http, feeds, 0, 1, [], [], lambda _i: None)
+            rows.append({"instances": count, "engines_shared": not unshared,
+                         "serve_rss_mib": own_rss_mib(server.process.pid),
+                         "tree_pss_mib": tree_pss_mib(server.process.pid)})  # fmt: skip
+            server.stop()
     return rows
 
 
