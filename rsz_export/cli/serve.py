@@ -45,7 +45,7 @@ class StopSignals:
 @backend_option
 @threads_option
 @click.option("--instances", type=int, default=1, show_default=True,
-              help="Model instances: batches run concurrently, each on its own runners (one engine per instance).")
+              help="Model instances: batches run concurrently (ONNX Runtime on the CPU shares one session per engine).")
 @click.option("--max-queue-delay-us", type=int, default=QUEUE_DELAY_US, show_default=True,
               help="How long Triton's dynamic batcher may hold a request for companions of the same shape.")
 @click.option("--log-file", type=click.Path(dir_okay=False), help="Keep the Triton server core's log here.")
