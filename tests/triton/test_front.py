@@ -202,6 +202,18 @@ def test_an_oversized_request_is_refused_by_its_declared_size_before_its_body(se
     assert "Connection: close" in answer
 
 
+def test_chunked_bodies_and_the_generate_extension_are_refused(server):
+    with socket.create_connection(("127.0.0.1", server.http), timeout=10) as conn:
+        conn.sendall(f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "5\r\nhello\r\n0\r\n\r\n".encode())
+        assert conn.recv(4096).startswith(b"HTTP/1.1 411")
+    conn = http.client.HTTPConnection("127.0.0.1", server.http, timeout=10)
+    conn.request("POST", f"/v2/models/{MODEL}/generate", body=b'{"images": [1]}')
+    assert conn.getresponse().status == 404
+    conn.close()
+    assert post(server, good_body())[0] == 200
+
+
 def test_the_metrics_endpoint_has_the_cores_and_ours(server):
     assert post(server, json_body([1, 3, 300, 400], [0.0] * (3 * 300 * 400)))[0] == 200
     status, text = server.get("/metrics", server.metrics)

@@ -1,23 +1,13 @@
 """What serve accepts, without a server: every request shape an operator tried against the bare Triton core (each
-of which took it down or got a 500) is refused by ``request_check`` with a 4xx and one line; the metrics text;
-the readiness of a server whose model process dies; the watchdog's clean-up after its parent is killed."""
+of which took it down or got a 500) is refused by ``request_check`` with a 4xx and one line."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
-from rsz_export.triton.liveness import STUB_NAME, Health
-from rsz_export.triton.metrics import ServeMetrics
 from rsz_export.triton.request_check import Refused, RequestLimits, check_header, check_json_data
-from tests.helpers import REPO
 
 LIMITS = RequestLimits("resnet50", 1, 4, 800 * 800,
                        lambda h, w: "p0" if 224 <= min(h, w) and max(h, w) <= 800 else None, "h,w 224..800")
@@ -85,79 +75,6 @@ def test_wrong_inputs_declared_sizes_and_shared_memory_are_refused(request_, bin
 def test_the_largest_request_bounds_the_body():
     assert LIMITS.max_binary_bytes == 4 * 3 * 800 * 800 * 4 + 64 * 1024
     assert LIMITS.max_json_bytes > LIMITS.max_binary_bytes
-
-
-def test_metrics_text_names_every_profile_and_reason():
-    metrics = ServeMetrics(("p0", "p1"))
-    metrics.answered("p1", 3)
-    metrics.refuse("too_large")
-    text = metrics.text()
-    assert 'rsz_requests_total{profile="p1"} 1' in text and 'rsz_images_total{profile="p1"} 3' in text
-    assert 'rsz_requests_total{profile="p0"} 0' in text
-    assert 'rsz_refused_requests_total{reason="too_large"} 1' in text
-    assert 'rsz_refused_requests_total{reason="draining"} 0' in text
-    assert "# TYPE rsz_in_flight_requests gauge" in text
-
-
-def stand_in_stub() -> subprocess.Popen:
-    """A child of this process named as Triton's Python backend stub is (prctl PR_SET_NAME)."""
-    code = (f"import ctypes, time; ctypes.CDLL(None).prctl(15, b'{STUB_NAME}', 0, 0, 0); print('named', flush=True); "
-            "time.sleep(60)")
-    stub = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert stub.stdout.readline().strip() == "named"
-    return stub
-
-
-def test_readiness_waits_for_the_model_and_ends_with_its_process():
-    loaded = []
-    stub = stand_in_stub()
-    try:
-        health = Health(os.getpid(), 1, lambda: bool(loaded))
-        assert health.check() == (True, False)  # the core is up, its model not yet
-        loaded.append(True)
-        time.sleep(0.25)
-        assert health.check() == (True, True)
-        assert health.failure() is None
-        stub.kill()
-        stub.wait()
-        assert health.check() == (False, False)  # a dead model process: neither live nor ready
-        assert "backend process" in health.failure()
-    finally:
-        stub.kill()
-
-
-def test_the_watchdog_kills_the_tree_and_removes_shared_memory_when_its_parent_is_killed(tmp_path):
-    """A parent that maps a /dev/shm file and has a child; SIGKILL it: both the child and the file go."""
-    shm = Path("/dev/shm") / f"rsz-test-{os.getpid()}"
-    parent = ("import mmap, os, subprocess, sys, time\n"
-              "w = subprocess.Popen([sys.executable, '-m', 'rsz_export.triton.watchdog', str(os.getpid())],"
-              " stdin=subprocess.PIPE, start_new_session=True)\n"
-              f"f = open({str(shm)!r}, 'w+b'); f.truncate(4096); m = mmap.mmap(f.fileno(), 4096)\n"
-              "c = subprocess.Popen(['sleep', '60'])\n"
-              "print(c.pid, flush=True); time.sleep(60)\n")
-    process = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True, cwd=REPO,
-                               env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        child = int(process.stdout.readline())
-        time.sleep(1.5)  # the watchdog notes the tree every second
-        assert shm.exists()
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        deadline = time.monotonic() + 5
-        while (shm.exists() or _running(child)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _running(child) and not shm.exists()
-    finally:
-        process.kill()
-        shm.unlink(missing_ok=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 def test_a_refusal_is_one_json_line():
