@@ -216,6 +216,7 @@ def test_chunked_bodies_and_the_generate_extension_are_refused(server):
 
 def test_the_metrics_endpoint_has_the_cores_and_ours(server):
     assert post(server, json_body([1, 3, 300, 400], [0.0] * (3 * 300 * 400)))[0] == 200
+    assert post(server, json_body([1, 3, 224, 1000], [0.0]))[0] == 400
     status, text = server.get("/metrics", server.metrics)
     text = text.decode()
     assert status == 200 and "nv_inference_request_success" in text  # the Triton core's
