@@ -3,7 +3,6 @@ request limits, health and metrics they share; and their orderly stop."""
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Callable
 
@@ -39,10 +38,6 @@ def request_limits(session, name: str) -> RequestLimits:
     return RequestLimits(name, low, high, max_pixels, profile_of, covered_text(session.candidates))
 
 
-def _family(host: str) -> int:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
 class Exposed:
     """The fronts of a running core (``core_ports``: its loopback http, grpc and metrics ports; ``core_pid``)."""
 
@@ -55,7 +50,6 @@ class Exposed:
         self.http = self.grpc = self.metrics_endpoint = None
         self._core_metrics = CorePool(core_ports["metrics"])
         try:
-            Front.address_family = MetricsEndpoint.address_family = _family(spec.host)
             self.http = Front((spec.host, spec.http_port), self.limits, self.core, self.health.check,
                               self.metrics, log)  # fmt: skip
             self.http.serve_in_thread()

@@ -44,6 +44,10 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 PASSED_RESPONSE_HEADERS = ("Content-Type", HEADER_LENGTH)
 
 
+def address_family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 class CorePool:
     """Kept-alive HTTP connections to the loopback core, one per concurrent request."""
 
@@ -99,6 +103,7 @@ class Front(ThreadingHTTPServer):
         name = re.escape(limits.name)
         self.infer_path = re.compile(rf"^/v2/models/{name}(/versions/1)?/infer$")
         self.model_path = re.compile(r"^/v2/models/([^/]+)(/versions/([^/]+))?(/.*)?$")
+        self.address_family = address_family(address[0])
         super().__init__(address, FrontHandler)
 
     def serve_in_thread(self) -> None:

@@ -10,6 +10,7 @@ said the model is ready. The processes are read from ``/proc`` (Linux, where PyT
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -89,6 +90,7 @@ class MetricsEndpoint(ThreadingHTTPServer):
 
     def __init__(self, address, core_text: Callable[[], str], own_text: Callable[[], str]):
         self.core_text, self.own_text = core_text, own_text
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _MetricsHandler)
         threading.Thread(target=self.serve_forever, name="rsz-metrics", daemon=True).start()
 
