@@ -62,7 +62,7 @@ def serve(engines_dir, host, http_port, grpc_port, metrics_port, name, backend, 
     """
     from pathlib import Path
 
-    from rsz_export.triton.server import LocalServer
+    from rsz_export.triton.server import LocalServer, limit_malloc_arenas
     from rsz_export.triton.spec import ServeSpec
 
     out = console()
@@ -71,6 +71,7 @@ def serve(engines_dir, host, http_port, grpc_port, metrics_port, name, backend, 
                      metrics_port=metrics_port, backend=backend, instances=instances, threads=threads,
                      max_queue_delay_us=max_queue_delay_us, log_file=Path(log_file) if log_file else None,
                      log_verbose=max(0, out.verbosity - 1))
+    limit_malloc_arenas()
     out.info("starting the Triton server core...")
     stop = StopSignals().install()
     with LocalServer(spec, log=out.info) as server:

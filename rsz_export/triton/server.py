@@ -151,6 +151,24 @@ def triton_config(spec: ServeSpec, log_file: Path, ports: dict[str, int]):
     )
 
 
+MALLOC_ARENAS = 2
+M_ARENA_MAX = -8
+"""glibc's ``mallopt`` parameter for the number of malloc arenas (malloc.h)."""
+
+
+def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> None:
+    """Cap glibc's malloc arenas for this process. By default each thread that allocates gets an arena of its own
+    (up to 8 per core) which keeps the memory it has freed; the fronts' threads read multi-megabyte bodies, and
+    a 2,000-request soak grew ``serve`` by 100 MiB and more without the cap, about nothing with it. Process-wide,
+    so the command calls it, not the library; a no-op off glibc."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, count)
+    except (OSError, AttributeError):
+        pass
+
+
 def start_watchdog() -> subprocess.Popen:
     """The process that cleans up after this one if it is killed (``triton.watchdog``), in a session of its own."""
     return subprocess.Popen([sys.executable, "-m", "rsz_export.triton.watchdog", str(os.getpid())],
