@@ -13,10 +13,10 @@ from __future__ import annotations
 import click
 
 from rsz_export.artifacts.host import MAX_THREADS
+from rsz_export.artifacts.manifest import ENGINES_DIR
 from rsz_export.backends import BACKENDS
 from rsz_export.plan.profiles import ASPECTS, BAND_RATIO
 
-ENGINES_DIR = "engines"
 WEIGHTS_HELP = (
     "imagenet1k-v1, imagenet1k-v2 (torch hub cache, downloaded when possible), random (seeded, calibrated), "
     "or a ResNet-50 checkpoint with any head size: a state_dict, a training checkpoint holding one under "
