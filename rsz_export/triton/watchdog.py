@@ -120,6 +120,7 @@ def watch(root: int, stream) -> int:
             if line.strip() == DONE:
                 return 0
             if not line:
+                shm |= shared_memory_of(running(processes))  # blocks made since the last look, still mapped
                 clean_up(processes, shm)
                 return 0
 
