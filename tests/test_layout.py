@@ -32,6 +32,9 @@ PURE = (
     "rsz_export.triton.spec",
     "rsz_export.triton.config",
     "rsz_export.triton.kserve",
+    "rsz_export.triton.request_check",
+    "rsz_export.triton.metrics",
+    "rsz_export.triton.watchdog",
     "rsz_export.backends.trt_support",
     "rsz_export.pipeline.keys",
 )

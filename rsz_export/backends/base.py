@@ -265,6 +265,12 @@ class Runner(abc.ABC):
 
     name: str = "runner"
 
+    @property
+    def thread_safe(self) -> bool:
+        """Whether ``infer`` may be called from several threads at once (one runner then serves them all, and
+        ``last_profile`` is only the latest of them)."""
+        return False
+
     def __init__(self, plan: Plan | None, profiles: Sequence[int] = ()):
         self.profiles = tuple(profiles) if plan is not None else ()
         self.plan = plan if self.profiles else None

@@ -186,6 +186,12 @@ class OrtRunner(Runner):
         self.session = None
         self._sessions: dict = {}
 
+    @property
+    def thread_safe(self) -> bool:
+        """ONNX Runtime's ``InferenceSession.run`` may be called concurrently; on the CPU each runner holds one
+        session (the TensorRT provider opens one per profile lazily, which is not guarded)."""
+        return self.device == "cpu"
+
     def __enter__(self) -> OrtRunner:
         self._model = verified_bytes(self.out_dir, self.engine.file)  # the checked bytes are the ones loaded
         self.session = None if self.device == "tensorrt" else self._open(None)  # TensorRT: per profile, lazily

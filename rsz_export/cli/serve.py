@@ -19,9 +19,8 @@ from rsz_export.triton.spec import DEFAULT_GRPC_PORT, DEFAULT_HOST, DEFAULT_HTTP
 
 EXPOSED_WARNING = (
     "--host {host} listens beyond this machine: anyone who can reach it can call the model, unauthenticated and "
-    "unencrypted, and send request bodies of any size. Serve there only on a network you trust, or behind a proxy "
-    "that authenticates clients, terminates TLS and limits body sizes (docs/serving.md, \"Listening beyond this "
-    "machine\")"
+    "unencrypted. Serve there only on a network you trust, or behind a proxy that authenticates clients, "
+    "terminates TLS and limits the request rate (docs/serving.md, \"Listening beyond this machine\")"
 )
 
 
@@ -86,7 +85,7 @@ class StopSignals:
 @backend_option
 @threads_option
 @click.option("--instances", type=int, default=1, show_default=True,
-              help="Model instances: batches run concurrently, each on its own runners (one engine per instance).")
+              help="Model instances: batches run concurrently (ONNX Runtime on the CPU shares one session per engine).")
 @click.option("--max-queue-delay-us", type=int, default=QUEUE_DELAY_US, show_default=True,
               help="How long Triton's dynamic batcher may hold a request for companions of the same shape.")
 @click.option("--log-file", type=click.Path(dir_okay=False),
@@ -102,7 +101,7 @@ def serve(engines_dir, host, http_port, grpc_port, metrics_port, name, backend, 
     Binds 127.0.0.1 unless --host says otherwise. Needs the serving extra: pip install -e ".[serve]".
     Ctrl-C or SIGTERM stops it in order (requests in flight finish) and exits 0; a second one aborts (exit 130).
     """
-    from rsz_export.triton.server import LocalServer
+    from rsz_export.triton.server import LocalServer, limit_malloc_arenas
     from rsz_export.triton.spec import ServeSpec
 
     out = console()
@@ -115,6 +114,7 @@ def serve(engines_dir, host, http_port, grpc_port, metrics_port, name, backend, 
         check_log_file(spec.log_file)
     if beyond_loopback(spec.host):
         out.warn(EXPOSED_WARNING.format(host=shown(spec.host)))
+    limit_malloc_arenas()
     out.info("starting the Triton server core...")
     stop = StopSignals().install()
     with LocalServer(spec, log=out.info) as server:

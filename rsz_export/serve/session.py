@@ -6,14 +6,17 @@ default, which refuses an image no profile covers; ``fit`` resizes it in, ``crop
 run it, and report the top classes. ``prepare`` and ``classify`` split those steps so that images routed to the
 same engine, profile and size can share one batch (up to the profile's max batch).
 
-Thread safety: a Session holds ``workers`` slots, each with its own runner per engine (its own ONNX Runtime
-session or TensorRT execution context). A call takes a free slot for its whole run and gives it back, so no
-runner is ever used by two threads at once; with more concurrent callers than workers, the extra callers wait.
+Thread safety: a Session holds ``workers`` slots; a call takes a free slot for its whole run and gives it back,
+so at most ``workers`` calls run at once (the extra callers wait). Each slot has its own runner per engine (its
+own TensorRT execution context), except where the runner may be called from several threads at once
+(``Runner.thread_safe``: ONNX Runtime on the CPU), where the slots share one, so the engine is loaded once
+however many workers serve it.
 """
 
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -145,6 +148,8 @@ class Session:
         for _ in range(workers):
             self._slots.put({})
         self.workers = workers
+        self._shared: dict = {}
+        self._shared_lock = threading.Lock()
 
     def _load(self, backend: str | None, policy: Preprocess) -> None:
         self.manifest = load_manifest(self.out_dir)
@@ -170,11 +175,15 @@ class Session:
 
     def close(self) -> None:
         """Free every runner of every slot (waits for callers still running)."""
+        closed = set()
         for _ in range(self.workers):
             slot = self._slots.get()
             for runner in slot.values():
-                runner.__exit__(None, None, None)
+                if id(runner) not in closed:  # a shared runner is closed once
+                    closed.add(id(runner))
+                    runner.__exit__(None, None, None)
             slot.clear()
+        self._shared.clear()
         for _ in range(self.workers):
             self._slots.put({})
 
@@ -205,11 +214,18 @@ class Session:
                 self._slots.put(slot)
 
     def _open(self, index: int):
-        engine = self.engines[index]
-        backend = load_backend(REFERENCE if engine is None else engine.backend)
-        threads = self.threads if self.threads and engine is not None else None
-        runner = backend.open_runner(self.manifest, engine, self.out_dir, RunnerOptions(threads=threads))
-        return runner.__enter__()
+        """A runner for engine ``index``: the one already open when it may serve several threads, else a new one."""
+        with self._shared_lock:
+            if index in self._shared:
+                return self._shared[index]
+            engine = self.engines[index]
+            backend = load_backend(REFERENCE if engine is None else engine.backend)
+            threads = self.threads if self.threads and engine is not None else None
+            runner = backend.open_runner(self.manifest, engine, self.out_dir, RunnerOptions(threads=threads))
+            runner = runner.__enter__()
+            if runner.thread_safe:
+                self._shared[index] = runner
+            return runner
 
     def run(self, batch_array, chosen: Route):
         """Run a preprocessed float32 NCHW array on the routed engine and profile: (logits, latency ms)."""

@@ -14,11 +14,12 @@ of identical shape (so each batch has one size and one route). Otherwise the bat
 serves every engine of the build, routing inside, where a repository of an engine-per-profile build holds one
 model per engine.
 
-Bad requests get an error response and the server keeps serving: Triton's core refuses a wrong data type, a
-channel count other than 3, a batch over the max, an unknown or missing input and a byte count that does not
-match the shape before anything reaches Python; the callable refuses a size no profile covers (the error names
-the covered range). Triton 2.51's HTTP front end has no request size limit, so a huge body is read before it is
-refused; put a proxy with a body limit in front of a server that listens beyond loopback.
+What clients reach is not the core itself: the core listens on loopback ports of its own, and ``serve``'s fronts
+(``triton.front`` for HTTP, ``triton.grpc_front`` for gRPC, in this process) listen on the addresses asked for.
+They check every inference request against the build (input, datatype, shape, declared bytes:
+``triton.request_check``) before the core allocates anything for it, answer health from the processes
+(``triton.liveness``), count requests for the metrics endpoint, and drain on stop. A watchdog process
+(``triton.watchdog``) removes the core, its backend processes and their shared memory if ``serve`` is killed.
 
 One Session worker per Triton model instance (``instances``): each instance's callable runs in its own thread and
 takes a worker's runners for its batch, so no runner is used by two threads at once.
@@ -26,7 +27,10 @@ takes a worker's runners for its batch, so no runner is used by two threads at o
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -38,10 +42,17 @@ from rsz_export.plan.routing import covered_text
 from rsz_export.serve.preprocess_policy import ModelInput
 from rsz_export.serve.session import Session
 from rsz_export.triton.config import SERVE_INSTALL, preferred_sizes
+from rsz_export.triton.exposed import Exposed
 from rsz_export.triton.spec import ServedInterface, ServeSpec
+from rsz_export.triton.watchdog import DONE as WATCHDOG_DONE
+from rsz_export.triton.watchdog import descendants, finish, remove_files, shared_memory_of
 
-EXIT_TIMEOUT_S = 30
-"""How long a stopping server waits for requests in flight."""
+EXIT_TIMEOUT_S = 2
+"""How long the stopping core waits for requests in flight: the fronts have drained them by then."""
+DRAIN_S = 4.0
+"""How long a stopping front waits for its requests in flight (with the core's stop, inside 10 s)."""
+STRAGGLER_S = 2.0
+"""How long the core's processes may take to exit after it has stopped before they are killed."""
 RESTRICTED_ENDPOINTS = ("shared-memory", "model-repository", "trace", "logging")
 """Triton endpoints that need PyTriton's per-run token: clients cannot unload the model, register shared memory or
 change logging. Health, metadata, inference, model config and statistics stay open, as load tools expect."""
@@ -118,18 +129,65 @@ def infer_function(session: Session, name: str, log: Callable[[str], None]):
     return infer
 
 
-def triton_config(spec: ServeSpec, log_file: Path):
-    """The server core's settings: spec's addresses, metrics only when a port is given, nothing else listening."""
+def loopback_port() -> int:
+    """A free port on 127.0.0.1 for the core (which clients never reach)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def triton_config(spec: ServeSpec, log_file: Path, ports: dict[str, int]):
+    """The server core's settings: loopback ``ports`` (http, grpc, metrics) only, nothing else listening; its
+    metrics only when ``spec`` asks for a metrics port (the front serves them there, with its own)."""
     from pytriton.triton import TritonConfig
 
     metrics = spec.metrics_port is not None
     return TritonConfig(
-        http_address=spec.host, http_port=spec.http_port, grpc_address=spec.host, grpc_port=spec.grpc_port,
+        http_address="127.0.0.1", http_port=ports["http"], grpc_address="127.0.0.1", grpc_port=ports["grpc"],
         allow_metrics=metrics, allow_cpu_metrics=metrics, allow_gpu_metrics=metrics,
-        metrics_address=spec.host if metrics else None, metrics_port=spec.metrics_port,
+        metrics_address="127.0.0.1" if metrics else None, metrics_port=ports["metrics"] if metrics else None,
         allow_sagemaker=False, allow_vertex_ai=False, exit_timeout_secs=EXIT_TIMEOUT_S,
         log_file=log_file, log_verbose=spec.log_verbose,
     )
+
+
+MALLOC_ARENAS = 2
+M_ARENA_MAX = -8
+"""glibc's ``mallopt`` parameter for the number of malloc arenas (malloc.h)."""
+
+
+def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> None:
+    """Cap glibc's malloc arenas for this process. By default each thread that allocates gets an arena of its own
+    (up to 8 per core) which keeps the memory it has freed; the fronts' threads read multi-megabyte bodies, and
+    a 2,000-request soak grew ``serve`` by 100 MiB and more without the cap, about nothing with it. Process-wide,
+    so the command calls it, not the library; a no-op off glibc."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, count)
+    except (OSError, AttributeError):
+        pass
+
+
+def start_watchdog() -> subprocess.Popen:
+    """The process that cleans up after this one if it is killed (``triton.watchdog``), in a session of its own."""
+    return subprocess.Popen([sys.executable, "-m", "rsz_export.triton.watchdog", str(os.getpid())],
+                            stdin=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def stop_watchdog(watchdog: subprocess.Popen | None) -> None:
+    """Tell the watchdog the stop was orderly (nothing left to clean) and let it exit."""
+    if watchdog is None:
+        return
+    try:
+        watchdog.stdin.write(f"{WATCHDOG_DONE}\n")
+        watchdog.stdin.close()
+    except OSError:
+        pass
+    try:
+        watchdog.wait(5)
+    except subprocess.TimeoutExpired:
+        watchdog.kill()
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -149,6 +207,9 @@ class LocalServer:
         self.session: Session | None = None
         self._triton = None
         self._temp: tempfile.TemporaryDirectory | None = None
+        self._watchdog: subprocess.Popen | None = None
+        self._core_ports = {what: 0 for what in ("http", "grpc", "metrics")}
+        self.exposed: Exposed | None = None
 
     @property
     def log_file(self) -> Path:
@@ -160,13 +221,16 @@ class LocalServer:
         if spec.log_file is None:
             self._temp = tempfile.TemporaryDirectory(prefix="rsz-serve-")
         try:
+            self._watchdog = start_watchdog()
             self.session = Session(spec.engines_dir, backend=spec.backend, preprocess="native",
                                    workers=spec.instances, threads=spec.threads)
             self.session.open_all()  # every engine file verified before a port opens
             for what, port in (("http", spec.http_port), ("grpc", spec.grpc_port), ("metrics", spec.metrics_port)):
                 if port is not None:
                     check_port_free(spec.host, port, what)
+            self._core_ports = {what: loopback_port() for what in self._core_ports}
             self._start(triton)
+            self.exposed = Exposed(spec, self.session, self._core_ports, self.core_pid, self.log)
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -178,7 +242,7 @@ class LocalServer:
             logged = self.log_file.stat().st_size if self.log_file.exists() else 0
             self._triton = None
             try:
-                self._triton = triton.Triton(config=triton_config(self.spec, self.log_file),
+                self._triton = triton.Triton(config=triton_config(self.spec, self.log_file, self._core_ports),
                                              security_config=triton.TritonSecurityConfig(
                                                  restricted_endpoints=list(RESTRICTED_ENDPOINTS)))
                 self._bind()
@@ -217,19 +281,38 @@ class LocalServer:
                                batcher=batcher),
         )
 
+    @property
+    def core_pid(self) -> int:
+        """The Triton core's process id (PyTriton keeps its ``sh`` command object on a private attribute)."""
+        return self._triton._triton_server._tritonserver_running_cmd.pid
+
     def wait(self, stop: threading.Event, poll_s: float = 0.5) -> None:
-        """Serve until ``stop`` is set; EnvironmentProblem if the server core exits on its own meanwhile."""
+        """Serve until ``stop`` is set; EnvironmentProblem if the server core or a model process ends meanwhile."""
         while not stop.wait(poll_s):
-            if not self._triton.is_alive() and not stop.is_set():
-                raise EnvironmentProblem(f"the Triton server core stopped on its own; its log ({self.log_file}) "
+            gone = self.exposed.health.failure() if self._triton.is_alive() else "the Triton server core stopped"
+            if gone and not stop.is_set():
+                raise EnvironmentProblem(f"{gone} on its own; the core's log ({self.log_file}) "
                                          f"ends:\n{log_tail(self.log_file)}")
 
     def __exit__(self, *exc) -> None:
         try:
+            if self.exposed is not None:
+                if not self.exposed.stop(DRAIN_S):
+                    self.log(f"requests still in flight after {DRAIN_S:.0f} s were cut off")
+                self.exposed = None
             if self._triton is not None:
+                below = descendants(self.core_pid)
+                core = {pid: started for pid, started in descendants(os.getpid()).items()
+                        if pid == self.core_pid or pid in below}  # fmt: skip
+                shm = shared_memory_of(core)
                 self._triton.stop()
                 self._triton = None
+                if finish(core, STRAGGLER_S):  # a backend process that outlived its core
+                    self.log("killed a process the server core left behind")
+                remove_files(shm)  # what a backend process killed on its way out could not release
         finally:
+            stop_watchdog(self._watchdog)
+            self._watchdog = None
             if self.session is not None:
                 self.session.__exit__(None, None, None)
                 self.session = None

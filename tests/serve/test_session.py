@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -169,7 +170,10 @@ def test_session_refuses_oversize_by_default(small_engines_dir, photos):
         session.predict(photos[(400, 320)])
 
 
-def test_concurrent_callers_never_share_a_runner(tiny_engines, photos):
+def test_concurrent_callers_never_share_a_runner_that_is_not_thread_safe(tiny_engines, photos, monkeypatch):
+    from rsz_export.backends.ort import OrtRunner
+
+    monkeypatch.setattr(OrtRunner, "thread_safe", property(lambda self: False))  # as a TensorRT runner is
     inside = [path for (h, w), path in photos.items() if 224 <= min(h, w) and max(h, w) <= 288]
     with Session(tiny_engines) as session:
         expected = {path: session.predict(path).top for path in inside}
@@ -216,6 +220,23 @@ def test_concurrent_callers_never_share_a_runner(tiny_engines, photos):
     for path, top in results:
         assert [label.index for label in top] == [label.index for label in expected[path]]
         assert [label.score for label in top] == pytest.approx([label.score for label in expected[path]], abs=1e-5)
+
+
+def test_workers_share_one_thread_safe_runner_and_answer_alike(tiny_engines, photos):
+    """ONNX Runtime on the CPU: one session per engine however many workers (memory once, not per worker)."""
+    inside = [path for (h, w), path in photos.items() if 224 <= min(h, w) and max(h, w) <= 288]
+    with Session(tiny_engines) as session:
+        expected = {path: session.predict(path).top for path in inside}
+    with Session(tiny_engines, workers=3, threads=1) as session:
+        session.open_all()
+        slots = [session._slots.get() for _ in range(3)]
+        assert len({id(slot[0]) for slot in slots}) == 1 and slots[0][0].thread_safe
+        for slot in slots:
+            session._slots.put(slot)
+        with ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(lambda path: (path, session.predict(path).top), inside * 3))
+    for path, top in results:
+        assert [label.index for label in top] == [label.index for label in expected[path]]
 
 
 def test_missing_engine_file_is_an_integrity_error(engines_copy):
