@@ -53,10 +53,12 @@ def test_the_first_signal_asks_for_a_stop_and_a_second_one_aborts():
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         stop = StopSignals().install()
-        os.kill(os.getpid(), signal.SIGTERM)
+        # raise_signal delivers to this (the main) thread: os.kill to the process may land on a native worker
+        # thread (OpenVINO's, ONNX Runtime's) and the handler would then run only after the sleep, outside the block
+        signal.raise_signal(signal.SIGTERM)
         assert stop.event.wait(5)
         with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
             time.sleep(0.5)  # the handler runs here
     finally:
         for signum, handler in saved.items():
