@@ -31,15 +31,17 @@ def _block(row: SweepRow | None) -> str:
     return f"{row.top1:>7.1%} {row.top5:>7.1%} {row.latency_ms:>8.2f} {row.megapixels:>6.3f} {row.images:>5} {mark}  "
 
 
-def render_sweep(rows: Sequence[SweepRow], labeled: LabeledSet) -> str:
+def render_sweep(rows: Sequence[SweepRow], labeled: LabeledSet, weights_warning: str | None = None) -> str:
     """The sweep as a table: a row per engine and size, a block of columns per policy; ``*`` marks the Pareto
-    front (no other engine, policy and size is both at least as accurate and at least as fast)."""
+    front (no other engine, policy and size is both at least as accurate and at least as fast). The build's
+    random-weights warning, when it has one, comes first: its accuracies say nothing about a trained model."""
     policies = _policies(rows)
     cells = {(r.engine, r.size, r.preprocess): r for r in rows}
     keys = list(dict.fromkeys((r.engine, r.size) for r in rows))
     titles = "".join(f"{p:^{BLOCK}}" for p in policies)
     columns = f"{'top-1':>7} {'top-5':>7} {'p50 ms':>8} {'MPix':>6} {'run':>5} P  " * len(policies)
-    lines = [
+    lines = [f"warning: {weights_warning}"] if weights_warning else []
+    lines += [
         f"{len(labeled.items)} image(s) in {len(labeled.classes)} class(es) from {labeled.root}"
         + (f"; skipped {len(labeled.skipped)} unreadable file(s)" if labeled.skipped else ""),
         f"{'':<18} {'':<10} {titles}",
@@ -54,8 +56,9 @@ def render_sweep(rows: Sequence[SweepRow], labeled: LabeledSet) -> str:
     return "\n".join(lines)
 
 
-def rows_to_json(rows: Sequence[SweepRow], labeled: LabeledSet) -> dict:
+def rows_to_json(rows: Sequence[SweepRow], labeled: LabeledSet, weights_warning: str | None = None) -> dict:
     return {
+        "weights_warning": weights_warning,
         "images": len(labeled.items),
         "classes": len(labeled.classes),
         "skipped": len(labeled.skipped),
