@@ -49,3 +49,16 @@ def choose_backend(name: str) -> tuple[str, str]:
     if reason is None:
         return "tensorrt", "backend tensorrt (auto: TensorRT and a CUDA GPU are present)"
     return "onnxruntime", f"backend onnxruntime (auto: TensorRT not used: {reason})"
+
+
+def precision_fix(precision: str, backend: str) -> str:
+    """How to build when ``backend`` does not build ``precision``: the flag that builds here (it overrides a
+    profile file's precision), and the backends that build ``precision``."""
+    here = load_backend(backend).SUPPORTED_PRECISIONS
+    elsewhere = [name for name in BACKENDS if name not in (backend, "torch")
+                 and precision in load_backend(name).SUPPORTED_PRECISIONS]
+    fix = f"build here with --precision {here[0]} (it overrides a profile file's precision)"
+    if elsewhere:
+        fix += f"; {precision} builds with " + " or ".join(f"--backend {name}" for name in elsewhere)
+        fix += " (TensorRT and a CUDA GPU)" if "tensorrt" in elsewhere else ""
+    return fix

@@ -26,7 +26,7 @@ from rsz_export.artifacts.manifest import (
     load_previous_manifest,
     save_manifest,
 )
-from rsz_export.backends import choose_backend, require_backend
+from rsz_export.backends import choose_backend, precision_fix, require_backend
 from rsz_export.backends.base import BuildOptions, Log
 from rsz_export.build.calibration_stage import calibration_stage
 from rsz_export.build.cleanup import drop_untrusted_timing_cache, remove_partial, remove_stale
@@ -87,7 +87,8 @@ def build(spec: BuildSpec, log: Log = lambda message: None) -> BuildResult:
     if spec.options.precision not in module.SUPPORTED_PRECISIONS:
         raise UsageError(
             f"precision {spec.options.precision} is not available on backend {backend}; "
-            f"allowed: {', '.join(module.SUPPORTED_PRECISIONS)}"
+            f"allowed: {', '.join(module.SUPPORTED_PRECISIONS)}",
+            hint=precision_fix(spec.options.precision, backend),
         )
     if hasattr(module, "check_precision"):  # what a backend allows per device, before anything is written
         module.check_precision(spec.options)

@@ -66,7 +66,8 @@ def export_command(weights, seed, num_classes, output, verify):
 @plan_options
 @click.option("--backend", type=click.Choice(BUILD_BACKENDS), default="auto", show_default=True,
               help="auto: TensorRT when importable with a CUDA GPU, else ONNX Runtime.")
-@click.option("--precision", type=click.Choice(PRECISIONS), help="Default fp32, or the profile file's.")
+@click.option("--precision", type=click.Choice(PRECISIONS),
+              help="Default: the profile file's, else fp32 (given, it overrides the profile file's).")
 @weights_option
 @seed_option
 @click.option(

@@ -17,7 +17,7 @@ from rsz_export.errors import IntegrityError, UsageError
 from rsz_export.serve.accuracy import load_labeled
 from rsz_export.serve.predict import split_arguments
 from tests.cli.test_predict_folders import run_on_a_terminal
-from tests.helpers import assert_clean_failure, run_cli
+from tests.helpers import RANDOM_METADATA, REPO, assert_clean_failure, run_cli, tiny_onnx
 
 FALLBACK = ("default weights imagenet1k-v2 unavailable (no network); built with seeded random weights (seed 0): "
             "outputs are NOT ImageNet predictions. Put resnet50-11ad3fa6.pth in the torch hub cache and rebuild "
@@ -114,3 +114,19 @@ def test_predict_over_folders_ends_with_a_count_and_an_empty_folder_says_so(colo
     result = run_cli("predict", str(colour_engines), str(tmp_path / "empty"))
     assert_clean_failure(result, 2, f"no files to classify: {tmp_path / 'empty'} hold(s) no files")
     assert "see above" not in result.stderr
+
+
+def test_a_shipped_fp16_profile_on_the_cpu_names_the_fix_and_fp32_overrides_it(tmp_path):
+    edge = str(REPO / "profiles" / "edge.toml")
+    shown = run_cli("plan", "--profile-file", edge)
+    assert shown.returncode == 0 and f"precision fp16 (from {edge}; build --precision overrides it)" in shown.stdout
+    model = tiny_onnx(tmp_path / "tiny.onnx", metadata=RANDOM_METADATA)
+    build = ("build", str(tmp_path / "engines"), "--profile-file", edge, "--onnx", str(model))
+    assert_clean_failure(run_cli(*build), 2, "precision fp16 is not available on backend onnxruntime",
+                         "--precision fp32 (it overrides a profile file's precision)", "fp16 builds with --backend "
+                         "tensorrt")  # fmt: skip
+    assert not (tmp_path / "engines").exists()
+    result = run_cli(*build, "--precision", "fp32")
+    assert result.returncode == 0, result.stderr
+    manifest = load_manifest(tmp_path / "engines")
+    assert manifest.precision == "fp32" and (manifest.plan.min_size, manifest.plan.max_size) == (224, 512)
