@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import RANDOM_METADATA, save_wrapped, sgd_state, tiny_onnx
+
+# Builds in tests (in-process and in CLI subprocesses) do not share exports through the user's cache: each test
+# sees its folder's own behaviour, and nothing is written outside the test's folders. The cache's own tests set a
+# folder of theirs (tests/artifacts/test_export_cache.py).
+os.environ["RSZ_EXPORT_CACHE"] = "off"
 
 
 def _library_build(out_dir: Path, min_size: int, max_size: int, weights: str | None = None):
