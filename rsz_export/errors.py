@@ -91,10 +91,11 @@ def check_number(value: object, name: str, low: float, high: float = math.inf) -
 
 
 def close_matches(word: str, choices) -> list[str]:
-    """The few ``choices`` that look like a mistyping of ``word`` (difflib's ratio >= 0.6), closest first."""
+    """The one or two ``choices`` that look like a mistyping of ``word`` (difflib's similarity ratio >= 0.75: a
+    letter or two off in a short name), closest first."""
     import difflib
 
-    return difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
+    return difflib.get_close_matches(word, list(choices), n=2, cutoff=0.75)
 
 
 def did_you_mean(word: str, choices, shown=str) -> str | None:

@@ -95,7 +95,7 @@ def test_a_build_takes_a_cached_export_instead_of_exporting(engines_dir, onnx_pa
     """The session's export, cached, serves a build of the same weights into a new folder: no export, the
     file is linked, and the folder validates without the cache."""
     from rsz_export.artifacts.manifest import files_intact, load_manifest
-    from rsz_export.build.pipeline import BuildSpec, build
+    from rsz_export.pipeline.run import BuildSpec, build
     from rsz_export.plan.profiles import PlanSpec, plan_profiles
 
     session = load_manifest(engines_dir)

@@ -14,8 +14,8 @@ from PIL import Image
 
 from rsz_export.artifacts.manifest import load_manifest
 from rsz_export.errors import IntegrityError, UsageError
-from rsz_export.serve.accuracy import load_labeled
 from rsz_export.serve.predict import split_arguments
+from rsz_export.sweep.accuracy import load_labeled
 from tests.cli.test_predict_folders import run_on_a_terminal
 from tests.helpers import RANDOM_METADATA, REPO, assert_clean_failure, run_cli, tiny_onnx
 
