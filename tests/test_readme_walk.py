@@ -5,7 +5,8 @@ each checked for its exit code and a line of its output.
 must be added here) with what runs in the walk: the command itself, the same with a smaller range where the README's
 own command allows one (to keep the suite's time), or nothing, with the reason (installing packages, the test suite
 itself, Docker, Kubernetes). ``rsz-export`` and ``.venv/bin/rsz-export`` run this interpreter's ``rsz_export``;
-``make engines`` runs the build it stands for (tests/test_readme.py checks that it does). The ``engines`` folder
+``make engines`` runs the build it stands for (tests/test_readme.py checks that it does); ``validate`` checks one
+size instead of its grid. The ``engines`` folder
 is the session's 224..800 build (what ``make engines`` makes), linked in, so its build step is the reuse a second
 ``make engines`` is; the own-model part builds, validates, predicts and sweeps a 10-class checkpoint for real.
 """
@@ -36,6 +37,9 @@ class Step:
 
 
 NOT_INSTALLING = "installs packages: the test environment has them"
+ONE_SIZE = "--replace-sizes --sizes 224 --random-inputs 0"
+GRID_WHY = ("one size instead of the grid (minutes on 2 cores); the full 224..800 grid of a checkpoint's build is "
+            "validated in tests/pipeline/test_own_model.py")
 SAME_BUILD = "rsz-export build engines --min 224 --max 800"
 WALK = (
     Step("make engines", SAME_BUILD, 0, "reused 1 engine(s)", "the build it runs"),
@@ -49,7 +53,8 @@ WALK = (
     Step("rsz-export build engines-parts --min 224 --max 800 --weights runs/best.pt --labels classes.txt",
          "rsz-export build engines-parts --min 224 --max 352 --weights runs/best.pt --labels classes.txt", 0,
          "reusing the export cached in", "224..352 instead of 224..800: validate's grid stays small"),
-    Step("rsz-export validate engines-parts", "=", 0, "PASS: "),
+    Step("rsz-export validate engines-parts",
+         f"rsz-export validate engines-parts {ONE_SIZE}", 0, "PASS: 2 passed, 0 failed", GRID_WHY),
     Step("rsz-export predict engines-parts photo.jpg --top-k 3", "=", 0, "photo.jpg: 342x512 shrunk to 235x352"),
     Step("rsz-export sweep engines-parts --images labeled/ --sizes 224,288,352", "=", 0, "352x352"),
     Step('pip install -e ".[serve]"', why=NOT_INSTALLING),
@@ -62,7 +67,9 @@ WALK = (
          why="needs Docker and a GPU"),
     Step("kubectl apply -f model_repository/kserve.yaml", why="needs a Kubernetes cluster"),
     Step("make engines", SAME_BUILD, 0, "reused 1 engine(s)", "the build it runs"),
-    Step(".venv/bin/rsz-export validate engines --junit report.xml --json parity.json", "=", 0, "PASS: "),
+    Step(".venv/bin/rsz-export validate engines --junit report.xml --json parity.json",
+         f"rsz-export validate engines --junit report.xml --json parity.json {ONE_SIZE}", 0,
+         "PASS: 2 passed, 0 failed", GRID_WHY),
     Step("make check", why="the test suite's fast tier"),
     Step("make test", why="the test suite this walk is part of"),
     Step("make test-gpu", why="the GPU tier: make test-gpu on a GPU machine"),
