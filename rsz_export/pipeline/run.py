@@ -26,8 +26,8 @@ from rsz_export.artifacts.manifest import (
     load_previous_manifest,
     save_manifest,
 )
-from rsz_export.backends import choose_backend, precision_fix, require_backend
-from rsz_export.backends.base import BuildOptions
+from rsz_export.backends import choose_backend, require_backend
+from rsz_export.backends.base import Backend, BuildOptions
 from rsz_export.errors import UsageError, check_choice
 from rsz_export.interface import PRECISIONS, Log
 from rsz_export.model.calibration_set import CalibrationSet, CalibSpec, resolve_calibration_set
@@ -84,16 +84,9 @@ class BuildResult:
 
 def build(spec: BuildSpec, log: Log = lambda message: None) -> BuildResult:
     """Export, plan and build engines into ``spec.out_dir``; write the manifest last, atomically."""
-    backend, reason = choose_backend(spec.backend)
-    module = require_backend(backend)
-    if spec.options.precision not in module.SUPPORTED_PRECISIONS:
-        raise UsageError(
-            f"precision {spec.options.precision} is not available on backend {backend}; "
-            f"allowed: {', '.join(module.SUPPORTED_PRECISIONS)}",
-            hint=precision_fix(spec.options.precision, backend),
-        )
-    if hasattr(module, "check_precision"):  # what a backend allows per device, before anything is written
-        module.check_precision(spec.options)
+    name, reason = choose_backend(spec.backend)
+    backend = require_backend(name)
+    backend.check_options(spec.options)  # what the backend allows (precision, device), before anything is written
     known = None if spec.force else load_previous_manifest(spec.out_dir)
     inputs = resolve_inputs(spec, known)  # every check of the inputs, before anything is written
     calib = None
@@ -101,7 +94,7 @@ def build(spec: BuildSpec, log: Log = lambda message: None) -> BuildResult:
         calib = resolve_calibration_set(spec.calibration or CalibSpec(seed=spec.seed), spec.plan)
     out_dir = ensure_writable_dir(spec.out_dir)
     with directory_lock(out_dir, "build"):
-        return _build_locked(spec, backend, reason, module, out_dir, log, inputs, calib)
+        return _build_locked(spec, backend, reason, out_dir, log, inputs, calib)
 
 
 def _build_files(manifest: Manifest) -> list[FileRecord]:
@@ -110,14 +103,14 @@ def _build_files(manifest: Manifest) -> list[FileRecord]:
     return [manifest.onnx, *manifest.engine_files(), *labels, *calibration]
 
 
-def _build_locked(spec, backend, reason, module, out_dir: Path, log: Log, inputs: BuildInputs,
+def _build_locked(spec, backend: Backend, reason, out_dir: Path, log: Log, inputs: BuildInputs,
                   calib: CalibrationSet | None) -> BuildResult:  # fmt: skip
     remove_partial(out_dir)
     versions = library_versions()
-    keys = stage_keys(spec, backend, inputs.weights_key, versions, inputs.recorded(),
+    keys = stage_keys(spec, backend.name, inputs.weights_key, versions, inputs.recorded(),
                       None if calib is None else calib.key_data())  # fmt: skip
     previous = None if spec.force else load_previous_manifest(out_dir)
-    runs_here = previous is not None and _runs_here(module, previous, log)
+    runs_here = previous is not None and _runs_here(backend, previous, log)
     if runs_here and previous.keys == keys and files_intact(out_dir, _build_files(previous)):
         log(f"up to date: reusing {out_dir / MANIFEST_NAME} (use --force to rebuild)")
         return BuildResult(previous, True)
@@ -131,13 +124,13 @@ def _build_locked(spec, backend, reason, module, out_dir: Path, log: Log, inputs
                                         force=spec.force)
     engines = reusable_engines(keys, previous, out_dir) if runs_here else None
     if engines is None:
-        engines = _engine_stage(spec, backend, module, keys, onnx_record, out_dir, log, calibration)
+        engines = _engine_stage(spec, backend, keys, onnx_record, out_dir, log, calibration)
     else:
-        log(f"[2/3] reusing the {backend} engines (same export, plan and options)")
+        log(f"[2/3] reusing the {backend.name} engines (same export, plan and options)")
     manifest = Manifest(
         tool_version=__version__, command=spec.command,
         created_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        host=host_info(), versions=versions, onnx=onnx_record, weights=weights, backend=backend,
+        host=host_info(), versions=versions, onnx=onnx_record, weights=weights, backend=backend.name,
         precision=spec.options.precision, plan=spec.plan, engines=tuple(engines), cache_key=keys["engines"],
         warnings=tuple(w for w in (inputs.warning, calib and calib.warning) if w), keys=keys,
         num_classes=inputs.num_classes, labels=labels, calibration=calibration,
@@ -148,27 +141,27 @@ def _build_locked(spec, backend, reason, module, out_dir: Path, log: Log, inputs
     return BuildResult(manifest, False)
 
 
-def _engine_stage(spec, backend, module, keys, onnx_record: FileRecord, out_dir: Path, log: Log,
+def _engine_stage(spec, backend: Backend, keys, onnx_record: FileRecord, out_dir: Path, log: Log,
                   calibration=None) -> list:  # fmt: skip
-    log(f"[2/3] building {len(spec.plan.profiles)} profile(s) with {backend}")
-    engine_dir = out_dir / engine_dir_name(backend, keys)
+    log(f"[2/3] building {len(spec.plan.profiles)} profile(s) with {backend.name}")
+    engine_dir = out_dir / engine_dir_name(backend.name, keys)
     engine_dir.mkdir(exist_ok=True)
     options = spec.options
     if calibration is not None:
         options = replace(options, calibration=str(out_dir.resolve() / calibration.file.file))
     if options.timing_cache is None:  # shared by every build in this folder, so it outlives engine folders
         options = replace(options, timing_cache=str(out_dir.resolve() / "timing.cache"))
-    if backend == "tensorrt":
-        drop_untrusted_timing_cache(out_dir, Path(options.timing_cache), log, module.timing_cache_problem)
-    built = module.build_engines(out_dir / onnx_record.file, spec.plan, options, engine_dir, log)
+    if backend.uses_timing_cache:
+        drop_untrusted_timing_cache(out_dir, Path(options.timing_cache), log, backend.timing_cache_problem)
+    built = backend.build_engines(out_dir / onnx_record.file, spec.plan, options, engine_dir, log)
     return [_rebase(engine, engine_dir.name) for engine in built]
 
 
-def _runs_here(module, manifest: Manifest, log: Log) -> bool:
+def _runs_here(backend: Backend, manifest: Manifest, log: Log) -> bool:
     """Whether every engine of a previous manifest can run on this machine (a TensorRT engine copied from
     another GPU or TensorRT version cannot); if not, the engines are rebuilt here."""
     for engine in manifest.engines:
-        if problem := module.check_compatible(manifest, engine):
+        if problem := backend.check_compatible(manifest, engine):
             log(f"rebuilding: engine {engine.name}: {problem}")
             return False
     return True

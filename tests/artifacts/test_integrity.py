@@ -148,7 +148,7 @@ REVIEWED = {
         'return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])',
     ): "reduced-precision checks of ONNX files this build wrote",
     (
-        "bench/probes.py",
+        "backends/ort.py",
         'session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])',
     ): "a MatMul graph built in memory",
     ("model/reduced_precision.py", "model = onnx.load(str(src))"): "the build's checked ONNX, converted to fp16/bf16",
