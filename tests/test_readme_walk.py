@@ -107,6 +107,20 @@ def test_the_readme_says_how_to_run_the_installed_command():
     assert "`.venv/bin/rsz-export`" in quickstart and "`source .venv/bin/activate`" in quickstart
 
 
+def test_the_readme_sample_output_is_what_predict_prints():
+    """The own-model section's sample output, rendered by predict from the numbers it shows."""
+    from rsz_export.cli.predict import render_prediction
+    from rsz_export.serve.session import Label, Prediction
+    from rsz_export.shapes import Resolution
+
+    section = (REPO / "README.md").read_text().split("## Your own model", 1)[1]
+    sample = re.search(r"```\n(photo\.jpg: .*?)\n```", section, re.S).group(1)
+    top = (Label(8, "valve", 0.4042), Label(7, "pulley", 0.2992), Label(6, "shaft", 0.2888))
+    answer = Prediction("photo.jpg", (342, 512), Resolution(342, 512), "ort", "onnxruntime", 2, top, 154.8, 666.2,
+                        preprocess="fit")  # fmt: skip
+    assert sample == render_prediction(answer)
+
+
 def _set_up(folder: Path, engines_dir: Path, own_weights, cifar_build: Path) -> None:
     """What a user of the README has beside the clone: engines from make engines, a labeled folder, a photo, a
     checkpoint and its class names, and an export cache (``$RSZ_EXPORT_CACHE``) holding the checkpoint's export,
