@@ -30,7 +30,7 @@ def timed_build(folder: Path, out: str, extra: list[str], size: tuple[str, str])
     started = time.perf_counter()
     env = {**os.environ, CACHE_ENV: str(folder / "cache"), "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-m", "rsz_export", *args], capture_output=True, text=True, cwd=folder,
-                            env=env)  # fmt: skip
+                            env=env)
     if result.returncode != 0:
         raise SystemExit(f"rsz-export {' '.join(args)} failed:\n{result.stderr}")
     return time.perf_counter() - started, result.stderr

@@ -75,7 +75,7 @@ WALK = (
     Step("make test-gpu", why="the GPU tier: make test-gpu on a GPU machine"),
     Step("make lint", why="ruff over the sources: CI runs it"),
     Step("make bench", why="the standard benchmark (minutes): benchmarks/run_standard.py"),
-)  # fmt: skip
+)
 """Every shell command of README.md in order; ``runs`` "=" means the README's command as it is."""
 
 CLASSES = ["bolt", "nut", "washer", "gear", "tabby", "spring", "shaft", "pulley", "valve", "gasket"]
@@ -117,7 +117,7 @@ def test_the_readme_sample_output_is_what_predict_prints():
     sample = re.search(r"```\n(photo\.jpg: .*?)\n```", section, re.S).group(1)
     top = (Label(8, "valve", 0.4042), Label(7, "pulley", 0.2992), Label(6, "shaft", 0.2888))
     answer = Prediction("photo.jpg", (342, 512), Resolution(342, 512), "ort", "onnxruntime", 2, top, 154.8, 666.2,
-                        preprocess="fit")  # fmt: skip
+                        preprocess="fit")
     assert sample == render_prediction(answer)
 
 

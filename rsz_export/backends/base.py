@@ -24,16 +24,20 @@ from typing import Any, ClassVar
 from rsz_export.artifacts.host import MAX_THREADS
 from rsz_export.artifacts.manifest import EngineRecord, FileRecord, Manifest
 from rsz_export.errors import UsageError, check_int
-from rsz_export.interface import CHANNELS, Log
+from rsz_export.interface import CHANNELS, DEFAULT_PRECISION, Log
 from rsz_export.plan.profiles import Plan, route
 from rsz_export.shapes import MAX_SIZE, MIN_SIZE, InputShape
+
+TIMING_CACHE_NAME = "timing.cache"
+"""The build folder's timing cache (for backends that keep one): shared by every build there, so it outlives the
+engine folders; named by no key because what it holds is checked on use (``pipeline.cleanup``)."""
 
 
 @dataclass(frozen=True)
 class BuildOptions:
     """Backend build settings. Fields a backend does not use are ignored by it (and not in its cache key)."""
 
-    precision: str = "fp32"
+    precision: str = DEFAULT_PRECISION
     threads: int | None = None
     device: str = "cpu"
     workspace_mib: int | None = None

@@ -115,7 +115,7 @@ def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: P
         from rsz_export.model.quantization import CPU_QDQ, checked_qdq
 
         onnx_path, facts = checked_qdq(onnx_path, options.calibration, CPU_QDQ, plan, Path(out_dir) / QDQ_FILE,
-                                       options.threads, log)  # fmt: skip
+                                       options.threads, log)
         extra = (file_record(out_dir, onnx_path),)
     with atomic_path(target) as tmp:
         so = ort.SessionOptions()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rsz_export.artifacts.manifest import EngineRecord, Manifest, verify_file
 from rsz_export.backends import trt_support as ts
-from rsz_export.backends.base import Backend, BuildOptions, RunnerOptions, TritonModel
+from rsz_export.backends.base import TIMING_CACHE_NAME, Backend, BuildOptions, RunnerOptions, TritonModel
 from rsz_export.backends.trt_build import build_engines, recorded_options
 from rsz_export.backends.trt_env import NAME, check_compatible, installed, unavailable_reason
 from rsz_export.backends.trt_runner import TrtRunner
@@ -140,9 +140,9 @@ class TensorRT(Backend):
 
 def _private_cache(engine: EngineRecord, engines_dir, tmp: str) -> str:
     """A copy in ``tmp`` of the timing cache ``engine`` was built with (the folder's own when it has moved)."""
-    recorded = Path((engine.settings.get("timing_cache") or {}).get("path") or Path(engines_dir) / "timing.cache")
+    recorded = Path((engine.settings.get("timing_cache") or {}).get("path") or Path(engines_dir) / TIMING_CACHE_NAME)
     source = recorded if recorded.is_file() else Path(engines_dir) / recorded.name
-    target = Path(tmp) / "timing.cache"
+    target = Path(tmp) / TIMING_CACHE_NAME
     if source.is_file():
         shutil.copyfile(source, target)
     return str(target)

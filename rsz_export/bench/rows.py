@@ -92,7 +92,7 @@ class BenchRow:
             "static_p50_ms": self.static_p50_ms, "dynamic_over_static": self.dynamic_over_static,
             "gpu_compute_p50_ms": self.gpu_compute_p50_ms, "baseline_p50_ms": self.baseline_p50_ms,
             "speedup": self.speedup, **self.memory, **self.provenance,
-        }  # fmt: skip
+        }
 
 
 def make_row(point: Point, measured: Measurement, peak_gflops: float | None, memory: dict, header: dict) -> BenchRow:
@@ -101,7 +101,7 @@ def make_row(point: Point, measured: Measurement, peak_gflops: float | None, mem
     provenance = {key: header[key] for key in PROVENANCE}
     classes = header.get("num_classes", NUM_CLASSES)
     return BenchRow(point, latency_stats(measured.samples_ms), measured, peak_gflops, dict(memory), provenance,
-                    num_classes=classes)  # fmt: skip
+                    num_classes=classes)
 
 
 def paired_with_baseline(row: BenchRow, baseline: BenchRow) -> BenchRow:

@@ -218,7 +218,7 @@ def _sweep(run: _Run, sizes: list[Resolution], batch: int, what: tuple, runners:
         point = Point(
             size, batch, name, variant, device,
             engine.name if engine else None, engine.precision if engine else "fp32", runner.last_profile, warm,
-        )  # fmt: skip
+        )
         if run.baseline is not None and engine is not None:
             rows = _with_baseline(run, point, (call, first_ms), peak)
         elif run.spec.static and engine is not None:
@@ -271,6 +271,6 @@ def _with_baseline(run: _Run, point: Point, timed: tuple, peak) -> list[BenchRow
         m, bm = measure((call, base_call), run.spec.policy, (first_ms, base_first))
         base_memory = memory_snapshot(point.device)
         base_point = replace(point, variant="baseline", engine=engine.name, precision=engine.precision,
-                             profile=runner.last_profile, previous=None)  # fmt: skip
+                             profile=runner.last_profile, previous=None)
     base_row = make_row(base_point, replace(bm, first_call_ms=None), peak, base_memory, run.header)
     return [paired_with_baseline(make_row(point, m, peak, memory, run.header), base_row), base_row]

@@ -67,5 +67,5 @@ def baseline_manifest(folder: str | None, batches, sizes, backends) -> Manifest 
     outside = [f"{s}" for b in batches for s in sizes if route(plan.profiles, b, s.h, s.w) is None]
     if outside:
         raise UsageError(f"--baseline {folder} does not cover {', '.join(outside[:4])}",
-                         hint=f"covered: {plan.covered_ranges()}")  # fmt: skip
+                         hint=f"covered: {plan.covered_ranges()}")
     return baseline

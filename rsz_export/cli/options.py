@@ -13,10 +13,10 @@ from __future__ import annotations
 import click
 
 from rsz_export.artifacts.host import MAX_THREADS
+from rsz_export.artifacts.manifest import ENGINES_DIR
 from rsz_export.backends import BACKENDS
 from rsz_export.plan.profiles import ASPECTS, BAND_RATIO
 
-ENGINES_DIR = "engines"
 VERBOSE_HELP = "More detail on stderr (repeatable)."
 QUIET_HELP = "Only results and errors; no progress."
 WEIGHTS_HELP = (

@@ -13,13 +13,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsz_export.artifacts.manifest import MANIFEST_NAME
+from rsz_export.artifacts.manifest import ENGINES_DIR, MANIFEST_NAME
 from rsz_export.errors import IntegrityError, RszError, UsageError, did_you_mean
 from rsz_export.images.loading import list_files, load_rgb
 from rsz_export.plan.routing import Route
 from rsz_export.serve.session import Pending, Prediction
 
-DEFAULT_DIR = "engines"
 MAX_PENDING_PIXELS = 16_000_000
 """Input pixels held back for batching at most (about 190 MB of float32 feeds)."""
 
@@ -59,7 +58,7 @@ def split_arguments(paths: Sequence[str]) -> ImageArguments:
     if paths and (Path(paths[0]) / MANIFEST_NAME).is_file():
         engines_dir = paths.pop(0)
     else:
-        engines_dir = DEFAULT_DIR
+        engines_dir = ENGINES_DIR
         if paths and not Path(paths[0]).exists() and Path(paths[0]).suffix.lower() not in IMAGE_SUFFIXES:
             raise _not_a_build(Path(paths[0]))
     if not paths:

@@ -18,7 +18,7 @@ import time
 
 CSV_FIELDS = ("source", "status", "original", "input", "preprocess", "resize", "engine", "backend", "profile",
               "batch", "top1_index", "top1_name", "top1_score", "latency_ms", "total_ms", "reason",
-              "weights_warning")  # fmt: skip
+              "weights_warning")
 """``weights_warning``: on every row when the build fell back to seeded random weights (the manifest's warning)."""
 STDOUT = "-"
 

@@ -90,11 +90,11 @@ def batching(batch: BatchRange, requested: int | None, engine_bound: bool) -> tu
     if requested is not None:
         if engine_bound and batch.min > 1:
             raise UsageError(f"--max-batch: the engines take batches of {batch.min}..{batch.max} only, so Triton "
-                             "cannot batch single requests for them; leave --max-batch out")  # fmt: skip
+                             "cannot batch single requests for them; leave --max-batch out")
         limit = batch.max if engine_bound else MAX_BATCH
         if requested > limit:
             raise UsageError(f"--max-batch {requested} is above the engines' largest batch {limit}",
-                             hint=f"give at most {limit}, or rebuild with --batch 1-{requested}")  # fmt: skip
+                             hint=f"give at most {limit}, or rebuild with --batch 1-{requested}")
         return requested, None
     if batch.min == 1 and batch.max > 1:
         return batch.max, None
@@ -178,7 +178,7 @@ def routing(manifest: Manifest, models: tuple[ModelSpec, ...]) -> dict:
                 "min": {"batch": profile.min.batch, "h": profile.min.h, "w": profile.min.w},
                 "max": {"batch": profile.max.batch, "h": profile.max.h, "w": profile.max.w},
                 "max_area": profile.max_pixels,
-            })  # fmt: skip
+            })
     return {
         "rule": ROUTING_RULE,
         "how": "among the entries whose min..max holds the input's batch, height and width, take the one with the "

@@ -130,13 +130,13 @@ def _marker(engines_dir: Path, manifest: Manifest, manifest_sha: str, models, wr
                    "engines": [e.to_dict() | {"settings": _portable_facts(e.settings)} for e in manifest.engines]},
         "models": [asdict(m) for m in models],
         "files": written,
-    }, indent=2) + "\n"  # fmt: skip
+    }, indent=2) + "\n"
 
 
 def _portable_facts(settings: dict) -> dict:
     """The engine facts a server must match (the full settings stay in the build's manifest)."""
     keys = ("tensorrt_version", "gpu_name", "compute_capability", "hardware_compat", "version_compat", "device",
-            "onnxruntime_version", "intra_op_num_threads", "inter_op_num_threads")  # fmt: skip
+            "onnxruntime_version", "intra_op_num_threads", "inter_op_num_threads")
     return {k: settings[k] for k in keys if k in settings}
 
 
@@ -184,7 +184,7 @@ def write_repository(
         manifest = load_manifest(engines_dir)
         if sha256_file(engines_dir / MANIFEST_NAME) != manifest_sha:
             raise IntegrityError(f"{engines_dir / MANIFEST_NAME} changed while it was read (a build is writing it)",
-                                 hint="run the command again when the build has finished")  # fmt: skip
+                                 hint="run the command again when the build has finished")
         models = plan_models(manifest, options)
         configs = {m.name: config_text(m) for m in models}  # every config checked before anything is written
         _remove_leftovers(repo)

@@ -59,7 +59,7 @@ def run_cases(
         except (RszError, RuntimeError, ValueError) as exc:  # ORT/TensorRT raise these for shapes they reject
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
         results.append(_judged(case, meta, per_input, error, policy, time.perf_counter() - start))
-        log(f"  {results[-1].label}: {results[-1].status} ({results[-1].seconds:.1f} s)")
+        log(f"{results[-1].label}: {results[-1].status} ({results[-1].seconds:.1f} s)")
     return results
 
 
@@ -80,7 +80,7 @@ def _judged(
     return CaseResult(
         **meta, profiles=case.profiles, size=case.size, batch=case.batch, status=status, stats=stats,
         inputs=tuple(per_input), policy=policy, failures=failures, seconds=seconds,
-    )  # fmt: skip
+    )
 
 
 def not_run(cases: list[PlannedCase], meta: dict, reason: str) -> list[CaseResult]:
@@ -110,7 +110,7 @@ def _engine_results(
     log(f"engine {engine.name} ({engine.backend}, {engine.precision}): {len(cases)} case(s)")
     refusal = _engine_refusal(manifest, engine, spec.directory, backend)
     if refusal:
-        log(f"  {refusal}")
+        log(refusal)
         return not_run(cases, meta, refusal)
     try:
         runner = backend.open_runner(manifest, engine, spec.directory)

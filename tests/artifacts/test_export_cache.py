@@ -84,7 +84,7 @@ def test_concurrent_builds_store_and_take_complete_files(cache, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     processes = [subprocess.Popen([sys.executable, "-c", WRITER, str(sources[i % 2]), KEY,
                                    str(tmp_path / f"target{i}.onnx")], env=env, stderr=subprocess.PIPE, text=True)
-                 for i in range(4)]  # fmt: skip
+                 for i in range(4)]
     for process in processes:
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 0, stderr
@@ -96,13 +96,13 @@ def test_a_build_takes_a_cached_export_instead_of_exporting(engines_dir, onnx_pa
     file is linked, and the folder validates without the cache."""
     from rsz_export.artifacts.manifest import files_intact, load_manifest
     from rsz_export.pipeline.run import BuildSpec, build
-    from rsz_export.plan.profiles import PlanSpec, plan_profiles
+    from tests.helpers import make_plan
 
     session = load_manifest(engines_dir)
     entry = export_cache.store(onnx_path, session.keys["export"])
     logged: list[str] = []
     out = tmp_path / "engines"
-    manifest = build(BuildSpec(plan_profiles(PlanSpec(224, 256)), out, backend="onnxruntime"), logged.append).manifest
+    manifest = build(BuildSpec(make_plan(224, 256), out, backend="onnxruntime"), logged.append).manifest
     assert any(f"reusing the export cached in {cache}" in line for line in logged), logged
     assert not any("exporting ResNet-50" in line for line in logged)
     assert manifest.onnx.sha256 == session.onnx.sha256 and manifest.weights.id == session.weights.id

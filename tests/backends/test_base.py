@@ -11,11 +11,11 @@ from rsz_export.backends import BACKENDS, BUILD_BACKENDS, REFERENCE, load_backen
 from rsz_export.backends.base import Backend, BuildOptions, Runner
 from rsz_export.errors import UsageError
 from rsz_export.interface import PRECISIONS
-from rsz_export.plan.profiles import PlanSpec, plan_profiles, route
+from rsz_export.plan.profiles import route
 from rsz_export.shapes import BatchRange
-from tests.helpers import REPO
+from tests.helpers import REPO, make_plan
 
-PLAN = plan_profiles(PlanSpec(224, 800, profiles=4, batch=BatchRange(1, 2, 4)))
+PLAN = make_plan(224, 800, profiles=4, batch=BatchRange(1, 2, 4))
 
 
 class Recorder(Runner):
@@ -101,3 +101,14 @@ def test_without_a_plan_any_size_resnet_accepts_is_served():
     assert runner.last_profile is None
     with pytest.raises(UsageError, match="32..4096"):
         runner.infer(np.zeros((1, 3, 31, 64), np.float32))
+
+
+def test_runner_options_are_checked_when_made():
+    from rsz_export.backends.base import RunnerOptions
+    from rsz_export.shapes import InputShape
+
+    assert RunnerOptions(threads=2, pinned=InputShape(1, 224, 256)).pinned.w == 256
+    with pytest.raises(UsageError, match="threads must be a whole number"):
+        RunnerOptions(threads=0)
+    with pytest.raises(UsageError, match="pinned must be an InputShape, got tuple"):
+        RunnerOptions(pinned=(1, 224, 224))

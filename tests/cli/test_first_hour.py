@@ -21,7 +21,7 @@ from tests.helpers import RANDOM_METADATA, REPO, assert_clean_failure, run_cli, 
 
 FALLBACK = ("default weights imagenet1k-v2 unavailable (no network); built with seeded random weights (seed 0): "
             "outputs are NOT ImageNet predictions. Put resnet50-11ad3fa6.pth in the torch hub cache and rebuild "
-            "with --force for real weights")  # fmt: skip
+            "with --force for real weights")
 """The warning ``model.weights.default_weights`` gives, as a build records it in the manifest."""
 
 
@@ -58,7 +58,7 @@ def test_random_weights_fallback_is_said_by_predict_and_sweep(colour_engines, tm
     red_folder(tmp_path / "labeled" / "tench", 1)
     sweep_json = tmp_path / "s.json"
     result = run_cli("sweep", str(build), "--images", str(tmp_path / "labeled"), "--sizes", "224",
-                     "--json", str(sweep_json))  # fmt: skip
+                     "--json", str(sweep_json))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"warning: {FALLBACK}\n") and f"warning: {FALLBACK}" in result.stderr
     assert json.loads(sweep_json.read_text())["weights_warning"] == FALLBACK
@@ -124,7 +124,7 @@ def test_a_shipped_fp16_profile_on_the_cpu_names_the_fix_and_fp32_overrides_it(t
     build = ("build", str(tmp_path / "engines"), "--profile-file", edge, "--onnx", str(model))
     assert_clean_failure(run_cli(*build), 2, "precision fp16 is not available on backend onnxruntime",
                          "--precision fp32 (it overrides a profile file's precision)", "fp16 builds with --backend "
-                         "tensorrt")  # fmt: skip
+                         "tensorrt")
     assert not (tmp_path / "engines").exists()
     result = run_cli(*build, "--precision", "fp32")
     assert result.returncode == 0, result.stderr

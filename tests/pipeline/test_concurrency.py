@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers import SAMPLE_IMAGE, onnx_build_args, run_cli, start_cli
+from tests.helpers import SAMPLE_IMAGE, make_plan, onnx_build_args, run_cli, start_cli
 
 
 def test_predict_during_build_force(fast_engines, tmp_path, onnx_path, reference_weights):
@@ -17,13 +17,13 @@ def test_predict_during_build_force(fast_engines, tmp_path, onnx_path, reference
     build = start_cli(*onnx_build_args(onnx_path, reference_weights, folder, "--force"))
     outcomes = []
     while build.poll() is None or not outcomes:
-        result = run_cli("predict", str(folder), str(SAMPLE_IMAGE), "--oversize", "shrink", "--top-k", "1")
+        result = run_cli("predict", str(folder), str(SAMPLE_IMAGE), "--preprocess", "fit", "--top-k", "1")
         assert "Traceback" not in result.stderr, result.stderr
         assert result.returncode == 0 or (result.returncode == 4 and "error:" in result.stderr), result.stderr
         outcomes.append(result.returncode)
     _, stderr = build.communicate(timeout=120)
     assert build.returncode == 0, stderr
-    assert run_cli("predict", str(folder), str(SAMPLE_IMAGE), "--oversize", "shrink").returncode == 0
+    assert run_cli("predict", str(folder), str(SAMPLE_IMAGE), "--preprocess", "fit").returncode == 0
 
 def test_build_defers_removing_files_a_reader_uses(fast_engines, tmp_path, onnx_path, reference_weights):
     """A Session (predict) holds the readers' lock: a rebuild that replaces the engines keeps the old ones
@@ -31,7 +31,6 @@ def test_build_defers_removing_files_a_reader_uses(fast_engines, tmp_path, onnx_
     import shutil
 
     from rsz_export.pipeline.run import BuildSpec, build
-    from rsz_export.plan.profiles import PlanSpec, plan_profiles
     from rsz_export.serve.session import Session
 
     folder = Path(shutil.copytree(fast_engines, tmp_path / "engines"))
@@ -39,7 +38,7 @@ def test_build_defers_removing_files_a_reader_uses(fast_engines, tmp_path, onnx_
     def rebuild(lo, hi):
         logged = []
         spec = BuildSpec(
-            plan_profiles(PlanSpec(lo, hi)),
+            make_plan(lo, hi),
             folder,
             backend="onnxruntime",
             weights=str(reference_weights),

@@ -14,12 +14,11 @@ from pathlib import Path
 
 from rsz_export.artifacts.manifest import load_manifest
 from rsz_export.pipeline.run import BuildSpec, build
-from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from rsz_export.shapes import Resolution
 from rsz_export.validate.cases import ValidateSpec
 from rsz_export.validate.report import render_json
 from rsz_export.validate.run import validate
-from tests.helpers import SAMPLE_IMAGE, TEAM, run_cli
+from tests.helpers import SAMPLE_IMAGE, TEAM, make_plan, run_cli
 
 PARITY = 1e-5
 """Relative L2 error allowed between engine and PyTorch logits in these tests (validate's fp32 preset allows 1e-4)."""
@@ -119,8 +118,8 @@ def test_224_to_800_builds_validates_and_predicts_from_the_safetensors_file(cifa
     for name in (first.onnx.file, "manifest.json"):
         shutil.copy2(cifar_build / name, out / name)
     logged: list[str] = []
-    spec = BuildSpec(plan_profiles(PlanSpec(224, 800)), out, backend="onnxruntime",
-                     weights=str(paths["model.safetensors"]), labels=team.with_suffix(".json"))  # fmt: skip
+    spec = BuildSpec(make_plan(224, 800), out, backend="onnxruntime",
+                     weights=str(paths["model.safetensors"]), labels=team.with_suffix(".json"))
     manifest = build(spec, logged.append).manifest
     assert "reusing the exported ONNX (same weights and exporter)" in "".join(logged) and manifest.num_classes == 10
     one_photo = tmp_path / "photo"
@@ -141,8 +140,8 @@ def test_build_from_the_ten_class_export_itself(cifar_build, own_weights, tmp_pa
     _, paths, team = own_weights
     exported = cifar_build / load_manifest(cifar_build).onnx.file
     out = tmp_path / "engines"
-    spec = BuildSpec(plan_profiles(PlanSpec(224, 256)), out, backend="onnxruntime", onnx=exported,
-                     weights=str(paths["bare.pt"]), labels=team)  # fmt: skip
+    spec = BuildSpec(make_plan(224, 256), out, backend="onnxruntime", onnx=exported,
+                     weights=str(paths["bare.pt"]), labels=team)
     manifest = build(spec).manifest
     assert manifest.num_classes == 10 and manifest.weights.source == str(paths["bare.pt"].resolve())
     report = validate(ValidateSpec(out, sizes=(Resolution(240, 232),), replace_sizes=True, random_inputs=1))

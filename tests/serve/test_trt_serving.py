@@ -11,12 +11,12 @@ from PIL import Image
 
 from rsz_export.errors import EnvironmentProblem
 from rsz_export.pipeline.run import BuildSpec, build
-from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from rsz_export.serve.session import Session
 from tests.backends import fake_tensorrt
 from tests.backends.trt_double import V10, V11, build_folder, use_double
+from tests.helpers import make_plan
 
-PLAN = plan_profiles(PlanSpec(64, 160, profiles=2))
+PLAN = make_plan(64, 160, profiles=2)
 SIZES = ((64, 64), (97, 131), (160, 150), (150, 64))
 
 

@@ -118,7 +118,7 @@ def test_the_sweep_plot_keeps_size_labels_apart_and_shows_the_pareto_front():
     # Random weights: every top-1 near 0, latencies close together: the labels would all sit on one another.
     rows = mark_pareto([SweepRow("ort", "onnxruntime", mode, f"{s}x{s}", True, None, 4, 0, 0.25 * (s % 2), 1.0,
                                  10.0 + s / 100 + (0.01 if mode == "fit" else 0), s * s / 1e6)
-                        for s in (224, 256, 288, 320, 352, 384) for mode in ("crop", "fit")])  # fmt: skip
+                        for s in (224, 256, 288, 320, 352, 384) for mode in ("crop", "fit")])
     fig = figure(rows)
     try:
         ax_lat = fig.axes[1]
