@@ -89,6 +89,7 @@ def test_an_unknown_class_folder_gets_the_close_class_name(tmp_path):
         load_labeled(tmp_path)
 
 
+@pytest.mark.slow  # five CLI runs: the full suite runs it, make check stays under a minute
 def test_verbosity_after_the_subcommand_and_a_sweep_progress_bar(colour_engines, tmp_path):
     labeled = tmp_path / "labeled"
     red_folder(labeled / "tench", 3)
@@ -116,6 +117,7 @@ def test_predict_over_folders_ends_with_a_count_and_an_empty_folder_says_so(colo
     assert "see above" not in result.stderr
 
 
+@pytest.mark.slow  # a build: the full suite runs it, make check stays under a minute
 def test_a_shipped_fp16_profile_on_the_cpu_names_the_fix_and_fp32_overrides_it(tmp_path):
     edge = str(REPO / "profiles" / "edge.toml")
     shown = run_cli("plan", "--profile-file", edge)
