@@ -150,6 +150,21 @@ def check_number(value: object, name: str, low: float, high: float = math.inf) -
     return float(value)
 
 
+def close_matches(word: str, choices) -> list[str]:
+    """The one or two ``choices`` that look like a mistyping of ``word`` (difflib's similarity ratio >= 0.75: a
+    letter or two off in a short name), closest first."""
+    import difflib
+
+    return difflib.get_close_matches(word, list(choices), n=2, cutoff=0.75)
+
+
+def did_you_mean(word: str, choices, shown=str) -> str | None:
+    """``did you mean X?`` (or ``X or Y``) for the ``choices`` close to ``word``, each rendered by ``shown``;
+    None when nothing is close."""
+    found = close_matches(word, choices)
+    return f"did you mean {' or '.join(shown(c) for c in found)}?" if found else None
+
+
 def check_choice(value: object, name: str, choices) -> object:
     """``value`` when it is one of ``choices``, else a UsageError listing them."""
     if value not in choices:

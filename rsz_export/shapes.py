@@ -30,10 +30,11 @@ def check_side(value: int, what: str = "size") -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise UsageError(f"{what} must be a whole number of pixels, got {value!r}")
     if not MIN_SIZE <= value <= MAX_SIZE:
-        raise UsageError(
-            f"{what} {value} is outside what ResNet-50 accepts here: {MIN_SIZE}..{MAX_SIZE} pixels",
-            hint=f"ResNet-50 downsamples by {STRIDE}, so sides below {MIN_SIZE} leave no feature map",
-        )
+        why = (f"ResNet-50 downsamples by {STRIDE}, so sides below {MIN_SIZE} leave no feature map" if value < MIN_SIZE
+               else f"one {MAX_SIZE}x{MAX_SIZE} image already needs several GiB of activations: shrink larger "
+               f"images into the range (predict does, with --preprocess fit)")
+        raise UsageError(f"{what} {value} is outside what ResNet-50 accepts here: {MIN_SIZE}..{MAX_SIZE} pixels",
+                         hint=why)
     return value
 
 

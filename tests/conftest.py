@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import RANDOM_METADATA, make_plan, save_wrapped, sgd_state, tiny_onnx
+from tests.helpers import RANDOM_METADATA, REPO, TEAM, make_plan, run_cli, save_wrapped, sgd_state, tiny_onnx
+
+# Builds in tests (in-process and in CLI subprocesses) do not share exports through the user's cache: each test
+# sees its folder's own behaviour, and nothing is written outside the test's folders. The cache's own tests set a
+# folder of theirs (tests/artifacts/test_export_cache.py).
+os.environ["RSZ_EXPORT_CACHE"] = "off"
 
 
 def _library_build(out_dir: Path, min_size: int, max_size: int, weights: str | None = None):
@@ -115,6 +121,36 @@ def int8_engines(onnx_path, reference_weights, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def own_weights(reference_weights, tmp_path_factory) -> tuple[dict, dict[str, Path], Path]:
+    """The 10-class state_dict, its file in every wrapping, and the team's names (one per line)."""
+    import torch
+
+    from rsz_export.model.weights import build_model
+
+    state = torch.load(reference_weights, weights_only=True)
+    state = {**state, "fc.weight": state["fc.weight"][:10].clone(), "fc.bias": state["fc.bias"][:10].clone()}
+    folder = tmp_path_factory.mktemp("own-weights")
+    paths = save_wrapped(state, sgd_state(build_model(state)), folder)
+    (folder / "team.txt").write_text("".join(f"{name}\n" for name in TEAM))
+    (folder / "team.json").write_text(json.dumps(TEAM))
+    return state, paths, folder / "team.txt"
+
+
+@pytest.fixture(scope="session")
+def cifar_build(own_weights, tmp_path_factory) -> Path:
+    """``rsz-export build`` over profiles/cifar-transfer.toml from the DDP checkpoint (with its optimizer state)
+    and the team's names: the one export of the 10-class weights (tests/pipeline/test_own_model.py, and the
+    README walk's own model, which takes it from an export cache as a CI cache would)."""
+    _, paths, team = own_weights
+    out = tmp_path_factory.mktemp("own-cifar") / "engines"
+    cifar = REPO / "profiles" / "cifar-transfer.toml"
+    result = run_cli("build", str(out), "--profile-file", str(cifar), "--backend", "onnxruntime",
+                     "--weights", str(paths["ddp-with-optimizer.pt"]), "--labels", str(team))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
 @pytest.fixture()
 def damaged(fast_engines, tmp_path) -> Path:
     """A private copy of ``fast_engines`` to damage."""
@@ -195,7 +231,8 @@ def mixed_size(i: int) -> tuple[int, int]:
 
 
 REAL_MODEL_FIXTURES = {"engines_dir", "small_engines_dir", "onnx_path", "engines_copy", "reference_weights",
-                       "fast_engines", "damaged", "random_weights", "int8_engines"}
+                       "fast_engines", "damaged", "random_weights", "int8_engines", "own_weights",
+                       "cifar_build"}
 """Fixtures that export, build or run the real ResNet-50 (seeded weights are calibrated by running it): a test
 using one is in the slow tier."""
 

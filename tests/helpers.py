@@ -53,6 +53,9 @@ def wait_for_line(process: subprocess.Popen, marker: str, timeout: float = 300) 
     process.kill()
     pytest.fail(f"never saw {marker!r}; stderr so far: {''.join(seen)}")
 
+TEAM = ["bolt", "nut", "washer", "gear", "spring", "bearing", "shaft", "pulley", "valve", "gasket"]
+"""The class names of the 10-class checkpoint the slow tests build (``own_weights``)."""
+
 SAMPLE_IMAGE = REPO / "rsz_export" / "data" / "images" / "astronaut.jpg"
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
 

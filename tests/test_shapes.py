@@ -25,6 +25,15 @@ def test_resolution_range(h, w):
         Resolution(h, w)
 
 
+def test_the_hint_speaks_of_the_bound_that_was_crossed():
+    with pytest.raises(UsageError) as too_big:
+        Resolution(224, 5000)
+    assert "activations" in too_big.value.hint and "below 32" not in too_big.value.hint
+    with pytest.raises(UsageError) as too_small:
+        Resolution(16, 224)
+    assert "below 32 leave no feature map" in too_small.value.hint
+
+
 def test_parse_sizes_dedupes_in_order():
     assert parse_sizes("224,227x341,224") == [Resolution(224, 224), Resolution(227, 341)]
     with pytest.raises(UsageError):

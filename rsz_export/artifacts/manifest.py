@@ -151,6 +151,12 @@ class Manifest:
     """int8 builds: the calibrated ranges and the images behind them."""
     schema_version: int = SCHEMA_VERSION
 
+    @property
+    def random_weights_warning(self) -> str | None:
+        """The build's warning when it fell back to seeded random weights for want of pretrained ones (what the
+        outputs are not, and how to get real weights); None for weights that were asked for."""
+        return self.weights.warning if self.weights.id == "random" else None
+
     def engine_files(self) -> list[FileRecord]:
         """Every file the engines consist of (engine files and their extra files)."""
         return [f for e in self.engines for f in (e.file, *e.extra_files)]
@@ -222,9 +228,7 @@ def load_manifest(out_dir: str | Path) -> Manifest:
     try:
         data = json.loads(read_small_file(path, f"manifest {path}", IntegrityError).decode("utf-8"))
     except FileNotFoundError:
-        raise IntegrityError(
-            f"no manifest at {path}", hint=f"build engines first: rsz-export build {out_dir} --min MIN --max MAX"
-        ) from None
+        raise IntegrityError(f"no manifest at {path}", hint=_missing_build_hint(Path(out_dir))) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IntegrityError(f"manifest {path} is unreadable or corrupt: {exc}", hint="rebuild with --force") from None
     if not isinstance(data, dict):
@@ -235,6 +239,20 @@ def load_manifest(out_dir: str | Path) -> Manifest:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise IntegrityError(f"manifest {path} is malformed ({exc!r})", hint="rebuild with --force") from None
+
+
+def _missing_build_hint(out_dir: Path) -> str:
+    """For a folder with no manifest: the existing builds beside it whose names are close, else how to build."""
+    from rsz_export.errors import did_you_mean
+
+    parent = out_dir.parent
+    try:
+        builds = [p.name for p in parent.iterdir() if p.name != out_dir.name and (p / MANIFEST_NAME).is_file()]
+    except OSError:
+        builds = []
+    shown = (lambda name: f"{name}/") if parent == Path(".") else (lambda name: f"{parent / name}/")
+    return did_you_mean(out_dir.name, builds, shown) or f"build engines first: rsz-export build {out_dir} " \
+        "--min MIN --max MAX"
 
 
 def load_previous_manifest(out_dir: str | Path) -> Manifest | None:

@@ -91,3 +91,15 @@ def export_runner(manifest, directory):
     """A runner of the build's exported ONNX file as it is (any size and batch, ONNX Runtime's CPU provider with
     its default session settings): what validate compares first, before any engine."""
     return load_backend(EXPORT_RUNTIME).open_onnx_file(manifest, directory)
+
+
+def precision_fix(precision: str, backend: str) -> str:
+    """How to build when ``backend`` does not build ``precision``: the flag that builds here (it overrides a
+    profile file's precision), and the backends that build ``precision``."""
+    here = load_backend(backend).precisions
+    elsewhere = [name for name in BUILD_BACKENDS if name not in ("auto", backend)
+                 and precision in load_backend(name).precisions]
+    fix = f"build here with --precision {here[0]} (it overrides a profile file's precision)"
+    if elsewhere:
+        fix += f"; {precision} builds with " + " or ".join(f"--backend {name}" for name in elsewhere)
+    return fix

@@ -165,9 +165,12 @@ class Backend(abc.ABC):
         """Refuse build options it cannot use before anything is written: UsageError (exit 2) for what it never
         supports, EnvironmentProblem (exit 3) for what this machine lacks. Here: the precision."""
         if options.precision not in self.precisions:
+            from rsz_export.backends import precision_fix
+
             raise UsageError(
                 f"precision {options.precision} is not available on backend {self.name}; "
-                f"allowed: {', '.join(self.precisions)}"
+                f"allowed: {', '.join(self.precisions)}",
+                hint=precision_fix(options.precision, self.name),
             )
 
     def builds_on_this_cpu(self, precision: str) -> bool:

@@ -9,6 +9,7 @@ import click
 
 from rsz_export import __version__
 from rsz_export.cli.common import Console
+from rsz_export.cli.options import QUIET_HELP, VERBOSE_HELP, verbosity_options
 
 COMMAND_MODULES = (
     "rsz_export.cli.plan",
@@ -25,8 +26,8 @@ COMMAND_MODULES = (
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rsz-export")
-@click.option("-v", "--verbose", count=True, help="More detail on stderr (repeatable).")
-@click.option("-q", "--quiet", is_flag=True, help="Only results and errors; no progress.")
+@click.option("-v", "--verbose", count=True, help=VERBOSE_HELP)
+@click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
 @click.pass_context
 def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """ResNet-50 at any input resolution: export, plan, build, validate and benchmark engines over a range.
@@ -39,4 +40,5 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 for _name in COMMAND_MODULES:
     for _command in importlib.import_module(_name).COMMANDS:
+        _command.params += verbosity_options()  # accepted after the subcommand too, and listed in its help
         main.add_command(_command)

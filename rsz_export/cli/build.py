@@ -69,7 +69,8 @@ def export_command(weights, seed, num_classes, output, verify):
 @plan_options
 @click.option("--backend", type=click.Choice(BUILD_BACKENDS), default="auto", show_default=True,
               help="auto: TensorRT when importable with a CUDA GPU, else ONNX Runtime.")
-@click.option("--precision", type=click.Choice(PRECISIONS), help=f"Default {DEFAULT_PRECISION}, or the profile file's.")
+@click.option("--precision", type=click.Choice(PRECISIONS),
+              help=f"Default: the profile file's, else {DEFAULT_PRECISION} (given, it overrides the profile file's).")
 @weights_option
 @seed_option
 @click.option(
@@ -95,6 +96,8 @@ def export_command(weights, seed, num_classes, output, verify):
 @click.option("--calib-method", type=click.Choice(CALIBRATION_METHODS), help="int8: how ranges are set from the "
               f"calibration statistics (default {CALIBRATION_METHODS[0]}).")
 @click.option("--force", is_flag=True, help="Rebuild even if the manifest says everything is up to date.")
+@click.option("--no-cache", is_flag=True, help="Neither take the export from the shared export cache nor add it "
+              "there ($RSZ_EXPORT_CACHE, default ~/.cache/rsz-export/exports).")
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check the export against PyTorch.")
 @threads_option
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
@@ -113,8 +116,8 @@ def export_command(weights, seed, num_classes, output, verify):
 @click.option("--version-compat", is_flag=True, help="TensorRT: engines that later TensorRT versions can run.")
 @handles_errors
 def build(engines_dir, min_size, max_size, profiles, batch, aspect, profile_file, backend, precision, weights, seed,
-          onnx_file, num_classes, labels, calib_dir, calib_count, calib_method, force, verify, threads, device,
-          workspace_mib, opt_level, timing_cache, engine_per_profile, no_tf32, hardware_compat,
+          onnx_file, num_classes, labels, calib_dir, calib_count, calib_method, force, no_cache, verify, threads,
+          device, workspace_mib, opt_level, timing_cache, engine_per_profile, no_tf32, hardware_compat,
           version_compat):
     """Plan profiles over a resolution range and build engines for them in DIR (default ./engines).
 
@@ -150,7 +153,7 @@ def build(engines_dir, min_size, max_size, profiles, batch, aspect, profile_file
     spec = BuildSpec(
         plan, Path(engines_dir), backend, weights, seed, options, force, verify, _command_line(),
         onnx=Path(onnx_file) if onnx_file else None, num_classes=num_classes, labels=Path(labels) if labels else None,
-        calibration=calibration,
+        calibration=calibration, export_cache=not no_cache,
     )
     started = time.perf_counter()
     result = run_build(spec, outlined(out.info, BUILD_STEP, 6))

@@ -56,6 +56,13 @@ def console(ctx: click.Context | None = None) -> Console:
     return ctx.find_root().obj or Console()
 
 
+def progress_bar(total: int, label: str = "images"):
+    """A progress bar on stderr when it is a terminal, there is more than one item and -q is not given; else None
+    (what ``predict`` and ``sweep`` show while they go through images)."""
+    shown = total > 1 and console().verbosity >= 0 and sys.stderr.isatty()
+    return click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True) if shown else None
+
+
 class Terminated(BaseException):
     """SIGTERM, raised in the main thread so that temp files are removed on the way out, as for Ctrl-C."""
 

@@ -17,6 +17,8 @@ from rsz_export.artifacts.manifest import ENGINES_DIR
 from rsz_export.backends import BACKENDS
 from rsz_export.plan.profiles import ASPECTS, BAND_RATIO
 
+VERBOSE_HELP = "More detail on stderr (repeatable)."
+QUIET_HELP = "Only results and errors; no progress."
 WEIGHTS_HELP = (
     "imagenet1k-v1, imagenet1k-v2 (torch hub cache, downloaded when possible), random (seeded, calibrated), "
     "or a ResNet-50 checkpoint with any head size: a state_dict, a training checkpoint holding one under "
@@ -108,3 +110,22 @@ backend_option = click.option(
     help="Serve from this backend's engines (torch: the PyTorch reference). "
     "Default: every engine in the manifest that can run here.",
 )
+
+
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value) -> None:
+    """-v/-q given after the subcommand: they change the Console the group made, as they do before it."""
+    if not value:
+        return
+    from rsz_export.cli.common import Console
+
+    root = ctx.find_root()
+    root.obj = root.obj or Console()
+    root.obj.verbosity = -1 if param.name == "quiet" else max(root.obj.verbosity, 0) + value
+
+
+def verbosity_options() -> list[click.Option]:
+    """``-v``/``-q`` for a subcommand (``rsz-export sweep ... -v`` as well as ``rsz-export -v sweep ...``)."""
+    return [
+        click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_set_verbosity, help=VERBOSE_HELP),
+        click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_set_verbosity, help=QUIET_HELP),
+    ]

@@ -74,6 +74,8 @@ def plan(min_size, max_size, profiles, batch, aspect, profile_file, images_dir, 
     else:
         result, file_precision = resolve_plan(min_size, max_size, profiles, batch, aspect, profile_file)
         proposal, table = None, render_plan(result)
+        if file_precision:
+            table += f"\nprecision {file_precision} (from {profile_file}; build --precision overrides it)"
     emit(table, json_path, lambda: json.dumps(result.to_dict(), indent=2) + "\n")
     if write_path:
         chosen = precision or file_precision or DEFAULT_PRECISION

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from rsz_export.cli.common import check_writable, console, handles_errors, parse_or_usage
+from rsz_export.cli.common import check_writable, console, handles_errors, parse_or_usage, progress_bar
 from rsz_export.cli.options import backend_option, json_option, preprocess_help, threads_option
 from rsz_export.errors import shown
 from rsz_export.plan.routing import STRIDE_POLICIES
@@ -32,8 +30,7 @@ class Display:
 
     def __init__(self, total: int, table: bool):
         self.table, self.skipped, self.classified = table, [], 0
-        shown = total > 1 and console().verbosity >= 0 and sys.stderr.isatty()
-        self.bar = click.progressbar(length=total, label="images", file=sys.stderr, show_pos=True) if shown else None
+        self.bar = progress_bar(total)
 
     def __enter__(self) -> Display:
         if self.bar:
@@ -96,14 +93,27 @@ def predict(paths, top, preprocess, size, stride, backend, threads, json_path, c
     check_writable(json_path, csv_path)
     total = len(arguments.images) + len(arguments.passed_over)
     with Session(arguments.engines_dir, backend=backend, preprocess=policy, threads=threads) as session:
-        header = {"engines": arguments.engines_dir, "preprocess": session.preprocess.describe(), "images": total}
+        warning = session.manifest.random_weights_warning
+        if warning:
+            console().warn(warning)
+        header = {"engines": arguments.engines_dir, "preprocess": session.preprocess.describe(), "images": total,
+                  "weights_warning": warning}
         with ResultFiles(json_path, csv_path, header) as files, Display(total, json_path != "-") as display:
             for outcome in predict_files(session, arguments, top):
                 files.add(outcome)
                 display.add(outcome, warn_skipped=total > 1)
+    if arguments.from_folders:
+        console().info(summary(display.classified, len(display.skipped), json_path, csv_path))
     error = final_error(display.skipped, display.classified, total)
     if error:
         raise error
+
+
+def summary(classified: int, skipped: int, *paths: str | None) -> str:
+    """The closing line of a run over folders: how many images were classified and skipped, and where written."""
+    written = [p for p in paths if p and p != "-"]
+    return f"{classified} image(s) classified, {skipped} skipped" + (f"; written: {', '.join(written)}" if written
+                                                                      else "")
 
 
 COMMANDS = (predict,)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import click
 
-from rsz_export.cli.common import check_writable, console, emit, handles_errors, parse_or_usage
+from rsz_export.cli.common import check_writable, console, emit, handles_errors, parse_or_usage, progress_bar
 from rsz_export.cli.options import backend_option, engines_dir_argument, images_option, json_option, preprocess_help
 from rsz_export.images.imagenet import CROP_RATIO
 
@@ -42,14 +43,32 @@ def sweep(engines_dir, images_dir, modes, sizes, crop_ratio, backend, json_path,
     if plot_path:
         sweep_report.check_plot_available()
     with Session(engines_dir, backend=backend) as session:
+        warning = session.manifest.random_weights_warning
+        if warning:
+            console().warn(warning)
         data = load_labeled(images_dir, session.names)
         size_list = size_list or sweep_sizes(session.manifest.plan)
-        rows = run_sweep(session, data, size_list, policies, crop_ratio, console().debug)
+        bar = progress_bar(len(data.items))
+        with bar or contextlib.nullcontext():
+            rows = run_sweep(session, data, size_list, policies, crop_ratio, _step(bar))
     if plot_path:
         sweep_report.plot(rows, plot_path, f"{len(data.items)} image(s) from {data.root}")
         console().info(f"plot written to {plot_path}")
-    emit(sweep_report.render_sweep(rows, data), json_path,
-         lambda: json.dumps(sweep_report.rows_to_json(rows, data), indent=2) + "\n")
+    emit(sweep_report.render_sweep(rows, data, warning), json_path,
+         lambda: json.dumps(sweep_report.rows_to_json(rows, data, warning), indent=2) + "\n")
+
+
+def _step(bar):
+    """What the sweep calls after each image: the image's name with -v, and a step of the bar when there is one."""
+
+    def step(message: str) -> None:
+        if bar and console().verbosity > 0:
+            click.echo("\r\033[K", nl=False, err=True)  # clear the bar's line; update() draws it again below
+        console().debug(message)
+        if bar:
+            bar.update(1)
+
+    return step
 
 
 COMMANDS = (sweep,)

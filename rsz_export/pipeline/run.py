@@ -65,6 +65,8 @@ class BuildSpec:
     num_classes: int | None = None
     labels: Path | None = None
     calibration: CalibSpec | None = None
+    export_cache: bool = True
+    """Take the export from, and add it to, the user's shared export cache (``artifacts.export_cache``)."""
 
     def __post_init__(self) -> None:
         check_choice(self.options.precision, "precision", PRECISIONS)

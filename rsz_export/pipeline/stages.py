@@ -10,6 +10,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from rsz_export.artifacts import export_cache
 from rsz_export.artifacts.files import atomic_path, atomic_write_text, sha256_file
 from rsz_export.artifacts.manifest import FileRecord, LabelsRecord, WeightsRecord, file_record, files_intact
 from rsz_export.errors import IntegrityError, RszError
@@ -40,15 +41,21 @@ def export_stage(ctx: BuildContext, inputs: BuildInputs) -> Staged:
         log("reusing the exported ONNX (same weights and exporter)")
         return previous.onnx, choice.record or replace(previous.weights, warning=warning)
     target = out_dir / onnx_name(ctx.keys)
+    cached = export_cache.fetch(ctx.keys.export, target) if spec.export_cache and not spec.force else None
     finished = _finished_export(target, ctx.keys.export)
     if finished and not spec.force:
-        log(f"reusing {target.name}, finished by an earlier run that stopped before its manifest")
+        log(f"reusing the export cached in {cached.parent} (same weights and exporter)" if cached else
+            f"reusing {target.name}, finished by an earlier run that stopped before its manifest")
         seed = spec.seed if choice.spec == "random" else None
         return file_record(out_dir, target), choice.record or WeightsRecord(
             finished["rsz_export.weights_id"], finished["rsz_export.weights_sha256"],
             finished.get("rsz_export.weights_source", ""), seed, warning, num_classes=inputs.num_classes,
+            content_sha256=finished.get("rsz_export.weights_content_sha256") or None,
         )
-    return _export(ctx, inputs, target)
+    staged = _export(ctx, inputs, target)
+    if spec.export_cache and spec.verify and export_cache.store(target, ctx.keys.export):
+        log("export kept in the shared cache (build --no-cache to skip it)")
+    return staged
 
 
 def _export(ctx: BuildContext, inputs: BuildInputs, target: Path) -> Staged:

@@ -100,6 +100,7 @@ class SizeProposal:
     static_max_ms: float
     cost_by_count: tuple[tuple[int, float], ...]
     cost: CostModel = field(default=DEFAULT_COST)
+    distinct_sizes: int = 0
 
     @property
     def count(self) -> int:
@@ -223,7 +224,7 @@ def propose(
         single_profile_ms=splits.get(1, _best_split(band, cands, lo, 1))[0] / n,
         static_max_ms=cost.ms(hi * hi),
         cost_by_count=tuple((c, t / n) for c, (t, _) in sorted(splits.items())),
-        cost=cost,
+        cost=cost, distinct_sizes=len(set(sizes)),
     )
 
 
@@ -276,6 +277,9 @@ def render_proposal(proposal: SizeProposal) -> str:
         f"{proposal.static_max_ms:.2f} ms"
     )
     lines.append("by profile count: " + ", ".join(f"K={k}: {ms:.2f} ms" for k, ms in proposal.cost_by_count))
+    if proposal.distinct_sizes == 1:
+        lines.append(f"note: the {proposal.images} image(s) have one size, so this range fits that size alone: plan "
+                     "from a folder of the images you will serve (several sizes), or give --min/--max")
     return "\n".join(lines)
 
 

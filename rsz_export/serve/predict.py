@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rsz_export.artifacts.manifest import ENGINES_DIR, MANIFEST_NAME
-from rsz_export.errors import IntegrityError, RszError, UsageError, shown
+from rsz_export.errors import IntegrityError, RszError, UsageError, did_you_mean, shown
 from rsz_export.images.loading import SkippedFile, list_files, load_rgb
 from rsz_export.plan.routing import Route
 from rsz_export.serve.session import Pending, Prediction
@@ -48,11 +48,21 @@ class Skipped:
         return {"source": self.source, "reason": self.reason}
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+"""Names that say "an image file": a missing first path named so is a missing image, not a mistyped build."""
+
+
 def split_arguments(paths: Sequence[str]) -> ImageArguments:
     """``[DIR] IMAGE...``: the first path is the engines folder when it holds a manifest (else ./engines is);
-    a folder among the images stands for every file under it."""
+    a folder among the images stands for every file under it. A first path that does not exist and is not named
+    like an image is a mistyped build folder: IntegrityError naming the close ones, never a run from ./engines."""
     paths = list(paths)
-    engines_dir = paths.pop(0) if paths and (Path(paths[0]) / MANIFEST_NAME).is_file() else ENGINES_DIR
+    if paths and (Path(paths[0]) / MANIFEST_NAME).is_file():
+        engines_dir = paths.pop(0)
+    else:
+        engines_dir = ENGINES_DIR
+        if paths and not Path(paths[0]).exists() and Path(paths[0]).suffix.lower() not in IMAGE_SUFFIXES:
+            raise _not_a_build(Path(paths[0]))
     if not paths:
         raise UsageError("give at least one image: rsz-export predict [DIR] IMAGE...")
     images: list[Path] = []
@@ -66,7 +76,26 @@ def split_arguments(paths: Sequence[str]) -> ImageArguments:
             passed_over += links
         else:
             images.append(path)
+    if not images and not passed_over:
+        raise UsageError(f"no files to classify: {', '.join(shown(p) for p in paths)} hold(s) no files (hidden names "
+                         "are left out)", hint="give image files, or folders that hold some")
     return ImageArguments(engines_dir, tuple(images), frozenset(from_folders), tuple(passed_over))
+
+
+def _not_a_build(path: Path) -> IntegrityError:
+    parent = path.parent
+    try:
+        near = {p.name: p for p in parent.iterdir() if not p.name.startswith(".")}
+    except OSError:
+        near = {}
+
+    def shown(name: str) -> str:
+        return f"{parent / name}/" if near[name].is_dir() else str(parent / name)
+
+    return IntegrityError(
+        f"{path} is neither a build folder (a folder with {MANIFEST_NAME}) nor an image: it does not exist",
+        hint=did_you_mean(path.name, near, shown) or "give the engines folder first: rsz-export predict DIR IMAGE...",
+    )
 
 
 class Batcher:

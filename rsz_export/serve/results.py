@@ -17,13 +17,16 @@ import json
 import time
 
 CSV_FIELDS = ("source", "status", "original", "input", "preprocess", "resize", "engine", "backend", "profile",
-              "batch", "top1_index", "top1_name", "top1_score", "latency_ms", "total_ms", "reason")
+              "batch", "top1_index", "top1_name", "top1_score", "latency_ms", "total_ms", "reason",
+              "weights_warning")
+"""``weights_warning``: on every row when the build fell back to seeded random weights (the manifest's warning)."""
 STDOUT = "-"
 
 
-def csv_row(record: dict) -> dict:
+def csv_row(record: dict, weights_warning: str | None = None) -> dict:
     """One prediction or skipped image (their ``to_dict``) as a CSV row of ``CSV_FIELDS``."""
     row = {key: record.get(key, "") for key in CSV_FIELDS}
+    row["weights_warning"] = weights_warning or ""
     row["status"] = "skipped" if "reason" in record else "ok"
     if record.get("top"):
         best = record["top"][0]
@@ -34,11 +37,11 @@ def csv_row(record: dict) -> dict:
     return row
 
 
-def to_csv(records: list[dict]) -> str:
+def to_csv(records: list[dict], weights_warning: str | None = None) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(csv_row(r) for r in records)
+    writer.writerows(csv_row(r, weights_warning) for r in records)
     return out.getvalue()
 
 
@@ -77,7 +80,7 @@ class ResultFiles:
 
         start = time.monotonic()
         if self.csv_path:
-            atomic_write_text(self.csv_path, to_csv(self.records))
+            atomic_write_text(self.csv_path, to_csv(self.records, self.header.get("weights_warning")))
         if self.json_path and self.json_path != STDOUT:
             atomic_write_text(self.json_path, json.dumps(self.document(complete), indent=2) + "\n")
         elif self.json_path == STDOUT and complete:

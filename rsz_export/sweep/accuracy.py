@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from rsz_export.errors import UsageError, shown
+from rsz_export.errors import UsageError, did_you_mean, shown
 from rsz_export.images.imagenet import CROP_RATIO
 from rsz_export.images.loading import LINK_REASON, image_files, load_rgb
 from rsz_export.model.labels import normal_name
@@ -76,7 +76,8 @@ def load_labeled(root: str | Path, names: Sequence[str] | None = None) -> Labele
     mapped = {f.name: class_index(f.name, names) for f in folders}
     unknown = sorted(name for name, index in mapped.items() if index is None)
     if unknown:
-        listed = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        listed = ", ".join(_with_suggestion(u, names) for u in unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         known = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
         raise UsageError(
             f"{len(unknown)} class folder(s) in {shown(root)} name no class the model knows: {listed}",
@@ -91,6 +92,13 @@ def load_labeled(root: str | Path, names: Sequence[str] | None = None) -> Labele
     if not items:
         raise UsageError(f"{root} has class folders but no readable images in them")
     return LabeledSet(str(root), tuple(items), tuple((n, mapped[n]) for n in sorted(mapped)), tuple(skipped))
+
+
+def _with_suggestion(folder: str, names: Sequence[str]) -> str:
+    """``'tabbby' (did you mean 'tabby'?)`` when a class name is close to the folder's, else ``'tabbby'``."""
+    by_normal = {normal_name(n): n for n in names}
+    hint = did_you_mean(normal_name(folder), by_normal, lambda n: repr(by_normal[n]))
+    return f"{folder!r} ({hint})" if hint else repr(folder)
 
 
 @dataclass(frozen=True)

@@ -31,15 +31,17 @@ def _block(row: SweepRow | None) -> str:
     return f"{row.top1:>7.1%} {row.top5:>7.1%} {row.latency_ms:>8.2f} {row.megapixels:>6.3f} {row.images:>5} {mark}  "
 
 
-def render_sweep(rows: Sequence[SweepRow], labeled: LabeledSet) -> str:
+def render_sweep(rows: Sequence[SweepRow], labeled: LabeledSet, weights_warning: str | None = None) -> str:
     """The sweep as a table: a row per engine and size, a block of columns per policy; ``*`` marks the Pareto
-    front (no other engine, policy and size is both at least as accurate and at least as fast)."""
+    front (no other engine, policy and size is both at least as accurate and at least as fast). The build's
+    random-weights warning, when it has one, comes first: its accuracies say nothing about a trained model."""
     policies = _policies(rows)
     cells = {(r.engine, r.size, r.preprocess): r for r in rows}
     keys = list(dict.fromkeys((r.engine, r.size) for r in rows))
     titles = "".join(f"{p:^{BLOCK}}" for p in policies)
     columns = f"{'top-1':>7} {'top-5':>7} {'p50 ms':>8} {'MPix':>6} {'run':>5} P  " * len(policies)
-    lines = [
+    lines = [f"warning: {weights_warning}"] if weights_warning else []
+    lines += [
         f"{len(labeled.items)} image(s) in {len(labeled.classes)} class(es) from {shown(labeled.root)}"
         + (f"; skipped {len(labeled.skipped)} file(s): unreadable, or links (not followed)" if labeled.skipped
            else ""),
@@ -55,8 +57,9 @@ def render_sweep(rows: Sequence[SweepRow], labeled: LabeledSet) -> str:
     return "\n".join(lines)
 
 
-def rows_to_json(rows: Sequence[SweepRow], labeled: LabeledSet) -> dict:
+def rows_to_json(rows: Sequence[SweepRow], labeled: LabeledSet, weights_warning: str | None = None) -> dict:
     return {
+        "weights_warning": weights_warning,
         "images": len(labeled.items),
         "classes": len(labeled.classes),
         "skipped": len(labeled.skipped),
@@ -75,37 +78,68 @@ def check_plot_available() -> None:
 
 
 def plot(rows: Sequence[SweepRow], path: str, title: str = "") -> None:
-    """Two panels: top-1 against side length per policy, and top-1 against latency with the Pareto front."""
+    """``figure(rows, title)`` saved as a PNG at ``path`` (atomically)."""
+    import matplotlib.pyplot as plt
+
+    from rsz_export.artifacts.files import atomic_path
+
+    fig = figure(rows, title)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def figure(rows: Sequence[SweepRow], title: str = ""):
+    """Two panels: top-1 against side length per policy, and top-1 against latency with the Pareto front (a wide
+    band under the points, each point on it ringed); size labels are moved apart where they would overlap."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax_size, ax_lat) = plt.subplots(1, 2, figsize=(12, 4.5))
+    front = sorted((r for r in rows if r.pareto), key=lambda r: r.latency_ms)
+    if front:
+        ax_lat.plot([r.latency_ms for r in front], [100 * r.top1 for r in front], color="0.2", lw=7, alpha=0.25,
+                    solid_capstyle="round", zorder=1, label="Pareto front")
+        ax_lat.scatter([r.latency_ms for r in front], [100 * r.top1 for r in front], s=150, facecolors="none",
+                       edgecolors="black", linewidths=1.5, zorder=4)
+    labels = []
     for (engine, policy), points in _series(rows).items():
         label = f"{policy} ({engine})"
         sized = [r for r in points if r.size != "native"]
         if sized:
             sides = [int(r.size.split("x")[0]) for r in sized]
             ax_size.plot(sides, [100 * r.top1 for r in sized], marker="o", label=label)
-        line, = ax_lat.plot([r.latency_ms for r in points], [100 * r.top1 for r in points], marker="o", label=label)
-        for r in points:
-            ax_lat.annotate(r.size.split("x")[0], (r.latency_ms, 100 * r.top1), fontsize=7, color=line.get_color(),
-                            xytext=(3, 3), textcoords="offset points")
-    front = sorted((r for r in rows if r.pareto), key=lambda r: r.latency_ms)
-    ax_lat.plot([r.latency_ms for r in front], [100 * r.top1 for r in front], "k--", lw=1, label="Pareto front")
+        line, = ax_lat.plot([r.latency_ms for r in points], [100 * r.top1 for r in points], marker="o", label=label,
+                            zorder=3)
+        labels += [ax_lat.annotate(r.size.split("x")[0], (r.latency_ms, 100 * r.top1), fontsize=8,
+                                   color=line.get_color(), xytext=(8, 3), textcoords="offset points", zorder=5)
+                   for r in points]
     ax_size.set(xlabel="size S (px)", ylabel="top-1 (%)", title="accuracy against size")
     ax_lat.set(xlabel="p50 latency per image (ms)", ylabel="top-1 (%)", title="accuracy against latency")
     for ax in (ax_size, ax_lat):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title or "sweep: preprocessing policy and input size")
+    fig.set_dpi(110)  # the saved resolution: labels are spread in its pixels
     fig.tight_layout()
-    from rsz_export.artifacts.files import atomic_path
+    spread_labels(fig, labels)
+    return fig
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+
+def spread_labels(fig, labels: list) -> None:
+    """Move each annotation up, in steps of its own height, until it overlaps none placed before it."""
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for label in labels:
+        x, y = label.xyann
+        box = label.get_window_extent(renderer)
+        while any(box.overlaps(other) for other in placed):
+            y += box.height * 72 / fig.dpi + 1  # offset points from display pixels, one point apart
+            label.xyann = (x, y)
+            box = label.get_window_extent(renderer)
+        placed.append(box)
 
 
 def _series(rows: Sequence[SweepRow]) -> dict:

@@ -150,8 +150,17 @@ def summary_line(report: ValidationReport) -> str:
     failed = len(report.cases) - passed - not_run
     verdict = "PASS" if not report.failed else "FAIL"
     skipped = f", {len(report.skipped_inputs)} input file(s) skipped" if report.skipped_inputs else ""
-    return (f"{verdict}: {passed} passed, {failed} failed, {not_run} not run, {len(report.inputs)} input(s) per size"
-            f"{skipped}, {report.seconds:.1f} s")
+    checks = profile_checks(report)
+    junit = (f" ({checks} in a JUnit report, which counts a size once per profile that covers it)"
+             if checks != len(report.cases) else "")
+    return (f"{verdict}: {passed} passed, {failed} failed, {not_run} not run{junit}, {len(report.inputs)} input(s) "
+            f"per size{skipped}, {report.seconds:.1f} s")
+
+
+def profile_checks(report: ValidationReport) -> int:
+    """Engine x profile x size checks: a case run once for several profiles (one engine, or the export, serving
+    them all) counts once per profile. The JUnit report has one test case per check."""
+    return sum(len(c.profiles) for c in report.cases)
 
 
 def _json_number(value: float) -> float | str:
@@ -230,7 +239,7 @@ def render_junit(report: ValidationReport) -> str:
     for case in report.cases:
         key = "onnx-export" if case.stage == "export" else f"engine.{case.engine}"
         suites.setdefault(key, []).extend((case, p) for p in case.profiles)
-    root = ET.Element("testsuites", name="rsz-export validate", tests=str(sum(len(v) for v in suites.values())),
+    root = ET.Element("testsuites", name="rsz-export validate", tests=str(profile_checks(report)),
                       failures=str(sum(1 for v in suites.values() for c, _ in v if c.status == "failed")),
                       errors=str(sum(1 for v in suites.values() for c, _ in v if c.status == "not-run")),
                       time=f"{report.seconds:.3f}")

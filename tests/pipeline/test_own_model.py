@@ -12,48 +12,16 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
-
 from rsz_export.artifacts.manifest import load_manifest
 from rsz_export.pipeline.run import BuildSpec, build
 from rsz_export.shapes import Resolution
 from rsz_export.validate.cases import ValidateSpec
 from rsz_export.validate.report import render_json
 from rsz_export.validate.run import validate
-from tests.helpers import REPO, SAMPLE_IMAGE, make_plan, run_cli, save_wrapped, sgd_state
+from tests.helpers import SAMPLE_IMAGE, TEAM, make_plan, run_cli
 
-TEAM = ["bolt", "nut", "washer", "gear", "spring", "bearing", "shaft", "pulley", "valve", "gasket"]
 PARITY = 1e-5
 """Relative L2 error allowed between engine and PyTorch logits in these tests (validate's fp32 preset allows 1e-4)."""
-CIFAR_PROFILE = REPO / "profiles" / "cifar-transfer.toml"
-
-
-@pytest.fixture(scope="module")
-def own_weights(reference_weights, tmp_path_factory) -> tuple[dict, dict[str, Path], Path]:
-    """The 10-class state_dict, its file in every wrapping, and the team's names (one per line)."""
-    import torch
-
-    from rsz_export.model.weights import build_model
-
-    state = torch.load(reference_weights, weights_only=True)
-    state = {**state, "fc.weight": state["fc.weight"][:10].clone(), "fc.bias": state["fc.bias"][:10].clone()}
-    folder = tmp_path_factory.mktemp("own-weights")
-    paths = save_wrapped(state, sgd_state(build_model(state)), folder)
-    (folder / "team.txt").write_text("".join(f"{name}\n" for name in TEAM))
-    (folder / "team.json").write_text(json.dumps(TEAM))
-    return state, paths, folder / "team.txt"
-
-
-@pytest.fixture(scope="module")
-def cifar_build(own_weights, tmp_path_factory) -> Path:
-    """``rsz-export build`` over profiles/cifar-transfer.toml from the DDP checkpoint (with its optimizer state)
-    and the team's names: the module's one ResNet-50 export."""
-    _, paths, team = own_weights
-    out = tmp_path_factory.mktemp("own-cifar") / "engines"
-    result = run_cli("build", str(out), "--profile-file", str(CIFAR_PROFILE), "--backend", "onnxruntime",
-                     "--weights", str(paths["ddp-with-optimizer.pt"]), "--labels", str(team))
-    assert result.returncode == 0, result.stderr
-    return out
 
 
 def _small_images(folder: Path) -> list[Path]:

@@ -163,3 +163,10 @@ def test_opt_points_follow_the_images():
     assert small_heavy.opts == (256,)
     large_heavy = propose([(256, 256)] + [(900, 900)] * 50, CostModel(1.0, 0.4, 0.3), coverage=1.0, profiles=1)
     assert large_heavy.opts == (896,)
+
+
+def test_one_photo_gets_a_range_around_it_and_a_note_that_it_needs_more_images():
+    proposal = propose([(3000, 4000)])
+    assert proposal.min_size <= 3000 < 4000 <= proposal.max_size and proposal.min_size >= 2048
+    assert "note: the 1 image(s) have one size" in render_proposal(proposal)
+    assert "note:" not in render_proposal(propose([(3000, 4000), (480, 640)]))

@@ -48,7 +48,8 @@ def test_labeled_set_errors_are_clear(tmp_path):
     with pytest.raises(UsageError, match="no class folders"):
         load_labeled(tmp_path)
     make_labeled(tmp_path / "set", {"goldfish": [(64, 64)], "dragon": [(64, 64)], "unicorn": [(64, 64)]})
-    with pytest.raises(UsageError, match=r"2 class folder\(s\).*'dragon', 'unicorn'"):
+    listed = r"2 class folder\(s\).*: 'dragon' \(did you mean 'dragonfly'\?\), 'unicorn'\n"
+    with pytest.raises(UsageError, match=listed):
         load_labeled(tmp_path / "set")
     (tmp_path / "empty" / "tench").mkdir(parents=True)
     with pytest.raises(UsageError, match="no readable images"):
@@ -106,3 +107,27 @@ def test_sweep_runs_native_once_per_engine_and_counts_what_no_profile_holds(colo
     assert (by_policy["crop"].images, by_policy["crop"].profile, by_policy["crop"].top1) == (3, 0, 1.0)
     assert by_policy["native"].megapixels == pytest.approx(0.075)
     assert by_policy["fit"].profile is None and by_policy["fit"].covered
+
+
+def test_the_sweep_plot_keeps_size_labels_apart_and_shows_the_pareto_front():
+    import matplotlib.pyplot as plt
+
+    from rsz_export.sweep.accuracy import SweepRow, mark_pareto
+    from rsz_export.sweep.report import figure
+
+    # Random weights: every top-1 near 0, latencies close together: the labels would all sit on one another.
+    rows = mark_pareto([SweepRow("ort", "onnxruntime", mode, f"{s}x{s}", True, None, 4, 0, 0.25 * (s % 2), 1.0,
+                                 10.0 + s / 100 + (0.01 if mode == "fit" else 0), s * s / 1e6)
+                        for s in (224, 256, 288, 320, 352, 384) for mode in ("crop", "fit")])
+    fig = figure(rows)
+    try:
+        ax_lat = fig.axes[1]
+        renderer = fig.canvas.get_renderer()
+        boxes = [t.get_window_extent(renderer) for t in ax_lat.texts]
+        assert len(boxes) == 12
+        assert not [(i, j) for i, a in enumerate(boxes) for j, b in enumerate(boxes[:i]) if a.overlaps(b)]
+        band = next(line for line in ax_lat.lines if line.get_label() == "Pareto front")
+        assert band.get_linewidth() >= 5 and len(band.get_xdata()) == sum(r.pareto for r in rows)
+        assert any(c.get_offsets().shape[0] == sum(r.pareto for r in rows) for c in ax_lat.collections)  # ringed
+    finally:
+        plt.close(fig)

@@ -55,7 +55,16 @@ def test_table_names_failing_cases_and_summary():
     assert lines[0].split()[:3] == ["status", "stage", "engine"]
     assert lines[1].startswith("FAILED") and "225x301" in lines[1]
     assert "FAILED: engine ort p0 225x301 b1: relative L2 error 0.03 > rtol 0.0001" in text
-    assert lines[-1].startswith("FAIL: 1 passed, 1 failed, 0 not run")
+    assert lines[-1].startswith("FAIL: 1 passed, 1 failed, 0 not run (3 in a JUnit report, which counts a size "
+                                "once per profile that covers it)")
+
+
+def test_the_summary_count_agrees_with_the_junit_report():
+    report = _report(_case("ort", 1e-6, 1e-5, profiles=(0, 1)), _case("ort", 1e-6, 1e-5, size=(225, 301)))
+    tests = ET.fromstring(render_junit(report)).get("tests")
+    assert f"0 not run ({tests} in a JUnit report" in render_table(report).splitlines()[-1]
+    single = _report(_case("ort", 1e-6, 1e-5))
+    assert render_table(single).splitlines()[-1].startswith("PASS: 1 passed, 0 failed, 0 not run, 2 input(s)")
 
 
 def test_json_carries_every_statistic_and_infinity_as_text():
