@@ -35,7 +35,7 @@ def test_statistics_match_hand_computation():
     assert stats.max_abs == 9.0
     assert stats.mean_abs == pytest.approx(0.9)
     assert stats.rel_l2 == pytest.approx(9.0 / math.sqrt(sum(i * i for i in range(10))))
-    assert stats.top1 == 0.0
+    assert stats.top1 == 0.0 and stats.decisive_flips == 1  # margin 1, no error outside classes 9 and 8
     assert stats.top5 == pytest.approx(4 / 5)
     expected_cos = float(ref[0] @ cand[0]) / (np.linalg.norm(ref[0]) * np.linalg.norm(cand[0]))
     assert stats.cosine == pytest.approx(expected_cos)
@@ -49,7 +49,7 @@ def test_nan_and_inf_are_counted_and_poison_everything():
     cand[1, 7] = np.inf
     stats = compare(ref, cand)
     assert stats.nonfinite == 2
-    assert math.isinf(stats.rel_l2) and stats.top1 == 0.0
+    assert math.isinf(stats.rel_l2) and stats.top1 == 0.0 and stats.decisive_flips == 2
     verdict = judge(stats, PRESETS["bf16"])
     assert not verdict.passed and any("NaN/Inf" in f for f in verdict.failures)
 
@@ -68,11 +68,36 @@ def test_one_dimensional_logits_are_one_row():
     assert compare(ref, ref + 0.5).rows == 1
 
 
+def test_decisive_flips_are_flips_that_errors_elsewhere_in_the_row_could_not_cause():
+    """Row 0: one class pushed past a margin of 5 while every other logit moves by 0.01: decisive. Row 1: a
+    margin of 0.1 flipped by noise of 0.2 spread over the row: not decisive. Row 2: no flip. Row 3: a flip by
+    two opposite errors on the classes concerned, margin 1.0 against 0.4 elsewhere: decisive."""
+    rng = np.random.default_rng(2)
+    ref = rng.uniform(-1.0, 0.0, size=(4, 10))
+    ref[0, 2], ref[1, [4, 5]], ref[2, 7], ref[3, [0, 1]] = 5.0, (1.0, 0.9), 3.0, (2.0, 1.0)
+    cand = ref.copy()
+    cand[0] += 0.01
+    cand[0, 6] = 6.0
+    cand[1] += rng.choice([-0.2, 0.2], size=10)
+    cand[1, [4, 5]] = (0.8, 1.1)
+    cand[2] += 0.5
+    cand[3, [0, 1]] = (1.3, 1.7)
+    cand[3, 9] += 0.4
+    stats = compare(ref, cand)
+    assert stats.top1 == 0.25 and stats.decisive_flips == 2
+    assert compare(ref[1:3], cand[1:3]).decisive_flips == 0
+    assert compare(ref[3:], cand[3:]).decisive_flips == 1
+    cand[3, 9] += 0.2  # the rest of the row now errs by 0.6: twice that exceeds the margin
+    assert compare(ref[3:], cand[3:]).decisive_flips == 0
+
+
 def test_combine_takes_worst_error_and_row_weighted_agreement():
-    a = ParityStats(rows=1, max_abs=0.1, mean_abs=0.01, rel_l2=1e-3, cosine=0.999, top1=1.0, top5=1.0, nonfinite=0)
-    b = ParityStats(rows=3, max_abs=0.3, mean_abs=0.05, rel_l2=5e-4, cosine=0.99, top1=0.0, top5=0.6, nonfinite=1)
+    a = ParityStats(rows=1, max_abs=0.1, mean_abs=0.01, rel_l2=1e-3, cosine=0.999, top1=1.0, top5=1.0, nonfinite=0,
+                    decisive_flips=1)  # fmt: skip
+    b = ParityStats(rows=3, max_abs=0.3, mean_abs=0.05, rel_l2=5e-4, cosine=0.99, top1=0.0, top5=0.6, nonfinite=1,
+                    decisive_flips=2)  # fmt: skip
     c = combine([a, b])
-    assert (c.rows, c.max_abs, c.rel_l2, c.cosine, c.nonfinite) == (4, 0.3, 1e-3, 0.99, 1)
+    assert (c.rows, c.max_abs, c.rel_l2, c.cosine, c.nonfinite, c.decisive_flips) == (4, 0.3, 1e-3, 0.99, 1, 3)
     assert c.top1 == pytest.approx(0.25) and c.top5 == pytest.approx(0.7) and c.mean_abs == pytest.approx(0.04)
     with pytest.raises(UsageError):
         combine([])
