@@ -23,6 +23,7 @@ def test_predict_during_build_force(fast_engines, tmp_path, onnx_path, reference
         outcomes.append(result.returncode)
     _, stderr = build.communicate(timeout=120)
     assert build.returncode == 0, stderr
+    assert 0 in outcomes, outcomes  # the old build (then the new one) stays servable: not every predict may fail
     assert run_cli("predict", str(folder), str(SAMPLE_IMAGE), "--oversize", "shrink").returncode == 0
 
 def test_build_defers_removing_files_a_reader_uses(fast_engines, tmp_path, onnx_path, reference_weights):
