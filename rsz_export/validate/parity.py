@@ -84,7 +84,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> ParityStats:
         raise UsageError("the reference logits contain NaN or Inf: the PyTorch reference itself is broken")
     nonfinite = int((~np.isfinite(cand)).sum())
     if nonfinite:
-        return _nonfinite_stats(ref, cand, nonfinite)
+        return _nonfinite_stats(ref, nonfinite)
     diff = np.abs(cand - ref)
     ref_norm = float(np.linalg.norm(ref))
     norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
@@ -121,7 +121,7 @@ def _error_elsewhere(diff: np.ndarray, first: np.ndarray, second: np.ndarray) ->
     return others.max(axis=1)
 
 
-def _nonfinite_stats(ref: np.ndarray, cand: np.ndarray, nonfinite: int) -> ParityStats:
+def _nonfinite_stats(ref: np.ndarray, nonfinite: int) -> ParityStats:
     """Any NaN/Inf makes every error statistic infinite and every agreement zero: nothing can be trusted."""
     return ParityStats(ref.shape[0], math.inf, math.inf, math.inf, 0.0, 0.0, 0.0, nonfinite, ref.shape[0], 0.0)
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rsz_export.errors import UsageError
-from rsz_export.validate.parity import ParityStats, combine, compare
+from rsz_export.validate.parity import ParityStats, combine, compare, top_k
 from rsz_export.validate.policy import PRESETS, TolerancePolicy, judge
 
 
@@ -59,8 +59,12 @@ def test_shape_mismatch_and_broken_reference_are_usage_errors():
         compare(_logits(2), _logits(3))
     bad = _logits(1)
     bad[0, 0] = np.nan
-    with pytest.raises(UsageError, match="reference"):
+    with pytest.raises(UsageError, match="the reference logits contain NaN or Inf: the PyTorch reference"):
         compare(bad, _logits(1))
+    for reference, candidate, which in ((np.zeros((0, 10)), np.zeros((0, 10)), "reference"),
+                                        (_logits(2), np.zeros((2, 3, 4)), "candidate")):  # fmt: skip
+        with pytest.raises(UsageError, match=f"^{which} logits must be \\[rows, classes\\] with at least one of each"):
+            compare(reference, candidate)
 
 
 def test_one_dimensional_logits_are_one_row():
@@ -98,8 +102,11 @@ def test_combine_takes_worst_error_and_row_weighted_agreement():
                     decisive_flips=2)  # fmt: skip
     c = combine([a, b])
     assert (c.rows, c.max_abs, c.rel_l2, c.cosine, c.nonfinite, c.decisive_flips) == (4, 0.3, 1e-3, 0.99, 1, 3)
+    assert c.top1_in_top5 == 1.0
+    c = combine([a, ParityStats(**{**b.__dict__, "top1_in_top5": 0.5})])
+    assert c.top1_in_top5 == pytest.approx(0.625)
     assert c.top1 == pytest.approx(0.25) and c.top5 == pytest.approx(0.7) and c.mean_abs == pytest.approx(0.04)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="^nothing to combine: at least one comparison is needed$"):
         combine([])
 
 
@@ -186,3 +193,46 @@ def test_models_with_fewer_classes_than_top_5_compare(classes):
     assert off.max_abs == pytest.approx(1e-3) and off.top5 == 1.0  # top-C of C classes always agree
     with pytest.raises(UsageError, match="at least one of each"):
         compare(np.zeros((2, 0)), np.zeros((2, 0)))
+
+
+def test_nonfinite_candidates_poison_every_statistic():
+    ref = _logits(3)
+    cand = ref.copy()
+    cand[1, 0] = -np.inf
+    poisoned = ParityStats(rows=3, max_abs=math.inf, mean_abs=math.inf, rel_l2=math.inf, cosine=0.0, top1=0.0,
+                           top5=0.0, nonfinite=1, decisive_flips=3, top1_in_top5=0.0)  # fmt: skip
+    assert compare(ref, cand) == poisoned
+
+
+def test_zero_and_tiny_logits_keep_cosine_and_relative_error_defined():
+    """A reference row of zeros has cosine 0 and a relative error equal to the candidate's norm; logits whose
+    norms are below 1 are compared like any others."""
+    zero = compare(np.zeros((1, 4)), np.array([[0.0, 3.0, 4.0, 0.0]]))
+    assert (zero.cosine, zero.rel_l2) == (0.0, 5.0)
+    tiny = np.array([[0.01, 0.02, 0.03, 0.0]])
+    stats = compare(tiny, tiny * 1.1)
+    assert stats.cosine == pytest.approx(1.0) and stats.rel_l2 == pytest.approx(0.1)
+
+
+def test_decisive_flips_with_two_and_three_classes_and_at_the_exact_bound():
+    """Three classes: the error outside the two classes concerned is the third's. Two classes: no class is
+    left, and no flip counts. A margin of exactly twice the error elsewhere is not decisive."""
+    three = compare(np.array([[2.0, 0.0, 0.0]]), np.array([[0.0, 2.5, 0.1]]))
+    assert three.top1 == 0.0 and three.decisive_flips == 1
+    two = compare(np.array([[2.0, 0.0]]), np.array([[0.0, 2.5]]))
+    assert two.top1 == 0.0 and two.decisive_flips == 0
+    tie = compare(np.array([[0.0, 1.0, 0.0]]), np.array([[0.5, 0.5, 0.5]]))  # a tie goes to the lower index
+    assert tie.top1 == 0.0 and tie.decisive_flips == 0
+
+
+def test_top_k_breaks_ties_by_index_and_takes_one_row():
+    assert top_k(np.zeros((2, 1000)), 5).tolist() == [[0, 1, 2, 3, 4]] * 2
+    assert top_k(np.array([3.0, 1.0, 3.0, 2.0]), 3).tolist() == [[0, 2, 3]]
+
+
+def test_statistics_serialise_with_what_would_have_passed():
+    stats = compare(np.array([[1.0, 2.0, 3.0]]), np.array([[1.0, 2.0, 3.5]]))
+    data = stats.to_dict()
+    assert data["rows"] == 1 and data["max_abs"] == 0.5 and data["decisive_flips"] == 0
+    assert data["needed"] == {"rtol": stats.rel_l2, "atol": 0.5, "min_top1": 1.0}
+    assert set(data) == {*ParityStats.__dataclass_fields__, "needed"}
