@@ -53,7 +53,7 @@ def _split(work: Path, crops: int, smallest: int):
     with both sides at least ``smallest`` (the range minimum)."""
     import numpy as np
 
-    from rsz_export.images.files import load_rgb, sample_images
+    from rsz_export.images.loading import load_rgb, sample_images
 
     photos = sample_images()
     folder = work / "calib"
@@ -122,7 +122,7 @@ def speed(fp32_dir: Path, int8_dir: Path, sizes, seconds: float, threads: int) -
 def _stats(reference, candidate) -> dict:
     import numpy as np
 
-    from rsz_export.validate.parity import compare
+    from rsz_export.parity import compare
 
     per_row = [compare(r, c) for r, c in zip(reference, candidate, strict=True)]
     cosines = [s.cosine for s in per_row]

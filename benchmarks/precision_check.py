@@ -35,7 +35,7 @@ def _export(target: Path) -> Path:
 
 def _rel_l2(session, reference, sizes) -> float:
     from rsz_export.model.reduced_precision import _images
-    from rsz_export.validate.parity import combine, compare
+    from rsz_export.parity import combine, compare
 
     name = session.get_inputs()[0].name
     return combine(

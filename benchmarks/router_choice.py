@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rsz_export.images.preprocess import random_input  # noqa: E402
 from rsz_export.plan.profiles import route  # noqa: E402
-from rsz_export.serve.routing import Route  # noqa: E402
+from rsz_export.plan.routing import Route  # noqa: E402
 from rsz_export.serve.session import Session  # noqa: E402
 from rsz_export.shapes import parse_sizes  # noqa: E402
 

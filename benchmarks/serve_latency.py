@@ -99,7 +99,7 @@ class Served:
 
 
 def in_process_caller(session, size: int):
-    from rsz_export.serve.policy import ModelInput
+    from rsz_export.serve.preprocess_policy import ModelInput
 
     chosen = session.route(size, size)
     return lambda feed: session.infer([ModelInput((size, size), chosen, "none", feed)])[0]

@@ -7,6 +7,8 @@ backends, runners, validators and servers read these names from here, never from
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
 CHANNELS = 3
@@ -23,3 +25,7 @@ PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
 """Precisions an engine can be built in (each backend states which of them it supports)."""
 CALIBRATION_METHODS = ("percentile", "minmax", "entropy")
 """How int8 calibration turns activation statistics into ranges (``model.calibration``); the first is the default."""
+
+Log = Callable[[str], None]
+"""How library functions report progress: called with one line of text at a time; the caller decides where it goes
+(the CLI prints it, tests collect it)."""

@@ -12,7 +12,7 @@ from tests.helpers import RANDOM_METADATA, save_wrapped, sgd_state, tiny_onnx
 
 
 def _library_build(out_dir: Path, min_size: int, max_size: int, weights: str | None = None):
-    from rsz_export.build.pipeline import BuildSpec, build
+    from rsz_export.pipeline.run import BuildSpec, build
     from rsz_export.plan.profiles import PlanSpec, plan_profiles
 
     plan = plan_profiles(PlanSpec(min_size, max_size))
@@ -74,7 +74,7 @@ def fast_engines(onnx_path, reference_weights, tmp_path_factory) -> Path:
     """A 224..256 ORT build from the session export (``build --onnx``) whose reference is a weights file."""
     out = tmp_path_factory.getbasetemp() / "robust-engines"
     if not (out / "manifest.json").exists():
-        from rsz_export.build.pipeline import BuildSpec, build
+        from rsz_export.pipeline.run import BuildSpec, build
         from rsz_export.plan.profiles import PlanSpec, plan_profiles
 
         plan = plan_profiles(PlanSpec(224, 256))
@@ -97,8 +97,8 @@ def int8_engines(onnx_path, reference_weights, tmp_path_factory) -> Path:
     out = tmp_path_factory.getbasetemp() / "int8-engines"
     if not (out / "manifest.json").exists():
         from rsz_export.backends.base import BuildOptions
-        from rsz_export.build.pipeline import BuildSpec, build
         from rsz_export.model.calibration_set import CalibSpec
+        from rsz_export.pipeline.run import BuildSpec, build
         from rsz_export.plan.profiles import PlanSpec, plan_profiles
 
         spec = BuildSpec(plan_profiles(PlanSpec(224, 288)), out, backend="onnxruntime", weights=str(reference_weights),
@@ -120,7 +120,7 @@ def tiny_engines(tmp_path_factory) -> Path:
     [batch,3,h,w] -> ``logits`` [batch,1000]), built in a second without exporting ResNet-50: for the fast tier's
     tests of routing, serving, bench and the CLI, which do not depend on the network's numerics. Its manifest
     names seeded weights it does not hold, so validating it fails on the weights' hash instead of passing."""
-    from rsz_export.build.pipeline import BuildSpec, build
+    from rsz_export.pipeline.run import BuildSpec, build
     from rsz_export.plan.profiles import PlanSpec, plan_profiles
 
     out = tmp_path_factory.mktemp("tiny-engines")
@@ -151,7 +151,7 @@ def colour_engines(tmp_path_factory) -> Path:
     image is class 0, tench; green 1, goldfish; blue 2, great white shark)."""
     import numpy as np
 
-    from rsz_export.build.pipeline import BuildSpec, build
+    from rsz_export.pipeline.run import BuildSpec, build
     from rsz_export.plan.profiles import PlanSpec, plan_profiles
     from rsz_export.shapes import BatchRange
 

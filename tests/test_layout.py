@@ -1,5 +1,5 @@
-"""The package's shape: no import cycles, a short top level, no oversized module, one home for shared
-constants, and pure modules that import without the heavy libraries."""
+"""The package's shape: stages import downwards only, no import cycles, a short top level, no oversized module,
+one home for shared constants, and pure modules that import without the heavy libraries."""
 
 from __future__ import annotations
 
@@ -17,23 +17,40 @@ MAX_MODULE_LINES = 350
 PURE = (
     "rsz_export.shapes",
     "rsz_export.interface",
+    "rsz_export.parity",
     "rsz_export.plan.profiles",
     "rsz_export.plan.grid",
     "rsz_export.plan.profile_file",
     "rsz_export.plan.from_images",
-    "rsz_export.validate.policy",
+    "rsz_export.validate.tolerance",
     "rsz_export.validate.report",
     "rsz_export.bench.stats",
     "rsz_export.bench.flops",
-    "rsz_export.serve.routing",
-    "rsz_export.serve.policy",
-    "rsz_export.serve.server_spec",
-    "rsz_export.serve.triton_config",
-    "rsz_export.serve.kserve",
+    "rsz_export.plan.routing",
+    "rsz_export.serve.preprocess_policy",
+    "rsz_export.triton.spec",
+    "rsz_export.triton.config",
+    "rsz_export.triton.kserve",
     "rsz_export.backends.trt_support",
-    "rsz_export.build.keys",
+    "rsz_export.pipeline.keys",
 )
 """Modules that must import with torch, onnxruntime, onnx, tensorrt, PIL, tritonclient and pytriton absent."""
+STAGE_ORDER = (
+    ("rsz_export", "errors", "interface"),
+    ("shapes", "parity"),
+    ("images",),
+    ("plan",),
+    ("artifacts",),
+    ("model",),
+    ("backends",),
+    ("pipeline",),
+    ("validate", "bench", "serve"),
+    ("sweep", "triton"),
+    ("cli",),
+    ("__main__",),
+)
+"""The package's stages, lowest first: a module imports from its own stage and from stages on earlier lines only
+(``rsz_export`` is the package's ``__init__``, its version)."""
 
 
 def module_name(path) -> str:
@@ -101,6 +118,46 @@ def test_the_cycle_finder_finds_one():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+def stage_of(module: str) -> str:
+    """``rsz_export.plan.routing`` -> ``plan``; the package itself -> ``rsz_export``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def upward_imports(graph: dict[str, set[str]], order=STAGE_ORDER) -> list[str]:
+    """Every import of a module from a stage at its own level or above (other than its own stage), as text."""
+    level = {stage: i for i, stages in enumerate(order) for stage in stages}
+    found = []
+    for module, targets in sorted(graph.items()):
+        for target in sorted(targets):
+            here, there = stage_of(module), stage_of(target)
+            if here != there and level[there] >= level[here]:
+                found.append(f"{module} imports {target} ({here} may not import {there})")
+    return found
+
+
+def test_every_stage_has_a_place_in_the_order():
+    placed = {stage for stages in STAGE_ORDER for stage in stages}
+    assert {stage_of(module) for module in import_graph()} <= placed
+
+
+def test_stages_import_downwards_only():
+    assert upward_imports(import_graph()) == []
+
+
+def test_the_stage_check_finds_an_upward_import():
+    graph = {
+        "rsz_export.model.export": {"rsz_export.parity", "rsz_export.validate.run"},
+        "rsz_export.images.preprocess": {"rsz_export.model.weights"},
+        "rsz_export.validate.run": {"rsz_export.bench.loop", "rsz_export.validate.report"},
+    }
+    assert upward_imports(graph) == [
+        "rsz_export.images.preprocess imports rsz_export.model.weights (images may not import model)",
+        "rsz_export.model.export imports rsz_export.validate.run (model may not import validate)",
+        "rsz_export.validate.run imports rsz_export.bench.loop (validate may not import bench)",
+    ]
+
+
 def test_top_level_is_short_and_modules_are_small():
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(top) <= MAX_TOP_LEVEL_MODULES, top
@@ -118,7 +175,7 @@ def test_top_level_is_short_and_modules_are_small():
         ("NUM_CLASSES", "interface.py"),
         ("CHANNELS", "interface.py"),
         ("MAX_THREADS", "artifacts/host.py"),
-        ("CROP_RATIO", "model/imagenet.py"),
+        ("CROP_RATIO", "images/imagenet.py"),
     ],
 )
 def test_each_shared_constant_is_assigned_in_one_module(constant, home):

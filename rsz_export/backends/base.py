@@ -17,7 +17,7 @@ feed then runs, exit frees. They are interchangeable in parity, bench and servin
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +25,6 @@ from rsz_export.errors import UsageError
 from rsz_export.interface import CHANNELS
 from rsz_export.plan.profiles import Plan, route
 from rsz_export.shapes import MAX_SIZE, MIN_SIZE
-
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ class BuildOptions:
     hardware_compat: str | None = None
     version_compat: bool = False
     calibration: str | None = None
-    """int8: the calibrated ranges' JSON file (``build.calibration_stage``), set by the build."""
+    """int8: the calibrated ranges' JSON file (``pipeline.calibration_stage``), set by the build."""
 
 
 def check_feed(images) -> tuple[int, int, int]:

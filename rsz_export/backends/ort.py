@@ -24,9 +24,9 @@ from pathlib import Path
 from rsz_export.artifacts.files import atomic_path
 from rsz_export.artifacts.host import usable_cpus
 from rsz_export.artifacts.manifest import EngineRecord, Manifest, file_record, verified_bytes
-from rsz_export.backends.base import BuildOptions, Log, Runner
+from rsz_export.backends.base import BuildOptions, Runner
 from rsz_export.errors import IntegrityError, UsageError
-from rsz_export.interface import INPUT_NAME
+from rsz_export.interface import INPUT_NAME, Log
 from rsz_export.plan.profiles import Plan
 
 NAME = "onnxruntime"

@@ -13,7 +13,7 @@ from rsz_export.artifacts.files import atomic_write_bytes, atomic_write_text
 from rsz_export.artifacts.manifest import EngineRecord, file_record
 from rsz_export.backends import trt_env
 from rsz_export.backends import trt_support as ts
-from rsz_export.backends.base import BuildOptions, Log
+from rsz_export.backends.base import BuildOptions
 from rsz_export.backends.trt_cancel import cancel_monitor, signals_cancel
 from rsz_export.backends.trt_env import NAME, deserialize, import_trt, logged, make_logger
 from rsz_export.backends.trt_timing import (
@@ -24,6 +24,7 @@ from rsz_export.backends.trt_timing import (
     use_timing_cache,
 )
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
+from rsz_export.interface import Log
 from rsz_export.plan.profiles import Plan
 
 

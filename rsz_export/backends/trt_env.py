@@ -7,8 +7,8 @@ from pathlib import Path
 
 from rsz_export.artifacts.manifest import EngineRecord, Manifest
 from rsz_export.backends import trt_support as ts
-from rsz_export.backends.base import Log
 from rsz_export.errors import EnvironmentProblem, IntegrityError
+from rsz_export.interface import Log
 
 NAME = "tensorrt"
 

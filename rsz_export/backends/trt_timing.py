@@ -9,9 +9,9 @@ from pathlib import Path
 
 from rsz_export.artifacts.files import atomic_write_bytes, exclusive_lock
 from rsz_export.backends import trt_support as ts
-from rsz_export.backends.base import Log
 from rsz_export.backends.trt_env import logged
 from rsz_export.errors import EnvironmentProblem, IntegrityError
+from rsz_export.interface import Log
 
 
 def _read(path: Path) -> bytes:
@@ -25,7 +25,7 @@ def open_timing_cache(trt, builder_config, logger, path: Path):
     """(timing cache, the bytes it was loaded from). ``create_timing_cache`` returns None for bytes it cannot
     read (another TensorRT version, or not a timing cache; TENSORRT.md "Pitfalls"); the file is then refused,
     never overwritten. A cache the manifest vouches for but an earlier TensorRT wrote is dropped before the
-    build (``build.cleanup.drop_untrusted_timing_cache``), so what reaches this point is the user's."""
+    build (``pipeline.cleanup.drop_untrusted_timing_cache``), so what reaches this point is the user's."""
     before = _read(path)
     timing_cache = builder_config.create_timing_cache(before)
     if timing_cache is None:

@@ -17,7 +17,6 @@ from rsz_export.artifacts.files import atomic_write_text, readers_lock
 from rsz_export.artifacts.host import MAX_THREADS, usable_cpus
 from rsz_export.artifacts.manifest import EngineRecord, Manifest, load_manifest, verify_file
 from rsz_export.backends import BACKENDS, require_backend
-from rsz_export.backends.base import Log
 from rsz_export.bench import report
 from rsz_export.bench.loop import cuda_timer, image_maker, measure, median_or_none, wall_timer, with_gpu_time
 from rsz_export.bench.probes import (
@@ -39,6 +38,7 @@ from rsz_export.bench.rows import (
 from rsz_export.bench.runners import TORCH, baseline_manifest, device_for, engine_for, shape_change_feed, variants
 from rsz_export.bench.stats import MeasurePolicy
 from rsz_export.errors import EnvironmentProblem, UsageError, check_int
+from rsz_export.interface import Log
 from rsz_export.plan.grid import size_grid
 from rsz_export.plan.profiles import Plan, route
 from rsz_export.shapes import MAX_BATCH, BatchRange, InputShape, Profile, Resolution

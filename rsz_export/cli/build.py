@@ -1,4 +1,4 @@
-"""``rsz-export export`` and ``rsz-export build``: thin layers over ``model.export`` and ``build.pipeline``."""
+"""``rsz-export export`` and ``rsz-export build``: thin layers over ``model.export`` and ``pipeline.run``."""
 
 from __future__ import annotations
 
@@ -120,8 +120,8 @@ def build(engines_dir, min_size, max_size, profiles, batch, aspect, profile_file
     everything and says so. --precision int8 first calibrates ranges at sizes over every profile (--calib).
     """
     from rsz_export.backends.base import BuildOptions
-    from rsz_export.build.pipeline import BuildSpec
-    from rsz_export.build.pipeline import build as run_build
+    from rsz_export.pipeline.run import BuildSpec
+    from rsz_export.pipeline.run import build as run_build
     from rsz_export.plan.profile_file import resolve_plan
 
     out = console()

@@ -9,8 +9,8 @@ import click
 from rsz_export.cli.common import check_writable, console, handles_errors, parse_or_usage
 from rsz_export.cli.options import backend_option, json_option, preprocess_help, threads_option
 from rsz_export.errors import UsageError
-from rsz_export.serve.policy import PREPROCESS_MODES
-from rsz_export.serve.routing import STRIDE_POLICIES
+from rsz_export.plan.routing import STRIDE_POLICIES
+from rsz_export.serve.preprocess_policy import PREPROCESS_MODES
 
 OVERSIZE_MODES = {"error": "native", "shrink": "fit"}
 """The older ``--oversize`` option, kept as another name for two policies."""
@@ -98,8 +98,8 @@ def predict(paths, top, preprocess, size, oversize, stride, backend, threads, js
     of the same run size share one inference call up to the profile's max batch. --json/--csv are rewritten
     as the run goes, so an interrupted run keeps what it did.
     """
-    from rsz_export.serve.policy import Preprocess
     from rsz_export.serve.predict import final_error, predict_files, split_arguments
+    from rsz_export.serve.preprocess_policy import Preprocess
     from rsz_export.serve.results import ResultFiles
     from rsz_export.serve.session import Session
     from rsz_export.shapes import Resolution

@@ -11,8 +11,8 @@ import click
 from rsz_export.cli.common import console, handles_errors
 from rsz_export.cli.options import backend_option, engines_dir_argument, threads_option
 from rsz_export.interface import SERVED_MODEL_NAME
-from rsz_export.serve.server_spec import DEFAULT_GRPC_PORT, DEFAULT_HOST, DEFAULT_HTTP_PORT
-from rsz_export.serve.triton_config import QUEUE_DELAY_US
+from rsz_export.triton.config import QUEUE_DELAY_US
+from rsz_export.triton.spec import DEFAULT_GRPC_PORT, DEFAULT_HOST, DEFAULT_HTTP_PORT
 
 
 class StopSignals:
@@ -62,8 +62,8 @@ def serve(engines_dir, host, http_port, grpc_port, metrics_port, name, backend, 
     """
     from pathlib import Path
 
-    from rsz_export.serve.server_spec import ServeSpec
-    from rsz_export.serve.triton_server import LocalServer
+    from rsz_export.triton.server import LocalServer
+    from rsz_export.triton.spec import ServeSpec
 
     out = console()
     logging.getLogger("pytriton").setLevel(logging.INFO if out.verbosity > 1 else logging.CRITICAL)

@@ -8,7 +8,7 @@ import click
 
 from rsz_export.cli.common import check_writable, console, emit, handles_errors, parse_or_usage
 from rsz_export.cli.options import backend_option, engines_dir_argument, images_option, json_option, preprocess_help
-from rsz_export.model.imagenet import CROP_RATIO
+from rsz_export.images.imagenet import CROP_RATIO
 
 
 @click.command()
@@ -30,11 +30,11 @@ from rsz_export.model.imagenet import CROP_RATIO
 def sweep(engines_dir, images_dir, modes, sizes, crop_ratio, backend, json_path, plot_path):
     """Top-1/top-5 accuracy and latency per preprocessing policy and input size for the built engines, side by
     side, with the Pareto front marked: "square crop or kept aspect, and at what size?" for your own images."""
-    from rsz_export.serve import sweep_report
-    from rsz_export.serve.accuracy import load_labeled, run_sweep, sweep_sizes
-    from rsz_export.serve.policy import parse_modes
+    from rsz_export.serve.preprocess_policy import parse_modes
     from rsz_export.serve.session import Session
     from rsz_export.shapes import parse_sizes
+    from rsz_export.sweep import report as sweep_report
+    from rsz_export.sweep.accuracy import load_labeled, run_sweep, sweep_sizes
 
     policies = parse_or_usage(parse_modes, modes, "--preprocess")
     size_list = parse_or_usage(parse_sizes, sizes, "--sizes")

@@ -58,8 +58,8 @@ def triton(engines_dir, repo, name, max_batch, instances, storage_uri, force) ->
     left as it was. Exit codes: 0 ok, 2 usage, 3 tritonclient missing, 4 missing or tampered build file,
     5 PATH exists (without --force) or cannot be written, 130 interrupted.
     """
-    from rsz_export.serve.triton_config import TritonOptions
-    from rsz_export.serve.triton_repo import write_repository
+    from rsz_export.triton.config import TritonOptions
+    from rsz_export.triton.repository import write_repository
 
     out = console()
     options = TritonOptions(name=name, max_batch=max_batch, instances=instances)

@@ -1,2 +1,2 @@
-"""Images in, model inputs out: safe file reading (``files``), size scans for planning (``sizes``), and
-resizing and normalisation (``preprocess``)."""
+"""Images in, model inputs out: safe file reading (``loading``), size scans for planning (``sizes``), ImageNet's
+normalisation, crop ratio and class names (``imagenet``), and resizing and normalisation (``preprocess``)."""

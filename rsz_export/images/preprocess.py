@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from rsz_export.errors import UsageError, check_number
+from rsz_export.images.imagenet import CROP_RATIO, MEAN, STD
 from rsz_export.interface import CHANNELS
-from rsz_export.model.imagenet import CROP_RATIO, MEAN, STD
 from rsz_export.shapes import Resolution
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")

@@ -3,7 +3,7 @@
 Pillow's ``Image.open`` is lazy: it parses the header (and, for JPEG, the EXIF block) and stops. Nothing here
 calls ``.load()``, so a folder of large photos is scanned in milliseconds per file. Sizes are reported as the
 image will be seen after EXIF orientation (a portrait phone photo stored as 4032x3024 with orientation 6 is
-3024 wide and 4032 high), which is what ``images.files.load_rgb`` hands to the model.
+3024 wide and 4032 high), which is what ``images.loading.load_rgb`` hands to the model.
 
 Only the formats ``load_rgb`` decodes count as images. Files that are empty, not images, too large
 for ``load_rgb``, or whose header Pillow cannot parse are skipped and counted by reason; a
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsz_export.errors import UsageError
-from rsz_export.images.files import ALLOWED_FORMATS, MAX_PIXELS, list_files
+from rsz_export.images.loading import ALLOWED_FORMATS, MAX_PIXELS, list_files
 
 _ROTATED = {5, 6, 7, 8}
 """EXIF orientations that swap width and height (transpose, 90 and 270 degree rotations)."""

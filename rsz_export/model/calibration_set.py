@@ -3,7 +3,7 @@
 Sizes: calibration must see the activations of every size the engines serve (they grow with the input), so
 the set is spread over every planned profile: item k goes to profile k mod P, and the longer sides within a
 profile are spread geometrically from its smallest to its largest side. Each image keeps its own aspect ratio:
-it is resized, as ``serve.routing.fit_size`` resizes an image into a profile, to the scale that gives the
+it is resized, as ``plan.routing.fit_size`` resizes an image into a profile, to the scale that gives the
 wanted longer side (clamped so both sides fit the profile), at the exact size that gives, as serving runs by
 default (no snapping to multiples of 32). The pairing of images and sizes is shuffled with the seed, so a
 folder sorted by size does not put its small images at the small sizes.
@@ -26,10 +26,10 @@ import numpy as np
 
 from rsz_export.artifacts.files import sha256_file
 from rsz_export.errors import UsageError, check_choice, check_int
-from rsz_export.images.files import list_files, sample_images
+from rsz_export.images.loading import list_files, sample_images
 from rsz_export.model.calibration import DEFAULT_METHOD, METHODS
 from rsz_export.plan.profiles import Plan
-from rsz_export.serve.routing import Candidate, fit_size, plan_candidates, widest_aspect
+from rsz_export.plan.routing import Candidate, fit_size, plan_candidates, widest_aspect
 from rsz_export.shapes import Resolution
 
 DEFAULT_BUNDLED_COUNT = 32
@@ -95,7 +95,7 @@ class CalibrationSet:
 
     def feeds(self) -> Iterator[np.ndarray]:
         """The inputs, float32 [1,3,h,w], decoded one at a time (only one image is ever in memory)."""
-        from rsz_export.images.files import load_rgb
+        from rsz_export.images.loading import load_rgb
         from rsz_export.images.preprocess import to_input
 
         for item in self.items:
@@ -133,7 +133,7 @@ def _targets(plan: Plan, count: int, rng: np.random.Generator) -> list[tuple[int
 
 def _size(plan: Plan, profile: int, side: float, h: int, w: int) -> tuple[Resolution, tuple | None]:
     """The size an h x w image runs at for a wanted longer side, its aspect ratio kept: in the wanted profile
-    if it fits there, else in the profile serving the nearest scale (as ``serve.routing`` fits images). An image
+    if it fits there, else in the profile serving the nearest scale (as ``plan.routing`` fits images). An image
     more elongated than any profile holds is first cropped at its centre to the widest aspect ratio that fits."""
     p = plan.profiles[profile]
     scale = side / max(h, w)

@@ -20,10 +20,10 @@ from rsz_export import __version__
 from rsz_export.artifacts.files import atomic_path
 from rsz_export.artifacts.manifest import WeightsRecord
 from rsz_export.errors import CheckFailed, IntegrityError
+from rsz_export.images.imagenet import MEAN, STD
 from rsz_export.interface import CHANNELS, INPUT_NAME, OUTPUT_NAME
-from rsz_export.model.imagenet import MEAN, STD
+from rsz_export.parity import ParityStats, compare
 from rsz_export.shapes import MAX_BATCH, MAX_SIZE, MIN_SIZE, Resolution
-from rsz_export.validate.parity import ParityStats, compare
 
 OPSET = 20
 VERIFY_SIZES = (Resolution(224, 224), Resolution(227, 341), Resolution(800, 800), Resolution(32, 32))

@@ -105,7 +105,7 @@ def labels_text(names: Sequence[str]) -> str:
 
 def default_names(num_classes: int) -> list[str]:
     """Names for a build without ``--labels``: ImageNet's for a 1000-class head, else ``class <index>``."""
-    from rsz_export.model.imagenet import labels
+    from rsz_export.images.imagenet import labels
 
     return labels() if num_classes == NUM_CLASSES else [f"class {i}" for i in range(num_classes)]
 

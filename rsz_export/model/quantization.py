@@ -163,7 +163,7 @@ def check_qdq(qdq_path, onnx_path, settings: QdqSettings, feeds_at, sizes, threa
     """Run the Q/DQ model and the fp32 ONNX with ONNX Runtime on the CPU at each of ``sizes`` on the inputs
     ``feeds_at(size)`` gives (a [n,3,h,w] array) and compare their logits."""
     from rsz_export.interface import INPUT_NAME
-    from rsz_export.validate.parity import compare
+    from rsz_export.parity import compare
 
     quantized, reference = _session(qdq_path, threads, settings.check_level), _session(onnx_path, threads)
     cosines, errors = [], []
@@ -186,7 +186,7 @@ def check_sizes(plan) -> tuple:
 
 def photo_feeds(size) -> np.ndarray:
     """The bundled photographs through the evaluation crop at ``size``: [4,3,h,w]."""
-    from rsz_export.images.files import load_rgb, sample_images
+    from rsz_export.images.loading import load_rgb, sample_images
     from rsz_export.images.preprocess import crop_input
 
     return np.concatenate([crop_input(load_rgb(p), size) for p in sample_images()])

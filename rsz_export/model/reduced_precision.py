@@ -35,7 +35,7 @@ import numpy as np
 
 from rsz_export.artifacts.files import atomic_write_bytes
 from rsz_export.errors import CheckFailed, IntegrityError, UsageError, check_choice
-from rsz_export.validate.parity import combine, compare
+from rsz_export.parity import combine, compare
 
 REDUCED_PRECISIONS = ("fp16", "bf16")
 BF16_OPSET = 22

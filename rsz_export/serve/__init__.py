@@ -1,2 +1,3 @@
-"""Serving built engines: routing each image to an engine and profile (``routing``, pure), the serving session
-(``session``), classifying files (``predict``), and accuracy per resolution (``accuracy``)."""
+"""Serving built engines in this process: the session (``session``: per-worker runners, classify, predict), the
+preprocessing policy that turns a decoded image into a routed input (``preprocess_policy``), classifying files
+(``predict``) and writing their results (``results``)."""

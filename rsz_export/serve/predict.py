@@ -15,8 +15,8 @@ from pathlib import Path
 
 from rsz_export.artifacts.manifest import MANIFEST_NAME
 from rsz_export.errors import IntegrityError, RszError, UsageError
-from rsz_export.images.files import list_files, load_rgb
-from rsz_export.serve.routing import Route
+from rsz_export.images.loading import list_files, load_rgb
+from rsz_export.plan.routing import Route
 from rsz_export.serve.session import Pending, Prediction
 
 DEFAULT_DIR = "engines"

@@ -1,7 +1,7 @@
 """Serving images of any size from built engines: preprocess, route to an engine and profile, infer, label.
 
-What ``Session.predict`` does to an image: decode it (``images.files.load_rgb``: EXIF rotation applied, RGB),
-turn it into an input by the session's preprocessing policy (``serve.policy.Preprocess``: ``native`` by
+What ``Session.predict`` does to an image: decode it (``images.loading.load_rgb``: EXIF rotation applied, RGB),
+turn it into an input by the session's preprocessing policy (``serve.preprocess_policy.Preprocess``: ``native`` by
 default, which refuses an image no profile covers; ``fit`` resizes it in, ``crop`` takes the evaluation crop),
 run it, and report the top classes. ``prepare`` and ``classify`` split those steps so that images routed to the
 same engine, profile and size can share one batch (up to the profile's max batch).
@@ -25,10 +25,10 @@ from rsz_export.artifacts.manifest import load_manifest
 from rsz_export.backends import load_backend, require_backend
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError, check_int
 from rsz_export.interface import MAX_NUM_CLASSES
-from rsz_export.serve.policy import ModelInput, Preprocess
-from rsz_export.serve.routing import Candidate, Route
+from rsz_export.parity import top_k
+from rsz_export.plan.routing import Candidate, Route
+from rsz_export.serve.preprocess_policy import ModelInput, Preprocess
 from rsz_export.shapes import Resolution
-from rsz_export.validate.parity import top_k
 
 MAX_WORKERS = 64
 TORCH = "torch"
@@ -259,7 +259,7 @@ class Session:
 
     def predict(self, image, top: int = 5, source: str | None = None) -> Prediction:
         """Classify one image: a file path or a ``PIL.Image``."""
-        from rsz_export.images.files import load_rgb
+        from rsz_export.images.loading import load_rgb
 
         check_options(self.workers, top)
         start = time.perf_counter()

@@ -14,7 +14,7 @@ from rsz_export.errors import UsageError, check_int
 from rsz_export.plan.grid import size_grid
 from rsz_export.plan.profiles import Plan
 from rsz_export.shapes import MAX_BATCH, Resolution
-from rsz_export.validate.policy import TolerancePolicy
+from rsz_export.validate.tolerance import TolerancePolicy
 
 DEFAULT_RANDOM_INPUTS = 2
 MAX_RANDOM_INPUTS = 64

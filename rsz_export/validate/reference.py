@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from rsz_export.artifacts.manifest import WeightsRecord
-from rsz_export.images.files import load_photos
+from rsz_export.images.loading import load_photos
 from rsz_export.images.preprocess import random_input, to_input
 from rsz_export.shapes import Resolution
 

@@ -8,9 +8,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 from rsz_export.errors import EXIT_CHECK_FAILED, EXIT_OK
+from rsz_export.parity import ParityStats
 from rsz_export.shapes import Resolution
-from rsz_export.validate.parity import ParityStats
-from rsz_export.validate.policy import TolerancePolicy
+from rsz_export.validate.tolerance import TolerancePolicy
 
 # --------------------------------------------------------------------------------------------------
 # Validation results

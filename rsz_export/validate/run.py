@@ -17,13 +17,14 @@ import numpy as np
 from rsz_export.artifacts.files import readers_lock
 from rsz_export.artifacts.manifest import EngineRecord, Manifest, load_manifest, verify_file
 from rsz_export.backends import require_backend
-from rsz_export.backends.base import BuildOptions, Log
+from rsz_export.backends.base import BuildOptions
 from rsz_export.errors import IntegrityError, RszError, UsageError
+from rsz_export.interface import Log
+from rsz_export.parity import combine, compare
 from rsz_export.validate.cases import PlannedCase, ValidateSpec, grid_points, plan_cases
-from rsz_export.validate.parity import combine, compare
-from rsz_export.validate.policy import TolerancePolicy, judge
 from rsz_export.validate.reference import Inputs, chunks, load_inputs, reference_model
 from rsz_export.validate.report import CaseResult, InputResult, ValidationReport
+from rsz_export.validate.tolerance import TolerancePolicy, judge
 
 SHARED_GRAPH_BACKENDS = ("onnxruntime", "torch")
 """Backends whose one engine runs every profile with the same graph: a size is run once for all profiles."""

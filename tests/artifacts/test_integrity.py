@@ -192,7 +192,7 @@ REVIEWED = {
         "backends/trt_timing.py",
         "timing_cache = builder_config.create_timing_cache(before)",
     ): "the folder's cache only if its manifest recorded its sha256 and this TensorRT and GPU made it "
-    "(build.cleanup.drop_untrusted_timing_cache), or the user's own --timing-cache; unreadable bytes are refused",
+    "(pipeline.cleanup.drop_untrusted_timing_cache), or the user's own --timing-cache; unreadable bytes are refused",
     (
         "backends/trt_timing.py",
         "previous = builder.create_builder_config().create_timing_cache(on_disk)",
@@ -207,7 +207,7 @@ REVIEWED = {
         "return safetensors_load(data)",
     ): "safetensors: a JSON header and raw tensor bytes, no code by design; same bytes-checked-first rule",
     (
-        "images/files.py",
+        "images/loading.py",
         "image = Image.open(path, formats=ALLOWED_FORMATS)",
     ): "raster formats decoded in-process, size capped",
     ("images/sizes.py", "with Image.open(path, formats=ALLOWED_FORMATS) as image:"): "header only, same formats",

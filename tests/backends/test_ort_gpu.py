@@ -15,8 +15,8 @@ from rsz_export.artifacts.manifest import EngineRecord, file_record
 from rsz_export.backends import ort as ort_backend
 from rsz_export.backends import ort_providers, trt_build, trt_env
 from rsz_export.backends.base import BuildOptions
-from rsz_export.build.pipeline import BuildSpec, build
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
+from rsz_export.pipeline.run import BuildSpec, build
 from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from rsz_export.shapes import BatchRange
 from tests.backends.trt_double import V11, manifest_for, use_double

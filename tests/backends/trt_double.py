@@ -137,7 +137,7 @@ def build_folder(out: Path, plan, onnx: Path, **options):
     """``rsz-export build OUT --backend tensorrt --onnx ONNX`` through the library (the pipeline writes the
     manifest); returns the manifest."""
     from rsz_export.backends.base import BuildOptions
-    from rsz_export.build.pipeline import BuildSpec, build
+    from rsz_export.pipeline.run import BuildSpec, build
 
     spec = BuildSpec(plan, out, backend="tensorrt", options=BuildOptions(**options), onnx=onnx, command="pytest")
     return build(spec).manifest

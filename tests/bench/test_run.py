@@ -236,7 +236,7 @@ def test_baseline_build_is_timed_beside_with_the_speed_up(tiny_engines, colour_e
 
 
 def test_baseline_must_cover_every_point(tiny_engines, tmp_path):
-    from rsz_export.build.pipeline import BuildSpec, build
+    from rsz_export.pipeline.run import BuildSpec, build
     from rsz_export.plan.profiles import PlanSpec, plan_profiles
     from tests.helpers import RANDOM_METADATA, tiny_onnx
 

@@ -38,9 +38,9 @@ FOLDER_CASES = [
 @pytest.mark.parametrize("case, count, phrase", FOLDER_CASES, ids=[c[0] for c in FOLDER_CASES])
 def test_bad_calibration_folder(case, count, phrase, tmp_path):
     from rsz_export.backends.base import BuildOptions
-    from rsz_export.build.pipeline import BuildSpec, build
     from rsz_export.errors import EXIT_USAGE, UsageError
     from rsz_export.model.calibration_set import CalibSpec
+    from rsz_export.pipeline.run import BuildSpec, build
     from rsz_export.plan.profiles import PlanSpec, plan_profiles
 
     model = tiny_onnx(tmp_path / "tiny.onnx", metadata=RANDOM_METADATA)

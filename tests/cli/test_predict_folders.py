@@ -18,7 +18,7 @@ from PIL import Image
 
 from tests.conftest import mixed_size
 from tests.helpers import REPO, assert_clean_failure, run_cli, start_cli
-from tests.images.test_files import png16
+from tests.images.test_loading import png16
 
 
 def read_csv(path: Path) -> list[dict]:

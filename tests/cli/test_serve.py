@@ -1,5 +1,5 @@
 """serve's refusals before any server starts (each a clean message and its exit code), and its signal handling.
-The server itself, called over HTTP and gRPC, is tested in tests/serve/test_triton_server.py."""
+The server itself, called over HTTP and gRPC, is tested in tests/triton/test_server.py."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from rsz_export.validate.policy import INT8_MIN_COSINE, INT8_RTOL
+from rsz_export.validate.tolerance import INT8_MIN_COSINE, INT8_RTOL
 from tests.doc_figures import Quote, Record, at
 
 FILE = "benchmarks/results/int8-amd-epyc-2c-2026-12-02.json"

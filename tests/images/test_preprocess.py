@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from rsz_export.images import preprocess
-from rsz_export.images.files import load_rgb, sample_images
-from rsz_export.model.imagenet import MEAN, STD
+from rsz_export.images.imagenet import MEAN, STD
+from rsz_export.images.loading import load_rgb, sample_images
 from rsz_export.shapes import Resolution
 
 

@@ -145,7 +145,7 @@ def test_stale_calibrations_are_cleaned_up_and_the_current_one_kept(tmp_path):
     from dataclasses import replace
 
     from rsz_export.artifacts.manifest import CalibrationRecord, EngineRecord, FileRecord
-    from rsz_export.build.cleanup import remove_stale
+    from rsz_export.pipeline.cleanup import remove_stale
     from rsz_export.plan.profiles import PlanSpec, plan_profiles
     from tests.backends.trt_double import manifest_for
 

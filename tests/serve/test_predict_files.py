@@ -13,9 +13,9 @@ from PIL import Image
 
 from rsz_export.artifacts.manifest import load_manifest, save_manifest
 from rsz_export.errors import IntegrityError, UsageError
-from rsz_export.serve.policy import ModelInput
+from rsz_export.plan.routing import Route
 from rsz_export.serve.predict import Batcher, final_error, predict_files, split_arguments
-from rsz_export.serve.routing import Route
+from rsz_export.serve.preprocess_policy import ModelInput
 from rsz_export.serve.session import Pending, Session
 from rsz_export.shapes import BatchRange, Resolution
 
@@ -116,7 +116,7 @@ def test_how_a_run_ends():
 
 
 def test_session_refuses_a_crop_size_outside_the_range_at_once(colour_engines):
-    from rsz_export.serve.policy import Preprocess
+    from rsz_export.serve.preprocess_policy import Preprocess
 
     with pytest.raises(UsageError, match="crop size 900x900"):
         Session(colour_engines, preprocess=Preprocess("crop", Resolution(900, 900)))

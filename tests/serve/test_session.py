@@ -15,7 +15,7 @@ from rsz_export.backends import load_backend
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
 from rsz_export.interface import MAX_NUM_CLASSES
 from rsz_export.plan.profiles import PlanSpec, plan_profiles
-from rsz_export.serve.routing import Candidate, choose_route, fit_size
+from rsz_export.plan.routing import Candidate, choose_route, fit_size
 from rsz_export.serve.session import MAX_WORKERS, Session, check_options, top_labels
 from rsz_export.shapes import BatchRange, InputShape, Profile, Resolution
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rsz_export.build.pipeline import BuildSpec, build
 from rsz_export.errors import EnvironmentProblem
+from rsz_export.pipeline.run import BuildSpec, build
 from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from rsz_export.serve.session import Session
 from tests.backends import fake_tensorrt

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rsz_export.images.files import load_photos, sample_images
+from rsz_export.images.loading import load_photos, sample_images
 from rsz_export.shapes import Resolution
 from rsz_export.validate.reference import named_inputs
 

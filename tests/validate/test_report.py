@@ -7,9 +7,8 @@ import math
 import xml.etree.ElementTree as ET
 
 from rsz_export.errors import EXIT_CHECK_FAILED, EXIT_OK
+from rsz_export.parity import ParityStats
 from rsz_export.shapes import Resolution
-from rsz_export.validate.parity import ParityStats
-from rsz_export.validate.policy import PRESETS, judge
 from rsz_export.validate.report import (
     CaseResult,
     InputResult,
@@ -20,6 +19,7 @@ from rsz_export.validate.report import (
     render_table,
     worst_first,
 )
+from rsz_export.validate.tolerance import PRESETS, judge
 
 
 def _stats(rel: float, max_abs: float, top1: float = 1.0, nonfinite: int = 0) -> ParityStats:

@@ -1,0 +1,180 @@
+"""The build: weights -> ONNX export (reused when unchanged) -> class names -> engines -> manifest, in one
+output folder.
+
+The inputs are resolved and checked first (``inputs``: weights, class count, names), before anything is written.
+Every stage has a cache key over everything that affects its result (``keys``); a rerun whose keys match the
+manifest, and whose files still match their sha256, reuses them without importing torch (for a checkpoint file
+the manifest remembers what its bytes hold). ``build --onnx`` starts from a user's ONNX instead of an export
+(``onnx_import``); ``stages`` holds the stages, ``cleanup`` keeps the folder tidy. The manifest is written last,
+atomically, under the folder's write lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from rsz_export import __version__
+from rsz_export.artifacts.files import directory_lock, ensure_writable_dir
+from rsz_export.artifacts.host import host_info, library_versions
+from rsz_export.artifacts.manifest import (
+    MANIFEST_NAME,
+    FileRecord,
+    Manifest,
+    files_intact,
+    load_previous_manifest,
+    save_manifest,
+)
+from rsz_export.backends import choose_backend, require_backend
+from rsz_export.backends.base import BuildOptions
+from rsz_export.errors import UsageError, check_choice
+from rsz_export.interface import PRECISIONS, Log
+from rsz_export.model.calibration_set import CalibrationSet, CalibSpec, resolve_calibration_set
+from rsz_export.model.weights import check_num_classes
+from rsz_export.pipeline.calibration_stage import calibration_stage
+from rsz_export.pipeline.cleanup import drop_untrusted_timing_cache, remove_partial, remove_stale
+from rsz_export.pipeline.inputs import BuildInputs, resolve_inputs
+from rsz_export.pipeline.keys import engine_dir_name, stage_keys
+from rsz_export.pipeline.stages import export_stage, import_stage, labels_stage, reusable_engines
+from rsz_export.plan.profiles import Plan
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """What to build. ``weights=None`` means the default pretrained weights, falling back to random.
+
+    ``onnx``: build from this user-provided ONNX instead of exporting (its interface is checked first); the
+    weights it was exported from come from its rsz_export metadata, or from ``weights`` when given.
+    ``num_classes``: the head of ``weights="random"`` (a check for other weights, whose head sets it).
+    ``labels``: a file of class names (one per line, or a JSON list), one per class, stored with the build.
+    ``calibration``: the int8 calibration set and method (None with int8: the defaults, bundled photographs).
+    """
+
+    plan: Plan
+    out_dir: Path
+    backend: str = "auto"
+    weights: str | None = None
+    seed: int = 0
+    options: BuildOptions = field(default_factory=BuildOptions)
+    force: bool = False
+    verify: bool = True
+    command: str = ""
+    onnx: Path | None = None
+    num_classes: int | None = None
+    labels: Path | None = None
+    calibration: CalibSpec | None = None
+
+    def __post_init__(self) -> None:
+        check_choice(self.options.precision, "precision", PRECISIONS)
+        check_num_classes(self.num_classes)
+        if self.calibration is not None and self.options.precision != "int8":
+            raise UsageError("--calib, --calib-count and --calib-method calibrate int8 engines: add --precision int8")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """The manifest now in the folder, and whether it was reused as it was."""
+
+    manifest: Manifest
+    reused: bool
+
+
+def build(spec: BuildSpec, log: Log = lambda message: None) -> BuildResult:
+    """Export, plan and build engines into ``spec.out_dir``; write the manifest last, atomically."""
+    backend, reason = choose_backend(spec.backend)
+    module = require_backend(backend)
+    if spec.options.precision not in module.SUPPORTED_PRECISIONS:
+        raise UsageError(
+            f"precision {spec.options.precision} is not available on backend {backend}; "
+            f"allowed: {', '.join(module.SUPPORTED_PRECISIONS)}"
+        )
+    if hasattr(module, "check_precision"):  # what a backend allows per device, before anything is written
+        module.check_precision(spec.options)
+    known = None if spec.force else load_previous_manifest(spec.out_dir)
+    inputs = resolve_inputs(spec, known)  # every check of the inputs, before anything is written
+    calib = None
+    if spec.options.precision == "int8":
+        calib = resolve_calibration_set(spec.calibration or CalibSpec(seed=spec.seed), spec.plan)
+    out_dir = ensure_writable_dir(spec.out_dir)
+    with directory_lock(out_dir, "build"):
+        return _build_locked(spec, backend, reason, module, out_dir, log, inputs, calib)
+
+
+def _build_files(manifest: Manifest) -> list[FileRecord]:
+    labels = [manifest.labels.file] if manifest.labels else []
+    calibration = [manifest.calibration.file] if manifest.calibration else []
+    return [manifest.onnx, *manifest.engine_files(), *labels, *calibration]
+
+
+def _build_locked(spec, backend, reason, module, out_dir: Path, log: Log, inputs: BuildInputs,
+                  calib: CalibrationSet | None) -> BuildResult:  # fmt: skip
+    remove_partial(out_dir)
+    versions = library_versions()
+    keys = stage_keys(spec, backend, inputs.weights_key, versions, inputs.recorded(),
+                      None if calib is None else calib.key_data())  # fmt: skip
+    previous = None if spec.force else load_previous_manifest(out_dir)
+    runs_here = previous is not None and _runs_here(module, previous, log)
+    if runs_here and previous.keys == keys and files_intact(out_dir, _build_files(previous)):
+        log(f"up to date: reusing {out_dir / MANIFEST_NAME} (use --force to rebuild)")
+        return BuildResult(previous, True)
+    log(f"[1/3] {reason}")
+    stage = export_stage if inputs.imported is None else import_stage
+    onnx_record, weights = stage(spec, inputs, keys, previous, out_dir, log)
+    labels = labels_stage(inputs, out_dir, log)
+    calibration = None
+    if calib is not None:
+        calibration = calibration_stage(calib, keys, previous, out_dir, onnx_record, spec.options.threads, log,
+                                        force=spec.force)
+    engines = reusable_engines(keys, previous, out_dir) if runs_here else None
+    if engines is None:
+        engines = _engine_stage(spec, backend, module, keys, onnx_record, out_dir, log, calibration)
+    else:
+        log(f"[2/3] reusing the {backend} engines (same export, plan and options)")
+    manifest = Manifest(
+        tool_version=__version__, command=spec.command,
+        created_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        host=host_info(), versions=versions, onnx=onnx_record, weights=weights, backend=backend,
+        precision=spec.options.precision, plan=spec.plan, engines=tuple(engines), cache_key=keys["engines"],
+        warnings=tuple(w for w in (inputs.warning, calib and calib.warning) if w), keys=keys,
+        num_classes=inputs.num_classes, labels=labels, calibration=calibration,
+    )  # fmt: skip
+    log(f"[3/3] writing {out_dir / MANIFEST_NAME}")
+    save_manifest(manifest, out_dir)
+    remove_stale(out_dir, manifest, log)
+    return BuildResult(manifest, False)
+
+
+def _engine_stage(spec, backend, module, keys, onnx_record: FileRecord, out_dir: Path, log: Log,
+                  calibration=None) -> list:  # fmt: skip
+    log(f"[2/3] building {len(spec.plan.profiles)} profile(s) with {backend}")
+    engine_dir = out_dir / engine_dir_name(backend, keys)
+    engine_dir.mkdir(exist_ok=True)
+    options = spec.options
+    if calibration is not None:
+        options = replace(options, calibration=str(out_dir.resolve() / calibration.file.file))
+    if options.timing_cache is None:  # shared by every build in this folder, so it outlives engine folders
+        options = replace(options, timing_cache=str(out_dir.resolve() / "timing.cache"))
+    if backend == "tensorrt":
+        drop_untrusted_timing_cache(out_dir, Path(options.timing_cache), log, module.timing_cache_problem)
+    built = module.build_engines(out_dir / onnx_record.file, spec.plan, options, engine_dir, log)
+    return [_rebase(engine, engine_dir.name) for engine in built]
+
+
+def _runs_here(module, manifest: Manifest, log: Log) -> bool:
+    """Whether every engine of a previous manifest can run on this machine (a TensorRT engine copied from
+    another GPU or TensorRT version cannot); if not, the engines are rebuilt here."""
+    for engine in manifest.engines:
+        if problem := module.check_compatible(manifest, engine):
+            log(f"rebuilding: engine {engine.name}: {problem}")
+            return False
+    return True
+
+
+def _rebase(engine, subdir: str):
+    """Engine records from a backend name files relative to ``subdir``; the manifest names them from its own dir."""
+
+    def moved(record: FileRecord) -> FileRecord:
+        return replace(record, file=f"{subdir}/{record.file}")
+
+    return replace(engine, file=moved(engine.file), extra_files=tuple(moved(f) for f in engine.extra_files))

@@ -1,0 +1,72 @@
+"""What ``rsz-export serve`` is asked for and what it offers clients, checked and computed without PyTriton. Pure.
+
+``ServeSpec``: the engines folder, the model name (the repository's naming rule), the addresses (127.0.0.1 and
+Triton's usual ports unless told), model instances and the dynamic batcher's queue delay, each checked when the
+spec is made. ``ServedInterface``: the model's tensors as Triton describes them, by the rule the repository
+writer uses (``triton_config.tensor_dims``), so that ``serve`` and a repository of the same build look alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rsz_export.errors import UsageError, check_int
+from rsz_export.interface import INPUT_NAME, OUTPUT_NAME, SERVED_MODEL_NAME
+from rsz_export.triton.config import MAX_INSTANCES, QUEUE_DELAY_US, TritonOptions, tensor_dims
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_HTTP_PORT = 8000
+DEFAULT_GRPC_PORT = 8001
+MAX_QUEUE_DELAY_US = 1_000_000
+
+
+@dataclass(frozen=True)
+class ServeSpec:
+    """What ``serve`` serves and where: the engines folder, the model name, addresses, instances, batching."""
+
+    engines_dir: Path
+    name: str = SERVED_MODEL_NAME
+    host: str = DEFAULT_HOST
+    http_port: int = DEFAULT_HTTP_PORT
+    grpc_port: int = DEFAULT_GRPC_PORT
+    metrics_port: int | None = None
+    backend: str | None = None
+    instances: int = 1
+    threads: int | None = None
+    max_queue_delay_us: int = QUEUE_DELAY_US
+    log_file: Path | None = None
+    log_verbose: int = 0
+
+    def __post_init__(self) -> None:
+        TritonOptions(name=self.name)  # the repository's rule for model names
+        ports = [("http", self.http_port), ("grpc", self.grpc_port)] + (
+            [("metrics", self.metrics_port)] if self.metrics_port is not None else [])
+        for what, port in ports:
+            check_int(port, f"{what} port", 1, 65535)
+        if len({port for _, port in ports}) < len(ports):
+            raise UsageError(f"the ports must differ, got {', '.join(f'{w} {p}' for w, p in ports)}")
+        check_int(self.instances, "instances", 1, MAX_INSTANCES)
+        check_int(self.max_queue_delay_us, "max queue delay (microseconds)", 0, MAX_QUEUE_DELAY_US)
+
+
+
+@dataclass(frozen=True)
+class ServedInterface:
+    """The model's tensors as Triton describes them: ``max_batch_size`` (0: the batch is part of the request)
+    and the dims of ``images`` and ``logits`` without Triton's batch dimension."""
+
+    max_batch_size: int
+    input_dims: tuple[int, ...]
+    output_dims: tuple[int, ...]
+
+    @classmethod
+    def of(cls, manifest) -> ServedInterface:
+        """The interface of a build: the repository's rule (``triton_config.tensor_dims``)."""
+        return cls(*tensor_dims(manifest, None, engine_bound=True))
+
+    def describe(self) -> str:
+        batch = f"n <= {self.max_batch_size}, batched by Triton" if self.max_batch_size else "no Triton batching"
+        shape = ",".join(map(str, ((-1,) if self.max_batch_size else ()) + self.input_dims))
+        out = ",".join(map(str, ((-1,) if self.max_batch_size else ()) + self.output_dims))
+        return f"input {INPUT_NAME} FP32 [{shape}] ({batch}); output {OUTPUT_NAME} FP32 [{out}]"
