@@ -236,3 +236,19 @@ def test_statistics_serialise_with_what_would_have_passed():
     assert data["rows"] == 1 and data["max_abs"] == 0.5 and data["decisive_flips"] == 0
     assert data["needed"] == {"rtol": stats.rel_l2, "atol": 0.5, "min_top1": 1.0}
     assert set(data) == {*ParityStats.__dataclass_fields__, "needed"}
+
+
+def test_a_statistic_exactly_at_its_bound_passes():
+    policy = PRESETS["int8"]
+    at_bounds = ParityStats(rows=4, max_abs=9.0, mean_abs=1.0, rel_l2=policy.rtol, cosine=policy.min_cosine,
+                            top1=policy.min_top1, top5=1.0, nonfinite=0, top1_in_top5=policy.min_top5)  # fmt: skip
+    assert judge(at_bounds, policy).passed
+    below = ParityStats(**{**at_bounds.__dict__, "cosine": policy.min_cosine - 1e-9, "top1_in_top5": 0.5})
+    assert judge(below, policy).failures == ("cosine 0.9700 < min_cosine 0.97", "top-5 containment 0.5 < min_top5 0.75")
+
+
+def test_policies_print_and_override_every_bound():
+    assert str(PRESETS["int8"]) == "int8: rtol 0.3, atol -, min_top1 0.5, min_cosine 0.97, min_top5 0.75"
+    assert str(PRESETS["fp16"]) == "fp16: rtol 0.01, atol 1, min_top1 0.8"
+    changed = PRESETS["int8"].override(min_cosine=0.9, min_top5=0.5)
+    assert (changed.min_cosine, changed.min_top5, changed.rtol) == (0.9, 0.5, PRESETS["int8"].rtol)
