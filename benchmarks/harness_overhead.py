@@ -33,17 +33,19 @@ def harness_overhead(engines_dir: str, size: int = 224, iters: int = 10, rounds:
     from rsz_export.artifacts.host import usable_cpus
     from rsz_export.artifacts.manifest import load_manifest
     from rsz_export.backends import require_backend
+    from rsz_export.backends.base import RunnerOptions
     from rsz_export.bench.loop import measure, wall_timer
     from rsz_export.bench.stats import MeasurePolicy, paired_ratio
     from rsz_export.interface import INPUT_NAME
 
     manifest = load_manifest(engines_dir)
-    engine = next(e for e in manifest.engines if e.backend == "onnxruntime")
+    ort = require_backend("onnxruntime")
+    engine = ort.engines_of(manifest)[0]
     threads = threads or usable_cpus()
     feed = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
     policy = MeasurePolicy(warmup=2, iters=iters)
     harness, bare, harness_rounds, bare_rounds = [], [], [], []
-    with require_backend("onnxruntime").open_runner(manifest, engine, engines_dir, threads=threads) as runner:
+    with ort.open_runner(manifest, engine, engines_dir, RunnerOptions(threads=threads)) as runner:
         session = runner.session
         for _ in range(rounds):
             samples = measure((wall_timer(lambda: runner.infer(feed)),), policy, (0.0,))[0].samples_ms

@@ -85,7 +85,7 @@ def _calibration_facts(folder: Path) -> dict:
     manifest = load_manifest(folder)
     data = json.loads((folder / manifest.calibration.file.file).read_text())
     return {"method": data["method"], "images": len(data["images"]), "seconds": data["seconds"],
-            "process_peak_rss_mib": data["process_peak_rss_mib"], "source": data["source"]}  # fmt: skip
+            "process_peak_rss_mib": data["process_peak_rss_mib"], "source": data["source"]}
 
 
 def _runner(folder: Path, threads: int):
@@ -113,7 +113,7 @@ def speed(fp32_dir: Path, int8_dir: Path, sizes, seconds: float, threads: int) -
             rows.append({"size": str(size), "fp32_p50_ms": latency_stats(m32.samples_ms).p50_ms,
                          "int8_p50_ms": latency_stats(m8.samples_ms).p50_ms, "windows": len(m8.medians_ms),
                          "speedup": paired_ratio(m32.medians_ms, m8.medians_ms),
-                         "stable": m32.stable and m8.stable})  # fmt: skip
+                         "stable": m32.stable and m8.stable})
             print(f"speed {size}: fp32 {rows[-1]['fp32_p50_ms']:.1f} ms, int8 {rows[-1]['int8_p50_ms']:.1f} ms, "
                   f"speed-up {rows[-1]['speedup']:.2f}x", flush=True)
     return rows
@@ -128,7 +128,7 @@ def _stats(reference, candidate) -> dict:
     cosines = [s.cosine for s in per_row]
     return {"cosine_median": float(np.median(cosines)), "cosine_worst": min(cosines),
             "rel_l2_worst": max(s.rel_l2 for s in per_row), "top1": float(np.mean([s.top1 for s in per_row])),
-            "top5_containment": float(np.mean([s.top1_in_top5 for s in per_row]))}  # fmt: skip
+            "top5_containment": float(np.mean([s.top1_in_top5 for s in per_row]))}
 
 
 def accuracy(fp32_dir: Path, int8_dir: Path, onnx: Path, held, seen, threads: int, work: Path) -> list[dict]:
@@ -170,7 +170,7 @@ def _summary(rows: list[dict]) -> dict:
             stats = [r[part][model] for r in rows]
             out[f"{part}.{model}"] = {"cosine_median_lowest": min(s["cosine_median"] for s in stats),
                                       "cosine_worst": min(s["cosine_worst"] for s in stats),
-                                      "rel_l2_worst": max(s["rel_l2_worst"] for s in stats)}  # fmt: skip
+                                      "rel_l2_worst": max(s["rel_l2_worst"] for s in stats)}
     return out
 
 
@@ -200,7 +200,7 @@ def main() -> int:
         folder, held, seen = _split(work, args.crops, args.min)
         _build(work / "fp32", onnx, args.min, args.max)
         build_s = _build(work / "int8", onnx, args.min, args.max, "--precision", "int8", "--calib", str(folder),
-                         "--calib-method", args.method)  # fmt: skip
+                         "--calib-method", args.method)
         calibration = {"given": {**_calibration_facts(work / "int8"), "build_seconds": round(build_s, 1)}}
         if not args.no_default:
             build_s = _build(work / "int8-default", onnx, args.min, args.max, "--precision", "int8")
@@ -211,7 +211,7 @@ def main() -> int:
     record = {**provenance(), "range": [args.min, args.max], "threads": threads, "method": args.method,
               "settings": {"cpu": CPU_QDQ.to_dict(), "tensorrt": TENSORRT_QDQ.to_dict()},
               "calibration": calibration, "speed": speeds, "accuracy_summary": _summary(rows),
-              "accuracy": rows}  # fmt: skip
+              "accuracy": rows}
     host = record["host"]
     machine = f"{re.sub(r'[^a-z0-9]+', '-', host.get('cpu', 'cpu').lower()).strip('-')}-{threads}c"  # run_standard's
     stem = f"int8-{machine}-{datetime.now(timezone.utc):%Y-%m-%d}.json"

@@ -56,7 +56,7 @@ def main() -> int:
 
     record = {"date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
               "cpu_count": os.cpu_count(), "python": platform.python_version(), "mutmut": version("mutmut"),
-              "modules": scores}  # fmt: skip
+              "modules": scores}
     for module, s in scores.items():
         score = "-" if s["score"] is None else f"{100 * s['score']:.1f}%"
         print(f"{module}: {s['killed']}/{s['killed'] + s['survived']} killed ({score}), "

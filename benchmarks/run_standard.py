@@ -39,24 +39,26 @@ def paired_checks(engines_dir: str, threads: int, sides=(224, 800), min_time_s: 
 
     from rsz_export.artifacts.manifest import load_manifest
     from rsz_export.backends import require_backend
+    from rsz_export.backends.base import RunnerOptions
+    from rsz_export.backends.ort import cpu_matmul
     from rsz_export.bench.flops import resnet50_flop
     from rsz_export.bench.loop import image_maker, measure, wall_timer
-    from rsz_export.bench.probes import ort_matmul
     from rsz_export.bench.runners import variants
     from rsz_export.bench.stats import MeasurePolicy, gflops_per_s, latency_stats, paired_ratio
     from rsz_export.shapes import Resolution
 
     manifest = load_manifest(engines_dir)
-    engine = next(e for e in manifest.engines if e.backend == "onnxruntime")
+    ort = require_backend("onnxruntime")
+    engine = ort.engines_of(manifest)[0]
     ((_, torch_opener),) = variants("torch", manifest, engines_dir, threads, "cpu")
     policy = MeasurePolicy(warmup=1, min_time_s=min_time_s, max_time_s=20 * min_time_s)
     images, found = image_maker(), []
-    ort_runner = require_backend("onnxruntime").open_runner(manifest, engine, engines_dir, threads=threads)
+    ort_runner = ort.open_runner(manifest, engine, engines_dir, RunnerOptions(threads=threads))
     with ort_runner, torch_opener(None) as torch_runner:
         for side in sides:
             feed = images(1, Resolution(side, side))
             calls = [wall_timer(partial(ort_runner.infer, feed)), wall_timer(partial(torch_runner.infer, feed)),
-                     wall_timer(ort_matmul(n, threads))]
+                     wall_timer(cpu_matmul(n, threads))]
             firsts = [call() for call in calls]
             ort_m, torch_m, mm_m = measure(calls, policy, firsts)
             ort_ms, torch_ms, mm_ms = (latency_stats(m.samples_ms).p50_ms for m in (ort_m, torch_m, mm_m))

@@ -23,6 +23,8 @@ SERVED_MODEL_NAME = "resnet50"
 otherwise: clients address both the same way."""
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
 """Precisions an engine can be built in (each backend states which of them it supports)."""
+DEFAULT_PRECISION = PRECISIONS[0]
+"""What a build, a profile file and ``plan --write`` use when no precision is given."""
 CALIBRATION_METHODS = ("percentile", "minmax", "entropy")
 """How int8 calibration turns activation statistics into ranges (``model.calibration``); the first is the default."""
 

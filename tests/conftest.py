@@ -8,15 +8,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import RANDOM_METADATA, save_wrapped, sgd_state, tiny_onnx
+from tests.helpers import RANDOM_METADATA, make_plan, save_wrapped, sgd_state, tiny_onnx
 
 
 def _library_build(out_dir: Path, min_size: int, max_size: int, weights: str | None = None):
     from rsz_export.pipeline.run import BuildSpec, build
-    from rsz_export.plan.profiles import PlanSpec, plan_profiles
 
-    plan = plan_profiles(PlanSpec(min_size, max_size))
+    plan = make_plan(min_size, max_size)
     return build(BuildSpec(plan, out_dir, backend="onnxruntime", weights=weights, command="pytest fixture")).manifest
+
+
+@pytest.fixture(params=("10", "11"), ids=("trt10", "trt11"))
+def trt_double(request, monkeypatch):
+    """The TensorRT test double installed for one test, once per API generation (10.x and 11.x); the fake
+    ``tensorrt`` module (its ``__version__`` says which). ``use_double`` directly for other versions or devices."""
+    from tests.backends import fake_tensorrt
+    from tests.backends.trt_double import use_double
+
+    return use_double(monkeypatch, fake_tensorrt.VERSIONS[request.param])
 
 
 @pytest.fixture(scope="session")
@@ -75,9 +84,8 @@ def fast_engines(onnx_path, reference_weights, tmp_path_factory) -> Path:
     out = tmp_path_factory.getbasetemp() / "robust-engines"
     if not (out / "manifest.json").exists():
         from rsz_export.pipeline.run import BuildSpec, build
-        from rsz_export.plan.profiles import PlanSpec, plan_profiles
 
-        plan = plan_profiles(PlanSpec(224, 256))
+        plan = make_plan(224, 256)
         build(
             BuildSpec(
                 plan,
@@ -99,11 +107,10 @@ def int8_engines(onnx_path, reference_weights, tmp_path_factory) -> Path:
         from rsz_export.backends.base import BuildOptions
         from rsz_export.model.calibration_set import CalibSpec
         from rsz_export.pipeline.run import BuildSpec, build
-        from rsz_export.plan.profiles import PlanSpec, plan_profiles
 
-        spec = BuildSpec(plan_profiles(PlanSpec(224, 288)), out, backend="onnxruntime", weights=str(reference_weights),
+        spec = BuildSpec(make_plan(224, 288), out, backend="onnxruntime", weights=str(reference_weights),
                          onnx=onnx_path, options=BuildOptions(precision="int8"), calibration=CalibSpec(count=4),
-                         command="pytest int8 fixture")  # fmt: skip
+                         command="pytest int8 fixture")
         build(spec)
     return out
 
@@ -121,11 +128,10 @@ def tiny_engines(tmp_path_factory) -> Path:
     tests of routing, serving, bench and the CLI, which do not depend on the network's numerics. Its manifest
     names seeded weights it does not hold, so validating it fails on the weights' hash instead of passing."""
     from rsz_export.pipeline.run import BuildSpec, build
-    from rsz_export.plan.profiles import PlanSpec, plan_profiles
 
     out = tmp_path_factory.mktemp("tiny-engines")
     model = tiny_onnx(out.parent / "tiny.onnx", metadata=RANDOM_METADATA)
-    plan = plan_profiles(PlanSpec(224, 800))
+    plan = make_plan(224, 800)
     build(BuildSpec(plan, out, backend="onnxruntime", onnx=model, command="pytest tiny fixture"))
     return out
 
@@ -152,14 +158,13 @@ def colour_engines(tmp_path_factory) -> Path:
     import numpy as np
 
     from rsz_export.pipeline.run import BuildSpec, build
-    from rsz_export.plan.profiles import PlanSpec, plan_profiles
     from rsz_export.shapes import BatchRange
 
     out = tmp_path_factory.mktemp("colour-engines")
     weights = np.zeros((3, 1000), dtype=np.float32)
     weights[[0, 1, 2], [0, 1, 2]] = 1.0
     model = tiny_onnx(out.parent / "colour.onnx", metadata=RANDOM_METADATA, weights=weights)
-    plan = plan_profiles(PlanSpec(224, 800, batch=BatchRange(1, 4, 4)))
+    plan = make_plan(224, 800, batch=BatchRange(1, 4, 4))
     build(BuildSpec(plan, out, backend="onnxruntime", onnx=model, command="pytest colour fixture"))
     return out
 
@@ -190,7 +195,7 @@ def mixed_size(i: int) -> tuple[int, int]:
 
 
 REAL_MODEL_FIXTURES = {"engines_dir", "small_engines_dir", "onnx_path", "engines_copy", "reference_weights",
-                       "fast_engines", "damaged", "random_weights", "int8_engines"}  # fmt: skip
+                       "fast_engines", "damaged", "random_weights", "int8_engines"}
 """Fixtures that export, build or run the real ResNet-50 (seeded weights are calibrated by running it): a test
 using one is in the slow tier."""
 

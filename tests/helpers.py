@@ -15,6 +15,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def make_plan(min_size: int, max_size: int, *fields, **named):
+    """The plan ``rsz-export plan --min MIN --max MAX`` makes, with the other ``PlanSpec`` fields (``profiles``,
+    ``batch``, ``aspect``, in its order or by name) as given: how every test makes a plan."""
+    from rsz_export.plan.profiles import PlanSpec, plan_profiles
+
+    return plan_profiles(PlanSpec(min_size, max_size, *fields, **named))
+
+
 def run_cli(
     *args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None
 ) -> subprocess.CompletedProcess:
@@ -188,7 +196,7 @@ def save_wrapped(state: dict, optimizer_state: dict, folder: Path) -> dict[str, 
         "weights.pt": {"weights": state, "hyper_parameters": {"lr": 0.01, "arch": "resnet50", "classes": 10}},
         "lightning.ckpt": {"state_dict": prefixed["model."], "epoch": 3, "global_step": 1200,
                            "hyper_parameters": {"lr": 3e-4}},
-    }  # fmt: skip
+    }
     folder.mkdir(parents=True, exist_ok=True)
     paths = {name: folder / name for name in CHECKPOINT_WRAPPINGS}
     for name, content in contents.items():

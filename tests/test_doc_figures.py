@@ -22,7 +22,7 @@ CITED = re.compile(r"benchmarks/results/([\w.\-]+\.[A-Za-z]+)")
 
 def declared() -> list[Record]:
     modules = (importlib.import_module(f"{doc_figures.__name__}.{m.name}")
-               for m in pkgutil.iter_modules(doc_figures.__path__))  # fmt: skip
+               for m in pkgutil.iter_modules(doc_figures.__path__))
     return [record for module in modules for record in module.RECORDS]
 
 
@@ -56,7 +56,7 @@ def problems(record: Record, read_doc: Callable[[str], str] | None = None, data=
             if not agrees(shown, value):
                 name = where if isinstance(where, str) else "a figure computed from it"
                 found.append(f"{quote.doc} shows {shown} in {quote.text!r} but {record.file} holds {value:.6g} "
-                             f"({name})")  # fmt: skip
+                             f"({name})")
     return found
 
 
@@ -71,7 +71,7 @@ def test_every_cited_result_file_is_declared_and_exists():
         assert (REPO / record.file).is_file(), record.file
         assert record.quotes or record.cited_only, f"{record.file}: give its quotes or say why it has none"
     cited = {f"benchmarks/results/{name}": doc for doc in DOCS
-             for name in CITED.findall((REPO / doc).read_text(encoding="utf-8"))}  # fmt: skip
+             for name in CITED.findall((REPO / doc).read_text(encoding="utf-8"))}
     undeclared = {file: doc for file, doc in cited.items() if file not in records}
     assert not undeclared, f"cited but not declared in tests/doc_figures/ (add a module there): {undeclared}"
 
@@ -83,7 +83,7 @@ def test_a_figure_that_disagrees_with_its_file_is_caught():
     assert "| 80.9 ms | 87.2 ms | 1.06 |" in text
     edited = text.replace("| 80.9 ms | 87.2 ms | 1.06 |", "| 80.9 ms | 87.2 ms | 1.08 |")
     assert any("shows 1.08" in p for p in problems(record, read_doc=lambda doc: edited if doc == "docs/serving.md"
-                                                  else (REPO / doc).read_text(encoding="utf-8")))  # fmt: skip
+                                                  else (REPO / doc).read_text(encoding="utf-8")))
     data = json.loads((REPO / record.file).read_text(encoding="utf-8"))
     data["latency"][0]["served_p50_ms"] = 90.0
     assert any("holds 90" in p for p in problems(record, data=data))
@@ -95,7 +95,7 @@ def test_a_figure_that_disagrees_with_its_file_is_caught():
     ("52.1", 52.0923, True), ("52.1", 52.16, False), ("2.7e-3", 2.66e-3, True), ("2.7e-3", 2.76e-3, False),
     ("8e-3", 0.008, True), ("-0.6", -0.576, True), ("1267", 1266.88, True), ("0.90", 0.9018, True),
     ("0.90", 0.906, False),
-])  # fmt: skip
+])
 def test_figures_agree_at_the_digits_shown(shown, value, ok):
     assert agrees(shown, value) is ok
 

@@ -66,7 +66,7 @@ def imports_of(path) -> set[str]:
     """The rsz_export modules a module imports, at any depth (functions included), TYPE_CHECKING excepted."""
     tree = ast.parse(path.read_text())
     skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node)
-               for n in ast.walk(node)}  # fmt: skip
+               for n in ast.walk(node)}
     found = set()
     for node in ast.walk(tree):
         if id(node) in skipped:
@@ -176,6 +176,11 @@ def test_top_level_is_short_and_modules_are_small():
         ("CHANNELS", "interface.py"),
         ("MAX_THREADS", "artifacts/host.py"),
         ("CROP_RATIO", "images/imagenet.py"),
+        ("DEFAULT_PRECISION", "interface.py"),
+        ("Log", "interface.py"),
+        ("ENGINES_DIR", "artifacts/manifest.py"),
+        ("TIMING_CACHE_NAME", "backends/base.py"),
+        ("REFERENCE", "backends/__init__.py"),
     ],
 )
 def test_each_shared_constant_is_assigned_in_one_module(constant, home):
@@ -185,6 +190,16 @@ def test_each_shared_constant_is_assigned_in_one_module(constant, home):
             targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
             if any(isinstance(t, ast.Name) and t.id == constant for t in targets):
                 homes.append(str(path.relative_to(PACKAGE)))
+    assert homes == [home]
+
+
+@pytest.mark.parametrize("text, home", [("timing.cache", "backends/base.py")])
+def test_each_shared_file_name_is_written_in_one_module(text, home):
+    homes = []
+    for path in PACKAGE.rglob("*.py"):
+        strings = (n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant))
+        if text in strings:
+            homes.append(str(path.relative_to(PACKAGE)))
     assert homes == [home]
 
 

@@ -62,7 +62,7 @@ def test_shape_mismatch_and_broken_reference_are_usage_errors():
     with pytest.raises(UsageError, match="the reference logits contain NaN or Inf: the PyTorch reference"):
         compare(bad, _logits(1))
     for reference, candidate, which in ((np.zeros((0, 10)), np.zeros((0, 10)), "reference"),
-                                        (_logits(2), np.zeros((2, 3, 4)), "candidate")):  # fmt: skip
+                                        (_logits(2), np.zeros((2, 3, 4)), "candidate")):
         with pytest.raises(UsageError, match=f"^{which} logits must be \\[rows, classes\\] with at least one of each"):
             compare(reference, candidate)
 
@@ -97,9 +97,9 @@ def test_decisive_flips_are_flips_that_errors_elsewhere_in_the_row_could_not_cau
 
 def test_combine_takes_worst_error_and_row_weighted_agreement():
     a = ParityStats(rows=1, max_abs=0.1, mean_abs=0.01, rel_l2=1e-3, cosine=0.999, top1=1.0, top5=1.0, nonfinite=0,
-                    decisive_flips=1)  # fmt: skip
+                    decisive_flips=1)
     b = ParityStats(rows=3, max_abs=0.3, mean_abs=0.05, rel_l2=5e-4, cosine=0.99, top1=0.0, top5=0.6, nonfinite=1,
-                    decisive_flips=2)  # fmt: skip
+                    decisive_flips=2)
     c = combine([a, b])
     assert (c.rows, c.max_abs, c.rel_l2, c.cosine, c.nonfinite, c.decisive_flips) == (4, 0.3, 1e-3, 0.99, 1, 3)
     assert c.top1_in_top5 == 1.0
@@ -200,7 +200,7 @@ def test_nonfinite_candidates_poison_every_statistic():
     cand = ref.copy()
     cand[1, 0] = -np.inf
     poisoned = ParityStats(rows=3, max_abs=math.inf, mean_abs=math.inf, rel_l2=math.inf, cosine=0.0, top1=0.0,
-                           top5=0.0, nonfinite=1, decisive_flips=3, top1_in_top5=0.0)  # fmt: skip
+                           top5=0.0, nonfinite=1, decisive_flips=3, top1_in_top5=0.0)
     assert compare(ref, cand) == poisoned
 
 
@@ -241,7 +241,7 @@ def test_statistics_serialise_with_what_would_have_passed():
 def test_a_statistic_exactly_at_its_bound_passes():
     policy = PRESETS["int8"]
     at_bounds = ParityStats(rows=4, max_abs=9.0, mean_abs=1.0, rel_l2=policy.rtol, cosine=policy.min_cosine,
-                            top1=policy.min_top1, top5=1.0, nonfinite=0, top1_in_top5=policy.min_top5)  # fmt: skip
+                            top1=policy.min_top1, top5=1.0, nonfinite=0, top1_in_top5=policy.min_top5)
     assert judge(at_bounds, policy).passed
     below = ParityStats(**{**at_bounds.__dict__, "cosine": policy.min_cosine - 1e-9, "top1_in_top5": 0.5})
     assert judge(below, policy).failures == ("cosine 0.9700 < min_cosine 0.97", "top-5 containment 0.5 < min_top5 0.75")

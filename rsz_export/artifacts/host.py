@@ -12,7 +12,7 @@ from importlib import metadata
 LIBRARIES = (
     "torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxconverter-common", "tensorrt", "numpy",
     "pillow", "click",
-)  # fmt: skip
+)
 
 
 def cpu_model() -> str:

@@ -17,6 +17,8 @@ version-1 manifest is read as what every build of that version was: 1000 ImageNe
 3 added the int8 calibration (``calibration``); earlier versions have none."""
 READABLE_VERSIONS = (1, 2, SCHEMA_VERSION)
 MANIFEST_NAME = "manifest.json"
+ENGINES_DIR = "engines"
+"""The build folder a command uses when none is given (``make engines`` builds it)."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ class CalibrationRecord:
     @classmethod
     def from_dict(cls, data: dict) -> CalibrationRecord:
         return cls(FileRecord(**data["file"]), str(data["method"]), str(data["source"]),
-                   tuple(dict(i) for i in data["images"]), float(data["seconds"]), data.get("warning"))  # fmt: skip
+                   tuple(dict(i) for i in data["images"]), float(data["seconds"]), data.get("warning"))
 
 
 @dataclass(frozen=True)

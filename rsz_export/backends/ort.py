@@ -19,15 +19,17 @@ are checked to have the provider they asked for.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rsz_export.artifacts.files import atomic_path
 from rsz_export.artifacts.host import usable_cpus
 from rsz_export.artifacts.manifest import EngineRecord, Manifest, file_record, verified_bytes
-from rsz_export.backends.base import BuildOptions, Runner
+from rsz_export.backends.base import Backend, BuildOptions, Runner, RunnerOptions, TritonModel
 from rsz_export.errors import IntegrityError, UsageError
 from rsz_export.interface import INPUT_NAME, Log
 from rsz_export.plan.profiles import Plan
+from rsz_export.shapes import InputShape
 
 NAME = "onnxruntime"
 SUPPORTED_PRECISIONS = ("fp32", "int8")
@@ -36,6 +38,8 @@ QDQ_FILE = "model.int8-cpu.onnx"
 OFFLINE_LEVEL = "ORT_ENABLE_EXTENDED"
 GPU_OFFLINE_LEVEL = "ORT_ENABLE_BASIC"
 SESSION_LEVEL = "ORT_ENABLE_ALL"
+EXECUTION_MODES = {"ORT_SEQUENTIAL": "0", "ORT_PARALLEL": "1"}
+"""Session execution modes under the numbers Triton's onnxruntime backend reads."""
 
 
 def unavailable_reason() -> str | None:
@@ -111,7 +115,7 @@ def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: P
         from rsz_export.model.quantization import CPU_QDQ, checked_qdq
 
         onnx_path, facts = checked_qdq(onnx_path, options.calibration, CPU_QDQ, plan, Path(out_dir) / QDQ_FILE,
-                                       options.threads, log)  # fmt: skip
+                                       options.threads, log)
         extra = (file_record(out_dir, onnx_path),)
     with atomic_path(target) as tmp:
         so = ort.SessionOptions()
@@ -161,7 +165,8 @@ class OrtRunner(Runner):
     """A Runner over an ORT engine; ``pinned`` fixes batch/height/width (the static-shape comparison)."""
 
     def __init__(
-        self, manifest: Manifest, engine: EngineRecord, out_dir: Path, threads: int | None = None, pinned=None
+        self, manifest: Manifest, engine: EngineRecord, out_dir: Path, threads: int | None = None,
+        pinned: InputShape | None = None,
     ):
         super().__init__(manifest.plan, engine.profiles)
         self.manifest, self.engine, self.out_dir = manifest, engine, Path(out_dir)
@@ -204,6 +209,105 @@ class OrtRunner(Runner):
 
 
 def open_runner(
-    manifest: Manifest, engine: EngineRecord, out_dir: Path, threads: int | None = None, pinned=None
+    manifest: Manifest, engine: EngineRecord, out_dir: Path, threads: int | None = None,
+    pinned: InputShape | None = None,
 ) -> OrtRunner:
     return OrtRunner(manifest, engine, out_dir, threads=threads, pinned=pinned)
+
+
+def cpu_matmul(n: int, threads: int) -> Callable:
+    """A call running one FP32 [n,n]x[n,n] MatMul model (built with onnx.helper) on ONNX Runtime's CPU provider."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((n, n), dtype=np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "matmul_peak",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, 9)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feed = {"a": rng.standard_normal((n, n), dtype=np.float32)}
+    return lambda: session.run(None, feed)
+
+
+class OnnxRuntime(Backend):
+    """ONNX Runtime: engines for its CPU provider (fp32, int8) and its CUDA and TensorRT providers (fp32; fp16 on
+    TensorRT's), installed with the package (``onnxruntime-gpu`` for the GPU providers)."""
+
+    name = NAME
+    precisions = SUPPORTED_PRECISIONS
+    shares_graph = True
+
+    def unavailable_reason(self) -> str | None:
+        return unavailable_reason()
+
+    def check_compatible(self, manifest: Manifest, engine: EngineRecord | None) -> str | None:
+        return check_compatible(manifest, engine)
+
+    def open_runner(self, manifest, engine, out_dir, options: RunnerOptions | None = None) -> OrtRunner:
+        """Uses ``threads`` (intra-op threads, else the engine's) and ``pinned`` (free dimensions fixed)."""
+        options = options or RunnerOptions()
+        return open_runner(manifest, engine, out_dir, threads=options.threads, pinned=options.pinned)
+
+    def open_onnx_file(self, manifest: Manifest, directory: Path) -> OrtRunner:
+        """The CPU provider on the build's exported ONNX itself, default session settings, every size served."""
+        settings = session_settings(BuildOptions())
+        record = EngineRecord("onnx", NAME, "fp32", manifest.onnx, profiles=(), build_seconds=0.0, settings=settings)
+        return open_runner(manifest, record, directory)
+
+    def engine_device(self, engine: EngineRecord) -> str:
+        return "cpu" if engine.settings.get("device", "cpu") == "cpu" else "cuda"
+
+    def check_options(self, options: BuildOptions) -> None:
+        super().check_options(options)
+        check_precision(options)
+
+    def build_engines(self, onnx_path, plan, options, out_dir, log) -> list[EngineRecord]:
+        return build_engines(onnx_path, plan, options, out_dir, log)
+
+    def recorded_options(self, engine: EngineRecord) -> BuildOptions:
+        settings = engine.settings
+        device, threads = settings.get("device", "cpu"), settings.get("intra_op_num_threads")
+        return BuildOptions(precision=engine.precision, device=device, threads=threads)
+
+    def keeps_state_per_profile(self, engine: EngineRecord | None) -> bool:
+        """The TensorRT provider's runner opens one session per profile (module docstring)."""
+        return engine is not None and engine.settings.get("device") == "tensorrt"
+
+    def matmul_peak(self, n: int, threads: int, device: str):
+        return cpu_matmul(n, threads) if device == "cpu" else None
+
+    def triton_model(self, manifest: Manifest, engine: EngineRecord) -> TritonModel:
+        """Triton's onnxruntime backend loads the ONNX the engine was optimised from (the export, or for int8 the
+        engine's Q/DQ model) with the manifest's session threads."""
+        settings = engine.settings
+        parameters = (
+            ("intra_op_thread_count", str(int(settings.get("intra_op_num_threads", 0)))),
+            ("inter_op_thread_count", str(int(settings.get("inter_op_num_threads", 1)))),
+            ("execution_mode", EXECUTION_MODES.get(settings.get("execution_mode", "ORT_SEQUENTIAL"), "0")),
+        )
+        kind = "KIND_CPU" if self.engine_device(engine) == "cpu" else "KIND_GPU"
+        served = _served_onnx(manifest, engine)
+        return TritonModel("onnxruntime_onnx", NAME, kind, served, "model.onnx", False, parameters=parameters)
+
+
+def _served_onnx(manifest: Manifest, engine: EngineRecord):
+    """The ONNX an engine was optimised from: the export, or for int8 the engine's Q/DQ model."""
+    if engine.precision != "int8":
+        return manifest.onnx
+    for record in engine.extra_files:
+        if record.file.endswith(QDQ_FILE):
+            return record
+    raise IntegrityError(
+        f"the int8 engine {engine.name} lists no {QDQ_FILE}: the build is incomplete",
+        hint="rebuild it: rsz-export build DIR --precision int8 ... --force",
+    )

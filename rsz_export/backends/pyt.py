@@ -3,10 +3,11 @@ channels-last and CUDA graphs)."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from rsz_export.artifacts.manifest import EngineRecord, Manifest
-from rsz_export.backends.base import Runner
+from rsz_export.backends.base import Backend, BenchVariant, Runner, RunnerOptions
 from rsz_export.plan.profiles import Plan
 
 NAME = "torch"
@@ -104,10 +105,54 @@ class TorchRunner(Runner):
         return out.float().cpu().numpy()
 
 
-def open_runner(
-    manifest: Manifest, engine: EngineRecord | None = None, out_dir: Path | str = ".", **kwargs
-) -> TorchRunner:
+def open_runner(manifest: Manifest, engine: EngineRecord | None = None, out_dir: Path | str = ".") -> TorchRunner:
     """The reference model rebuilt from the manifest's weights (sha256-verified), serving the manifest's plan."""
     from rsz_export.model.weights import reference_from_record
 
-    return TorchRunner(reference_from_record(manifest.weights, out_dir), plan=manifest.plan, **kwargs)
+    return TorchRunner(reference_from_record(manifest.weights, out_dir), plan=manifest.plan)
+
+
+class TorchReference(Backend):
+    """The PyTorch reference: the build's weights in eager PyTorch, no engine file. What validate compares
+    against, bench's baseline, and ``--backend torch`` for predict and serve."""
+
+    name = NAME
+    precisions = SUPPORTED_PRECISIONS
+    builds = False
+    shares_graph = True
+    times_on_current_stream = True
+
+    def unavailable_reason(self) -> str | None:
+        return unavailable_reason()
+
+    def check_compatible(self, manifest: Manifest, engine: EngineRecord | None) -> str | None:
+        return check_compatible(manifest, engine)
+
+    def open_runner(self, manifest, engine=None, out_dir=".", options: RunnerOptions | None = None) -> TorchRunner:
+        """Uses no option: eager FP32 on the CPU, every plan profile served by one model (torch's threads are
+        the process's, set by the caller)."""
+        return open_runner(manifest, engine, out_dir)
+
+    def device(self, manifest: Manifest) -> str:
+        """CUDA beside engines that run only on a GPU, when one is visible; else the CPU."""
+        import torch
+
+        from rsz_export.backends import load_backend
+
+        gpu_engines = any(load_backend(e.backend).gpu_only for e in manifest.engines)
+        return "cuda" if gpu_engines and torch.cuda.is_available() else "cpu"
+
+    def bench_variants(self, manifest: Manifest, out_dir, threads: int, device: str) -> list[BenchVariant]:
+        """Eager FP32, and on a GPU also FP16 channels-last and CUDA graphs; each on its own copy of the model
+        (TorchRunner converts its module in place)."""
+        import torch
+
+        from rsz_export.model.weights import reference_from_record
+
+        torch.set_num_threads(threads)
+        model = reference_from_record(manifest.weights, out_dir)
+        modes = [("eager-fp32", {})]
+        if device == "cuda":
+            modes += [("fp16-channels-last", {"half": True, "channels_last": True}),
+                      ("cuda-graphs", {"cuda_graphs": True})]
+        return [(name, lambda _e, kw=kw: TorchRunner(copy.deepcopy(model), device=device, **kw)) for name, kw in modes]

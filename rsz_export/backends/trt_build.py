@@ -13,7 +13,7 @@ from rsz_export.artifacts.files import atomic_write_bytes, atomic_write_text
 from rsz_export.artifacts.manifest import EngineRecord, file_record
 from rsz_export.backends import trt_env
 from rsz_export.backends import trt_support as ts
-from rsz_export.backends.base import BuildOptions
+from rsz_export.backends.base import TIMING_CACHE_NAME, BuildOptions
 from rsz_export.backends.trt_cancel import cancel_monitor, signals_cancel
 from rsz_export.backends.trt_env import NAME, deserialize, import_trt, logged, make_logger
 from rsz_export.backends.trt_timing import (
@@ -50,7 +50,7 @@ _SET_PRECISION = {10: _set_precision_v10, 11: _set_precision_v11}
 
 
 def _network_source(onnx_path: Path, options: BuildOptions, plan: Plan, major: int, out_dir: Path,
-                    log: Log) -> tuple[Path, dict]:  # fmt: skip
+                    log: Log) -> tuple[Path, dict]:
     """The ONNX file TensorRT parses, and what the manifest records about it."""
     precision = options.precision
     if precision == "int8":  # the Q/DQ model for TensorRT, checked with ONNX Runtime on the CPU first
@@ -247,14 +247,14 @@ def build_engines(onnx_path, plan: Plan, options: BuildOptions, out_dir, log: Lo
     out_dir = Path(out_dir)
     here = trt_env.installed()
     source, reduced = _network_source(Path(onnx_path), options, plan, major, out_dir, log)
-    cache_path = Path(options.timing_cache) if options.timing_cache else out_dir / "timing.cache"
+    cache_path = Path(options.timing_cache) if options.timing_cache else out_dir / TIMING_CACHE_NAME
     logger = make_logger(trt, log)
     builder = trt.Builder(logger)
     timing_cache, before = open_timing_cache(trt, builder.create_builder_config(), logger, cache_path)
     ctx = _BuildContext(
         builder, logger, options, out_dir, source, timing_cache, cache_path, major, plan, reduced,
         _build_facts(options, major, here, reduced),
-    )  # fmt: skip
+    )
     keys_before = cache_entries(timing_cache)
     records = []
     for group in ts.engine_groups(plan, options.engine_per_profile):

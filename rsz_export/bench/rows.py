@@ -49,7 +49,7 @@ class BenchRow:
     peak_gflops: float | None
     memory: dict
     """Peak process RSS and device memory (MiB) while the point ran; for TensorRT also the engine's own figures
-    (``engine_memory``), which torch's allocator statistics do not see."""
+    (``Backend.engine_memory``), which torch's allocator statistics do not see."""
     provenance: dict
     static_p50_ms: float | None = None
     """For a dynamic engine timed beside its shape-fixed twin: the twin's p50."""
@@ -92,7 +92,7 @@ class BenchRow:
             "static_p50_ms": self.static_p50_ms, "dynamic_over_static": self.dynamic_over_static,
             "gpu_compute_p50_ms": self.gpu_compute_p50_ms, "baseline_p50_ms": self.baseline_p50_ms,
             "speedup": self.speedup, **self.memory, **self.provenance,
-        }  # fmt: skip
+        }
 
 
 def make_row(point: Point, measured: Measurement, peak_gflops: float | None, memory: dict, header: dict) -> BenchRow:
@@ -101,19 +101,7 @@ def make_row(point: Point, measured: Measurement, peak_gflops: float | None, mem
     provenance = {key: header[key] for key in PROVENANCE}
     classes = header.get("num_classes", NUM_CLASSES)
     return BenchRow(point, latency_stats(measured.samples_ms), measured, peak_gflops, dict(memory), provenance,
-                    num_classes=classes)  # fmt: skip
-
-
-def engine_memory(engine, profile: int | None) -> dict:
-    """TensorRT's own device memory figures for the plan profile that ran, from the engine record:
-    ``trt_activation_mib`` (the profile's activations) and ``engine_file_mib`` (the serialized engine: weights
-    and kernels). Empty for other backends."""
-    if engine is None or engine.backend != "tensorrt" or profile not in engine.profiles:
-        return {}
-    per_profile = engine.settings.get("device_memory_bytes_per_profile") or ()
-    local = engine.profiles.index(profile)
-    activations = per_profile[local] / 2**20 if local < len(per_profile) else None
-    return {"trt_activation_mib": activations, "engine_file_mib": engine.file.bytes / 2**20}
+                    num_classes=classes)
 
 
 def paired_with_baseline(row: BenchRow, baseline: BenchRow) -> BenchRow:

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 
 from rsz_export.artifacts.files import atomic_write_text, readers_lock
 from rsz_export.artifacts.host import MAX_THREADS, usable_cpus
-from rsz_export.artifacts.manifest import EngineRecord, Manifest, load_manifest, verify_file
-from rsz_export.backends import BACKENDS, require_backend
+from rsz_export.artifacts.manifest import EngineRecord, Manifest, load_manifest
+from rsz_export.backends import BACKENDS, REFERENCE, load_backend, require_backend
+from rsz_export.backends.base import RunnerOptions
 from rsz_export.bench import report
 from rsz_export.bench.loop import cuda_timer, image_maker, measure, median_or_none, wall_timer, with_gpu_time
 from rsz_export.bench.probes import (
@@ -27,21 +28,14 @@ from rsz_export.bench.probes import (
     reset_peak_memory,
     versions,
 )
-from rsz_export.bench.rows import (
-    BenchRow,
-    Point,
-    engine_memory,
-    make_row,
-    paired_with_baseline,
-    paired_with_static,
-)
-from rsz_export.bench.runners import TORCH, baseline_manifest, device_for, engine_for, shape_change_feed, variants
+from rsz_export.bench.rows import BenchRow, Point, make_row, paired_with_baseline, paired_with_static
+from rsz_export.bench.runners import baseline_manifest, device_for, engine_for, shape_change_feed, variants
 from rsz_export.bench.stats import MeasurePolicy
 from rsz_export.errors import EnvironmentProblem, UsageError, check_int
 from rsz_export.interface import Log
 from rsz_export.plan.grid import size_grid
-from rsz_export.plan.profiles import Plan, route
-from rsz_export.shapes import MAX_BATCH, BatchRange, InputShape, Profile, Resolution
+from rsz_export.plan.profiles import route
+from rsz_export.shapes import MAX_BATCH, InputShape, Resolution
 
 
 @dataclass(frozen=True)
@@ -83,15 +77,15 @@ def resolve_points(spec: BenchSpec, manifest: Manifest) -> tuple[list[Resolution
     sizes = list(spec.sizes) or list(dict.fromkeys(p.size for p in size_grid(plan)))
     sizes.sort(key=lambda r: (r.pixels, r.h, r.w))
     built = list(dict.fromkeys(e.backend for e in manifest.engines))
-    backends = list(spec.backends) or [*built, TORCH]
-    missing = [b for b in backends if b != TORCH and b not in built]
+    backends = list(spec.backends) or [*built, REFERENCE]
+    missing = [b for b in backends if load_backend(b).builds and b not in built]
     if missing:
         raise UsageError(
             f"--backends {', '.join(missing)}: {spec.engines_dir} holds no such engine (it has {', '.join(built)})",
-            hint=f"build one with rsz-export build --backend {missing[0]}, or bench only --backends {TORCH}",
+            hint=f"build one with rsz-export build --backend {missing[0]}, or bench only --backends {REFERENCE}",
         )
     uncovered = [f"batch {b} at {s}" for b in spec.batches for s in sizes if route(plan.profiles, b, s.h, s.w) is None]
-    if uncovered and backends != [TORCH]:
+    if uncovered and any(load_backend(b).builds for b in backends):
         more = " ..." if len(uncovered) > 4 else ""
         covered = plan.covered_ranges()
         raise UsageError(f"no profile covers {', '.join(uncovered[:4])}{more}", hint=f"covered: {covered}")
@@ -181,10 +175,10 @@ def _run_bench(spec: BenchSpec, log: Log) -> tuple[dict, list[BenchRow]]:
     return header, run.sink.rows
 
 
-def _check_engines(module, manifest: Manifest) -> None:
+def _check_engines(backend, manifest: Manifest) -> None:
     """Exit 3 before any measurement when one of the backend's engines cannot run here (another GPU or version)."""
-    for engine in (e for e in manifest.engines if e.backend == module.NAME):
-        if problem := module.check_compatible(manifest, engine):
+    for engine in backend.engines_of(manifest):
+        if problem := backend.check_compatible(manifest, engine):
             raise EnvironmentProblem(f"engine {engine.name}: {problem}")
 
 
@@ -195,7 +189,8 @@ class _RunnerCache:
         self.backend, self.opener, self.manifest, self.stack, self.open = backend, opener, manifest, stack, {}
 
     def get(self, profile: int | None) -> tuple[object, EngineRecord | None]:
-        engine = None if self.backend == TORCH else engine_for(self.manifest, self.backend, profile)
+        builds = load_backend(self.backend).builds
+        engine = engine_for(self.manifest, self.backend, profile) if builds else None
         key = engine.name if engine else None
         if key not in self.open:
             self.open[key] = self.stack.enter_context(self.opener(engine))
@@ -205,7 +200,7 @@ class _RunnerCache:
 def _timer(backend: str, device: str):
     """CUDA events around a PyTorch call (it works on the current stream); the wall clock for engine runners,
     which work on their own streams and return host arrays only after synchronizing them (end to end)."""
-    return cuda_timer if device == "cuda" and backend == TORCH else wall_timer
+    return cuda_timer if device == "cuda" and load_backend(backend).times_on_current_stream else wall_timer
 
 
 def _sweep(run: _Run, sizes: list[Resolution], batch: int, what: tuple, runners: _RunnerCache, peak) -> None:
@@ -219,11 +214,11 @@ def _sweep(run: _Run, sizes: list[Resolution], batch: int, what: tuple, runners:
         reset_peak_memory(device)
         call = _timer(name, device)(functools.partial(runner.infer, run.images(batch, size)))
         first_ms = call()
-        call, gpu_ms = with_gpu_time(call, runner)
+        call, gpu_ms = with_gpu_time(call, runner) if load_backend(name).measures_gpu_time else (call, [])
         point = Point(
             size, batch, name, variant, device,
             engine.name if engine else None, engine.precision if engine else "fp32", runner.last_profile, warm,
-        )  # fmt: skip
+        )
         if run.baseline is not None and engine is not None:
             rows = _with_baseline(run, point, (call, first_ms), peak)
         elif run.spec.static and engine is not None:
@@ -231,7 +226,8 @@ def _sweep(run: _Run, sizes: list[Resolution], batch: int, what: tuple, runners:
         else:
             (m,) = measure((call,), run.spec.policy, (first_ms,))
             rows = [make_row(point, m, peak, memory_snapshot(device), run.header)]
-        memory = {**rows[0].memory, **engine_memory(engine, point.profile)}
+        engine_figures = load_backend(name).engine_memory(engine, point.profile) if engine else {}
+        memory = {**rows[0].memory, **engine_figures}
         rows[0] = replace(rows[0], memory=memory, gpu_compute_p50_ms=median_or_none(gpu_ms))
         for row in rows:
             run.sink.add(row)
@@ -243,8 +239,10 @@ def _with_static_twin(run: _Run, engine: EngineRecord, point: Point, dynamic: tu
     """Time the dynamic engine and its shape-fixed twin in alternating windows; return both rows."""
     call, first_ms = dynamic
     memory = memory_snapshot(point.device)  # before the twin is opened: the process holds only the dynamic runner
-    opener = _pinned_ort if engine.backend == "onnxruntime" else _static_trt
-    with opener(run, engine, InputShape(point.batch, point.size.h, point.size.w)) as infer:
+    shape = InputShape(point.batch, point.size.h, point.size.w)
+    options = RunnerOptions(threads=run.header["threads"])
+    twin = load_backend(engine.backend).static_twin(run.manifest, engine, run.spec.engines_dir, shape, options, run.log)
+    with twin as infer:
         reset_peak_memory(point.device)
         static_call = _timer(point.backend, point.device)(functools.partial(infer, run.images(point.batch, point.size)))
         static_first = static_call()
@@ -273,57 +271,6 @@ def _with_baseline(run: _Run, point: Point, timed: tuple, peak) -> list[BenchRow
         m, bm = measure((call, base_call), run.spec.policy, (first_ms, base_first))
         base_memory = memory_snapshot(point.device)
         base_point = replace(point, variant="baseline", engine=engine.name, precision=engine.precision,
-                             profile=runner.last_profile, previous=None)  # fmt: skip
+                             profile=runner.last_profile, previous=None)
     base_row = make_row(base_point, replace(bm, first_call_ms=None), peak, base_memory, run.header)
     return [paired_with_baseline(make_row(point, m, peak, memory, run.header), base_row), base_row]
-
-
-@contextmanager
-def _pinned_ort(run: _Run, engine: EngineRecord, shape: InputShape):
-    """The same ORT engine file and session settings, its batch/height/width pinned to this shape.
-
-    Pinning is SessionOptions.add_free_dimension_override_by_name: no new file, the symbolic dims become
-    numbers when the session is made, so ORT can specialise to the shape. The runner is the same class as
-    the dynamic one, so the ratio measures the cost of dynamic shapes and nothing else.
-    """
-    ort_backend = require_backend("onnxruntime")
-    threads = run.header["threads"]
-    with ort_backend.open_runner(run.manifest, engine, run.spec.engines_dir, threads=threads, pinned=shape) as runner:
-        yield lambda feed: runner.infer(feed)
-
-
-@contextmanager
-def _static_trt(run: _Run, engine: EngineRecord, shape: InputShape):
-    """TensorRT with one profile min = opt = max = this shape, built by the backend's own builder with the
-    engine's own settings (TF32, optimization level, workspace, compatibility) and a private copy of its
-    timing cache, so the twin starts warm and the build folder's cache is never written by a bench."""
-    import tempfile
-
-    trt = require_backend("tensorrt")
-    plan = single_profile_plan(run.manifest.plan, shape)
-    onnx_path = verify_file(run.spec.engines_dir, run.manifest.onnx)
-    with tempfile.TemporaryDirectory(prefix="rsz-static-") as tmp:
-        options = trt.recorded_options(engine, timing_cache=_private_cache(engine, run.spec.engines_dir, tmp))
-        records = trt.build_engines(onnx_path, plan, options, tmp, run.log)
-        static_manifest = replace(run.manifest, plan=plan, engines=tuple(records))
-        with trt.open_runner(static_manifest, records[0], tmp) as runner:
-            yield lambda feed: runner.infer(feed, profile=0)
-
-
-def _private_cache(engine: EngineRecord, engines_dir: str, tmp: str) -> str:
-    """A copy in ``tmp`` of the timing cache ``engine`` was built with (the folder's own when it has moved)."""
-    import shutil
-    from pathlib import Path
-
-    recorded = Path((engine.settings.get("timing_cache") or {}).get("path") or Path(engines_dir) / "timing.cache")
-    source = recorded if recorded.is_file() else Path(engines_dir) / recorded.name
-    target = Path(tmp) / "timing.cache"
-    if source.is_file():
-        shutil.copyfile(source, target)
-    return str(target)
-
-
-def single_profile_plan(plan: Plan, shape: InputShape) -> Plan:
-    """``plan`` reduced to one profile fixed at ``shape`` (what a static engine is built from)."""
-    batch = BatchRange(shape.batch, shape.batch, shape.batch)
-    return replace(plan, batch=batch, profiles=(Profile(shape, shape, shape),))

@@ -3,33 +3,21 @@ build) and the PyTorch baselines, and on which device each runs."""
 
 from __future__ import annotations
 
-import copy
-
 from rsz_export.artifacts.manifest import EngineRecord, Manifest, load_manifest
-from rsz_export.backends import require_backend
+from rsz_export.backends import load_backend, require_backend
 from rsz_export.errors import UsageError
 from rsz_export.plan.profiles import Plan, route
 from rsz_export.shapes import Resolution
 
-TORCH = "torch"
-
 
 def device_for(backend: str, manifest: Manifest) -> str:
-    """Where a backend runs: TensorRT on CUDA; torch on CUDA beside TensorRT engines when a GPU is visible."""
-    if backend == "tensorrt":
-        return "cuda"
-    if backend == "onnxruntime":
-        on_gpu = any(e.settings.get("device", "cpu") != "cpu" for e in manifest.engines if e.backend == backend)
-        return "cuda" if on_gpu else "cpu"
-    import torch
-
-    gpu_engines = any(e.backend == "tensorrt" for e in manifest.engines)
-    return "cuda" if gpu_engines and torch.cuda.is_available() else "cpu"
+    """Where a backend's runners for ``manifest`` run (``Backend.device``): ``cpu`` or ``cuda``."""
+    return load_backend(backend).device(manifest)
 
 
 def engine_for(manifest: Manifest, backend: str, profile: int | None) -> EngineRecord:
     """The backend's engine that carries plan profile ``profile`` (the first of the backend's if None)."""
-    engines = [e for e in manifest.engines if e.backend == backend]
+    engines = load_backend(backend).engines_of(manifest)
     for engine in engines:
         if profile is None or profile in engine.profiles:
             return engine
@@ -39,7 +27,7 @@ def engine_for(manifest: Manifest, backend: str, profile: int | None) -> EngineR
 def keeps_state_per_profile(engine: EngineRecord | None) -> bool:
     """Whether a runner keeps separate per-profile state (TensorRT: one execution context per profile; ONNX
     Runtime's TensorRT provider: one session per profile), so a change of shape happens per profile."""
-    return engine is not None and (engine.backend == "tensorrt" or engine.settings.get("device") == "tensorrt")
+    return engine is not None and load_backend(engine.backend).keeps_state_per_profile(engine)
 
 
 def shape_change_feed(plan: Plan, engine: EngineRecord | None, batch: int, size: Resolution, previous):
@@ -62,22 +50,7 @@ def shape_change_feed(plan: Plan, engine: EngineRecord | None, batch: int, size:
 
 def variants(backend: str, manifest: Manifest, engines_dir: str, threads: int, device: str) -> list:
     """(variant name, opener(engine) -> runner context) pairs for a backend: one per engine kind or torch mode."""
-    if backend != TORCH:
-        module = require_backend(backend)
-        kwargs = {"threads": threads} if backend == "onnxruntime" else {}
-        return [("dynamic", lambda engine: module.open_runner(manifest, engine, engines_dir, **kwargs))]
-    import torch
-
-    from rsz_export.backends.pyt import TorchRunner
-    from rsz_export.model.weights import reference_from_record
-
-    torch.set_num_threads(threads)
-    model = reference_from_record(manifest.weights, engines_dir)
-    modes = [("eager-fp32", {})]
-    if device == "cuda":
-        modes += [("fp16-channels-last", {"half": True, "channels_last": True}), ("cuda-graphs", {"cuda_graphs": True})]
-    # each mode gets its own copy: TorchRunner converts its module in place (half, channels-last)
-    return [(name, lambda _e, kw=kw: TorchRunner(copy.deepcopy(model), device=device, **kw)) for name, kw in modes]
+    return require_backend(backend).bench_variants(manifest, engines_dir, threads, device)
 
 
 def baseline_manifest(folder: str | None, batches, sizes, backends) -> Manifest | None:
@@ -87,12 +60,12 @@ def baseline_manifest(folder: str | None, batches, sizes, backends) -> Manifest 
         return None
     baseline = load_manifest(folder)
     built = {e.backend for e in baseline.engines}
-    missing = [b for b in backends if b != TORCH and b not in built]
+    missing = [b for b in backends if load_backend(b).builds and b not in built]
     if missing:
         raise UsageError(f"--baseline {folder} holds no {', '.join(missing)} engine")
     plan = baseline.plan
     outside = [f"{s}" for b in batches for s in sizes if route(plan.profiles, b, s.h, s.w) is None]
     if outside:
         raise UsageError(f"--baseline {folder} does not cover {', '.join(outside[:4])}",
-                         hint=f"covered: {plan.covered_ranges()}")  # fmt: skip
+                         hint=f"covered: {plan.covered_ranges()}")
     return baseline

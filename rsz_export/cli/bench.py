@@ -33,7 +33,7 @@ def parse_names(text: str) -> tuple[str, ...]:
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw latency/throughput PNG.")
 @handles_errors
 def bench(engines_dir, sizes, sweep, batches, backends, warmup, min_time, max_time, iters, threads, static,
-          baseline_dir, json_path, csv_path, plot_path):  # fmt: skip
+          baseline_dir, json_path, csv_path, plot_path):
     """Time every engine in DIR (and PyTorch eager) at every size: latency, throughput, GFLOP/s, memory.
 
     Each point is timed in windows until their medians agree within 5% (or --max-time, then flagged not

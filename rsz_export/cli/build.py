@@ -12,7 +12,7 @@ import click
 from rsz_export.backends import BUILD_BACKENDS
 from rsz_export.backends.ort_providers import DEVICES
 from rsz_export.backends.trt_support import HARDWARE_COMPAT
-from rsz_export.cli.common import check_writable, console, handles_errors
+from rsz_export.cli.common import check_writable, console, handles_errors, outlined
 from rsz_export.cli.options import (
     engines_dir_argument,
     num_classes_option,
@@ -21,7 +21,10 @@ from rsz_export.cli.options import (
     threads_option,
     weights_option,
 )
-from rsz_export.interface import CALIBRATION_METHODS, PRECISIONS
+from rsz_export.interface import CALIBRATION_METHODS, DEFAULT_PRECISION, PRECISIONS
+
+BUILD_STEP = r"\[\d+/\d+\] "
+"""A build's progress line that starts a step (``[2/3] building ...``); the lines under it are indented."""
 
 
 def _command_line() -> str:
@@ -66,7 +69,7 @@ def export_command(weights, seed, num_classes, output, verify):
 @plan_options
 @click.option("--backend", type=click.Choice(BUILD_BACKENDS), default="auto", show_default=True,
               help="auto: TensorRT when importable with a CUDA GPU, else ONNX Runtime.")
-@click.option("--precision", type=click.Choice(PRECISIONS), help="Default fp32, or the profile file's.")
+@click.option("--precision", type=click.Choice(PRECISIONS), help=f"Default {DEFAULT_PRECISION}, or the profile file's.")
 @weights_option
 @seed_option
 @click.option(
@@ -112,7 +115,7 @@ def export_command(weights, seed, num_classes, output, verify):
 def build(engines_dir, min_size, max_size, profiles, batch, aspect, profile_file, backend, precision, weights, seed,
           onnx_file, num_classes, labels, calib_dir, calib_count, calib_method, force, verify, threads, device,
           workspace_mib, opt_level, timing_cache, engine_per_profile, no_tf32, hardware_compat,
-          version_compat):  # fmt: skip
+          version_compat):
     """Plan profiles over a resolution range and build engines for them in DIR (default ./engines).
 
     Exports ResNet-50 (or reuses the export), plans the profiles (see `rsz-export plan --help`), builds the
@@ -127,23 +130,30 @@ def build(engines_dir, min_size, max_size, profiles, batch, aspect, profile_file
     out = console()
     plan, file_precision = resolve_plan(min_size, max_size, profiles, batch, aspect, profile_file)
     options = BuildOptions(
-        precision=precision or file_precision or "fp32", threads=threads, device=device, workspace_mib=workspace_mib,
-        opt_level=opt_level, timing_cache=timing_cache, engine_per_profile=engine_per_profile, tf32=not no_tf32,
-        hardware_compat=None if hardware_compat == "none" else hardware_compat, version_compat=version_compat,
-    )  # fmt: skip
+        precision=precision or file_precision or DEFAULT_PRECISION,
+        threads=threads,
+        device=device,
+        workspace_mib=workspace_mib,
+        opt_level=opt_level,
+        timing_cache=timing_cache,
+        engine_per_profile=engine_per_profile,
+        tf32=not no_tf32,
+        hardware_compat=None if hardware_compat == "none" else hardware_compat,
+        version_compat=version_compat,
+    )
     calibration = None
     if calib_dir is not None or calib_count is not None or calib_method is not None:
         from rsz_export.model.calibration_set import CalibSpec
 
         calibration = CalibSpec(Path(calib_dir) if calib_dir else None, calib_count,
-                                calib_method or CALIBRATION_METHODS[0], seed)  # fmt: skip
+                                calib_method or CALIBRATION_METHODS[0], seed)
     spec = BuildSpec(
         plan, Path(engines_dir), backend, weights, seed, options, force, verify, _command_line(),
         onnx=Path(onnx_file) if onnx_file else None, num_classes=num_classes, labels=Path(labels) if labels else None,
         calibration=calibration,
-    )  # fmt: skip
+    )
     started = time.perf_counter()
-    result = run_build(spec, out.info)
+    result = run_build(spec, outlined(out.info, BUILD_STEP, 6))
     for warning in result.manifest.warnings:
         out.warn(warning)
     verb = "reused" if result.reused else "built"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -30,6 +31,24 @@ class Console:
 
     def warn(self, message: str) -> None:
         click.secho(f"warning: {message}", err=True, fg="yellow")
+
+
+def outlined(info: Callable[[str], None], heading: str, indent: int) -> Callable[[str], None]:
+    """``info`` for a library's progress lines, shown as an outline: a line matching the regular expression
+    ``heading`` (a step) is printed as it is, the lines after one are indented by ``indent`` spaces. The library
+    writes plain lines; how they are laid out is the command line's business."""
+    pattern = re.compile(heading)
+    opened = False
+
+    def log(message: str) -> None:
+        nonlocal opened
+        if pattern.match(message):
+            opened = True
+            info(message)
+        else:
+            info(" " * indent + message if opened else message)
+
+    return log
 
 
 def console(ctx: click.Context | None = None) -> Console:

@@ -13,16 +13,16 @@ from __future__ import annotations
 import click
 
 from rsz_export.artifacts.host import MAX_THREADS
+from rsz_export.artifacts.manifest import ENGINES_DIR
+from rsz_export.backends import BACKENDS
 from rsz_export.plan.profiles import ASPECTS, BAND_RATIO
 
-ENGINES_DIR = "engines"
 WEIGHTS_HELP = (
     "imagenet1k-v1, imagenet1k-v2 (torch hub cache, downloaded when possible), random (seeded, calibrated), "
     "or a ResNet-50 checkpoint with any head size: a state_dict, a training checkpoint holding one under "
     "state_dict/model/model_state_dict/weights (module./model. prefixes removed), or .safetensors; read with "
     "weights_only=True, never executing code."
 )
-SERVING_BACKENDS = ("onnxruntime", "tensorrt", "torch")
 
 
 def _apply(fn, options):
@@ -104,7 +104,7 @@ def images_option(help_text: str, required: bool = False):
 
 backend_option = click.option(
     "--backend",
-    type=click.Choice(SERVING_BACKENDS),
+    type=click.Choice(tuple(BACKENDS)),
     help="Serve from this backend's engines (torch: the PyTorch reference). "
     "Default: every engine in the manifest that can run here.",
 )

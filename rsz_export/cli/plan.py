@@ -10,7 +10,7 @@ import click
 from rsz_export.cli.common import check_writable, console, emit, handles_errors, parse_or_usage, write_report
 from rsz_export.cli.options import images_option, json_option, plan_options
 from rsz_export.errors import UsageError
-from rsz_export.interface import PRECISIONS
+from rsz_export.interface import DEFAULT_PRECISION, PRECISIONS
 from rsz_export.plan.from_images import DEFAULT_TIMINGS
 from rsz_export.plan.profiles import Plan
 from rsz_export.shapes import BatchRange
@@ -41,13 +41,14 @@ def render_plan(plan: Plan) -> str:
               help="With --images: SIDE=MS latencies from `rsz-export bench` that the cost model is fitted to.")
 @click.option("--tuning-penalty", type=click.FloatRange(0.0, 1.0), default=0.10, show_default=True,
               help="With --images: extra cost per e-fold of pixels between an input and its profile's opt.")
-@click.option("--precision", type=click.Choice(PRECISIONS), help="Precision recorded by --write (default fp32).")
+@click.option("--precision", type=click.Choice(PRECISIONS),
+              help=f"Precision recorded by --write (default {DEFAULT_PRECISION}).")
 @click.option("--write", "write_path", type=click.Path(dir_okay=False),
               help="Save the plan as a profile file (e.g. profiles/NAME.toml) for `build --profile-file`.")
 @json_option("the plan")
 @handles_errors
 def plan(min_size, max_size, profiles, batch, aspect, profile_file, images_dir, coverage, timings, tuning_penalty,
-         precision, write_path, json_path):  # fmt: skip
+         precision, write_path, json_path):
     """Split a resolution range into optimization profiles and show how inputs are routed.
 
     Bands of equal ratio in side length (so about equal steps in pixels, which cost follows), edges rounded
@@ -63,22 +64,19 @@ def plan(min_size, max_size, profiles, batch, aspect, profile_file, images_dir, 
             raise UsageError("give either --images or --min/--max/--profile-file, not both")
         if aspect != "free":
             raise UsageError("--images proposes free-aspect profiles: leave out --aspect square")
-        from rsz_export.images.sizes import render_scan, scan_sizes, size_stats
-
         points = parse_or_usage(from_images.parse_cost_points, timings, "--timings")
-        cost = from_images.fit_cost_model(points, tuning_penalty)
-        scan = scan_sizes(images_dir)
-        proposal = from_images.propose(list(scan.sizes), cost, coverage, profiles)
-        result = from_images.proposal_plan(proposal, parse_or_usage(BatchRange.parse, batch, "--batch"))
-        table = f"{render_scan(scan, size_stats(scan.sizes))}\n{from_images.render_proposal(proposal)}"
-        table += "\n" + render_plan(result)
+        batch_range = parse_or_usage(BatchRange.parse, batch, "--batch")
+        proposal, result, scan = from_images.plan_from_folder(
+            images_dir, points, tuning_penalty, coverage, profiles, batch_range
+        )
+        table = f"{scan}\n{render_plan(result)}"
         file_precision = None
     else:
         result, file_precision = resolve_plan(min_size, max_size, profiles, batch, aspect, profile_file)
         proposal, table = None, render_plan(result)
     emit(table, json_path, lambda: json.dumps(result.to_dict(), indent=2) + "\n")
     if write_path:
-        chosen = precision or file_precision or "fp32"
+        chosen = precision or file_precision or DEFAULT_PRECISION
         name = Path(write_path).stem
         if proposal is not None:
             text = from_images.to_profile_toml(proposal, name, result.batch, chosen)

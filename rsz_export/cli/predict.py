@@ -8,12 +8,9 @@ import click
 
 from rsz_export.cli.common import check_writable, console, handles_errors, parse_or_usage
 from rsz_export.cli.options import backend_option, json_option, preprocess_help, threads_option
-from rsz_export.errors import UsageError
 from rsz_export.plan.routing import STRIDE_POLICIES
 from rsz_export.serve.preprocess_policy import PREPROCESS_MODES
 
-OVERSIZE_MODES = {"error": "native", "shrink": "fit"}
-"""The older ``--oversize`` option, kept as another name for two policies."""
 HOW = {"none": "at its own size", "shrink": "shrunk to {}", "upscale": "upscaled to {}", "crop": "cropped to {}"}
 
 
@@ -26,15 +23,6 @@ def render_prediction(p) -> str:
         f"profile {p.profile}{batch}, {p.latency_ms:.1f} ms (total {p.total_ms:.1f} ms)"
     )
     return "\n".join([head] + [f"  {label.score:7.2%}  {label.name} ({label.index})" for label in p.top])
-
-
-def choose_mode(preprocess: str | None, oversize: str | None) -> str:
-    """The policy from ``--preprocess`` and the older ``--oversize`` (default: fit)."""
-    if oversize is None:
-        return preprocess or "fit"
-    if preprocess is not None and preprocess != OVERSIZE_MODES[oversize]:
-        raise UsageError(f"--oversize {oversize} means --preprocess {OVERSIZE_MODES[oversize]}: give one")
-    return OVERSIZE_MODES[oversize]
 
 
 class Display:
@@ -77,8 +65,6 @@ class Display:
 @click.option("--preprocess", type=click.Choice(PREPROCESS_MODES), help=preprocess_help("Default: fit."))
 @click.option("--size", help="fit: the shorter side to aim for (e.g. 320); crop: the crop, 224 or HxW "
               "(default: the plan's first opt point).")
-@click.option("--oversize", type=click.Choice(tuple(OVERSIZE_MODES)),
-              help="Older name: error is --preprocess native, shrink is --preprocess fit.")
 @click.option("--stride", type=click.Choice(STRIDE_POLICIES), default="exact", show_default=True,
               help="native/fit: exact runs the size as it is; snap rounds sides to multiples of 32 first.")
 @backend_option
@@ -87,7 +73,7 @@ class Display:
 @click.option("--csv", "csv_path", metavar="PATH", type=click.Path(dir_okay=False),
               help="Write one row per image as CSV (rewritten as the run goes).")
 @handles_errors
-def predict(paths, top, preprocess, size, oversize, stride, backend, threads, json_path, csv_path):
+def predict(paths, top, preprocess, size, stride, backend, threads, json_path, csv_path):
     """Classify images of any size through the engines in DIR (default ./engines).
 
     DIR is taken as the engines folder when it holds a manifest; a folder given as IMAGE stands for every file
@@ -105,7 +91,7 @@ def predict(paths, top, preprocess, size, oversize, stride, backend, threads, js
     from rsz_export.shapes import Resolution
 
     arguments = split_arguments(paths)
-    policy = Preprocess(choose_mode(preprocess, oversize), parse_or_usage(Resolution.parse, size, "--size"), stride)
+    policy = Preprocess(preprocess or "fit", parse_or_usage(Resolution.parse, size, "--size"), stride)
     check_writable(json_path, csv_path)
     total = len(arguments.images)
     with Session(arguments.engines_dir, backend=backend, preprocess=policy, threads=threads) as session:

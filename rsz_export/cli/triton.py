@@ -48,7 +48,7 @@ def _table(result) -> str:
               help="Where the repository will be uploaded (s3://, gs://, pvc://...), for kserve.yaml.")
 @click.option("--force", is_flag=True, help="Replace an existing repository written by this command.")
 @handles_errors
-def triton(engines_dir, repo, name, max_batch, instances, storage_uri, force) -> None:  # fmt: skip
+def triton(engines_dir, repo, name, max_batch, instances, storage_uri, force) -> None:
     """Write a Triton model repository from the build in DIR (default ./engines).
 
     TensorRT builds: the engine as model.plan, with every optimization profile listed for Triton; one model per

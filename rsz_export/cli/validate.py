@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from rsz_export.cli.common import check_writable, console, emit, handles_errors, parse_or_usage, write_report
+from rsz_export.cli.common import (
+    check_writable,
+    console,
+    emit,
+    handles_errors,
+    outlined,
+    parse_or_usage,
+    write_report,
+)
 from rsz_export.cli.options import batches_option, engines_dir_argument, images_option, json_option, sizes_option
 from rsz_export.shapes import parse_batches, parse_sizes
 from rsz_export.validate.cases import DEFAULT_RANDOM_INPUTS
@@ -33,7 +41,7 @@ from rsz_export.validate.cases import DEFAULT_RANDOM_INPUTS
               help="Write JUnit XML here: one test case per engine x profile x size.")
 @handles_errors
 def validate(engines_dir, sizes, replace_sizes, batches, images_dir, random_inputs, seed, rtol, atol, min_top1,
-             min_cosine, min_top5, json_path, junit_path) -> None:  # fmt: skip
+             min_cosine, min_top5, json_path, junit_path) -> None:
     """Check the exported ONNX, then every engine in DIR (default ./engines), against PyTorch.
 
     Each profile is checked at its min, opt and max and at odd, non-square sizes inside it, on the
@@ -53,9 +61,9 @@ def validate(engines_dir, sizes, replace_sizes, batches, images_dir, random_inpu
         replace_sizes=replace_sizes, batches=parse_or_usage(parse_batches, batches, "--batches") or (),
         images_dir=Path(images_dir) if images_dir else None, random_inputs=random_inputs, seed=seed,
         rtol=rtol, atol=atol, min_top1=min_top1, min_cosine=min_cosine, min_top5=min_top5,
-    )  # fmt: skip
+    )
     check_writable(json_path, junit_path)  # fail now, not after the whole run
-    result = run_validate(spec, log=out.info)
+    result = run_validate(spec, log=outlined(out.info, r"(export|engine) ", 2))
     for path, reason in result.skipped_inputs:
         out.warn(f"skipped {path}: {reason}")
     write_report(junit_path, report.render_junit(result))

@@ -44,7 +44,7 @@ image has 120 M activations: histogramming all of them would cost more than runn
 ENTROPY_STEP = 16
 """Candidate thresholds of the entropy search are 128, 144, ... bins: within 1/128 of the best one."""
 CALIBRATED_OPS = ("Conv", "Gemm", "MatMul", "Add", "Relu", "MaxPool", "ReduceMean", "GlobalAveragePool",
-                  "Reshape", "Flatten")  # fmt: skip
+                  "Reshape", "Flatten")
 """Ops whose float inputs and outputs get a range: everything either Q/DQ model may quantize."""
 
 FORMAT = "rsz-export int8 calibration 1"
@@ -61,7 +61,7 @@ def read_ranges(path: str | Path) -> dict[str, tuple[float, float]]:
         ranges = {str(k): (float(lo), float(hi)) for k, (lo, hi) in data["tensors"].items()}
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise IntegrityError(f"{path} is not a readable calibration file: {exc}",
-                             hint="calibrate again: rsz-export build --force") from None  # fmt: skip
+                             hint="calibrate again: rsz-export build --force") from None
     if not ranges or any(not lo <= hi for lo, hi in ranges.values()):
         raise IntegrityError(f"{path} holds no ranges or a reversed one", hint="calibrate again: build --force")
     return ranges
@@ -157,7 +157,7 @@ def relu_inputs(model) -> dict[str, str]:
         for name in node.input:
             readers.setdefault(name, []).append(node)
     return {name: nodes[0].output[0] for name, nodes in readers.items()
-            if len(nodes) == 1 and nodes[0].op_type == "Relu"}  # fmt: skip
+            if len(nodes) == 1 and nodes[0].op_type == "Relu"}
 
 
 def calibration_tensors(model) -> list[str]:
@@ -167,7 +167,7 @@ def calibration_tensors(model) -> list[str]:
 
     skipped = {t.name for t in model.graph.initializer} | {o.name for o in model.graph.output} | set(relu_inputs(model))
     floats = {v.name for v in (*model.graph.input, *model.graph.value_info)
-              if v.type.tensor_type.elem_type == TensorProto.FLOAT}  # fmt: skip
+              if v.type.tensor_type.elem_type == TensorProto.FLOAT}
     names: dict[str, None] = {}
     for node in model.graph.node:
         if node.op_type in CALIBRATED_OPS:
@@ -225,7 +225,7 @@ def calibrate(onnx_path, feeds: Iterable[np.ndarray], method: str, threads: int 
         del outputs
         count += 1
         if count % 8 == 0:
-            log(f"      calibrated on {count} image(s)")
+            log(f"calibrated on {count} image(s)")
     ranges = {name: s.range(method) for name, s in stats.items()}
     ranges.update({name: ranges[relu] for name, relu in from_relu.items() if relu in ranges})
     return CalibrationRun(method, ranges, count, time.perf_counter() - started)
@@ -237,6 +237,6 @@ def write_ranges(path, run: CalibrationRun, **facts) -> Path:
 
     data = {"format": FORMAT, **facts, "method": run.method, "bins": BINS,
             "percentile": PERCENTILE if run.method == "percentile" else None, "seconds": round(run.seconds, 2),
-            "tensors": {name: [lo, hi] for name, (lo, hi) in run.ranges.items()}}  # fmt: skip
+            "tensors": {name: [lo, hi] for name, (lo, hi) in run.ranges.items()}}
     atomic_write_text(path, json.dumps(data, indent=1) + "\n")
     return Path(path)

@@ -173,7 +173,7 @@ def _bundled(spec: CalibSpec, plan: Plan, rng: np.random.Generator) -> Calibrati
         if inner is not None:  # the crop of the crop, in the photograph's fractions
             x0, y0, x1, y1 = crop
             crop = (x0 + inner[0] * (x1 - x0), y0 + inner[1] * (y1 - y0), x0 + inner[2] * (x1 - x0),
-                    y0 + inner[3] * (y1 - y0))  # fmt: skip
+                    y0 + inner[3] * (y1 - y0))
         items.append(CalibItem(photo.name, hashes[photo], size, crop))
     return CalibrationSet("bundled", photos[0].parent, tuple(items), spec.method, spec.seed, BUNDLED_WARNING)
 
@@ -185,7 +185,7 @@ def _readable(folder: Path) -> tuple[list[tuple[Path, int, int]], list[str]]:
         files = list_files(folder)
     except UsageError:
         raise UsageError(f"--calib {folder} does not exist or is not a directory",
-                         hint="give a folder of images like the ones you serve") from None  # fmt: skip
+                         hint="give a folder of images like the ones you serve") from None
     if not files:
         raise UsageError(f"--calib {folder} is empty", hint="give a folder of images like the ones you serve")
     readable, skipped = [], []
@@ -196,7 +196,7 @@ def _readable(folder: Path) -> tuple[list[tuple[Path, int, int]], list[str]]:
             skipped.append(f"{path.relative_to(folder)}: {exc}")
     if not readable:
         raise UsageError(f"--calib {folder} holds no readable image ({len(skipped)} file(s) skipped, e.g. "
-                         f"{skipped[0]})", hint="give a folder of JPEG, PNG, ... images")  # fmt: skip
+                         f"{skipped[0]})", hint="give a folder of JPEG, PNG, ... images")
     return readable, skipped
 
 
@@ -205,7 +205,7 @@ def _from_folder(spec: CalibSpec, plan: Plan, rng: np.random.Generator) -> Calib
     readable, _skipped = _readable(folder)
     if spec.count is not None and spec.count > len(readable):
         raise UsageError(f"--calib-count {spec.count} but --calib {folder} holds only {len(readable)} readable "
-                         "image(s)", hint=f"give --calib-count {len(readable)} or more images")  # fmt: skip
+                         "image(s)", hint=f"give --calib-count {len(readable)} or more images")
     smallest = min(min(p.min.h, p.min.w) for p in plan.profiles)
     small = [f"{p.relative_to(folder)} ({h}x{w})" for p, h, w in readable if min(h, w) < smallest]
     if small:

@@ -70,7 +70,7 @@ def _from_torch(data: bytes, path: Path):
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"(?:Unsupported global|Unsupported operand|unsupported)[^\n]*?(?=\s+was not|\.(?:\s|$)|$)",
-                          str(exc), re.M)  # fmt: skip
+                          str(exc), re.M)
         what = found.group(0).strip() if found else "a pickled object that is not a tensor"
         raise IntegrityError(
             f"refused to load {path}: it carries Python objects beyond tensors ({what})",
@@ -183,7 +183,7 @@ def _complete(state: dict) -> dict:
     import torch
 
     counters = {k: torch.tensor(0) for k in expected_shapes(num_classes_of(state) or 1)
-                if k.endswith(_BATCHNORM_COUNTER) and k not in state}  # fmt: skip
+                if k.endswith(_BATCHNORM_COUNTER) and k not in state}
     return {**state, **counters}
 
 

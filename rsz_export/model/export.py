@@ -84,7 +84,7 @@ def export_onnx(
     example = torch.zeros(_EXAMPLE_BATCH, CHANNELS, 224, 224)
     path = Path(path)
     with atomic_path(path) as tmp:
-        log("      exporting ResNet-50 to ONNX (torch.export, dynamic batch/height/width)")
+        log("exporting ResNet-50 to ONNX (torch.export, dynamic batch/height/width)")
         chatter = io.StringIO()  # the exporter prints its progress; keep it out of our output unless it fails
         try:
             with contextlib.redirect_stdout(chatter):

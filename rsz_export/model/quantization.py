@@ -68,7 +68,7 @@ CPU_QDQ = QdqSettings(
     op_types=("Conv", "Gemm", "MatMul", "Add", "MaxPool", "Relu"),
     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
                    "OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"]},
-)  # fmt: skip
+)
 TENSORRT_QDQ = QdqSettings(
     name="tensorrt",
     activation_type="QInt8",
@@ -79,8 +79,7 @@ TENSORRT_QDQ = QdqSettings(
     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
                    "OpTypesToExcludeOutputQuantization": ["Conv", "Gemm", "Add"]},
     check_level="ORT_DISABLE_ALL",
-)  # fmt: skip
-SETTINGS = {s.name: s for s in (CPU_QDQ, TENSORRT_QDQ)}
+)
 
 CHECK_MIN_COSINE = 0.9
 """The smallest cosine to the fp32 logits a Q/DQ model may show on the build's check before it is refused: a
@@ -108,7 +107,7 @@ def qdq_model(onnx_path, ranges: dict[str, tuple[float, float]], settings: QdqSe
         model, settings.per_channel, settings.reduce_range, getattr(QuantType, settings.weight_type),
         getattr(QuantType, settings.activation_type), tensors, None, None, list(settings.op_types),
         dict(settings.extra_options),
-    )  # fmt: skip
+    )
     quantized = quantizer.quantize_model()
     del quantized.graph.value_info[:]  # shapes inferred for the quantizer; the dynamic sizes make them stale
     target = Path(target)
@@ -138,7 +137,7 @@ class QdqCheck:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "sizes": list(self.sizes), "cosine": list(self.cosine),
-                "rel_l2": list(self.rel_l2), "passed": self.passed}  # fmt: skip
+                "rel_l2": list(self.rel_l2), "passed": self.passed}
 
     def raise_if_failed(self) -> None:
         if not self.passed:
@@ -193,7 +192,7 @@ def photo_feeds(size) -> np.ndarray:
 
 
 def checked_qdq(onnx_path, calibration_file, settings: QdqSettings, plan, target, threads=None,
-                log=lambda message: None) -> tuple[Path, dict]:  # fmt: skip
+                log=lambda message: None) -> tuple[Path, dict]:
     """The Q/DQ model for ``settings`` from a calibration file, checked against the fp32 ONNX with ONNX Runtime on
     the CPU (CheckFailed, exit 1, when it is far off), and the facts an engine record keeps about it."""
     from rsz_export.model.calibration import read_ranges

@@ -155,7 +155,7 @@ def resolve_weights(
     if spec in PRETRAINED:
         return state, WeightsRecord(spec, sha, str(path), num_classes=classes)
     record = WeightsRecord("file", sha, str(path.resolve()), content_sha256=state_dict_sha256(state),
-                           num_classes=classes)  # fmt: skip
+                           num_classes=classes)
     return state, record
 
 

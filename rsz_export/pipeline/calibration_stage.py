@@ -15,9 +15,9 @@ from pathlib import Path
 from rsz_export import __version__
 from rsz_export.artifacts.manifest import CalibrationRecord, FileRecord, file_record, verify_file
 from rsz_export.errors import IntegrityError
-from rsz_export.interface import Log
 from rsz_export.model.calibration import FORMAT, read_ranges
 from rsz_export.model.calibration_set import CalibrationSet
+from rsz_export.pipeline.context import BuildContext
 from rsz_export.pipeline.keys import calibration_name
 
 
@@ -26,9 +26,10 @@ def _record(out_dir: Path, path: Path, calib: CalibrationSet, seconds: float) ->
     return CalibrationRecord(file_record(out_dir, path), calib.method, calib.source, images, seconds, calib.warning)
 
 
-def _reused(previous, keys, out_dir: Path) -> CalibrationRecord | None:
+def _reused(ctx: BuildContext) -> CalibrationRecord | None:
     """The previous manifest's calibration when its key matches; IntegrityError when its file was changed."""
-    if previous is None or previous.calibration is None or previous.keys.get("calibration") != keys["calibration"]:
+    previous, out_dir = ctx.previous, ctx.out_dir
+    if previous is None or previous.calibration is None or ctx.recorded.calibration != ctx.keys.calibration:
         return None
     record = previous.calibration
     try:
@@ -53,23 +54,23 @@ def _adopted(target: Path, key: str) -> dict | None:
     return None
 
 
-def calibration_stage(calib: CalibrationSet, keys, previous, out_dir: Path, onnx: FileRecord, threads, log: Log,
-                      force: bool = False) -> CalibrationRecord:  # fmt: skip
+def calibration_stage(ctx: BuildContext, calib: CalibrationSet, onnx: FileRecord) -> CalibrationRecord:
     """The ranges for this build: reused when the key matches (and the file is unchanged), else calibrated."""
-    if not force and (record := _reused(previous, keys, out_dir)) is not None:
-        log(f"      reusing the int8 calibration {record.file.file} (same export, images, method and plan)")
+    out_dir, log, keys, force = ctx.out_dir, ctx.log, ctx.keys, ctx.spec.force
+    if not force and (record := _reused(ctx)) is not None:
+        log(f"reusing the int8 calibration {record.file.file} (same export, images, method and plan)")
         return record
     target = out_dir / calibration_name(keys)
-    if not force and (data := _adopted(target, keys["calibration"])) is not None:
-        log(f"      reusing {target.name}, finished by an earlier run that stopped before its manifest")
+    if not force and (data := _adopted(target, keys.calibration)) is not None:
+        log(f"reusing {target.name}, finished by an earlier run that stopped before its manifest")
         return _record(out_dir, target, calib, float(data.get("seconds", 0.0)))
     from rsz_export.model.calibration import calibrate, write_ranges
 
-    log(f"      calibrating int8 ranges ({calib.method}) on {len(calib.items)} image(s) from {calib.source}")
-    run = calibrate(out_dir / onnx.file, calib.feeds(), calib.method, threads, log)
+    log(f"calibrating int8 ranges ({calib.method}) on {len(calib.items)} image(s) from {calib.source}")
+    run = calibrate(out_dir / onnx.file, calib.feeds(), calib.method, ctx.spec.options.threads, log)
     peak_mib = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # kilobytes on Linux
-    write_ranges(target, run, key=keys["calibration"], source=calib.source, seed=calib.seed,
+    write_ranges(target, run, key=keys.calibration, source=calib.source, seed=calib.seed,
                  images=[i.to_dict() for i in calib.items], process_peak_rss_mib=peak_mib, tool_version=__version__,
-                 onnx_sha256=onnx.sha256)  # fmt: skip
-    log(f"      calibrated {len(run.ranges)} tensors in {run.seconds:.1f} s (process peak {peak_mib} MiB)")
+                 onnx_sha256=onnx.sha256)
+    log(f"calibrated {len(run.ranges)} tensors in {run.seconds:.1f} s (process peak {peak_mib} MiB)")
     return _record(out_dir, target, calib, round(run.seconds, 2))

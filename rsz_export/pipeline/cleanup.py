@@ -35,7 +35,7 @@ def drop_untrusted_timing_cache(out_dir: Path, cache: Path, log: Log, problem=la
     ]
     why = problem(vouching[0].settings) if vouching else "no manifest here records its sha256"
     if why:
-        log(f"      not using {cache.name}: {why}; TensorRT starts a new one")
+        log(f"not using {cache.name}: {why}; TensorRT starts a new one")
         cache.unlink(missing_ok=True)
 
 
@@ -61,7 +61,7 @@ def remove_stale(out_dir: Path, current: Manifest, log: Log = lambda message: No
         return
     with stale_cleanup_allowed(out_dir) as allowed:
         if not allowed:
-            log(f"      kept {len(stale)} earlier file(s): a reader is using {out_dir}; the next build removes them")
+            log(f"kept {len(stale)} earlier file(s): a reader is using {out_dir}; the next build removes them")
             return
         for path in stale:
             with contextlib.suppress(OSError):

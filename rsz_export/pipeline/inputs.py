@@ -72,7 +72,7 @@ def resolve_inputs(spec, previous: Manifest | None = None) -> BuildInputs:
     weights_spec, warning = _weights_spec(spec)
     if imported is not None and spec.num_classes not in (None, imported.num_classes):
         raise UsageError(f"--num-classes {spec.num_classes} does not match --onnx {imported.path}, which gives "
-                         f"logits [batch,{imported.num_classes}]")  # fmt: skip
+                         f"logits [batch,{imported.num_classes}]")
     choice = None
     if weights_spec is not None:
         fit = imported is not None and weights_spec == "random"  # a seeded reference sized to the ONNX

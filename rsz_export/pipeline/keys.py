@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from rsz_export import __version__
 
@@ -21,6 +21,30 @@ CALIBRATION_PATTERN = "calibration-{key}.json"
 KEY_CHARS = 12
 """Hex digits of a key used in file names."""
 _EXPORT_LIBRARIES = ("torch", "torchvision", "onnx")
+
+
+@dataclass(frozen=True)
+class StageKeys:
+    """The cache keys of one build, a stage each (``stage_keys``); a manifest records them as a dict."""
+
+    export: str
+    engines: str
+    manifest: str
+    calibration: str | None = None
+    """int8 builds only."""
+
+    def to_dict(self) -> dict[str, str]:
+        """The manifest's record of the keys."""
+        calibration = {} if self.calibration is None else {"calibration": self.calibration}
+        return {"export": self.export, **calibration, "engines": self.engines, "manifest": self.manifest}
+
+    @classmethod
+    def recorded(cls, manifest) -> StageKeys | None:
+        """The keys a manifest recorded (None without a manifest; empty strings for keys it lacks)."""
+        if manifest is None:
+            return None
+        keys = manifest.keys
+        return cls(keys.get("export", ""), keys.get("engines", ""), keys.get("manifest", ""), keys.get("calibration"))
 
 
 def _digest(data) -> str:
@@ -34,24 +58,24 @@ def stage_keys(spec, backend: str, weights_key: str, versions: dict, record: dic
     all that and everything else; the manifest on the engines and on what it records beyond them (``record``:
     which weights file, which class names), so a change there writes a new manifest while reusing the rest."""
     export = _digest({"tool": __version__, "weights": weights_key, **{k: versions.get(k) for k in _EXPORT_LIBRARIES}})
-    keys = {"export": export}
+    calibration_key = None
     if calibration is not None:
-        keys["calibration"] = _digest({"export": export, "set": calibration, "plan": spec.plan.to_dict(),
-                                       "tool": __version__, "onnxruntime": versions.get("onnxruntime")})  # fmt: skip
+        calibration_key = _digest({"export": export, "set": calibration, "plan": spec.plan.to_dict(),
+                                   "tool": __version__, "onnxruntime": versions.get("onnxruntime")})
     # Where the timing cache and the calibration file lie is not what they hold: their keys cover that.
     options = {k: v for k, v in asdict(spec.options).items() if k not in ("timing_cache", "calibration")}
     engines = {"export": export, "backend": backend, "plan": spec.plan.to_dict(), "options": options,
-               "versions": versions}  # fmt: skip
-    if calibration is not None:
-        engines["calibration"] = keys["calibration"]
-    keys["engines"] = _digest(engines)
-    keys["manifest"] = _digest({"engines": keys["engines"], **(record or {})})
-    return keys
+               "versions": versions}
+    if calibration_key is not None:
+        engines["calibration"] = calibration_key
+    engines_key = _digest(engines)
+    manifest = _digest({"engines": engines_key, **(record or {})})
+    return StageKeys(export, engines_key, manifest, calibration_key)
 
 
-def onnx_name(keys: dict[str, str]) -> str:
+def onnx_name(keys: StageKeys) -> str:
     """The export's file name in the build folder."""
-    return ONNX_PATTERN.format(key=keys["export"][:KEY_CHARS])
+    return ONNX_PATTERN.format(key=keys.export[:KEY_CHARS])
 
 
 def labels_name(sha256: str) -> str:
@@ -59,11 +83,11 @@ def labels_name(sha256: str) -> str:
     return LABELS_PATTERN.format(key=sha256[:KEY_CHARS])
 
 
-def calibration_name(keys: dict[str, str]) -> str:
+def calibration_name(keys: StageKeys) -> str:
     """The file name of the calibrated ranges in the build folder."""
-    return CALIBRATION_PATTERN.format(key=keys["calibration"][:KEY_CHARS])
+    return CALIBRATION_PATTERN.format(key=keys.calibration[:KEY_CHARS])
 
 
-def engine_dir_name(backend: str, keys: dict[str, str]) -> str:
+def engine_dir_name(backend: str, keys: StageKeys) -> str:
     """The folder holding one backend's engines in the build folder."""
-    return ENGINE_DIR_PATTERN.format(backend=backend, key=keys["engines"][:KEY_CHARS])
+    return ENGINE_DIR_PATTERN.format(backend=backend, key=keys.engines[:KEY_CHARS])

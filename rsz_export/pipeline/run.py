@@ -27,13 +27,14 @@ from rsz_export.artifacts.manifest import (
     save_manifest,
 )
 from rsz_export.backends import choose_backend, require_backend
-from rsz_export.backends.base import BuildOptions
+from rsz_export.backends.base import TIMING_CACHE_NAME, Backend, BuildOptions
 from rsz_export.errors import UsageError, check_choice
 from rsz_export.interface import PRECISIONS, Log
 from rsz_export.model.calibration_set import CalibrationSet, CalibSpec, resolve_calibration_set
 from rsz_export.model.weights import check_num_classes
 from rsz_export.pipeline.calibration_stage import calibration_stage
 from rsz_export.pipeline.cleanup import drop_untrusted_timing_cache, remove_partial, remove_stale
+from rsz_export.pipeline.context import BuildContext
 from rsz_export.pipeline.inputs import BuildInputs, resolve_inputs
 from rsz_export.pipeline.keys import engine_dir_name, stage_keys
 from rsz_export.pipeline.stages import export_stage, import_stage, labels_stage, reusable_engines
@@ -82,15 +83,9 @@ class BuildResult:
 
 def build(spec: BuildSpec, log: Log = lambda message: None) -> BuildResult:
     """Export, plan and build engines into ``spec.out_dir``; write the manifest last, atomically."""
-    backend, reason = choose_backend(spec.backend)
-    module = require_backend(backend)
-    if spec.options.precision not in module.SUPPORTED_PRECISIONS:
-        raise UsageError(
-            f"precision {spec.options.precision} is not available on backend {backend}; "
-            f"allowed: {', '.join(module.SUPPORTED_PRECISIONS)}"
-        )
-    if hasattr(module, "check_precision"):  # what a backend allows per device, before anything is written
-        module.check_precision(spec.options)
+    name, reason = choose_backend(spec.backend)
+    backend = require_backend(name)
+    backend.check_options(spec.options)  # what the backend allows (precision, device), before anything is written
     known = None if spec.force else load_previous_manifest(spec.out_dir)
     inputs = resolve_inputs(spec, known)  # every check of the inputs, before anything is written
     calib = None
@@ -98,7 +93,7 @@ def build(spec: BuildSpec, log: Log = lambda message: None) -> BuildResult:
         calib = resolve_calibration_set(spec.calibration or CalibSpec(seed=spec.seed), spec.plan)
     out_dir = ensure_writable_dir(spec.out_dir)
     with directory_lock(out_dir, "build"):
-        return _build_locked(spec, backend, reason, module, out_dir, log, inputs, calib)
+        return _build_locked(spec, backend, reason, out_dir, log, inputs, calib)
 
 
 def _build_files(manifest: Manifest) -> list[FileRecord]:
@@ -107,65 +102,63 @@ def _build_files(manifest: Manifest) -> list[FileRecord]:
     return [manifest.onnx, *manifest.engine_files(), *labels, *calibration]
 
 
-def _build_locked(spec, backend, reason, module, out_dir: Path, log: Log, inputs: BuildInputs,
-                  calib: CalibrationSet | None) -> BuildResult:  # fmt: skip
+def _build_locked(spec, backend: Backend, reason, out_dir: Path, log: Log, inputs: BuildInputs,
+                  calib: CalibrationSet | None) -> BuildResult:
     remove_partial(out_dir)
     versions = library_versions()
-    keys = stage_keys(spec, backend, inputs.weights_key, versions, inputs.recorded(),
-                      None if calib is None else calib.key_data())  # fmt: skip
+    calib_data = None if calib is None else calib.key_data()
+    keys = stage_keys(spec, backend.name, inputs.weights_key, versions, inputs.recorded(), calib_data)
     previous = None if spec.force else load_previous_manifest(out_dir)
-    runs_here = previous is not None and _runs_here(module, previous, log)
-    if runs_here and previous.keys == keys and files_intact(out_dir, _build_files(previous)):
+    ctx = BuildContext(spec, out_dir, keys, previous, log)
+    runs_here = previous is not None and _runs_here(backend, previous, log)
+    if runs_here and previous.keys == keys.to_dict() and files_intact(out_dir, _build_files(previous)):
         log(f"up to date: reusing {out_dir / MANIFEST_NAME} (use --force to rebuild)")
         return BuildResult(previous, True)
     log(f"[1/3] {reason}")
     stage = export_stage if inputs.imported is None else import_stage
-    onnx_record, weights = stage(spec, inputs, keys, previous, out_dir, log)
-    labels = labels_stage(inputs, out_dir, log)
-    calibration = None
-    if calib is not None:
-        calibration = calibration_stage(calib, keys, previous, out_dir, onnx_record, spec.options.threads, log,
-                                        force=spec.force)
-    engines = reusable_engines(keys, previous, out_dir) if runs_here else None
+    onnx_record, weights = stage(ctx, inputs)
+    labels = labels_stage(ctx, inputs)
+    calibration = None if calib is None else calibration_stage(ctx, calib, onnx_record)
+    engines = reusable_engines(ctx) if runs_here else None
     if engines is None:
-        engines = _engine_stage(spec, backend, module, keys, onnx_record, out_dir, log, calibration)
+        engines = _engine_stage(ctx, backend, onnx_record, calibration)
     else:
-        log(f"[2/3] reusing the {backend} engines (same export, plan and options)")
+        log(f"[2/3] reusing the {backend.name} engines (same export, plan and options)")
     manifest = Manifest(
         tool_version=__version__, command=spec.command,
         created_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        host=host_info(), versions=versions, onnx=onnx_record, weights=weights, backend=backend,
-        precision=spec.options.precision, plan=spec.plan, engines=tuple(engines), cache_key=keys["engines"],
-        warnings=tuple(w for w in (inputs.warning, calib and calib.warning) if w), keys=keys,
+        host=host_info(), versions=versions, onnx=onnx_record, weights=weights, backend=backend.name,
+        precision=spec.options.precision, plan=spec.plan, engines=tuple(engines), cache_key=keys.engines,
+        warnings=tuple(w for w in (inputs.warning, calib and calib.warning) if w), keys=keys.to_dict(),
         num_classes=inputs.num_classes, labels=labels, calibration=calibration,
-    )  # fmt: skip
+    )
     log(f"[3/3] writing {out_dir / MANIFEST_NAME}")
     save_manifest(manifest, out_dir)
     remove_stale(out_dir, manifest, log)
     return BuildResult(manifest, False)
 
 
-def _engine_stage(spec, backend, module, keys, onnx_record: FileRecord, out_dir: Path, log: Log,
-                  calibration=None) -> list:  # fmt: skip
-    log(f"[2/3] building {len(spec.plan.profiles)} profile(s) with {backend}")
-    engine_dir = out_dir / engine_dir_name(backend, keys)
+def _engine_stage(ctx: BuildContext, backend: Backend, onnx_record: FileRecord, calibration=None) -> list:
+    spec, out_dir, log = ctx.spec, ctx.out_dir, ctx.log
+    log(f"[2/3] building {len(spec.plan.profiles)} profile(s) with {backend.name}")
+    engine_dir = out_dir / engine_dir_name(backend.name, ctx.keys)
     engine_dir.mkdir(exist_ok=True)
     options = spec.options
     if calibration is not None:
         options = replace(options, calibration=str(out_dir.resolve() / calibration.file.file))
     if options.timing_cache is None:  # shared by every build in this folder, so it outlives engine folders
-        options = replace(options, timing_cache=str(out_dir.resolve() / "timing.cache"))
-    if backend == "tensorrt":
-        drop_untrusted_timing_cache(out_dir, Path(options.timing_cache), log, module.timing_cache_problem)
-    built = module.build_engines(out_dir / onnx_record.file, spec.plan, options, engine_dir, log)
+        options = replace(options, timing_cache=str(out_dir.resolve() / TIMING_CACHE_NAME))
+    if backend.uses_timing_cache:
+        drop_untrusted_timing_cache(out_dir, Path(options.timing_cache), log, backend.timing_cache_problem)
+    built = backend.build_engines(out_dir / onnx_record.file, spec.plan, options, engine_dir, log)
     return [_rebase(engine, engine_dir.name) for engine in built]
 
 
-def _runs_here(module, manifest: Manifest, log: Log) -> bool:
+def _runs_here(backend: Backend, manifest: Manifest, log: Log) -> bool:
     """Whether every engine of a previous manifest can run on this machine (a TensorRT engine copied from
     another GPU or TensorRT version cannot); if not, the engines are rebuilt here."""
     for engine in manifest.engines:
-        if problem := module.check_compatible(manifest, engine):
+        if problem := backend.check_compatible(manifest, engine):
             log(f"rebuilding: engine {engine.name}: {problem}")
             return False
     return True

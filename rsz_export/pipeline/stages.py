@@ -13,8 +13,8 @@ from pathlib import Path
 from rsz_export.artifacts.files import atomic_path, atomic_write_text, sha256_file
 from rsz_export.artifacts.manifest import FileRecord, LabelsRecord, WeightsRecord, file_record, files_intact
 from rsz_export.errors import IntegrityError, RszError
-from rsz_export.interface import Log
 from rsz_export.model.labels import labels_text
+from rsz_export.pipeline.context import BuildContext
 from rsz_export.pipeline.inputs import BuildInputs
 from rsz_export.pipeline.keys import labels_name, onnx_name
 
@@ -22,56 +22,66 @@ Staged = tuple[FileRecord, WeightsRecord]
 """A stage's ONNX in the build folder, and the weights it holds (the reference for validate)."""
 
 
-def export_stage(spec, inputs: BuildInputs, keys, previous, out_dir: Path, log: Log) -> Staged:
+def _export_reusable(ctx: BuildContext) -> bool:
+    """Whether the previous manifest's ONNX has this build's export key and still matches its sha256."""
+    previous = ctx.previous
+    same_key = previous is not None and ctx.recorded.export == ctx.keys.export
+    return same_key and files_intact(ctx.out_dir, [previous.onnx])
+
+
+def export_stage(ctx: BuildContext, inputs: BuildInputs) -> Staged:
     """Reuse the ONNX when its key and hash still match; else load weights, export and verify.
 
     A reused export may come from another file holding the same tensors (its key is their content), so the
     weights record is always the one of the weights given now."""
+    spec, out_dir, log, previous = ctx.spec, ctx.out_dir, ctx.log, ctx.previous
     choice, warning = inputs.weights, inputs.warning
-    if previous and previous.keys.get("export") == keys["export"] and files_intact(out_dir, [previous.onnx]):
-        log("      reusing the exported ONNX (same weights and exporter)")
+    if _export_reusable(ctx):
+        log("reusing the exported ONNX (same weights and exporter)")
         return previous.onnx, choice.record or replace(previous.weights, warning=warning)
-    target = out_dir / onnx_name(keys)
-    finished = _finished_export(target, keys["export"])
+    target = out_dir / onnx_name(ctx.keys)
+    finished = _finished_export(target, ctx.keys.export)
     if finished and not spec.force:
-        log(f"      reusing {target.name}, finished by an earlier run that stopped before its manifest")
+        log(f"reusing {target.name}, finished by an earlier run that stopped before its manifest")
         seed = spec.seed if choice.spec == "random" else None
         return file_record(out_dir, target), choice.record or WeightsRecord(
             finished["rsz_export.weights_id"], finished["rsz_export.weights_sha256"],
             finished.get("rsz_export.weights_source", ""), seed, warning, num_classes=inputs.num_classes,
-        )  # fmt: skip
-    return _export(spec, inputs, keys, target, out_dir, log)
+        )
+    return _export(ctx, inputs, target)
 
 
-def _export(spec, inputs: BuildInputs, keys, target: Path, out_dir: Path, log: Log) -> Staged:
+def _export(ctx: BuildContext, inputs: BuildInputs, target: Path) -> Staged:
     from rsz_export.model.export import export_onnx
     from rsz_export.model.weights import build_model, resolve_weights
 
+    spec, out_dir, log = ctx.spec, ctx.out_dir, ctx.log
     started = time.perf_counter()
     choice = inputs.weights
-    log(f"      loading weights {choice.spec}")
+    log(f"loading weights {choice.spec}")
     state, weights = resolve_weights(choice.spec, spec.seed, num_classes=inputs.num_classes)
     if choice.record is not None and weights.content_sha256 != choice.record.content_sha256:
         raise IntegrityError(f"weights file {choice.spec} changed while the build was reading it",
-                             hint="run the build again")  # fmt: skip
+                             hint="run the build again")
     weights = replace(weights, warning=inputs.warning)
     model = build_model(state, source=weights.source)
-    onnx_path, checks = export_onnx(model, weights, target, log, verify=spec.verify, export_key=keys["export"])
+    onnx_path, checks = export_onnx(model, weights, target, log, verify=spec.verify, export_key=ctx.keys.export)
     if checks:
         worst = max(c.rel_l2 for c in checks)
-        log(f"      verified against PyTorch at {', '.join(str(c.size) for c in checks)}: worst rel L2 {worst:.1e}")
-    log(f"      export took {time.perf_counter() - started:.1f} s")
+        log(f"verified against PyTorch at {', '.join(str(c.size) for c in checks)}: worst rel L2 {worst:.1e}")
+    log(f"export took {time.perf_counter() - started:.1f} s")
     return file_record(out_dir, onnx_path), weights
 
 
-def import_stage(spec, inputs: BuildInputs, keys, previous, out_dir: Path, log: Log) -> Staged:
+def import_stage(ctx: BuildContext, inputs: BuildInputs) -> Staged:
     """Copy the user's ONNX in under its stage key (reused when unchanged) and name the weights it holds."""
+    out_dir, log, previous = ctx.out_dir, ctx.log, ctx.previous
     imported, choice = inputs.imported, inputs.weights
-    if previous and previous.keys.get("export") == keys["export"] and files_intact(out_dir, [previous.onnx]):
-        log("      reusing the imported ONNX (file and weights unchanged)")
+    if _export_reusable(ctx):
+        log("reusing the imported ONNX (file and weights unchanged)")
         return previous.onnx, (choice.record if choice else None) or previous.weights
-    target = out_dir / onnx_name(keys)
-    log(f"      importing {imported.path} (interface checked)")
+    target = out_dir / onnx_name(ctx.keys)
+    log(f"importing {imported.path} (interface checked)")
     with atomic_path(target) as tmp:
         shutil.copyfile(imported.path, tmp)
         if sha256_file(tmp) != imported.sha256:
@@ -82,28 +92,30 @@ def import_stage(spec, inputs: BuildInputs, keys, previous, out_dir: Path, log: 
     if choice is not None:
         from rsz_export.model.weights import resolve_weights
 
-        log(f"      loading weights {choice.spec} (the reference for validate)")
-        weights = choice.record or resolve_weights(choice.spec, spec.seed, num_classes=inputs.num_classes)[1]
+        log(f"loading weights {choice.spec} (the reference for validate)")
+        weights = choice.record or resolve_weights(choice.spec, ctx.spec.seed, num_classes=inputs.num_classes)[1]
     return file_record(out_dir, target), weights
 
 
-def labels_stage(inputs: BuildInputs, out_dir: Path, log: Log) -> LabelsRecord | None:
+def labels_stage(ctx: BuildContext, inputs: BuildInputs) -> LabelsRecord | None:
     """Store the ``--labels`` names in the build folder (one per line, named by their hash), so the build
     carries them and every reader can check them; an identical copy already there is kept."""
     if inputs.names is None:
         return None
+    out_dir = ctx.out_dir
     text = labels_text(inputs.names)
     target = out_dir / labels_name(hashlib.sha256(text.encode()).hexdigest())
     if not (target.is_file() and target.read_text(encoding="utf-8") == text):
-        log(f"      storing {len(inputs.names)} class names from {inputs.labels_source} as {target.name}")
+        ctx.log(f"storing {len(inputs.names)} class names from {inputs.labels_source} as {target.name}")
         atomic_write_text(target, text)
     return LabelsRecord(file_record(out_dir, target), str(inputs.labels_source), inputs.labels_sha256)
 
 
-def reusable_engines(keys, previous, out_dir: Path) -> tuple | None:
+def reusable_engines(ctx: BuildContext) -> tuple | None:
     """The previous manifest's engines when their key matches and every file still matches its sha256."""
-    if previous and previous.keys.get("engines") == keys["engines"] and previous.engines:
-        if files_intact(out_dir, previous.engine_files()):
+    previous = ctx.previous
+    if previous and ctx.recorded.engines == ctx.keys.engines and previous.engines:
+        if files_intact(ctx.out_dir, previous.engine_files()):
             return previous.engines
     return None
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from rsz_export.errors import UsageError, check_number
+from rsz_export.interface import DEFAULT_PRECISION
 from rsz_export.plan.profile_file import plan_to_toml
 from rsz_export.plan.profiles import Plan, opt_side
 from rsz_export.shapes import MAX_SIZE, MIN_SIZE, STRIDE, BatchRange, InputShape, Profile
@@ -225,7 +226,7 @@ def propose(
         static_max_ms=cost.ms(hi * hi),
         cost_by_count=tuple((c, t / n) for c, (t, _) in sorted(splits.items())),
         cost=cost,
-    )  # fmt: skip
+    )
 
 
 def proposal_profiles(proposal: SizeProposal, batch: BatchRange = BATCH_ONE) -> tuple[Profile, ...]:
@@ -243,7 +244,7 @@ def proposal_plan(proposal: SizeProposal, batch: BatchRange = BATCH_ONE) -> Plan
 
 
 def to_profile_toml(
-    proposal: SizeProposal, name: str = "from-images", batch: BatchRange = BATCH_ONE, precision: str = "fp32"
+    proposal: SizeProposal, name: str = "from-images", batch: BatchRange = BATCH_ONE, precision: str = DEFAULT_PRECISION
 ) -> str:
     """The proposal as a profile file that ``build --profile-file`` accepts."""
     comment = (
@@ -278,3 +279,18 @@ def render_proposal(proposal: SizeProposal) -> str:
     )
     lines.append("by profile count: " + ", ".join(f"K={k}: {ms:.2f} ms" for k, ms in proposal.cost_by_count))
     return "\n".join(lines)
+
+
+def plan_from_folder(
+    folder, points: list[tuple[int, float]], tuning_penalty: float, coverage: float, profiles: int | None,
+    batch: BatchRange = BATCH_ONE,
+) -> tuple[SizeProposal, Plan, str]:
+    """The plan proposed for the images in ``folder`` (sizes from headers only) under the cost model fitted to
+    ``points``: (proposal, plan, the size scan and the proposal as text)."""
+    from rsz_export.images.sizes import render_scan, scan_sizes, size_stats
+
+    cost = fit_cost_model(points, tuning_penalty)
+    scan = scan_sizes(folder)
+    proposal = propose(list(scan.sizes), cost, coverage, profiles)
+    text = f"{render_scan(scan, size_stats(scan.sizes))}\n{render_proposal(proposal)}"
+    return proposal, proposal_plan(proposal, batch), text

@@ -13,7 +13,7 @@ from pathlib import Path
 import tomllib
 
 from rsz_export.errors import UsageError, check_choice
-from rsz_export.interface import PRECISIONS
+from rsz_export.interface import DEFAULT_PRECISION, PRECISIONS
 from rsz_export.plan.profiles import Plan, PlanSpec, plan_profiles
 from rsz_export.shapes import BatchRange, InputShape, Profile, Resolution
 
@@ -25,7 +25,7 @@ class ProfileFile:
     name: str
     description: str
     spec: PlanSpec
-    precision: str = "fp32"
+    precision: str = DEFAULT_PRECISION
     explicit: tuple[Profile, ...] = ()
 
     def plan(self) -> Plan:
@@ -67,7 +67,7 @@ def profile_file_from_dict(data: dict, source: str = "<profile>") -> ProfileFile
         raise UsageError(f"{source}: missing key {exc.args[0]!r} (min and max are required)") from None
     except UsageError as exc:
         raise UsageError(f"{source}: {exc.message}", exc.hint) from None
-    precision = data.get("precision", "fp32")
+    precision = data.get("precision", DEFAULT_PRECISION)
     try:
         check_choice(precision, "precision", PRECISIONS)
     except UsageError as exc:
@@ -91,7 +91,7 @@ def _explicit_profile(entry: dict, spec: PlanSpec, source: str) -> Profile:
     return profile
 
 
-def plan_to_toml(plan: Plan, name: str, description: str, precision: str = "fp32", comment: str = "") -> str:
+def plan_to_toml(plan: Plan, name: str, description: str, precision: str = DEFAULT_PRECISION, comment: str = "") -> str:
     """A profile file holding this plan's range and explicit profiles; checked by reading it back."""
     check_choice(precision, "precision", PRECISIONS)
     lines = [f"# {line}".rstrip() for line in comment.splitlines()]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rsz_export.errors import UsageError, check_choice, check_int
 from rsz_export.shapes import STRIDE, BatchRange, InputShape, Profile, Resolution, check_side
@@ -172,3 +172,9 @@ def uncovered_example(plan: Plan) -> Resolution | None:
             if route(plan.profiles, plan.batch.min, h, w) is None:
                 return Resolution(h, w)
     return None
+
+
+def single_profile_plan(plan: Plan, shape: InputShape) -> Plan:
+    """``plan`` reduced to one profile fixed at ``shape`` (what a shape-fixed engine is built from)."""
+    batch = BatchRange(shape.batch, shape.batch, shape.batch)
+    return replace(plan, batch=batch, profiles=(Profile(shape, shape, shape),))

@@ -13,13 +13,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsz_export.artifacts.manifest import MANIFEST_NAME
+from rsz_export.artifacts.manifest import ENGINES_DIR, MANIFEST_NAME
 from rsz_export.errors import IntegrityError, RszError, UsageError
 from rsz_export.images.loading import list_files, load_rgb
 from rsz_export.plan.routing import Route
 from rsz_export.serve.session import Pending, Prediction
 
-DEFAULT_DIR = "engines"
 MAX_PENDING_PIXELS = 16_000_000
 """Input pixels held back for batching at most (about 190 MB of float32 feeds)."""
 
@@ -51,7 +50,7 @@ def split_arguments(paths: Sequence[str]) -> ImageArguments:
     """``[DIR] IMAGE...``: the first path is the engines folder when it holds a manifest (else ./engines is);
     a folder among the images stands for every file under it."""
     paths = list(paths)
-    engines_dir = paths.pop(0) if paths and (Path(paths[0]) / MANIFEST_NAME).is_file() else DEFAULT_DIR
+    engines_dir = paths.pop(0) if paths and (Path(paths[0]) / MANIFEST_NAME).is_file() else ENGINES_DIR
     if not paths:
         raise UsageError("give at least one image: rsz-export predict [DIR] IMAGE...")
     images: list[Path] = []

@@ -26,8 +26,6 @@ from rsz_export.plan.routing import STRIDE_POLICIES, Candidate, Route, choose_ro
 from rsz_export.shapes import Resolution
 
 PREPROCESS_MODES = ("native", "fit", "crop")
-RESIZES = ("none", "shrink", "upscale", "crop")
-"""What happened to an image's pixels on the way in: nothing, made smaller, made larger, or cropped."""
 
 
 @dataclass(frozen=True, eq=False)

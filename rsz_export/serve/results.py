@@ -17,7 +17,7 @@ import json
 import time
 
 CSV_FIELDS = ("source", "status", "original", "input", "preprocess", "resize", "engine", "backend", "profile",
-              "batch", "top1_index", "top1_name", "top1_score", "latency_ms", "total_ms", "reason")  # fmt: skip
+              "batch", "top1_index", "top1_name", "top1_score", "latency_ms", "total_ms", "reason")
 STDOUT = "-"
 
 

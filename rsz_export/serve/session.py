@@ -22,7 +22,8 @@ from typing import NamedTuple
 
 from rsz_export.artifacts.files import readers_lock
 from rsz_export.artifacts.manifest import load_manifest
-from rsz_export.backends import load_backend, require_backend
+from rsz_export.backends import REFERENCE, is_reference, load_backend, require_backend
+from rsz_export.backends.base import RunnerOptions
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError, check_int
 from rsz_export.interface import MAX_NUM_CLASSES
 from rsz_export.parity import top_k
@@ -31,8 +32,6 @@ from rsz_export.serve.preprocess_policy import ModelInput, Preprocess
 from rsz_export.shapes import Resolution
 
 MAX_WORKERS = 64
-TORCH = "torch"
-"""Backend name for the PyTorch reference: no engine file, every plan profile served by one model."""
 
 
 @dataclass(frozen=True)
@@ -97,21 +96,21 @@ def check_options(workers: int, top: int | None = None) -> None:
 def select_engines(manifest, backend: str | None) -> tuple:
     """The engine records to serve from (``None`` stands for the PyTorch reference); errors say what exists."""
     have = sorted({e.backend for e in manifest.engines})
-    if backend == TORCH:
-        require_backend(TORCH)
+    if is_reference(backend):  # no engine file: every plan profile served by one model
+        require_backend(REFERENCE)
         return (None,)
     if not manifest.engines:
         raise IntegrityError("the manifest lists no engines", hint="rebuild them: rsz-export build --force")
     if backend is not None:
         chosen = tuple(e for e in manifest.engines if e.backend == backend)
         if not chosen:
-            raise UsageError(f"the manifest has no {backend} engines; it has: {', '.join(have)} (or use {TORCH})")
+            raise UsageError(f"the manifest has no {backend} engines; it has: {', '.join(have)} (or use {REFERENCE})")
         require_backend(backend)
         return chosen
     usable = tuple(e for e in manifest.engines if load_backend(e.backend).unavailable_reason() is None)
     if not usable:
         raise EnvironmentProblem(f"none of the manifest's backends ({', '.join(have)}) can run on this machine",
-                                 hint=f"serve with the PyTorch reference instead: backend {TORCH!r}")
+                                 hint=f"serve with the PyTorch reference instead: backend {REFERENCE!r}")
     return usable
 
 
@@ -181,7 +180,7 @@ class Session:
 
     def engine_name(self, index: int) -> tuple[str, str]:
         engine = self.engines[index]
-        return (TORCH, TORCH) if engine is None else (engine.name, engine.backend)
+        return (REFERENCE, REFERENCE) if engine is None else (engine.name, engine.backend)
 
     def route(self, h: int, w: int) -> Route:
         """Where an h x w image would run under the session's policy (no inference)."""
@@ -207,9 +206,9 @@ class Session:
 
     def _open(self, index: int):
         engine = self.engines[index]
-        module = load_backend(TORCH if engine is None else engine.backend)
-        kwargs = {"threads": self.threads} if self.threads and engine is not None else {}
-        runner = module.open_runner(self.manifest, engine, self.out_dir, **kwargs)
+        backend = load_backend(REFERENCE if engine is None else engine.backend)
+        threads = self.threads if self.threads and engine is not None else None
+        runner = backend.open_runner(self.manifest, engine, self.out_dir, RunnerOptions(threads=threads))
         return runner.__enter__()
 
     def run(self, batch_array, chosen: Route):

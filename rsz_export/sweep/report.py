@@ -13,7 +13,7 @@ BLOCK = 40
 """Characters per policy block: top-1, top-5, p50 ms, MPix, images run, the Pareto mark."""
 MEANING = {"crop": "crop: centre S x S of the image resized to S/ratio",
            "fit": "fit: whole image, shorter side S, aspect kept",
-           "native": "native: each image at its own size"}  # fmt: skip
+           "native": "native: each image at its own size"}
 
 
 def _policies(rows: Sequence[SweepRow]) -> list[str]:

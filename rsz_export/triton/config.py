@@ -1,7 +1,7 @@
 """A build's manifest -> the models of a Triton model repository and their ``config.pbtxt``. Pure over the
 manifest; Triton's own ``model_config_pb2`` (from ``tritonclient``) is imported only to render a config.
 
-What each model is:
+What each model is (each backend's ``Backend.triton_model`` says; today two backends have one):
 
 * **TensorRT**: the engine file as ``model.plan``. Triton's TensorRT backend uses profile 0 only when an instance
   group lists no ``profile``; with every profile listed it picks, per request batch, a profile whose min..max
@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 
 from rsz_export.artifacts.manifest import EngineRecord, FileRecord, Manifest
+from rsz_export.backends.base import TritonModel
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError, check_int
 from rsz_export.interface import CHANNELS, INPUT_NAME, OUTPUT_NAME, SERVED_MODEL_NAME
 from rsz_export.plan.profiles import ROUTING_RULE
@@ -36,9 +37,6 @@ QUEUE_DELAY_US = 100
 """How long Triton's dynamic batcher holds a request for others of the same shape: short next to ResNet-50's
 own latency, so a lone request barely waits."""
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-KINDS = {"cpu": "KIND_CPU", "cuda": "KIND_GPU", "tensorrt": "KIND_GPU"}
-"""Instance kind per ONNX Runtime engine device; TensorRT engines always run on a GPU."""
-EXECUTION_MODES = {"ORT_SEQUENTIAL": "0", "ORT_PARALLEL": "1"}
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,10 @@ class ModelSpec:
 
     name: str
     engine: str
+    platform: str
+    """``platform`` of config.pbtxt (``Backend.triton_model``)."""
     backend: str
+    """``backend`` of config.pbtxt: the Triton backend that loads the file."""
     source: FileRecord
     """The build folder's file served as ``target``, its sha256 checked before it is copied."""
     target: str
@@ -79,6 +80,8 @@ class ModelSpec:
     instances: int
     trt_profiles: tuple[str, ...]
     parameters: tuple[tuple[str, str], ...] = ()
+    runtime_version: str | None = None
+    """The runtime version the served file needs exactly (TensorRT plans), None when any loads it."""
 
 
 def batching(batch: BatchRange, requested: int | None, engine_bound: bool) -> tuple[int, int | None]:
@@ -87,11 +90,11 @@ def batching(batch: BatchRange, requested: int | None, engine_bound: bool) -> tu
     if requested is not None:
         if engine_bound and batch.min > 1:
             raise UsageError(f"--max-batch: the engines take batches of {batch.min}..{batch.max} only, so Triton "
-                             "cannot batch single requests for them; leave --max-batch out")  # fmt: skip
+                             "cannot batch single requests for them; leave --max-batch out")
         limit = batch.max if engine_bound else MAX_BATCH
         if requested > limit:
             raise UsageError(f"--max-batch {requested} is above the engines' largest batch {limit}",
-                             hint=f"give at most {limit}, or rebuild with --batch 1-{requested}")  # fmt: skip
+                             hint=f"give at most {limit}, or rebuild with --batch 1-{requested}")
         return requested, None
     if batch.min == 1 and batch.max > 1:
         return batch.max, None
@@ -116,66 +119,51 @@ def preferred_sizes(max_batch_size: int) -> tuple[int, ...]:
     return tuple(sorted(sizes))
 
 
-def _served_engines(manifest: Manifest) -> tuple[EngineRecord, ...]:
-    engines = tuple(e for e in manifest.engines if e.backend == manifest.backend)
-    if manifest.backend not in ("tensorrt", "onnxruntime") or not engines:
+def _served_engines(manifest: Manifest) -> tuple[tuple[EngineRecord, TritonModel], ...]:
+    """Each engine of the build's backend with how Triton serves it; IntegrityError when Triton cannot."""
+    from rsz_export.backends import load_backend
+
+    backend = load_backend(manifest.backend)
+    served = tuple((e, backend.triton_model(manifest, e)) for e in backend.engines_of(manifest))
+    if not served or any(model is None for _, model in served):
         raise IntegrityError(
             f"the manifest lists no TensorRT or ONNX Runtime engine (backend {manifest.backend!r})",
             hint="build one first: rsz-export build DIR --min MIN --max MAX",
         )
-    return engines
+    return served
 
 
-def _ort_parameters(settings: dict) -> tuple[tuple[str, str], ...]:
-    """The manifest's session threads under the names Triton's onnxruntime backend reads."""
-    return (
-        ("intra_op_thread_count", str(int(settings.get("intra_op_num_threads", 0)))),
-        ("inter_op_thread_count", str(int(settings.get("inter_op_num_threads", 1)))),
-        ("execution_mode", EXECUTION_MODES.get(settings.get("execution_mode", "ORT_SEQUENTIAL"), "0")),
-    )
-
-
-def _served_onnx(manifest: Manifest, engine: EngineRecord) -> FileRecord:
-    """The ONNX an ONNX Runtime engine was optimised from: the export, or for int8 the engine's Q/DQ model."""
-    if engine.precision != "int8":
-        return manifest.onnx
-    from rsz_export.backends.ort import QDQ_FILE
-
-    for record in engine.extra_files:
-        if record.file.endswith(QDQ_FILE):
-            return record
-    raise IntegrityError(f"the int8 engine {engine.name} lists no {QDQ_FILE}: the build is incomplete",
-                         hint="rebuild it: rsz-export build DIR --precision int8 ... --force")  # fmt: skip
-
-
-def _model(manifest: Manifest, engine: EngineRecord, name: str, options: TritonOptions) -> ModelSpec:
-    trt = engine.backend == "tensorrt"
-    max_batch_size, input_dims, output_dims = tensor_dims(manifest, options.max_batch, engine_bound=trt)
+def _model(
+    manifest: Manifest, engine: EngineRecord, served: TritonModel, name: str, options: TritonOptions
+) -> ModelSpec:
+    max_batch_size, input_dims, output_dims = tensor_dims(manifest, options.max_batch, served.engine_bound)
     return ModelSpec(
         name=name,
         engine=engine.name,
-        backend=engine.backend,
-        source=engine.file if trt else _served_onnx(manifest, engine),
-        target="model.plan" if trt else "model.onnx",
+        platform=served.platform,
+        backend=served.backend,
+        source=served.served,
+        target=served.file_name,
         plan_profiles=engine.profiles,
         max_batch_size=max_batch_size,
         input_dims=input_dims,
         output_dims=output_dims,
         preferred_batch_sizes=preferred_sizes(max_batch_size) if max_batch_size else (),
-        kind="KIND_GPU" if trt else KINDS.get(engine.settings.get("device", "cpu"), "KIND_CPU"),
+        kind=served.kind,
         instances=options.instances,
-        trt_profiles=tuple(str(k) for k in range(len(engine.profiles))) if trt else (),
-        parameters=() if trt else _ort_parameters(engine.settings),
+        trt_profiles=served.profiles,
+        parameters=served.parameters,
+        runtime_version=served.runtime_version,
     )
 
 
 def plan_models(manifest: Manifest, options: TritonOptions) -> tuple[ModelSpec, ...]:
     """The repository's models: one per engine, named ``NAME`` for a single engine, else ``NAME_p<k>`` after the
     first plan profile k it serves."""
-    engines = _served_engines(manifest)
-    if len(engines) == 1:
-        return (_model(manifest, engines[0], options.name, options),)
-    return tuple(_model(manifest, e, f"{options.name}_p{e.profiles[0]}", options) for e in engines)
+    served = _served_engines(manifest)
+    if len(served) == 1:
+        return (_model(manifest, *served[0], options.name, options),)
+    return tuple(_model(manifest, e, model, f"{options.name}_p{e.profiles[0]}", options) for e, model in served)
 
 
 def routing(manifest: Manifest, models: tuple[ModelSpec, ...]) -> dict:
@@ -190,7 +178,7 @@ def routing(manifest: Manifest, models: tuple[ModelSpec, ...]) -> dict:
                 "min": {"batch": profile.min.batch, "h": profile.min.h, "w": profile.min.w},
                 "max": {"batch": profile.max.batch, "h": profile.max.h, "w": profile.max.w},
                 "max_area": profile.max_pixels,
-            })  # fmt: skip
+            })
     return {
         "rule": ROUTING_RULE,
         "how": "among the entries whose min..max holds the input's batch, height and width, take the one with the "
@@ -221,7 +209,7 @@ def model_config(spec: ModelSpec):
     pb, _ = tritonclient_config()
     config = pb.ModelConfig(
         name=spec.name,
-        platform="tensorrt_plan" if spec.backend == "tensorrt" else "onnxruntime_onnx",
+        platform=spec.platform,
         backend=spec.backend,
         max_batch_size=spec.max_batch_size,
         input=[pb.ModelInput(name=INPUT_NAME, data_type=pb.TYPE_FP32, dims=spec.input_dims)],

@@ -33,10 +33,10 @@ def service_name(model_name: str) -> str:
 def _resources(gpu: bool, cpu_threads: int) -> list[str]:
     if gpu:
         return ["        requests:", '          cpu: "2"', "          memory: 4Gi",
-                "        limits:", '          nvidia.com/gpu: "1"', "          memory: 8Gi"]  # fmt: skip
+                "        limits:", '          nvidia.com/gpu: "1"', "          memory: 8Gi"]
     cpus = f'"{max(1, cpu_threads)}"'
     return ["        requests:", f"          cpu: {cpus}", "          memory: 2Gi",
-            "        limits:", f"          cpu: {cpus}", "          memory: 4Gi"]  # fmt: skip
+            "        limits:", f"          cpu: {cpus}", "          memory: 4Gi"]
 
 
 def inference_service(

@@ -48,11 +48,9 @@ class TritonRepo:
     placeholder_uri: bool
 
 
-def _tensorrt_version(manifest: Manifest) -> str | None:
-    if manifest.backend != "tensorrt":
-        return None
-    facts = manifest.engines[0].settings
-    return str(facts.get("tensorrt_version") or manifest.versions.get("tensorrt") or "unknown")
+def _tensorrt_version(models) -> str | None:
+    """The TensorRT version the repository's plans need (``ModelSpec.runtime_version``), None when any loads it."""
+    return next((m.runtime_version for m in models if m.runtime_version), None)
 
 
 def _check_target(repo: Path, force: bool) -> bool:
@@ -128,17 +126,17 @@ def _marker(engines_dir: Path, manifest: Manifest, manifest_sha: str, models, wr
         "source": {"engines_dir": str(engines_dir.resolve()), "manifest_sha256": manifest_sha,
                    "manifest_cache_key": manifest.cache_key, "backend": manifest.backend,
                    "precision": manifest.precision, "num_classes": manifest.num_classes,
-                   "tensorrt_version": _tensorrt_version(manifest),
+                   "tensorrt_version": _tensorrt_version(models),
                    "engines": [e.to_dict() | {"settings": _portable_facts(e.settings)} for e in manifest.engines]},
         "models": [asdict(m) for m in models],
         "files": written,
-    }, indent=2) + "\n"  # fmt: skip
+    }, indent=2) + "\n"
 
 
 def _portable_facts(settings: dict) -> dict:
     """The engine facts a server must match (the full settings stay in the build's manifest)."""
     keys = ("tensorrt_version", "gpu_name", "compute_capability", "hardware_compat", "version_compat", "device",
-            "onnxruntime_version", "intra_op_num_threads", "inter_op_num_threads")  # fmt: skip
+            "onnxruntime_version", "intra_op_num_threads", "inter_op_num_threads")
     return {k: settings[k] for k in keys if k in settings}
 
 
@@ -164,7 +162,7 @@ def _extras(manifest: Manifest, models, options: TritonOptions, storage_uri: str
     threads = max((int(dict(m.parameters)["intra_op_thread_count"]) for m in models if m.parameters), default=1)
     threads *= options.instances
     gpu = any(m.kind == "KIND_GPU" for m in models)
-    kserve = inference_service(options.name, storage_uri, gpu, threads, _tensorrt_version(manifest))
+    kserve = inference_service(options.name, storage_uri, gpu, threads, _tensorrt_version(models))
     return {ROUTING: json.dumps(routing(manifest, models), indent=2) + "\n", KSERVE: kserve}
 
 
@@ -186,7 +184,7 @@ def write_repository(
         manifest = load_manifest(engines_dir)
         if sha256_file(engines_dir / MANIFEST_NAME) != manifest_sha:
             raise IntegrityError(f"{engines_dir / MANIFEST_NAME} changed while it was read (a build is writing it)",
-                                 hint="run the command again when the build has finished")  # fmt: skip
+                                 hint="run the command again when the build has finished")
         models = plan_models(manifest, options)
         configs = {m.name: config_text(m) for m in models}  # every config checked before anything is written
         _remove_leftovers(repo)
@@ -202,4 +200,4 @@ def write_repository(
         finally:
             with contextlib.suppress(OSError):
                 shutil.rmtree(tmp)
-    return TritonRepo(repo, models, _tensorrt_version(manifest), replace, storage_uri is None)
+    return TritonRepo(repo, models, _tensorrt_version(models), replace, storage_uri is None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from rsz_export.artifacts.manifest import ENGINES_DIR
 from rsz_export.errors import UsageError, check_int
 from rsz_export.plan.grid import size_grid
 from rsz_export.plan.profiles import Plan
@@ -24,7 +25,7 @@ MAX_RANDOM_INPUTS = 64
 class ValidateSpec:
     """What to validate and how strictly. None tolerances keep each precision's preset."""
 
-    directory: Path = Path("engines")
+    directory: Path = Path(ENGINES_DIR)
     sizes: tuple[Resolution, ...] = ()
     replace_sizes: bool = False
     batches: tuple[int, ...] = ()
@@ -47,7 +48,7 @@ class ValidateSpec:
 
     def policy(self, precision: str) -> TolerancePolicy:
         return TolerancePolicy.preset(precision).override(self.rtol, self.atol, self.min_top1, self.min_cosine,
-                                                          self.min_top5)  # fmt: skip
+                                                          self.min_top5)
 
 
 @dataclass(frozen=True)

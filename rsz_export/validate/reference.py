@@ -43,7 +43,7 @@ class Inputs:
         return [n for n, _ in self.images] + [f"random{s}" for s in self.random_seeds]
 
     def reference(self, size: Resolution, batch: int,
-                  images_only: bool = False) -> list[tuple[str, np.ndarray, np.ndarray]]:  # fmt: skip
+                  images_only: bool = False) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """(name, input, reference logits) at ``size``; PyTorch runs once per size and batch, inputs stacked.
         ``images_only``: without the seeded noise inputs (for batch 1, the same entries as with them)."""
         if images_only and batch == 1:

@@ -16,8 +16,7 @@ import numpy as np
 
 from rsz_export.artifacts.files import readers_lock
 from rsz_export.artifacts.manifest import EngineRecord, Manifest, load_manifest, verify_file
-from rsz_export.backends import require_backend
-from rsz_export.backends.base import BuildOptions
+from rsz_export.backends import EXPORT_RUNTIME, export_runner, require_backend
 from rsz_export.errors import IntegrityError, RszError, UsageError
 from rsz_export.interface import Log
 from rsz_export.parity import combine, compare
@@ -25,9 +24,6 @@ from rsz_export.validate.cases import PlannedCase, ValidateSpec, grid_points, pl
 from rsz_export.validate.reference import Inputs, chunks, load_inputs, reference_model
 from rsz_export.validate.report import CaseResult, InputResult, ValidationReport
 from rsz_export.validate.tolerance import TolerancePolicy, judge
-
-SHARED_GRAPH_BACKENDS = ("onnxruntime", "torch")
-"""Backends whose one engine runs every profile with the same graph: a size is run once for all profiles."""
 
 
 def _outputs(runner, feeds: list[np.ndarray], profile: int, stacked: bool) -> list[np.ndarray]:
@@ -63,7 +59,7 @@ def run_cases(
         except (RszError, RuntimeError, ValueError) as exc:  # ORT/TensorRT raise these for shapes they reject
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
         results.append(_judged(case, meta, per_input, error, policy, time.perf_counter() - start))
-        log(f"  {results[-1].label}: {results[-1].status} ({results[-1].seconds:.1f} s)")
+        log(f"{results[-1].label}: {results[-1].status} ({results[-1].seconds:.1f} s)")
     return results
 
 
@@ -84,7 +80,7 @@ def _judged(
     return CaseResult(
         **meta, profiles=case.profiles, size=case.size, batch=case.batch, status=status, stats=stats,
         inputs=tuple(per_input), policy=policy, failures=failures, seconds=seconds,
-    )  # fmt: skip
+    )
 
 
 def not_run(cases: list[PlannedCase], meta: dict, reason: str) -> list[CaseResult]:
@@ -94,30 +90,30 @@ def not_run(cases: list[PlannedCase], meta: dict, reason: str) -> list[CaseResul
     ]
 
 
-def _engine_refusal(manifest: Manifest, engine: EngineRecord, directory: Path, module) -> str | None:
+def _engine_refusal(manifest: Manifest, engine: EngineRecord, directory: Path, backend) -> str | None:
     """Why ``engine`` must not be run (tampered file, foreign TensorRT/GPU), or None."""
     try:
         for record in (engine.file, *engine.extra_files):
             verify_file(directory, record)
     except IntegrityError as exc:
         return f"not run: {exc.message}"
-    reason = module.check_compatible(manifest, engine)
+    reason = backend.check_compatible(manifest, engine)
     return f"not run: {reason}" if reason else None
 
 
 def _engine_results(
     manifest: Manifest, engine: EngineRecord, spec: ValidateSpec, points, inputs: Inputs, log: Log
 ) -> list[CaseResult]:
-    module = require_backend(engine.backend)
-    cases = plan_cases(points, engine.profiles, engine.backend in SHARED_GRAPH_BACKENDS)
+    backend = require_backend(engine.backend)
+    cases = plan_cases(points, engine.profiles, backend.shares_graph)  # one graph for every profile: a size once
     meta = {"stage": "engine", "engine": engine.name, "backend": engine.backend, "precision": engine.precision}
     log(f"engine {engine.name} ({engine.backend}, {engine.precision}): {len(cases)} case(s)")
-    refusal = _engine_refusal(manifest, engine, spec.directory, module)
+    refusal = _engine_refusal(manifest, engine, spec.directory, backend)
     if refusal:
-        log(f"  {refusal}")
+        log(refusal)
         return not_run(cases, meta, refusal)
     try:
-        runner = module.open_runner(manifest, engine, spec.directory)
+        runner = backend.open_runner(manifest, engine, spec.directory)
         with runner:
             return run_cases(runner, cases, inputs, meta, spec.policy(engine.precision), log)
     except (IntegrityError, UsageError) as exc:
@@ -126,30 +122,14 @@ def _engine_results(
 
 def _export_results(manifest: Manifest, spec: ValidateSpec, points, inputs: Inputs, log: Log) -> list[CaseResult]:
     cases = plan_cases(points, tuple(range(len(manifest.plan.profiles))), shared=True)
-    meta = {"stage": "export", "engine": "onnx", "backend": "onnxruntime", "precision": "fp32"}
+    meta = {"stage": "export", "engine": "onnx", "backend": EXPORT_RUNTIME, "precision": "fp32"}
     log(f"export: {manifest.onnx.file} under ONNX Runtime, {len(cases)} size(s)")
     try:
         verify_file(spec.directory, manifest.onnx)
     except IntegrityError as exc:
         return not_run(cases, meta, f"not run: {exc.message}")
-    with _onnx_file_runner(manifest, spec.directory) as runner:
+    with export_runner(manifest, spec.directory) as runner:
         return run_cases(runner, cases, inputs, meta, spec.policy("fp32"), log, stacked=True)
-
-
-def _onnx_file_runner(manifest: Manifest, directory: Path):
-    """ONNX Runtime's CPU runner on the exported ONNX file itself, with the default session settings. The
-    export was not built for the plan (it takes every size), so the runner serves any size and batch."""
-    ort = require_backend("onnxruntime")
-    record = EngineRecord(
-        name="onnx",
-        backend="onnxruntime",
-        precision="fp32",
-        file=manifest.onnx,
-        profiles=(),
-        build_seconds=0.0,
-        settings=ort.session_settings(BuildOptions()),
-    )
-    return ort.open_runner(manifest, record, directory)
 
 
 def _check_backends(manifest: Manifest) -> None:

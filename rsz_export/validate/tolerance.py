@@ -56,7 +56,7 @@ class TolerancePolicy:
         return PRESETS[check_choice(precision, "precision for a tolerance preset", tuple(PRESETS))]
 
     def override(self, rtol: float | None = None, atol: float | None = None, min_top1: float | None = None,
-                 min_cosine: float | None = None, min_top5: float | None = None) -> TolerancePolicy:  # fmt: skip
+                 min_cosine: float | None = None, min_top5: float | None = None) -> TolerancePolicy:
         """A copy with the given fields replaced (None keeps the preset's value)."""
         given = {"rtol": rtol, "atol": atol, "min_top1": min_top1, "min_cosine": min_cosine, "min_top5": min_top5}
         return replace(self, **{k: v for k, v in given.items() if v is not None})

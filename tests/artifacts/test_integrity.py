@@ -18,7 +18,7 @@ def test_engine_missing_truncated_tampered(damaged, tmp_path):
     data = engine.read_bytes()
     engine.write_bytes(data[: len(data) // 2])  # truncated
     assert_clean_failure(
-        run_cli("predict", str(damaged), image, "--oversize", "shrink"), 4, "does not match the manifest"
+        run_cli("predict", str(damaged), image, "--preprocess", "fit"), 4, "does not match the manifest"
     )
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0xFF  # tampered: same size, one byte changed
@@ -85,7 +85,7 @@ def test_manifest_with_foreign_tensorrt_engine(damaged):
     if unavailable_reason() is not None:
         assert_clean_failure(run_cli("validate", str(damaged)), 3, "backend tensorrt is not usable")
         assert_clean_failure(run_cli("predict", str(damaged), image, "--backend", "tensorrt"), 3, "tensorrt")
-    served = run_cli("predict", str(damaged), image, "--oversize", "shrink", "--backend", "onnxruntime")
+    served = run_cli("predict", str(damaged), image, "--preprocess", "fit", "--backend", "onnxruntime")
     assert served.returncode == 0, served.stderr
 
 def test_foreign_tensorrt_engine_is_never_deserialised(tiny_engines, tmp_path, monkeypatch):
@@ -163,7 +163,7 @@ REVIEWED = {
         'return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])',
     ): "reduced-precision checks of ONNX files this build wrote",
     (
-        "bench/probes.py",
+        "backends/ort.py",
         'session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])',
     ): "a MatMul graph built in memory",
     ("model/reduced_precision.py", "model = onnx.load(str(src))"): "the build's checked ONNX, converted to fp16/bf16",

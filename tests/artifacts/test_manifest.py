@@ -22,8 +22,8 @@ from rsz_export.artifacts.manifest import (
     verify_file,
 )
 from rsz_export.errors import IntegrityError, OutputError
-from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from rsz_export.shapes import BatchRange
+from tests.helpers import make_plan
 
 
 def _manifest(plan, engines=(), num_classes=1000, labels=None):
@@ -57,7 +57,7 @@ def _manifest(plan, engines=(), num_classes=1000, labels=None):
     st.booleans(),
 )
 def test_manifest_round_trip(lo, extra, count, aspect, batch, num_classes, named):
-    plan = plan_profiles(PlanSpec(lo, lo + extra, min(count, extra + 1), BatchRange(1, batch, batch), aspect))
+    plan = make_plan(lo, lo + extra, min(count, extra + 1), BatchRange(1, batch, batch), aspect)
     engine = EngineRecord(
         "ort",
         "onnxruntime",
@@ -80,7 +80,7 @@ def test_load_manifest_errors(tmp_path):
     (tmp_path / "manifest.json").write_text("{ not json")
     with pytest.raises(IntegrityError, match="corrupt"):
         load_manifest(tmp_path)
-    data = _manifest(plan_profiles(PlanSpec(224, 320))).to_dict()
+    data = _manifest(make_plan(224, 320)).to_dict()
     (tmp_path / "manifest.json").write_text(json.dumps({**data, "schema_version": 99}))
     with pytest.raises(IntegrityError, match="schema version 99"):
         load_manifest(tmp_path)
@@ -92,7 +92,7 @@ def test_load_manifest_errors(tmp_path):
 
 def test_version_1_manifest_reads_as_an_imagenet_build(tmp_path):
     """Every version-1 build had ImageNet's 1000 classes and no class names of its own: that is how it reads."""
-    data = _manifest(plan_profiles(PlanSpec(224, 320)), num_classes=10).to_dict()
+    data = _manifest(make_plan(224, 320), num_classes=10).to_dict()
     for field in ("num_classes", "labels"):
         del data[field]
     for field in ("content_sha256", "num_classes"):
@@ -127,14 +127,14 @@ def test_verify_file_detects_tampering(tmp_path):
 def test_an_int8_calibration_record_round_trips(tmp_path):
     calibration = CalibrationRecord(FileRecord("calibration-ab.json", "ef" * 32, 123), "entropy", "photos/",
                                     ({"file": "a.jpg", "sha256": "01" * 32, "size": [480, 640], "crop": 256},),
-                                    12.5, "only 1 image(s)")  # fmt: skip
-    manifest = replace(_manifest(plan_profiles(PlanSpec(224, 256))), calibration=calibration)
+                                    12.5, "only 1 image(s)")
+    manifest = replace(_manifest(make_plan(224, 256)), calibration=calibration)
     save_manifest(manifest, tmp_path)
     data = json.loads((tmp_path / "manifest.json").read_text())
     assert data["calibration"] == {"file": {"file": "calibration-ab.json", "sha256": "ef" * 32, "bytes": 123},
                                    "method": "entropy", "source": "photos/", "seconds": 12.5,
                                    "images": [{"file": "a.jpg", "sha256": "01" * 32, "size": [480, 640], "crop": 256}],
-                                   "warning": "only 1 image(s)"}  # fmt: skip
+                                   "warning": "only 1 image(s)"}
     assert load_manifest(tmp_path) == manifest
     del data["calibration"]["warning"]
     (tmp_path / "manifest.json").write_text(json.dumps(data))

@@ -82,7 +82,7 @@ def test_a_symlink_that_stays_inside_the_build_is_served(build_copy):
 
 
 @pytest.mark.parametrize("name", ["", ".", "/etc/passwd", "a/../../x", "..", "C:/x.onnx", "\\\\host\\share\\x",
-                                  "a\\..\\..\\x"])  # fmt: skip
+                                  "a\\..\\..\\x"])
 def test_paths_leading_out_are_refused_before_reading(tmp_path, name):
     with pytest.raises(IntegrityError, match="names the file"):
         verified_bytes(tmp_path, FileRecord(name, "0" * 64, 0))

@@ -1,20 +1,21 @@
-"""The backend contract: every backend module has the required members, and the runner base class checks every
-feed (dtype, rank, channels, covered size) and routes it by the plan's rule before a backend sees it."""
+"""The backend contract: every registered backend is a complete ``Backend`` whose facts agree with the registry
+and pyproject.toml, and the runner base class checks every feed (dtype, rank, channels, covered size) and routes it
+by the plan's rule before a backend sees it."""
 
 from __future__ import annotations
-
-import importlib
 
 import numpy as np
 import pytest
 
-from rsz_export.backends import BACKENDS, BUILD_BACKENDS, REQUIRED
-from rsz_export.backends.base import Runner
+from rsz_export.backends import BACKENDS, BUILD_BACKENDS, REFERENCE, load_backend
+from rsz_export.backends.base import Backend, BuildOptions, Runner
 from rsz_export.errors import UsageError
-from rsz_export.plan.profiles import PlanSpec, plan_profiles, route
+from rsz_export.interface import PRECISIONS
+from rsz_export.plan.profiles import route
 from rsz_export.shapes import BatchRange
+from tests.helpers import REPO, make_plan
 
-PLAN = plan_profiles(PlanSpec(224, 800, profiles=4, batch=BatchRange(1, 2, 4)))
+PLAN = make_plan(224, 800, profiles=4, batch=BatchRange(1, 2, 4))
 
 
 class Recorder(Runner):
@@ -30,12 +31,27 @@ class Recorder(Runner):
 
 
 @pytest.mark.parametrize("name", sorted(BACKENDS))
-def test_every_backend_module_has_the_required_members(name):
-    module = importlib.import_module(BACKENDS[name])
-    missing = [member for member in REQUIRED if not hasattr(module, member)]
-    if name in BUILD_BACKENDS:
-        missing += [] if hasattr(module, "build_engines") else ["build_engines"]
-    assert missing == [], f"{BACKENDS[name]} lacks {missing}"
+def test_every_registered_backend_is_a_complete_backend_object(name):
+    backend = load_backend(name)
+    assert isinstance(backend, Backend) and not type(backend).__abstractmethods__
+    assert backend.name == name and load_backend(name) is backend  # one instance per process
+    assert backend.precisions and set(backend.precisions) <= set(PRECISIONS)
+    assert backend.builds == (name in BUILD_BACKENDS) and backend.builds != (name == REFERENCE)
+    extras = (REPO / "pyproject.toml").read_text().split("[project.optional-dependencies]")[1].split("\n[")[0]
+    assert backend.extra is None or f"\n{backend.extra} = [" in extras
+
+
+@pytest.mark.parametrize("name", sorted(BACKENDS))
+def test_every_backend_refuses_a_precision_it_does_not_have(name):
+    backend = load_backend(name)
+    missing = [p for p in PRECISIONS if p not in backend.precisions] or ["fp64"]
+    with pytest.raises(UsageError, match=f"precision {missing[0]} is not available on backend {name}"):
+        backend.check_options(BuildOptions(precision=missing[0]))
+
+
+def test_a_backend_that_does_not_build_says_so():
+    with pytest.raises(UsageError, match=f"backend {REFERENCE} does not build engines"):
+        load_backend(REFERENCE).build_engines(None, None, BuildOptions(), None, print)
 
 
 def test_routing_matches_the_plan_and_maps_engine_profiles():
@@ -85,3 +101,14 @@ def test_without_a_plan_any_size_resnet_accepts_is_served():
     assert runner.last_profile is None
     with pytest.raises(UsageError, match="32..4096"):
         runner.infer(np.zeros((1, 3, 31, 64), np.float32))
+
+
+def test_runner_options_are_checked_when_made():
+    from rsz_export.backends.base import RunnerOptions
+    from rsz_export.shapes import InputShape
+
+    assert RunnerOptions(threads=2, pinned=InputShape(1, 224, 256)).pinned.w == 256
+    with pytest.raises(UsageError, match="threads must be a whole number"):
+        RunnerOptions(threads=0)
+    with pytest.raises(UsageError, match="pinned must be an InputShape, got tuple"):
+        RunnerOptions(pinned=(1, 224, 224))

@@ -17,22 +17,22 @@ from rsz_export.backends import ort_providers, trt_build, trt_env
 from rsz_export.backends.base import BuildOptions
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
 from rsz_export.pipeline.run import BuildSpec, build
-from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from rsz_export.shapes import BatchRange
 from tests.backends.trt_double import V11, manifest_for, use_double
 from tests.backends.trt_double import classifier_onnx as make_classifier
+from tests.helpers import make_plan
 
-PLAN = plan_profiles(PlanSpec(64, 128, profiles=2, batch=BatchRange(1, 2, 2)))
+PLAN = make_plan(64, 128, profiles=2, batch=BatchRange(1, 2, 2))
 TRT_EP, CPU_EP = ort_providers.TRT_EP, ort_providers.CPU_EP
 
 
 @pytest.mark.parametrize("device, level, domains", [("cpu", "ORT_ENABLE_EXTENDED", {"", "com.microsoft"}),
                                                     ("tensorrt", "ORT_ENABLE_BASIC", {""}),
-                                                    ("cuda", "ORT_ENABLE_BASIC", {""})])  # fmt: skip
+                                                    ("cuda", "ORT_ENABLE_BASIC", {""})])
 def test_gpu_engines_keep_standard_operators_that_tensorrt_parses(device, level, domains, tmp_path, monkeypatch):
     source = make_classifier(tmp_path / "relu.onnx", relu=True)  # Conv + Relu: what the CPU pass fuses
     manifest = build(BuildSpec(PLAN, tmp_path / "out", backend="onnxruntime", options=BuildOptions(device=device),
-                               onnx=source, command="pytest")).manifest  # fmt: skip
+                               onnx=source, command="pytest")).manifest
     (engine,) = manifest.engines
     assert engine.settings["offline_optimization_level"] == level
     path = tmp_path / "out" / engine.file.file
@@ -77,7 +77,7 @@ def _runner(tmp_path, monkeypatch, device, active):
     (tmp_path / "model.onnx").write_bytes(b"model bytes")
     settings = ort_backend.session_settings(BuildOptions(device=device))
     record = EngineRecord("ort", "onnxruntime", "fp32", file_record(tmp_path, tmp_path / "engine.onnx"), (0, 1), 1.0,
-                          settings)  # fmt: skip
+                          settings)
     opener = active if callable(active) else lambda so, providers: _Session(so, providers, active)
     monkeypatch.setattr(ort_backend, "_load_session", lambda _ort, _model, so, providers, _path: opener(so, providers))
     _Session.opened.clear()
@@ -106,7 +106,7 @@ def test_a_session_without_the_asked_provider_is_refused(device, tmp_path, monke
 def test_nodes_that_would_fall_back_to_the_cpu_refuse_the_session(tmp_path, monkeypatch):
     def refuse(_so, _providers):  # what _load_session makes of ONNX Runtime's refusal
         raise IntegrityError("ONNX Runtime cannot load engine.onnx: nodes are assigned to the default CPU EP, "
-                             "but fallback to CPU EP has been explicitly disabled")  # fmt: skip
+                             "but fallback to CPU EP has been explicitly disabled")
 
     with pytest.raises(EnvironmentProblem, match="CUDAExecutionProvider cannot run all of .*fallback to CPU EP"):
         with _runner(tmp_path, monkeypatch, "cuda", refuse):

@@ -8,10 +8,10 @@ import pytest
 
 from rsz_export.backends import ort_providers
 from rsz_export.errors import UsageError
-from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from rsz_export.shapes import BatchRange
+from tests.helpers import make_plan
 
-PLAN = plan_profiles(PlanSpec(224, 512, profiles=3, batch=BatchRange(1, 4, 8)))
+PLAN = make_plan(224, 512, profiles=3, batch=BatchRange(1, 4, 8))
 
 
 def test_profile_strings_repeat_the_input_once_per_profile_in_plan_order():

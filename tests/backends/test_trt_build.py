@@ -16,13 +16,13 @@ from rsz_export.backends import trt as backend
 from rsz_export.backends import trt_build, trt_env
 from rsz_export.backends.base import BuildOptions
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
-from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from rsz_export.shapes import BatchRange
 from tests.backends import fake_tensorrt
-from tests.backends.trt_double import BOTH, V10, V11, use_double
+from tests.backends.trt_double import V10, V11, use_double
 from tests.backends.trt_double import classifier_onnx as make_classifier
+from tests.helpers import make_plan
 
-PLAN = plan_profiles(PlanSpec(64, 128, profiles=2, batch=BatchRange(1, 2, 2)))
+PLAN = make_plan(64, 128, profiles=2, batch=BatchRange(1, 2, 2))
 A10 = fake_tensorrt.FakeGpu(name="NVIDIA A10", compute_capability=(8, 6))
 
 
@@ -35,23 +35,20 @@ def build(out, onnx, log=None, **options):
     return records, logs
 
 
-@pytest.mark.parametrize("version", BOTH)
-def test_one_engine_with_every_profile(version, tmp_path, monkeypatch, classifier_onnx):
-    use_double(monkeypatch, version)
+def test_one_engine_with_every_profile(trt_double, tmp_path, monkeypatch, classifier_onnx):
+    version = trt_double.__version__
     (record,), _ = build(tmp_path, classifier_onnx, workspace_mib=64, opt_level=2)
     settings = record.settings
     assert record.profiles == (0, 1) and settings["api_major"] == int(version.split(".")[0])
     assert len(settings["device_memory_bytes_per_profile"]) == 2
     assert settings["layers"]["schema"] == version.split(".")[0] and settings["layers"]["layers"] == 4
     assert settings["build_options"] == {"workspace_mib": 64, "opt_level": 2, "engine_per_profile": False,
-                                         "profiling_verbosity": "detailed"}  # fmt: skip
+                                         "profiling_verbosity": "detailed"}
     assert (tmp_path / record.file.file).stat().st_size == record.file.bytes
     assert settings["tensorrt_version"] == version and settings["gpu_name"] == "NVIDIA H100 80GB HBM3"
 
 
-@pytest.mark.parametrize("version", BOTH)
-def test_engine_per_profile(version, tmp_path, monkeypatch, classifier_onnx):
-    use_double(monkeypatch, version)
+def test_engine_per_profile(trt_double, tmp_path, monkeypatch, classifier_onnx):
     records, _ = build(tmp_path, classifier_onnx, engine_per_profile=True)
     assert [r.profiles for r in records] == [(0,), (1,)]
     assert [r.name for r in records] == ["tensorrt-fp32-p0", "tensorrt-fp32-p1"]
@@ -88,18 +85,14 @@ def test_every_precision_path(version, precision, path, layer_type, tmp_path, mo
         assert not hasattr(trt.BuilderFlag, "FP16") and not hasattr(trt.BuilderFlag, "BF16")
 
 
-@pytest.mark.parametrize("version", BOTH)
-def test_version_compatible_build_reloads_its_own_engine(version, tmp_path, monkeypatch, classifier_onnx):
+def test_version_compatible_build_reloads_its_own_engine(trt_double, tmp_path, monkeypatch, classifier_onnx):
     """The build reloads its engine for the manifest's facts: a version-compatible plan loads only with
     engine_host_code_allowed (before, this failed with AttributeError on None after the engine was written)."""
-    use_double(monkeypatch, version)
     (record,), _ = build(tmp_path, classifier_onnx, version_compat=True)
     assert record.settings["version_compat"] is True and record.settings["device_memory_bytes"] > 0
 
 
-@pytest.mark.parametrize("version", BOTH)
-def test_timing_cache_is_reused_and_a_second_build_times_nothing_new(version, tmp_path, monkeypatch, classifier_onnx):
-    use_double(monkeypatch, version)
+def test_timing_cache_is_reused_and_a_second_build_times_nothing_new(trt_double, tmp_path, classifier_onnx):
     (first,), _ = build(tmp_path, classifier_onnx)
     (again,), _ = build(tmp_path, classifier_onnx)
     one, two = first.settings["timing_cache"], again.settings["timing_cache"]
@@ -107,10 +100,9 @@ def test_timing_cache_is_reused_and_a_second_build_times_nothing_new(version, tm
     assert one["new_entries"] > 0 and two["new_entries"] == 0 and again.settings["timing_cache_new_entries"] == 0
 
 
-@pytest.mark.parametrize("version", BOTH)
-def test_timing_cache_file_is_merged_not_overwritten(version, tmp_path, monkeypatch, classifier_onnx):
+def test_timing_cache_file_is_merged_not_overwritten(trt_double, tmp_path, monkeypatch, classifier_onnx):
     """Two builds sharing one cache file: the second to finish keeps the first one's entries."""
-    trt = use_double(monkeypatch, version)
+    trt = trt_double
     shared = tmp_path / "shared.cache"
     build(tmp_path / "a", classifier_onnx, timing_cache=str(shared))
     builder = trt.Builder(trt_env.make_logger(trt, print))
@@ -225,7 +217,7 @@ def test_builds_off_the_main_thread_and_same_compute_capability(tmp_path, monkey
 def test_recorded_options_rebuild_what_the_engine_was_built_with(tmp_path, monkeypatch, classifier_onnx):
     use_double(monkeypatch, V10)
     options = dict(precision="fp16", workspace_mib=96, opt_level=5, tf32=False, hardware_compat="ampere+",
-                   version_compat=True)  # fmt: skip
+                   version_compat=True)
     (record,), _ = build(tmp_path, classifier_onnx, **options)
     again = backend.recorded_options(record, timing_cache="elsewhere.cache")
     assert again == BuildOptions(**options, timing_cache="elsewhere.cache")
@@ -281,11 +273,10 @@ def _calibration(folder, onnx):
     return write_ranges(folder / "calibration.json", calibrate(onnx, feeds, "minmax"), key="test")
 
 
-@pytest.mark.parametrize("version", BOTH)
-def test_int8_builds_the_tensorrt_qdq_model_checked_on_the_cpu(version, tmp_path, monkeypatch, classifier_onnx):
+def test_int8_builds_the_tensorrt_qdq_model_checked_on_the_cpu(trt_double, tmp_path, monkeypatch, classifier_onnx):
     """Both generations parse the symmetric Q/DQ model (10.x with the INT8 flag on its weakly typed network,
     11.x strongly typed without flags), after ONNX Runtime compared it with fp32 on the CPU."""
-    trt = use_double(monkeypatch, version)
+    trt = trt_double
     ranges = _calibration(tmp_path, classifier_onnx)
     (record,), logs = build(tmp_path, classifier_onnx, precision="int8", calibration=str(ranges))
     settings = record.settings
@@ -295,7 +286,7 @@ def test_int8_builds_the_tensorrt_qdq_model_checked_on_the_cpu(version, tmp_path
     assert "model.int8-tensorrt.onnx" in {f.file for f in record.extra_files}
     assert "INT8" in settings["layers"]["precisions"]
     assert any("tensorrt Q/DQ vs fp32 on the CPU" in line for line in logs)
-    if version == V11:
+    if trt.__version__ == V11:
         assert not hasattr(trt.BuilderFlag, "INT8")
 
 

@@ -18,16 +18,17 @@ import pytest
 from rsz_export.backends import trt as trt_backend
 from rsz_export.backends.base import BuildOptions
 from rsz_export.errors import IntegrityError, UsageError
-from rsz_export.plan.profiles import PlanSpec, plan_profiles, route
+from rsz_export.plan.profiles import route
 from rsz_export.shapes import BatchRange
 from tests.backends.trt_double import V11, manifest_for, onnx_reference, use_double
+from tests.helpers import make_plan
 
 REASON = trt_backend.unavailable_reason()
 REAL = pytest.param(
     "tensorrt",
     marks=[pytest.mark.tensorrt, pytest.mark.gpu, pytest.mark.skipif(REASON is not None, reason=str(REASON))],
 )
-PLAN = plan_profiles(PlanSpec(224, 288, profiles=2, batch=BatchRange(1, 2, 2)))  # the runs below feed batch 2
+PLAN = make_plan(224, 288, profiles=2, batch=BatchRange(1, 2, 2))  # the runs below feed batch 2
 
 
 @dataclass

@@ -9,8 +9,8 @@ import pytest
 from rsz_export.backends import trt as backend
 from rsz_export.backends import trt_cuda, trt_env
 from rsz_export.errors import EnvironmentProblem, IntegrityError
-from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from tests.backends.trt_double import V11, manifest_for, use_double
+from tests.helpers import make_plan
 
 NO_CUDA = pytest.mark.skipif(trt_cuda.TorchCuda.problem() is None, reason="torch sees a CUDA GPU here")
 
@@ -42,7 +42,7 @@ def test_a_manifest_without_tensorrt_engines_opens_no_runner(tmp_path):
 
     (tmp_path / "model.onnx").write_bytes(b"")
     ort = EngineRecord("ort", "onnxruntime", "fp32", FileRecord("e.onnx", "0" * 64, 1), (0,), 1.0, {})
-    manifest = manifest_for([ort], tmp_path, plan_profiles(PlanSpec(224, 288)))
+    manifest = manifest_for([ort], tmp_path, make_plan(224, 288))
     with pytest.raises(IntegrityError, match="lists no TensorRT engine"):
         backend.open_runner(manifest, None, tmp_path)
 

@@ -11,12 +11,13 @@ import pytest
 from rsz_export.backends import trt as backend
 from rsz_export.backends.base import BuildOptions
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
-from rsz_export.plan.profiles import PlanSpec, plan_profiles, route
+from rsz_export.plan.profiles import route
 from rsz_export.shapes import BatchRange
 from tests.backends import fake_tensorrt
-from tests.backends.trt_double import BOTH, V10, V11, FakeCuda, manifest_for, onnx_reference, use_double
+from tests.backends.trt_double import V10, V11, FakeCuda, manifest_for, onnx_reference, use_double
+from tests.helpers import make_plan
 
-PLAN = plan_profiles(PlanSpec(64, 128, profiles=2, batch=BatchRange(1, 2, 2)))
+PLAN = make_plan(64, 128, profiles=2, batch=BatchRange(1, 2, 2))
 A10 = fake_tensorrt.FakeGpu(name="NVIDIA A10", compute_capability=(8, 6))
 
 
@@ -37,12 +38,10 @@ def run_all(out, records, shapes):
     return results
 
 
-@pytest.mark.parametrize("version", BOTH)
 @pytest.mark.parametrize("per_profile", [False, True])
 def test_outputs_are_the_models_and_each_input_runs_in_its_profile(
-    version, per_profile, tmp_path, monkeypatch, classifier_onnx
+    trt_double, per_profile, tmp_path, monkeypatch, classifier_onnx
 ):
-    use_double(monkeypatch, version)
     records = build(tmp_path, classifier_onnx, engine_per_profile=per_profile)
     reference = onnx_reference(classifier_onnx)
     for x, got, profile in run_all(tmp_path, records, [(1, 64, 64), (2, 100, 80), (2, 128, 128), (1, 64, 127)]):
@@ -50,9 +49,7 @@ def test_outputs_are_the_models_and_each_input_runs_in_its_profile(
         np.testing.assert_allclose(got, reference(x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("version", BOTH)
-def test_inputs_no_profile_serves_are_refused(version, tmp_path, monkeypatch, classifier_onnx):
-    use_double(monkeypatch, version)
+def test_inputs_no_profile_serves_are_refused(trt_double, tmp_path, monkeypatch, classifier_onnx):
     records = build(tmp_path, classifier_onnx)
     with backend.open_runner(manifest_for(records, tmp_path, PLAN), None, tmp_path) as runner:
         with pytest.raises(UsageError, match="outside every profile"):
@@ -186,7 +183,7 @@ def test_an_engine_whose_profiles_differ_from_its_manifest(tmp_path, monkeypatch
     """A manifest whose plan claims a wider range than the engine was built for: TensorRT refuses the shape."""
     use_double(monkeypatch, V11)
     records = build(tmp_path, classifier_onnx)
-    wider = plan_profiles(PlanSpec(64, 160, profiles=2, batch=BatchRange(1, 2, 2)))
+    wider = make_plan(64, 160, profiles=2, batch=BatchRange(1, 2, 2))
     with backend.open_runner(manifest_for(records, tmp_path, wider), None, tmp_path) as runner:
         with pytest.raises(UsageError, match="TensorRT refused input shape"):
             runner.infer(np.zeros((1, 3, 160, 160), np.float32))

@@ -16,11 +16,12 @@ from rsz_export.backends import trt as trt_backend
 from rsz_export.backends import trt_support as ts
 from rsz_export.backends.base import BuildOptions
 from rsz_export.errors import EXIT_ENVIRONMENT, EnvironmentProblem, UsageError
-from rsz_export.plan.profiles import PlanSpec, plan_profiles, uncovered_example
+from rsz_export.plan.profiles import PlanSpec, uncovered_example
 from rsz_export.shapes import BatchRange
+from tests.helpers import make_plan
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
-PLAN = plan_profiles(PlanSpec(224, 800, profiles=4, batch=BatchRange(1, 2, 4)))
+PLAN = make_plan(224, 800, profiles=4, batch=BatchRange(1, 2, 4))
 
 
 def test_profile_shapes_follow_engine_order_with_nchw_rank_and_batch():
@@ -51,7 +52,7 @@ def test_profile_shapes_reject_bad_indices_and_empty_engines():
 def test_translation_is_ordered_and_covers_the_plan(lo, span, count, aspect, per_profile):
     hi = min(lo + span, 4096)
     count = min(count, PlanSpec(lo, hi).profile_limit)
-    plan = plan_profiles(PlanSpec(lo, hi, profiles=count, aspect=aspect))
+    plan = make_plan(lo, hi, profiles=count, aspect=aspect)
     groups = ts.engine_groups(plan, per_profile)
     assert sorted(i for g in groups for i in g) == list(range(len(plan.profiles)))
     for group in groups:

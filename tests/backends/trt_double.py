@@ -122,7 +122,7 @@ def manifest_for(records, out: Path, plan, onnx_name: str = "model.onnx"):
     weights = WeightsRecord("random", "0" * 64, "seeded", 0)
     onnx = file_record(out, out / onnx_name)
     return Manifest("test", "pytest", "now", {}, {}, onnx, weights, "tensorrt", records[0].precision, plan,
-                    tuple(records), "k")  # fmt: skip
+                    tuple(records), "k")
 
 
 def onnx_reference(onnx_path: Path):

@@ -16,7 +16,7 @@ def test_bench_interrupted_keeps_complete_rows(tiny_engines, tmp_path):
     sizes = ["224", "256", "288", "320"]
     process = start_cli("bench", str(tiny_engines), "--sizes", ",".join(sizes), "--backends", "onnxruntime",
                         "--no-static", "--iters", "20000", "--warmup", "0", "--json", str(out_json),
-                        "--csv", str(out_csv))  # fmt: skip
+                        "--csv", str(out_csv))
     wait_for_line(process, "onnxruntime/dynamic batch 1 224x224")
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)

@@ -25,7 +25,7 @@ from rsz_export.bench.stats import Measurement, MeasurePolicy
 from rsz_export.errors import UsageError
 from rsz_export.plan.profiles import route
 from rsz_export.shapes import Resolution
-from tests.helpers import REPO
+from tests.helpers import REPO, make_plan
 
 ROW_FIELDS = {
     "size", "h", "w", "batch", "backend", "variant", "device", "engine", "profile", "iters", "stable",
@@ -237,12 +237,11 @@ def test_baseline_build_is_timed_beside_with_the_speed_up(tiny_engines, colour_e
 
 def test_baseline_must_cover_every_point(tiny_engines, tmp_path):
     from rsz_export.pipeline.run import BuildSpec, build
-    from rsz_export.plan.profiles import PlanSpec, plan_profiles
     from tests.helpers import RANDOM_METADATA, tiny_onnx
 
     narrow = tmp_path / "narrow"
     model = tiny_onnx(tmp_path / "tiny.onnx", metadata=RANDOM_METADATA)
-    build(BuildSpec(plan_profiles(PlanSpec(224, 256)), narrow, backend="onnxruntime", onnx=model, command="t"))
+    build(BuildSpec(make_plan(224, 256), narrow, backend="onnxruntime", onnx=model, command="t"))
     spec = BenchSpec(str(tiny_engines), sizes=(Resolution(480, 480),), backends=("onnxruntime",),
                      policy=MeasurePolicy(warmup=0, iters=1), baseline_dir=str(narrow))
     with pytest.raises(UsageError, match="--baseline .* does not cover 480x480"):

@@ -14,11 +14,12 @@ from rsz_export.bench import run as bench_run
 from rsz_export.bench.run import BenchSpec, run_bench
 from rsz_export.bench.runners import shape_change_feed
 from rsz_export.bench.stats import MeasurePolicy
-from rsz_export.plan.profiles import PlanSpec, plan_profiles, route
+from rsz_export.plan.profiles import route
 from rsz_export.shapes import Resolution
-from tests.backends.trt_double import V10, V11, build_folder, use_double
+from tests.backends.trt_double import V11, build_folder, use_double
+from tests.helpers import make_plan
 
-PLAN = plan_profiles(PlanSpec(64, 128, profiles=2))
+PLAN = make_plan(64, 128, profiles=2)
 SIZES = (Resolution(64, 64), Resolution(100, 100), Resolution(128, 128))
 
 
@@ -45,11 +46,9 @@ def _spy_builds(monkeypatch):
     return builds
 
 
-@pytest.mark.parametrize("version", [V10, V11])
 def test_bench_sweeps_the_engines_of_a_per_profile_build_with_static_twins(
-    version, tmp_path, monkeypatch, classifier_onnx, cpu_probes
+    trt_double, tmp_path, monkeypatch, classifier_onnx, cpu_probes
 ):
-    use_double(monkeypatch, version)
     out = tmp_path / "engines"
     manifest = build_folder(out, PLAN, classifier_onnx, engine_per_profile=True, tf32=False, opt_level=2)
     cache_sha = sha256_file(out / "timing.cache")
@@ -77,7 +76,7 @@ def test_one_engine_bench_without_twins(tmp_path, monkeypatch, classifier_onnx, 
     use_double(monkeypatch, V11)
     build_folder(tmp_path, PLAN, classifier_onnx, precision="fp16")
     spec = BenchSpec(str(tmp_path), sizes=SIZES, backends=("tensorrt",), static=False,
-                     policy=MeasurePolicy(warmup=0, iters=2))  # fmt: skip
+                     policy=MeasurePolicy(warmup=0, iters=2))
     header, rows = run_bench(spec, lambda _line: None)
     rows = [r.record() for r in rows]
     assert [r["profile"] for r in rows] == [route(PLAN.profiles, 1, s.h, s.w) for s in SIZES]

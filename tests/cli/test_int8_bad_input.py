@@ -9,7 +9,7 @@ import re
 import pytest
 from PIL import Image
 
-from tests.helpers import RANDOM_METADATA, assert_clean_failure, run_cli, tiny_onnx
+from tests.helpers import RANDOM_METADATA, assert_clean_failure, make_plan, run_cli, tiny_onnx
 
 
 def _folder(tmp_path, case):
@@ -41,11 +41,10 @@ def test_bad_calibration_folder(case, count, phrase, tmp_path):
     from rsz_export.errors import EXIT_USAGE, UsageError
     from rsz_export.model.calibration_set import CalibSpec
     from rsz_export.pipeline.run import BuildSpec, build
-    from rsz_export.plan.profiles import PlanSpec, plan_profiles
 
     model = tiny_onnx(tmp_path / "tiny.onnx", metadata=RANDOM_METADATA)
     out = tmp_path / "out"
-    spec = BuildSpec(plan_profiles(PlanSpec(224, 320)), out, backend="onnxruntime", onnx=model,
+    spec = BuildSpec(make_plan(224, 320), out, backend="onnxruntime", onnx=model,
                      options=BuildOptions(precision="int8"), calibration=CalibSpec(_folder(tmp_path, case), count))
     with pytest.raises(UsageError, match=re.escape(phrase)) as error:
         build(spec)

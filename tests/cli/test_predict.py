@@ -39,9 +39,9 @@ def test_predict_fits_any_photo_by_default_and_says_what_it_did(colour_engines, 
     assert " ms (total " in second and len(result.stdout.strip().split("\n")) == 2 + 2 * 3
 
 
-def test_predict_json_and_the_older_oversize_option(colour_engines, images):
+def test_predict_json_of_a_shrunk_image(colour_engines, images):
     big = str(images / "1024x768.jpg")
-    result = run_cli("predict", str(colour_engines), big, "--oversize", "shrink", "--json", "-")
+    result = run_cli("predict", str(colour_engines), big, "--preprocess", "fit", "--json", "-")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     (prediction,) = document["predictions"]
@@ -50,9 +50,8 @@ def test_predict_json_and_the_older_oversize_option(colour_engines, images):
     assert len(prediction["top"]) == 5 and prediction["top"][0]["score"] >= prediction["top"][1]["score"]
 
 
-@pytest.mark.parametrize("option", [("--oversize", "error"), ("--preprocess", "native")])
-def test_predict_native_refuses_what_no_profile_covers(colour_engines, images, option):
-    result = run_cli("predict", str(colour_engines), str(images / "1024x768.jpg"), *option)
+def test_predict_native_refuses_what_no_profile_covers(colour_engines, images):
+    result = run_cli("predict", str(colour_engines), str(images / "1024x768.jpg"), "--preprocess", "native")
     assert_clean_failure(result, 2, "outside every profile", "224..800")
 
 
@@ -69,7 +68,7 @@ def test_predict_crop_runs_the_evaluation_crop_at_the_chosen_size(colour_engines
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--oversize", "error", "--preprocess", "fit"), "--oversize error means --preprocess native"),
+        (("--oversize", "shrink"), "No such option '--oversize'"),
         (("--preprocess", "native", "--size", "300"), "own size"),
         (("--preprocess", "crop", "--stride", "snap"), "crop runs at its size exactly"),
         (("--size", "big"), "--size: cannot read size 'big'"),

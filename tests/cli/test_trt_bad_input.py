@@ -65,7 +65,7 @@ def test_an_engine_from_another_gpu(tmp_path, classifier_onnx):
     build rebuilds it here instead of reusing it as up to date."""
     assert build(tmp_path, classifier_onnx).returncode == 0
     a10 = {"gpu": "NVIDIA A10:8.6"}
-    predicted = trt_cli("predict", str(tmp_path), str(SAMPLE_IMAGE), "--oversize", "shrink", **a10)
+    predicted = trt_cli("predict", str(tmp_path), str(SAMPLE_IMAGE), "--preprocess", "fit", **a10)
     assert_clean_failure(predicted, 3, "compute capability 9.0 and this GPU has 8.6", "Rebuild it on this machine")
     benched = trt_cli("bench", str(tmp_path), "--sizes", "64", "--backends", "tensorrt", "--iters", "1", **a10)
     assert_clean_failure(benched, 3, "compute capability 9.0 and this GPU has 8.6")
@@ -87,5 +87,5 @@ def test_a_signal_during_a_tensorrt_build(signum, tmp_path, classifier_onnx):
 
 def test_out_of_memory_when_a_context_is_created(tmp_path, classifier_onnx):
     assert build(tmp_path, classifier_onnx).returncode == 0
-    result = trt_cli("predict", str(tmp_path), str(SAMPLE_IMAGE), "--oversize", "shrink", device_mib="1")
+    result = trt_cli("predict", str(tmp_path), str(SAMPLE_IMAGE), "--preprocess", "fit", device_mib="1")
     assert_clean_failure(result, 3, "could not create an execution context", "could not be allocated", "free GPU")

@@ -25,7 +25,7 @@ def readme_row(size: int) -> Quote:
     torch = f"{row(size, 'torch', 'eager-fp32')}/p50_ms"
     return Quote("README.md", f"| {size}x{size} | {{}} ms | {{}} ms | {{}} ms | {{}}x | {{}} |",
                  (f"{row(size)}/p50_ms", f"{row(size, variant='static')}/p50_ms", torch,
-                  lambda r: at(r, torch) / at(r, f"{row(size)}/p50_ms"), f"{row(size)}/gflops_per_s"))  # fmt: skip
+                  lambda r: at(r, torch) / at(r, f"{row(size)}/p50_ms"), f"{row(size)}/gflops_per_s"))
 
 
 def fitted_b(record) -> float:
@@ -57,9 +57,9 @@ RECORD = Record(FILE, (
           (lambda r: 100 * at(r, "harness_overhead/overhead"),)),
     Quote("docs/serving.md", "(default `224={},800={}`", (f"{row(224)}/p50_ms", f"{row(800)}/p50_ms")),
     Quote("docs/serving.md", "b = {} ms per 1000", (fitted_b,)),
-))  # fmt: skip
+))
 
 MARKDOWN = Record("benchmarks/results/amd-epyc-2c-2026-11-26.md",
-                  cited_only="the report rendered from the JSON beside it, whose figures RECORD checks")  # fmt: skip
+                  cited_only="the report rendered from the JSON beside it, whose figures RECORD checks")
 PLOT = Record("benchmarks/results/amd-epyc-2c-2026-11-26.png", cited_only="the plot of the JSON beside it")
 RECORDS = (RECORD, MARKDOWN, PLOT)

@@ -19,7 +19,7 @@ def lowest(group: str, model: str, field: str):
 def accuracy_row(index: int, size: str) -> Quote:
     """A row of docs/int8.md's accuracy table: the held-out photograph, CPU model then TensorRT Q/DQ model."""
     cells = [f"accuracy/{index}/held_out/{model}/{field}" for model in ("cpu_int8", "tensorrt_qdq")
-             for field in ("cosine_median", "cosine_worst", "rel_l2_worst", "top5_containment")]  # fmt: skip
+             for field in ("cosine_median", "cosine_worst", "rel_l2_worst", "top5_containment")]
     return Quote("docs/int8.md", f"| {size} | {{}} / {{}} | {{}} | {{}} | {{}} / {{}} | {{}} | {{}} |", tuple(cells))
 
 
@@ -27,7 +27,7 @@ def validate_row(label: str, group: str, model: str) -> Quote:
     summary = f"accuracy_summary/{group}.{model}"
     return Quote("docs/validate.md", f"| {label} | {{}} | {{}} | {{}} | {{}} |",
                  (f"{summary}/cosine_worst", f"{summary}/rel_l2_worst", lowest(group, model, "top1"),
-                  lowest(group, model, "top5_containment")))  # fmt: skip
+                  lowest(group, model, "top5_containment")))
 
 
 SIZES = [row["size"] for row in json.loads((Path(__file__).parents[2] / FILE).read_text())["accuracy"]]
@@ -56,6 +56,6 @@ RECORD = Record(FILE, (
           "cosine about {} below the worst recorded ({});",
           (lambda r: INT8_RTOL / at(r, f"{CPU}/rel_l2_worst"), f"{CPU}/rel_l2_worst",
            lambda r: at(r, f"{CPU}/cosine_worst") - INT8_MIN_COSINE, f"{CPU}/cosine_worst")),
-))  # fmt: skip
+))
 
 RECORDS = (RECORD,)

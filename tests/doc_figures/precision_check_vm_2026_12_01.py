@@ -23,6 +23,6 @@ RECORD = Record(FILE, (
     Quote("docs/tensorrt.md", "| stored tensors rounded (**the check**) | {} / {} | {} | {} / {} | {} |",
           cells("stored tensors rounded (the check)")),
     Quote("docs/tensorrt.md", "| **bound** | **{}** | | **{}** | |", ("rel_l2/fp16/bound", "rel_l2/bf16/bound")),
-))  # fmt: skip
+))
 
 RECORDS = (RECORD,)

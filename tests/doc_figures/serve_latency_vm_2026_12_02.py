@@ -23,6 +23,6 @@ RECORD = Record(FILE, (
     Quote("README.md", "p50 latency at concurrency 1 is {}x (HTTP) and {}x (gRPC) the in-process one, throughput at "
           "concurrency 4 {}x and {}x", ("latency[protocol=http]/ratio", "latency[protocol=grpc]/ratio",
                                         "throughput[protocol=http]/ratio", "throughput[protocol=grpc]/ratio")),
-))  # fmt: skip
+))
 
 RECORDS = (RECORD,)

@@ -37,7 +37,7 @@ def bad_images(tmp_path) -> Path:
     return folder
 
 def test_image_folder_with_bad_files(fast_engines, bad_images):
-    served = run_cli("predict", str(fast_engines), str(bad_images), "--oversize", "shrink")
+    served = run_cli("predict", str(fast_engines), str(bad_images), "--preprocess", "fit")
     assert served.returncode == 0 and "Traceback" not in served.stderr, served.stderr
     assert "good.jpg" in served.stdout
     for name in ("corrupt.jpg", "zero.png", "bomb.png", "notes.txt", "script.eps"):

@@ -101,7 +101,7 @@ def test_every_pixel_format_becomes_8_bit_rgb_with_its_colours(tmp_path):
     frames[0].save(tmp_path / "animated.gif", save_all=True, append_images=frames[1:], duration=50, loop=0)
     Image.new("RGB", (1, 1), (5, 6, 7)).save(tmp_path / "dot.png")
     expected = {"grey.png": (77, 77, 77), "cmyk.jpg": (255, 0, 0), "grey16.png": (128, 128, 128),
-                "rgb16.png": (255, 128, 0), "animated.gif": (200, 0, 0), "dot.png": (5, 6, 7)}  # fmt: skip
+                "rgb16.png": (255, 128, 0), "animated.gif": (200, 0, 0), "dot.png": (5, 6, 7)}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Pillow's palette-transparency warning would land on the user's screen
         loaded = {name: images.load_rgb(tmp_path / name) for name in [*expected, "palette.png"]}

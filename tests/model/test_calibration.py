@@ -12,6 +12,7 @@ import pytest
 from rsz_export.errors import IntegrityError
 from rsz_export.model import calibration as cal
 from tests.backends.fake_tensorrt.testing import tiny_classifier_onnx
+from tests.helpers import make_plan
 
 
 def test_histogram_doubling_is_exact():
@@ -23,7 +24,7 @@ def test_histogram_doubling_is_exact():
         stats.update(batch)
     values = np.abs(np.concatenate(batches))
     direct = np.bincount(np.minimum((values * (cal.BINS / stats.edge)).astype(np.int32), cal.BINS - 1),
-                         minlength=cal.BINS)  # fmt: skip
+                         minlength=cal.BINS)
     assert stats.edge >= values.max() and np.array_equal(stats.hist, direct)
     assert stats.lo == pytest.approx(float(np.concatenate(batches).min()))
     assert stats.hist.shape == (cal.BINS,)
@@ -146,15 +147,14 @@ def test_stale_calibrations_are_cleaned_up_and_the_current_one_kept(tmp_path):
 
     from rsz_export.artifacts.manifest import CalibrationRecord, EngineRecord, FileRecord
     from rsz_export.pipeline.cleanup import remove_stale
-    from rsz_export.plan.profiles import PlanSpec, plan_profiles
     from tests.backends.trt_double import manifest_for
 
     for name in ("calibration-aaaaaaaaaaaa.json", "calibration-bbbbbbbbbbbb.json", "model.onnx", "notes.json"):
         (tmp_path / name).write_text("{}")
     current = CalibrationRecord(FileRecord("calibration-bbbbbbbbbbbb.json", "0" * 64, 2), "percentile", "bundled",
-                                (), 1.0)  # fmt: skip
+                                (), 1.0)
     engine = EngineRecord("ort-int8", "onnxruntime", "int8", FileRecord("model.onnx", "0" * 64, 2), (0,), 1.0)
-    manifest = replace(manifest_for([engine], tmp_path, plan_profiles(PlanSpec(224, 256))), calibration=current)
+    manifest = replace(manifest_for([engine], tmp_path, make_plan(224, 256)), calibration=current)
     remove_stale(tmp_path, manifest)
     left = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))  # the readers' lock file stays
     assert left == ["calibration-bbbbbbbbbbbb.json", "model.onnx", "notes.json"]

@@ -7,9 +7,9 @@ from PIL import Image
 
 from rsz_export.errors import UsageError
 from rsz_export.model.calibration_set import BUNDLED_WARNING, CalibSpec, resolve_calibration_set
-from rsz_export.plan.profiles import PlanSpec, plan_profiles
+from tests.helpers import make_plan
 
-PLAN = plan_profiles(PlanSpec(224, 800))
+PLAN = make_plan(224, 800)
 
 
 def _profile_of(size):

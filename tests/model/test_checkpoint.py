@@ -89,11 +89,11 @@ def test_another_architecture_is_refused_with_what_did_not_fit(tmp_path):
     torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path / "resnet18.pt")
     _refused(tmp_path / "resnet18.pt", "not a torchvision ResNet-50 checkpoint", "missing: layer1.0.conv3.weight",
              "of the wrong shape: layer1.0.conv1.weight [64, 64, 3, 3], expected [64, 64, 1, 1]",
-             "24 of the wrong shape", "122 tensors (conv1.weight")  # fmt: skip
+             "24 of the wrong shape", "122 tensors (conv1.weight")
     vit = torchvision.models.VisionTransformer(32, 16, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32)
     torch.save({"model": vit.state_dict(), "epoch": 1}, tmp_path / "vit.pt")
     _refused(tmp_path / "vit.pt", "the keys 'model', 'epoch'", "in its 'model' entry", "unexpected: class_token",
-             "266 missing: fc.weight (2-D, [classes, 2048]), conv1.weight")  # fmt: skip
+             "266 missing: fc.weight (2-D, [classes, 2048]), conv1.weight")
 
 
 def test_files_that_hold_no_resnet50_are_refused(ten_class, tmp_path):

@@ -34,11 +34,11 @@ def residual_onnx(path):
         helper.make_node("Gemm", ["flat", "fc", "fcb"], ["logits"], name="fc", transB=1),
     ]
     inits = [weight("w1", 8, 3, 3, 3), weight("b1", 8), weight("w2", 8, 8, 3, 3, scale=0.1), weight("b2", 8),
-             weight("fc", 10, 8), weight("fcb", 10)]  # fmt: skip
+             weight("fc", 10, 8), weight("fcb", 10)]
     graph = helper.make_graph(
         nodes, "residual", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["n", 3, "h", "w"])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 10])], inits,
-    )  # fmt: skip
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     onnx.save(model, str(path))
@@ -74,7 +74,7 @@ def test_tensorrt_model_is_symmetric_int8_at_conv_gemm_and_both_add_inputs(calib
     assert zero_points and all(z.data_type == TensorProto.INT8 for z in zero_points)
     assert all(not numpy_helper.to_array(z).any() for z in zero_points)  # symmetric: zero point 0
     conv_weights = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
-                    and len(inits[n.input[0]].dims) == 4]  # fmt: skip
+                    and len(inits[n.input[0]].dims) == 4]
     assert all(inits[n.input[0]].data_type == TensorProto.INT8 for n in conv_weights)
     weight_scales = [numpy_helper.to_array(inits[n.input[1]]) for n in conv_weights]
     assert weight_scales and all(s.size == 8 for s in weight_scales)  # per output channel

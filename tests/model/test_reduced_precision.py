@@ -106,11 +106,11 @@ def _two_convs(path, middle: str = "Conv"):
     b1 = numpy_helper.from_array(np.array([0.0004], np.float16), "b1")
     b2 = numpy_helper.from_array(np.array([-1.0], np.float16), "b2")
     nodes = [helper.make_node("Cast", ["x"], ["x16"], to=TensorProto.FLOAT16),
-             helper.make_node("Conv", ["x16", "w", "b1"], ["h"])]  # fmt: skip
+             helper.make_node("Conv", ["x16", "w", "b1"], ["h"])]
     if middle == "Relu":
         nodes.append(helper.make_node("Relu", ["h"], ["r"]))
     nodes += [helper.make_node("Conv", ["r" if middle == "Relu" else "h", "w", "b2"], ["y16"]),
-              helper.make_node("Cast", ["y16"], ["y"], to=TensorProto.FLOAT)]  # fmt: skip
+              helper.make_node("Cast", ["y16"], ["y"], to=TensorProto.FLOAT)]
     io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 1, 1, 1]) for n in ("x", "y")]
     graph = helper.make_graph(nodes, "g", io[:1], io[1:], [ones, b1, b2])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -138,7 +138,7 @@ def test_tensors_kept_in_registers_follow_the_fusions():
 
     nodes = [helper.make_node("Conv", ["x", "w"], ["c1"]), helper.make_node("Relu", ["c1"], ["r1"]),
              helper.make_node("Conv", ["r1", "w"], ["c2"]), helper.make_node("Conv", ["r1", "w"], ["down"]),
-             helper.make_node("Add", ["c2", "down"], ["sum"]), helper.make_node("Relu", ["sum"], ["out"])]  # fmt: skip
+             helper.make_node("Add", ["c2", "down"], ["sum"]), helper.make_node("Relu", ["sum"], ["out"])]
     graph = helper.make_graph(nodes, "block", [], [])
     # c1 feeds its Relu; down is the Add's input computed last; sum feeds its Relu. r1 (two readers) and c2
     # (the Add's input read back from memory) are stored.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers import SAMPLE_IMAGE, onnx_build_args, run_cli, start_cli
+from tests.helpers import SAMPLE_IMAGE, make_plan, onnx_build_args, run_cli, start_cli
 
 
 def _writer_lock_held(folder: Path) -> bool:
@@ -34,7 +34,7 @@ def test_predict_during_build_force(fast_engines, tmp_path, onnx_path, reference
     deadline = time.monotonic() + 120
     while not _writer_lock_held(folder) and build.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    cli = start_cli("predict", str(folder), str(SAMPLE_IMAGE), "--oversize", "shrink", "--top-k", "1")
+    cli = start_cli("predict", str(folder), str(SAMPLE_IMAGE), "--preprocess", "fit", "--top-k", "1")
     outcomes = []
     while build.poll() is None or not outcomes:
         locked_before = _writer_lock_held(folder)
@@ -53,7 +53,7 @@ def test_predict_during_build_force(fast_engines, tmp_path, onnx_path, reference
     inside = [code for during, code in outcomes if during]
     assert inside, f"no Session ran wholly inside the rebuild: {outcomes}"
     assert 0 in inside, outcomes  # not every prediction during a rebuild may fail
-    assert run_cli("predict", str(folder), str(SAMPLE_IMAGE), "--oversize", "shrink").returncode == 0
+    assert run_cli("predict", str(folder), str(SAMPLE_IMAGE), "--preprocess", "fit").returncode == 0
 
 
 def test_build_defers_removing_files_a_reader_uses(fast_engines, tmp_path, onnx_path, reference_weights):
@@ -62,7 +62,6 @@ def test_build_defers_removing_files_a_reader_uses(fast_engines, tmp_path, onnx_
     import shutil
 
     from rsz_export.pipeline.run import BuildSpec, build
-    from rsz_export.plan.profiles import PlanSpec, plan_profiles
     from rsz_export.serve.session import Session
 
     folder = Path(shutil.copytree(fast_engines, tmp_path / "engines"))
@@ -70,7 +69,7 @@ def test_build_defers_removing_files_a_reader_uses(fast_engines, tmp_path, onnx_
     def rebuild(lo, hi):
         logged = []
         spec = BuildSpec(
-            plan_profiles(PlanSpec(lo, hi)),
+            make_plan(lo, hi),
             folder,
             backend="onnxruntime",
             weights=str(reference_weights),

@@ -31,7 +31,7 @@ def test_onnx_missing_or_corrupt_then_build_rerun_repairs(damaged, onnx_path, re
     assert "NOT-RUN: export onnx" in result.stdout and "does not match the manifest" in result.stdout, result.stdout
     model.unlink()
     image = str(SAMPLE_IMAGE)
-    served = run_cli("predict", str(damaged), image, "--oversize", "shrink")  # engines alone serve images
+    served = run_cli("predict", str(damaged), image, "--preprocess", "fit")  # engines alone serve images
     assert served.returncode == 0, served.stderr
     rerun = run_cli(*onnx_build_args(onnx_path, reference_weights, damaged))
     assert rerun.returncode == 0 and rerun.stdout.startswith("built"), rerun.stderr

@@ -35,7 +35,7 @@ def test_rebuild_reuses_and_a_changed_calibration_is_refused(int8_engines, tmp_p
     folder = shutil.copytree(int8_engines, tmp_path / "engines")
     manifest = load_manifest(folder)
     args = ["build", str(folder), "--min", "224", "--max", "288", "--onnx", str(folder / manifest.onnx.file),
-            "--weights", manifest.weights.source, "--precision", "int8", "--calib-count", "4"]  # fmt: skip
+            "--weights", manifest.weights.source, "--precision", "int8", "--calib-count", "4"]
     again = run_cli(*args)
     assert again.returncode == 0 and "reused 1 engine(s)" in again.stdout, again.stderr
     target = folder / manifest.calibration.file.file
@@ -90,7 +90,7 @@ def test_bench_times_int8_beside_fp32_and_sweep_takes_int8_engines(int8_engines,
 
     size = Resolution(224, 224)
     spec = BenchSpec(str(int8_engines), sizes=(size,), backends=("onnxruntime",), peak_matrix=256,
-                     policy=MeasurePolicy(warmup=1, iters=3), baseline_dir=str(fast_engines))  # fmt: skip
+                     policy=MeasurePolicy(warmup=1, iters=3), baseline_dir=str(fast_engines))
     _, rows = run_bench(spec, lambda line: None)
     main, base = (r.record() for r in rows)
     assert (main["variant"], main["precision"], base["variant"], base["precision"]) == (

@@ -12,13 +12,12 @@ import pytest
 from rsz_export.artifacts.manifest import load_manifest, verify_file
 from rsz_export.errors import IntegrityError, UsageError
 from rsz_export.pipeline.run import BuildSpec, build
-from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from rsz_export.serve.session import Session
 from rsz_export.shapes import Resolution
 from rsz_export.sweep.accuracy import load_labeled, run_sweep
-from tests.helpers import RANDOM_METADATA, SAMPLE_IMAGE, assert_clean_failure, run_cli, tiny_onnx
+from tests.helpers import RANDOM_METADATA, SAMPLE_IMAGE, assert_clean_failure, make_plan, run_cli, tiny_onnx
 
-PLAN = plan_profiles(PlanSpec(224, 288))
+PLAN = make_plan(224, 288)
 TEAM = [f"part {i}" for i in range(10)]
 
 
@@ -52,7 +51,7 @@ def test_fewer_classes_than_the_default_top_k(tmp_path):
     _build(out, _tiny(tmp_path, 3))
     with Session(out, preprocess="fit") as session:
         assert [label.name for label in session.predict(SAMPLE_IMAGE).top] == ["class 0", "class 1", "class 2"]
-    result = run_cli("predict", str(out), str(SAMPLE_IMAGE), "--oversize", "shrink", "--json", "-")
+    result = run_cli("predict", str(out), str(SAMPLE_IMAGE), "--preprocess", "fit", "--json", "-")
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["predictions"][0]["top"]) == 3
     _build(tmp_path / "one", _tiny(tmp_path, 1))  # a single logit: a score, served like any other head
@@ -107,7 +106,7 @@ def names(tmp_path) -> dict[str, Path]:
     files = {"three": _names(tmp_path / "three.txt", TEAM[:3]), "ten": _names(tmp_path / "ten.json", TEAM),
              "empty": tmp_path / "empty.txt", "dupes": _names(tmp_path / "dupes.txt", TEAM[:9] + ["Part_0"])}
     files["empty"].write_text("\n")
-    return files  # fmt: skip
+    return files
 
 
 BAD_BUILDS = [
@@ -129,7 +128,7 @@ BAD_BUILDS = [
      "--num-classes 1000 does not match the checkpoint"),
     ("another architecture", ["--weights", "{resnet18}"], 4, "is not a torchvision ResNet-50 checkpoint"),
     ("truncated checkpoint", ["--weights", "{truncated}"], 4, "is corrupt, truncated or not a PyTorch file"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("args,code,phrase", [c[1:] for c in BAD_BUILDS], ids=[c[0] for c in BAD_BUILDS])
@@ -153,7 +152,7 @@ def test_bad_classes_and_checkpoints_are_refused_before_anything_is_written(
         paths.update(resnet18=tmp_path / "resnet18.pt", truncated=tmp_path / "truncated.pt")
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["build", "--min", "224", "--max", "288", *[a.format(**paths) for a in args],
-                                       str(out)])  # fmt: skip
+                                       str(out)])
     assert result.exit_code == code, (result.output, result.exception)
     assert phrase in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert not out.exists()
@@ -193,7 +192,7 @@ def test_bench_counts_the_flop_of_the_builds_own_head(tmp_path):
     out = tmp_path / "out"
     _build(out, _tiny(tmp_path, 10))
     spec = BenchSpec(str(out), sizes=(Resolution(224, 224),), backends=("onnxruntime",),
-                     policy=MeasurePolicy(warmup=0, iters=2), peak_matrix=256)  # fmt: skip
+                     policy=MeasurePolicy(warmup=0, iters=2), peak_matrix=256)
     header, rows = run_bench(spec, lambda message: None)
     assert header["num_classes"] == 10
     assert rows[0].gflop * 1e9 == resnet50_flop(1, 224, 224, num_classes=10) < resnet50_flop(1, 224, 224)

@@ -16,12 +16,11 @@ import pytest
 
 from rsz_export.artifacts.manifest import load_manifest
 from rsz_export.pipeline.run import BuildSpec, build
-from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from rsz_export.shapes import Resolution
 from rsz_export.validate.cases import ValidateSpec
 from rsz_export.validate.report import render_json
 from rsz_export.validate.run import validate
-from tests.helpers import REPO, SAMPLE_IMAGE, run_cli, save_wrapped, sgd_state
+from tests.helpers import REPO, SAMPLE_IMAGE, make_plan, run_cli, save_wrapped, sgd_state
 
 TEAM = ["bolt", "nut", "washer", "gear", "spring", "bearing", "shaft", "pulley", "valve", "gasket"]
 PARITY = 1e-5
@@ -52,7 +51,7 @@ def cifar_build(own_weights, tmp_path_factory) -> Path:
     _, paths, team = own_weights
     out = tmp_path_factory.mktemp("own-cifar") / "engines"
     result = run_cli("build", str(out), "--profile-file", str(CIFAR_PROFILE), "--backend", "onnxruntime",
-                     "--weights", str(paths["ddp-with-optimizer.pt"]), "--labels", str(team))  # fmt: skip
+                     "--weights", str(paths["ddp-with-optimizer.pt"]), "--labels", str(team))
     assert result.returncode == 0, result.stderr
     return out
 
@@ -151,8 +150,8 @@ def test_224_to_800_builds_validates_and_predicts_from_the_safetensors_file(cifa
     for name in (first.onnx.file, "manifest.json"):
         shutil.copy2(cifar_build / name, out / name)
     logged: list[str] = []
-    spec = BuildSpec(plan_profiles(PlanSpec(224, 800)), out, backend="onnxruntime",
-                     weights=str(paths["model.safetensors"]), labels=team.with_suffix(".json"))  # fmt: skip
+    spec = BuildSpec(make_plan(224, 800), out, backend="onnxruntime",
+                     weights=str(paths["model.safetensors"]), labels=team.with_suffix(".json"))
     manifest = build(spec, logged.append).manifest
     assert "reusing the exported ONNX (same weights and exporter)" in "".join(logged) and manifest.num_classes == 10
     one_photo = tmp_path / "photo"
@@ -173,8 +172,8 @@ def test_build_from_the_ten_class_export_itself(cifar_build, own_weights, tmp_pa
     _, paths, team = own_weights
     exported = cifar_build / load_manifest(cifar_build).onnx.file
     out = tmp_path / "engines"
-    spec = BuildSpec(plan_profiles(PlanSpec(224, 256)), out, backend="onnxruntime", onnx=exported,
-                     weights=str(paths["bare.pt"]), labels=team)  # fmt: skip
+    spec = BuildSpec(make_plan(224, 256), out, backend="onnxruntime", onnx=exported,
+                     weights=str(paths["bare.pt"]), labels=team)
     manifest = build(spec).manifest
     assert manifest.num_classes == 10 and manifest.weights.source == str(paths["bare.pt"].resolve())
     report = validate(ValidateSpec(out, sizes=(Resolution(240, 232),), replace_sizes=True, random_inputs=1))

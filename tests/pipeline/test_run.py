@@ -4,8 +4,8 @@ import pytest
 
 from rsz_export.artifacts.manifest import load_manifest, verify_file
 from rsz_export.pipeline.run import BuildSpec, build
-from rsz_export.plan.profiles import PlanSpec, plan_profiles, uncovered_example
-from tests.helpers import run_cli
+from rsz_export.plan.profiles import uncovered_example
+from tests.helpers import make_plan, run_cli
 
 
 def test_quickstart_build_manifest(engines_dir):
@@ -24,7 +24,7 @@ def test_quickstart_build_manifest(engines_dir):
 
 
 def test_rerun_reuses_and_force_rebuilds(engines_copy):
-    spec = BuildSpec(plan_profiles(PlanSpec(224, 288)), engines_copy, backend="onnxruntime")
+    spec = BuildSpec(make_plan(224, 288), engines_copy, backend="onnxruntime")
     before = load_manifest(engines_copy)
     again = build(spec)
     assert again.reused and again.manifest == before
@@ -51,7 +51,7 @@ def test_failed_engine_build_keeps_previous_manifest(engines_copy, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ort, "build_engines", explode)
-    new_plan = plan_profiles(PlanSpec(224, 256))
+    new_plan = make_plan(224, 256)
     with pytest.raises(KeyboardInterrupt):
         build(BuildSpec(new_plan, engines_copy, backend="onnxruntime"))
     assert (engines_copy / "manifest.json").read_text() == before

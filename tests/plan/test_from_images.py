@@ -47,7 +47,7 @@ def test_default_timings_are_the_recorded_bench_numbers():
     batch 1 (read back from the result file), and the default model passes through them (a is clamped at 0)."""
     record = json.loads((REPO / "benchmarks/results/amd-epyc-2c-2026-11-26.json").read_text())
     recorded = {int(r["size"].split("x")[0]): r["p50_ms"] for r in record["rows"]
-                if (r["backend"], r["variant"], r["batch"]) == ("onnxruntime", "dynamic", 1)}  # fmt: skip
+                if (r["backend"], r["variant"], r["batch"]) == ("onnxruntime", "dynamic", 1)}
     points = parse_cost_points(DEFAULT_TIMINGS)
     assert [side for side, _ in points] == [224, 800]
     for side, ms in points:

@@ -9,12 +9,12 @@ from PIL import Image
 
 from rsz_export.errors import UsageError
 from rsz_export.images.preprocess import crop_input, to_input
-from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from rsz_export.plan.routing import plan_candidates
 from rsz_export.serve.preprocess_policy import Preprocess, parse_modes
 from rsz_export.shapes import BatchRange, Resolution
+from tests.helpers import make_plan
 
-PLAN = plan_profiles(PlanSpec(224, 800))  # profiles up to 320, 416, 576, 800; opt points 256 .. 672
+PLAN = make_plan(224, 800)  # profiles up to 320, 416, 576, 800; opt points 256 .. 672
 ALL = plan_candidates(PLAN)
 
 
@@ -88,7 +88,7 @@ def test_snap_rounds_native_and_fit_sizes_to_the_stride():
 
 
 def test_batch_ranges_are_respected():
-    batched = plan_candidates(plan_profiles(PlanSpec(224, 800, batch=BatchRange(2, 4, 8))))
+    batched = plan_candidates(make_plan(224, 800, batch=BatchRange(2, 4, 8)))
     assert Preprocess("fit").route(3000, 4000, batched, batch=2).size == Resolution(600, 800)
     with pytest.raises(UsageError, match="batch 1"):
         Preprocess("native").route(300, 300, batched, batch=1)

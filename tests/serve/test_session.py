@@ -14,12 +14,12 @@ from rsz_export.artifacts.manifest import load_manifest, save_manifest
 from rsz_export.backends import load_backend
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
 from rsz_export.interface import MAX_NUM_CLASSES
-from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from rsz_export.plan.routing import Candidate, choose_route, fit_size
 from rsz_export.serve.session import MAX_WORKERS, Session, check_options, top_labels
 from rsz_export.shapes import BatchRange, InputShape, Profile, Resolution
+from tests.helpers import make_plan
 
-PLAN = plan_profiles(PlanSpec(224, 800, profiles=4))  # bands up to 320, 416, 576, 800; every profile starts at 224
+PLAN = make_plan(224, 800, profiles=4)  # bands up to 320, 416, 576, 800; every profile starts at 224
 ONE_ENGINE = [Candidate(0, i, p) for i, p in enumerate(PLAN.profiles)]
 
 
@@ -103,7 +103,7 @@ def split_build(source, target, engines: int):
     """
     shutil.copytree(source, target)
     manifest = load_manifest(target)
-    plan = plan_profiles(PlanSpec(224, 288, profiles=2, batch=BatchRange()))
+    plan = make_plan(224, 288, profiles=2, batch=BatchRange())
     base = manifest.engines[0]
     if engines == 1:
         records = (replace(base, profiles=(0, 1)),)

@@ -11,12 +11,12 @@ from PIL import Image
 
 from rsz_export.errors import EnvironmentProblem
 from rsz_export.pipeline.run import BuildSpec, build
-from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from rsz_export.serve.session import Session
 from tests.backends import fake_tensorrt
 from tests.backends.trt_double import V10, V11, build_folder, use_double
+from tests.helpers import make_plan
 
-PLAN = plan_profiles(PlanSpec(64, 160, profiles=2))
+PLAN = make_plan(64, 160, profiles=2)
 SIZES = ((64, 64), (97, 131), (160, 150), (150, 64))
 
 
@@ -49,7 +49,7 @@ def test_predictions_match_onnx_runtime(version, per_profile, tmp_path, monkeypa
         got = [session.predict(image) for image in images]
         threaded = {}
         threads = [threading.Thread(target=lambda i=i: threaded.update({i: session.predict(images[i])}))
-                   for i in coloured]  # fmt: skip
+                   for i in coloured]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -21,16 +21,16 @@ from rsz_export.backends.base import BuildOptions
 from rsz_export.cli import main
 from rsz_export.errors import OutputError, UsageError
 from rsz_export.pipeline.run import BuildSpec, build
-from rsz_export.plan.profiles import PlanSpec, plan_profiles, route
+from rsz_export.plan.profiles import route
 from rsz_export.shapes import BatchRange
 from rsz_export.triton import repository as triton_repo
 from rsz_export.triton.config import TritonOptions, batching
 from rsz_export.triton.repository import write_repository
 from tests.backends.trt_double import V10, V11, build_folder, use_double
-from tests.helpers import RANDOM_METADATA, tiny_onnx
+from tests.helpers import RANDOM_METADATA, make_plan, tiny_onnx
 
-BATCHED = plan_profiles(PlanSpec(64, 160, profiles=3, batch=BatchRange(1, 4, 8)))
-FIXED = plan_profiles(PlanSpec(64, 160, profiles=2))
+BATCHED = make_plan(64, 160, profiles=3, batch=BatchRange(1, 4, 8))
+FIXED = make_plan(64, 160, profiles=2)
 
 
 def read_config(path) -> pb.ModelConfig:
@@ -72,7 +72,7 @@ def trt_builds(classifier_onnx, tmp_path_factory):
     folders = {}
     try:
         for key, version, plan, per_profile in (("batched", V11, BATCHED, False), ("per_profile", V10, BATCHED, True),
-                                                ("fixed", V11, FIXED, False)):  # fmt: skip
+                                                ("fixed", V11, FIXED, False)):
             use_double(mp, version)
             folders[key] = tmp_path_factory.mktemp(key)
             build_folder(folders[key], plan, classifier_onnx, engine_per_profile=per_profile)
@@ -86,8 +86,8 @@ def ort_build(tmp_path_factory):
     """A real ONNX Runtime build of a 10-class stand-in, batch 1..4, 3 threads."""
     out = tmp_path_factory.mktemp("ort-10")
     model = tiny_onnx(out.parent / "ten.onnx", output_shape=("batch", 10), metadata=RANDOM_METADATA,
-                      weights=np.eye(3, 10, dtype=np.float32))  # fmt: skip
-    plan = plan_profiles(PlanSpec(224, 320, profiles=2, batch=BatchRange(1, 2, 4)))
+                      weights=np.eye(3, 10, dtype=np.float32))
+    plan = make_plan(224, 320, profiles=2, batch=BatchRange(1, 2, 4))
     build(BuildSpec(plan, out, backend="onnxruntime", onnx=model, options=BuildOptions(threads=3), command="pytest"))
     return out
 
@@ -130,7 +130,7 @@ def test_engine_per_profile_gives_one_model_per_engine_and_a_routing_file(trt_bu
     assert not table["single_model"] and table["input"] == "images"
     for batch, h, w in ((1, 64, 64), (8, 100, 131), (3, 160, 64), (1, 130, 130)):
         covering = [e for e in table["profiles"] if e["min"]["batch"] <= batch <= e["max"]["batch"]
-                    and e["min"]["h"] <= h <= e["max"]["h"] and e["min"]["w"] <= w <= e["max"]["w"]]  # fmt: skip
+                    and e["min"]["h"] <= h <= e["max"]["h"] and e["min"]["w"] <= w <= e["max"]["w"]]
         chosen = min(covering, key=lambda e: (e["max_area"], e["plan_profile"]))
         assert chosen["model"] == f"resnet50_p{route(manifest.plan.profiles, batch, h, w)}"
 
@@ -155,7 +155,7 @@ def test_a_fixed_batch_is_part_of_each_request(trt_builds, tmp_path):
     (BatchRange(1, 8, 16), 4, True, (4, None)),
     (BatchRange(1, 1, 1), 32, False, (32, None)),
     (BatchRange(2, 4, 8), 16, False, (16, None)),
-])  # fmt: skip
+])
 def test_batching_rule(batch, requested, bound, expected):
     assert batching(batch, requested, engine_bound=bound) == expected
 
@@ -214,7 +214,7 @@ def test_kserve_yaml_for_tensorrt(trt_builds, tmp_path):
 
 def test_a_storage_uri_that_could_break_the_yaml_is_refused(trt_builds, tmp_path):
     result = CliRunner().invoke(main, ["triton", str(trt_builds["batched"]), "--repo", str(tmp_path / "r"),
-                                       "--kserve-storage-uri", 's3://x"\nkind: Pod'])  # fmt: skip
+                                       "--kserve-storage-uri", 's3://x"\nkind: Pod'])
     assert result.exit_code == 2 and "not a storage URI" in result.output
     assert not list(tmp_path.iterdir())
 
@@ -336,7 +336,7 @@ def test_a_repository_moved_aside_by_a_killed_run_is_put_back(trt_builds, ort_bu
 
 def test_bad_options_are_usage_errors(ort_build, tmp_path):
     for args, phrase in ((["--name", "../x"], "cannot name a Triton model"), (["--instances", "0"], "--instances"),
-                         (["--max-batch", "0"], "--max-batch")):  # fmt: skip
+                         (["--max-batch", "0"], "--max-batch")):
         result = CliRunner().invoke(main, ["triton", str(ort_build), "--repo", str(tmp_path / "r"), *args])
         assert result.exit_code == 2 and phrase in result.output, result.output
     result = CliRunner().invoke(main, ["triton", str(tmp_path / "nothing"), "--repo", str(tmp_path / "r")])

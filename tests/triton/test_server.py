@@ -28,7 +28,7 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 from rsz_export.interface import SERVED_MODEL_NAME  # noqa: E402
 from rsz_export.serve.preprocess_policy import ModelInput  # noqa: E402
 from rsz_export.serve.session import Session  # noqa: E402
-from tests.helpers import RANDOM_METADATA, tiny_onnx  # noqa: E402
+from tests.helpers import RANDOM_METADATA, make_plan, tiny_onnx  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,13 +49,12 @@ def served_engines(tmp_path_factory) -> Path:
     """A real-interface stand-in (average pool, then a seeded [3, 1000] matrix: every class its own logit) built
     with ONNX Runtime over 224..800 (4 profiles) with batches of 1..4."""
     from rsz_export.pipeline.run import BuildSpec, build
-    from rsz_export.plan.profiles import PlanSpec, plan_profiles
     from rsz_export.shapes import BatchRange
 
     out = tmp_path_factory.mktemp("served-engines")
     weights = np.random.default_rng(0).normal(size=(3, 1000)).astype(np.float32)
     model = tiny_onnx(out.parent / "served.onnx", metadata=RANDOM_METADATA, weights=weights)
-    plan = plan_profiles(PlanSpec(224, 800, batch=BatchRange(1, MAX_BATCH, MAX_BATCH)))
+    plan = make_plan(224, 800, batch=BatchRange(1, MAX_BATCH, MAX_BATCH))
     build(BuildSpec(plan, out, backend="onnxruntime", onnx=model, command="pytest serve fixture"))
     return out
 

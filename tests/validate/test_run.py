@@ -15,17 +15,17 @@ from rsz_export.artifacts.manifest import load_manifest
 from rsz_export.cli.validate import validate as validate_command
 from rsz_export.errors import EnvironmentProblem, UsageError
 from rsz_export.plan.grid import size_grid
-from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from rsz_export.shapes import BatchRange, Resolution, parse_batches
 from rsz_export.validate.cases import ValidateSpec, grid_points, plan_cases
 from rsz_export.validate.reference import Inputs
 from rsz_export.validate.run import validate
+from tests.helpers import make_plan
 
 # ---- pure planning -----------------------------------------------------------------------------------
 
 
 def test_grid_points_follow_the_shared_size_grid_and_sizes_option():
-    plan = plan_profiles(PlanSpec(224, 800))
+    plan = make_plan(224, 800)
     points = grid_points(plan, ValidateSpec())
     assert {(p, s) for p, s, _ in points} == {(g.profile, g.size) for g in size_grid(plan)}
     assert any(s.h != s.w and s.h % 2 and s.w % 32 for _, s, _ in points)  # odd, non-square, not /32
@@ -37,7 +37,7 @@ def test_grid_points_follow_the_shared_size_grid_and_sizes_option():
 
 
 def test_sizes_and_batches_outside_every_profile_are_usage_errors():
-    plan = plan_profiles(PlanSpec(224, 288, batch=BatchRange(1, 4, 8)))
+    plan = make_plan(224, 288, batch=BatchRange(1, 4, 8))
     with pytest.raises(UsageError, match=r"--sizes 801x801 is outside every profile.*224\.\.288"):
         grid_points(plan, ValidateSpec(sizes=(Resolution(801, 801),)))
     with pytest.raises(UsageError, match=r"--batches 16 is outside every profile's batch range \(1\.\.8\)"):
@@ -50,7 +50,7 @@ def test_sizes_and_batches_outside_every_profile_are_usage_errors():
 
 
 def test_shared_graph_engines_run_each_size_once_and_list_its_profiles():
-    plan = plan_profiles(PlanSpec(224, 800))
+    plan = make_plan(224, 800)
     points = grid_points(plan, ValidateSpec())
     every = tuple(range(len(plan.profiles)))
     shared = plan_cases(points, every, shared=True)

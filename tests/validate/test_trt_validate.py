@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import pytest
 
-from rsz_export.plan.profiles import PlanSpec, plan_profiles
 from rsz_export.shapes import BatchRange
 from rsz_export.validate import run as validate_run
 from rsz_export.validate.cases import ValidateSpec
 from rsz_export.validate.report import exit_code
 from tests.backends import fake_tensorrt
 from tests.backends.trt_double import V10, V11, build_folder, classifier_module, use_double
+from tests.helpers import make_plan
 
-PLAN = plan_profiles(PlanSpec(64, 160, profiles=2, batch=BatchRange(1, 2, 2)))
+PLAN = make_plan(64, 160, profiles=2, batch=BatchRange(1, 2, 2))
 
 
 @pytest.fixture()
