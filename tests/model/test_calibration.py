@@ -158,3 +158,17 @@ def test_stale_calibrations_are_cleaned_up_and_the_current_one_kept(tmp_path):
     remove_stale(tmp_path, manifest)
     left = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))  # the readers' lock file stays
     assert left == ["calibration-bbbbbbbbbbbb.json", "model.onnx", "notes.json"]
+
+
+def test_histogram_edges_zeros_and_single_values():
+    """The first update sets the edge to the largest |x|; the same largest value again keeps it; that value
+    lands in the last bin; a one-value tensor counts; all-zero tensors count in bin 0; small values spread."""
+    stats = cal.TensorStats()
+    stats.update(np.array([0.25], np.float32))
+    assert (stats.lo, stats.hi, stats.edge, int(stats.hist[-1])) == (0.25, 0.25, 0.25, 1)
+    stats.update(np.array([-0.25, 0.125], np.float32))
+    assert stats.edge == 0.25 and int(stats.hist[-1]) == 2 and int(stats.hist[cal.BINS // 2]) == 1
+    zeros = cal.TensorStats()
+    zeros.update(np.zeros(7, np.float32))
+    zeros.update(np.zeros(3, np.float32))
+    assert int(zeros.hist[0]) == 10 and int(zeros.hist.sum()) == 10
