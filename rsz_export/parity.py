@@ -36,7 +36,10 @@ class ParityStats:
     """NaN/Inf values in the candidate (the reference is checked to have none)."""
     decisive_flips: int = 0
     """Rows whose top-1 class differs although the reference's margin between its two best classes exceeds
-    twice that row's largest logit error: rounding noise alone could not have flipped them."""
+    twice the row's largest logit error outside the two classes concerned (the reference's and the candidate's
+    top-1): errors the size of those elsewhere in the row could not have flipped it, so the error is
+    concentrated on those classes (a wrong weight or bias, not rounding). With fewer than three classes the
+    whole row's largest error is used, and then no flip counts (a flip needs an error of half the margin)."""
     top1_in_top5: float = 1.0
     """Fraction of rows whose reference top-1 class is among the candidate's top-5 (top-5 containment)."""
 
@@ -81,7 +84,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> ParityStats:
         raise UsageError("the reference logits contain NaN or Inf: the PyTorch reference itself is broken")
     nonfinite = int((~np.isfinite(cand)).sum())
     if nonfinite:
-        return _nonfinite_stats(ref, cand, nonfinite)
+        return _nonfinite_stats(ref, nonfinite)
     diff = np.abs(cand - ref)
     ref_norm = float(np.linalg.norm(ref))
     norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
@@ -101,12 +104,24 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> ParityStats:
         top1=float(np.mean(ref_top[:, 0] == cand_top[:, 0])),
         top5=float(np.mean(overlap)),
         nonfinite=0,
-        decisive_flips=int((flipped & (margin > 2 * diff.max(axis=1))).sum()),
+        decisive_flips=int((flipped & (margin > 2 * _error_elsewhere(diff, ref_top[:, 0], cand_top[:, 0]))).sum()),
         top1_in_top5=float(np.mean([r[0] in c for r, c in zip(ref_top, cand_top, strict=True)])),
     )
 
 
-def _nonfinite_stats(ref: np.ndarray, cand: np.ndarray, nonfinite: int) -> ParityStats:
+def _error_elsewhere(diff: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Each row's largest error outside its classes ``first`` and ``second`` (the whole row's when it has fewer
+    than three classes)."""
+    if diff.shape[1] < 3:
+        return diff.max(axis=1)
+    rows = np.arange(diff.shape[0])
+    others = diff.copy()
+    others[rows, first] = 0.0
+    others[rows, second] = 0.0
+    return others.max(axis=1)
+
+
+def _nonfinite_stats(ref: np.ndarray, nonfinite: int) -> ParityStats:
     """Any NaN/Inf makes every error statistic infinite and every agreement zero: nothing can be trusted."""
     return ParityStats(ref.shape[0], math.inf, math.inf, math.inf, 0.0, 0.0, 0.0, nonfinite, ref.shape[0], 0.0)
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rsz_export.errors import UsageError
-from rsz_export.parity import ParityStats, combine, compare
+from rsz_export.parity import ParityStats, combine, compare, top_k
 from rsz_export.validate.tolerance import PRESETS, TolerancePolicy, judge
 
 
@@ -35,7 +35,7 @@ def test_statistics_match_hand_computation():
     assert stats.max_abs == 9.0
     assert stats.mean_abs == pytest.approx(0.9)
     assert stats.rel_l2 == pytest.approx(9.0 / math.sqrt(sum(i * i for i in range(10))))
-    assert stats.top1 == 0.0
+    assert stats.top1 == 0.0 and stats.decisive_flips == 1  # margin 1, no error outside classes 9 and 8
     assert stats.top5 == pytest.approx(4 / 5)
     expected_cos = float(ref[0] @ cand[0]) / (np.linalg.norm(ref[0]) * np.linalg.norm(cand[0]))
     assert stats.cosine == pytest.approx(expected_cos)
@@ -49,7 +49,7 @@ def test_nan_and_inf_are_counted_and_poison_everything():
     cand[1, 7] = np.inf
     stats = compare(ref, cand)
     assert stats.nonfinite == 2
-    assert math.isinf(stats.rel_l2) and stats.top1 == 0.0
+    assert math.isinf(stats.rel_l2) and stats.top1 == 0.0 and stats.decisive_flips == 2
     verdict = judge(stats, PRESETS["bf16"])
     assert not verdict.passed and any("NaN/Inf" in f for f in verdict.failures)
 
@@ -59,8 +59,12 @@ def test_shape_mismatch_and_broken_reference_are_usage_errors():
         compare(_logits(2), _logits(3))
     bad = _logits(1)
     bad[0, 0] = np.nan
-    with pytest.raises(UsageError, match="reference"):
+    with pytest.raises(UsageError, match="the reference logits contain NaN or Inf: the PyTorch reference"):
         compare(bad, _logits(1))
+    for reference, candidate, which in ((np.zeros((0, 10)), np.zeros((0, 10)), "reference"),
+                                        (_logits(2), np.zeros((2, 3, 4)), "candidate")):
+        with pytest.raises(UsageError, match=f"^{which} logits must be \\[rows, classes\\] with at least one of each"):
+            compare(reference, candidate)
 
 
 def test_one_dimensional_logits_are_one_row():
@@ -68,13 +72,41 @@ def test_one_dimensional_logits_are_one_row():
     assert compare(ref, ref + 0.5).rows == 1
 
 
+def test_decisive_flips_are_flips_that_errors_elsewhere_in_the_row_could_not_cause():
+    """Row 0: one class pushed past a margin of 5 while every other logit moves by 0.01: decisive. Row 1: a
+    margin of 0.1 flipped by noise of 0.2 spread over the row: not decisive. Row 2: no flip. Row 3: a flip by
+    two opposite errors on the classes concerned, margin 1.0 against 0.4 elsewhere: decisive."""
+    rng = np.random.default_rng(2)
+    ref = rng.uniform(-1.0, 0.0, size=(4, 10))
+    ref[0, 2], ref[1, [4, 5]], ref[2, 7], ref[3, [0, 1]] = 5.0, (1.0, 0.9), 3.0, (2.0, 1.0)
+    cand = ref.copy()
+    cand[0] += 0.01
+    cand[0, 6] = 6.0
+    cand[1] += rng.choice([-0.2, 0.2], size=10)
+    cand[1, [4, 5]] = (0.8, 1.1)
+    cand[2] += 0.5
+    cand[3, [0, 1]] = (1.3, 1.7)
+    cand[3, 9] += 0.4
+    stats = compare(ref, cand)
+    assert stats.top1 == 0.25 and stats.decisive_flips == 2
+    assert compare(ref[1:3], cand[1:3]).decisive_flips == 0
+    assert compare(ref[3:], cand[3:]).decisive_flips == 1
+    cand[3, 9] += 0.2  # the rest of the row now errs by 0.6: twice that exceeds the margin
+    assert compare(ref[3:], cand[3:]).decisive_flips == 0
+
+
 def test_combine_takes_worst_error_and_row_weighted_agreement():
-    a = ParityStats(rows=1, max_abs=0.1, mean_abs=0.01, rel_l2=1e-3, cosine=0.999, top1=1.0, top5=1.0, nonfinite=0)
-    b = ParityStats(rows=3, max_abs=0.3, mean_abs=0.05, rel_l2=5e-4, cosine=0.99, top1=0.0, top5=0.6, nonfinite=1)
+    a = ParityStats(rows=1, max_abs=0.1, mean_abs=0.01, rel_l2=1e-3, cosine=0.999, top1=1.0, top5=1.0, nonfinite=0,
+                    decisive_flips=1)
+    b = ParityStats(rows=3, max_abs=0.3, mean_abs=0.05, rel_l2=5e-4, cosine=0.99, top1=0.0, top5=0.6, nonfinite=1,
+                    decisive_flips=2)
     c = combine([a, b])
-    assert (c.rows, c.max_abs, c.rel_l2, c.cosine, c.nonfinite) == (4, 0.3, 1e-3, 0.99, 1)
+    assert (c.rows, c.max_abs, c.rel_l2, c.cosine, c.nonfinite, c.decisive_flips) == (4, 0.3, 1e-3, 0.99, 1, 3)
+    assert c.top1_in_top5 == 1.0
+    c = combine([a, ParityStats(**{**b.__dict__, "top1_in_top5": 0.5})])
+    assert c.top1_in_top5 == pytest.approx(0.625)
     assert c.top1 == pytest.approx(0.25) and c.top5 == pytest.approx(0.7) and c.mean_abs == pytest.approx(0.04)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="^nothing to combine: at least one comparison is needed$"):
         combine([])
 
 
@@ -161,3 +193,62 @@ def test_models_with_fewer_classes_than_top_5_compare(classes):
     assert off.max_abs == pytest.approx(1e-3) and off.top5 == 1.0  # top-C of C classes always agree
     with pytest.raises(UsageError, match="at least one of each"):
         compare(np.zeros((2, 0)), np.zeros((2, 0)))
+
+
+def test_nonfinite_candidates_poison_every_statistic():
+    ref = _logits(3)
+    cand = ref.copy()
+    cand[1, 0] = -np.inf
+    poisoned = ParityStats(rows=3, max_abs=math.inf, mean_abs=math.inf, rel_l2=math.inf, cosine=0.0, top1=0.0,
+                           top5=0.0, nonfinite=1, decisive_flips=3, top1_in_top5=0.0)
+    assert compare(ref, cand) == poisoned
+
+
+def test_zero_and_tiny_logits_keep_cosine_and_relative_error_defined():
+    """A reference row of zeros has cosine 0 and a relative error equal to the candidate's norm; logits whose
+    norms are below 1 are compared like any others."""
+    zero = compare(np.zeros((1, 4)), np.array([[0.0, 3.0, 4.0, 0.0]]))
+    assert (zero.cosine, zero.rel_l2) == (0.0, 5.0)
+    tiny = np.array([[0.01, 0.02, 0.03, 0.0]])
+    stats = compare(tiny, tiny * 1.1)
+    assert stats.cosine == pytest.approx(1.0) and stats.rel_l2 == pytest.approx(0.1)
+
+
+def test_decisive_flips_with_two_and_three_classes_and_at_the_exact_bound():
+    """Three classes: the error outside the two classes concerned is the third's. Two classes: no class is
+    left, and no flip counts. A margin of exactly twice the error elsewhere is not decisive."""
+    three = compare(np.array([[2.0, 0.0, 0.0]]), np.array([[0.0, 2.5, 0.1]]))
+    assert three.top1 == 0.0 and three.decisive_flips == 1
+    two = compare(np.array([[2.0, 0.0]]), np.array([[0.0, 2.5]]))
+    assert two.top1 == 0.0 and two.decisive_flips == 0
+    tie = compare(np.array([[0.0, 1.0, 0.0]]), np.array([[0.5, 0.5, 0.5]]))  # a tie goes to the lower index
+    assert tie.top1 == 0.0 and tie.decisive_flips == 0
+
+
+def test_top_k_breaks_ties_by_index_and_takes_one_row():
+    assert top_k(np.zeros((2, 1000)), 5).tolist() == [[0, 1, 2, 3, 4]] * 2
+    assert top_k(np.array([3.0, 1.0, 3.0, 2.0]), 3).tolist() == [[0, 2, 3]]
+
+
+def test_statistics_serialise_with_what_would_have_passed():
+    stats = compare(np.array([[1.0, 2.0, 3.0]]), np.array([[1.0, 2.0, 3.5]]))
+    data = stats.to_dict()
+    assert data["rows"] == 1 and data["max_abs"] == 0.5 and data["decisive_flips"] == 0
+    assert data["needed"] == {"rtol": stats.rel_l2, "atol": 0.5, "min_top1": 1.0}
+    assert set(data) == {*ParityStats.__dataclass_fields__, "needed"}
+
+
+def test_a_statistic_exactly_at_its_bound_passes():
+    policy = PRESETS["int8"]
+    at_bounds = ParityStats(rows=4, max_abs=9.0, mean_abs=1.0, rel_l2=policy.rtol, cosine=policy.min_cosine,
+                            top1=policy.min_top1, top5=1.0, nonfinite=0, top1_in_top5=policy.min_top5)
+    assert judge(at_bounds, policy).passed
+    below = ParityStats(**{**at_bounds.__dict__, "cosine": policy.min_cosine - 1e-9, "top1_in_top5": 0.5})
+    assert judge(below, policy).failures == ("cosine 0.9700 < min_cosine 0.97", "top-5 containment 0.5 < min_top5 0.75")
+
+
+def test_policies_print_and_override_every_bound():
+    assert str(PRESETS["int8"]) == "int8: rtol 0.3, atol -, min_top1 0.5, min_cosine 0.97, min_top5 0.75"
+    assert str(PRESETS["fp16"]) == "fp16: rtol 0.01, atol 1, min_top1 0.8"
+    changed = PRESETS["int8"].override(min_cosine=0.9, min_top5=0.5)
+    assert (changed.min_cosine, changed.min_top5, changed.rtol) == (0.9, 0.5, PRESETS["int8"].rtol)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from rsz_export.artifacts.files import atomic_write_text, sha256_file
 from rsz_export.errors import IntegrityError, read_regular_file, read_small_file
@@ -161,6 +161,11 @@ class Manifest:
         """Every file the engines consist of (engine files and their extra files)."""
         return [f for e in self.engines for f in (e.file, *e.extra_files)]
 
+    def file_records(self) -> list[FileRecord]:
+        """Every file the manifest names in its build folder: the ONNX, the engines, the labels, the ranges."""
+        extra = [r.file for r in (self.labels, self.calibration) if r is not None]
+        return [self.onnx, *self.engine_files(), *extra]
+
     def to_dict(self) -> dict:
         return {
             "schema_version": self.schema_version,
@@ -234,11 +239,14 @@ def load_manifest(out_dir: str | Path) -> Manifest:
     if not isinstance(data, dict):
         raise IntegrityError(f"manifest {path} is not a JSON object", hint="rebuild with --force")
     try:
-        return Manifest.from_dict(data)
+        manifest = Manifest.from_dict(data)
     except IntegrityError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise IntegrityError(f"manifest {path} is malformed ({exc!r})", hint="rebuild with --force") from None
+    for record in manifest.file_records():
+        inside(out_dir, record)
+    return manifest
 
 
 def _missing_build_hint(out_dir: Path) -> str:
@@ -281,6 +289,29 @@ def file_record(out_dir: str | Path, path: str | Path) -> FileRecord:
     return FileRecord(file=str(path.relative_to(out_dir)), sha256=sha256_file(path), bytes=path.stat().st_size)
 
 
+def inside(out_dir: str | Path, record: FileRecord) -> Path:
+    """``out_dir / record.file``, refused (IntegrityError, exit 4) unless it stays inside ``out_dir``: a relative
+    path without ``..`` that no symlink leads out of. A manifest names only files of its own build, so a record
+    pointing elsewhere, even with the right hash, is a tampered or foreign manifest."""
+    name, root = record.file, Path(out_dir)
+    posix, windows = PurePosixPath(name), PureWindowsPath(name)
+    if not name or posix.is_absolute() or windows.drive or windows.root or ".." in windows.parts:
+        raise _outside(root, name, "is not a relative path inside the build folder")
+    path = root / name
+    real_root = root.resolve()
+    if not path.resolve().is_relative_to(real_root) or path.resolve() == real_root:
+        raise _outside(root, name, "leads out of the build folder through a symlink")
+    return path
+
+
+def _outside(root: Path, name: str, why: str) -> IntegrityError:
+    return IntegrityError(
+        f"the manifest in {root} names the file {name!r}, which {why}: a build's manifest names only files of "
+        "that build, so this manifest was edited or copied from elsewhere; nothing it names was loaded",
+        hint=f"rebuild the folder: rsz-export build {root} --force",
+    )
+
+
 def _mismatch(path: Path, actual: str, record: FileRecord) -> IntegrityError:
     return IntegrityError(
         f"{path} does not match the manifest (sha256 {actual[:12]}... recorded {record.sha256[:12]}...): "
@@ -294,7 +325,7 @@ def verified_bytes(out_dir: str | Path, record: FileRecord) -> bytes:
     (no window in which the file could be swapped between the check and the load)."""
     import hashlib
 
-    path = Path(out_dir) / record.file
+    path = inside(out_dir, record)
     try:  # a regular file only, and no more than one byte past its recorded size (a longer file fails the hash)
         data = read_regular_file(path, str(path), IntegrityError, record.bytes)
     except FileNotFoundError:
@@ -312,7 +343,7 @@ def verify_file(out_dir: str | Path, record: FileRecord) -> Path:
 
     Call this before deserializing anything: a tampered or truncated engine is never loaded.
     """
-    path = Path(out_dir) / record.file
+    path = inside(out_dir, record)
     actual = sha256_file(path)
     if actual != record.sha256:
         raise _mismatch(path, actual, record)

@@ -29,8 +29,10 @@ from rsz_export.plan.profile_file import plan_to_toml
 from rsz_export.plan.profiles import Plan, opt_side
 from rsz_export.shapes import MAX_SIZE, MIN_SIZE, STRIDE, BatchRange, InputShape, Profile
 
-DEFAULT_TIMINGS = "224=22,800=270"
-"""(square side = ms) latencies the default cost model is fitted to: ONNX Runtime, fp32, batch 1, 2 CPU cores."""
+DEFAULT_TIMINGS = "224=52.1,800=669.1"
+"""(square side = ms) latencies the default cost model is fitted to: ``rsz-export bench`` p50s of ONNX Runtime's
+dynamic engine, fp32, batch 1, on 2 CPU cores (benchmarks/results/amd-epyc-2c-2026-11-26.json). The fit through
+them has a = 0 (clamped): on that CPU the time grows in proportion to the pixels."""
 
 BATCH_ONE = BatchRange()  # frozen, so one shared default is safe
 

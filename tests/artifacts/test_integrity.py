@@ -7,6 +7,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import REPO, SAMPLE_IMAGE, assert_clean_failure, engine_file, run_cli
 
 
@@ -86,22 +88,35 @@ def test_manifest_with_foreign_tensorrt_engine(damaged):
     served = run_cli("predict", str(damaged), image, "--preprocess", "fit", "--backend", "onnxruntime")
     assert served.returncode == 0, served.stderr
 
-def test_foreign_tensorrt_engine_is_never_deserialised(damaged, monkeypatch):
+def test_foreign_tensorrt_engine_is_never_deserialised(tiny_engines, tmp_path, monkeypatch):
     """What a machine with TensorRT decides for that record: check_compatible names the difference, and
-    validate turns the engine into not-run cases without loading it."""
+    validate turns the engine into not-run cases without opening a runner on it (nothing is deserialised)."""
+    import shutil
+    from types import SimpleNamespace
+
     from rsz_export.artifacts.manifest import load_manifest
     from rsz_export.backends import trt, trt_env
-    from rsz_export.validate.run import _engine_refusal
+    from rsz_export.shapes import Resolution
+    from rsz_export.validate.run import _engine_results
 
-    _edit_manifest(damaged, _add_trt_engine)
+    folder = Path(shutil.copytree(tiny_engines, tmp_path / "engines"))
+    _edit_manifest(folder, _add_trt_engine)
     here = {"tensorrt_version": "10.3.0", "gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
-    monkeypatch.setattr(trt_env, "unavailable_reason", lambda: None)
+    for module in (trt, trt_env):
+        monkeypatch.setattr(module, "unavailable_reason", lambda: None)
     monkeypatch.setattr(trt_env, "installed", lambda: here)
-    manifest = load_manifest(damaged)
+    opened = []
+    monkeypatch.setattr(trt, "open_runner", lambda *args, **kwargs: opened.append(args) or pytest.fail("opened"))
+    manifest = load_manifest(folder)
     engine = manifest.engines[1]  # its file is the ORT engine's, so the hash matches: only compatibility decides
-    reason = _engine_refusal(manifest, engine, damaged, trt)
+    points = [(0, Resolution(224, 224), 1), (1, Resolution(320, 320), 1)]
+    spec = SimpleNamespace(directory=folder)
+    results = _engine_results(manifest, engine, spec, points, inputs=None, log=lambda message: None)
+    assert not opened and [r.status for r in results] == ["not-run", "not-run"]
+    reason = results[0].failures[0]
     assert "built by TensorRT 10.0.1 and this machine has 10.3.0" in reason
     assert "compute capability 8.0 and this GPU has 9.0" in reason
+
 
 def test_reference_weights_with_pickle_payload_are_not_unpickled(damaged, tmp_path):
     """A manifest whose weights file was swapped for one carrying code (hash updated too): validate refuses it."""

@@ -1,6 +1,7 @@
 import json
 import os
 import tempfile
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -9,11 +10,13 @@ from hypothesis import strategies as st
 from rsz_export.artifacts.files import atomic_path, atomic_write_text, directory_lock, sha256_file
 from rsz_export.artifacts.manifest import (
     SCHEMA_VERSION,
+    CalibrationRecord,
     EngineRecord,
     FileRecord,
     LabelsRecord,
     Manifest,
     WeightsRecord,
+    files_intact,
     load_manifest,
     save_manifest,
     verify_file,
@@ -106,12 +109,36 @@ def test_verify_file_detects_tampering(tmp_path):
     target.write_bytes(b"engine bytes")
     record = FileRecord("engine.bin", sha256_file(target), target.stat().st_size)
     assert verify_file(tmp_path, record) == target
+    assert files_intact(tmp_path, [record]) and files_intact(tmp_path, [])
     target.write_bytes(b"engine bytez")
-    with pytest.raises(IntegrityError, match="does not match the manifest"):
+    actual = sha256_file(target)
+    with pytest.raises(IntegrityError) as info:
         verify_file(tmp_path, record)
+    assert info.value.message == (f"{target} does not match the manifest (sha256 {actual[:12]}... recorded "
+                                  f"{record.sha256[:12]}...): it was modified, truncated or replaced after the build")
+    assert info.value.hint == "rebuild it: rsz-export build --force"
+    assert not files_intact(tmp_path, [record])
     target.unlink()
     with pytest.raises(IntegrityError, match="missing"):
         verify_file(tmp_path, record)
+    assert not files_intact(tmp_path, [record])
+
+
+def test_an_int8_calibration_record_round_trips(tmp_path):
+    calibration = CalibrationRecord(FileRecord("calibration-ab.json", "ef" * 32, 123), "entropy", "photos/",
+                                    ({"file": "a.jpg", "sha256": "01" * 32, "size": [480, 640], "crop": 256},),
+                                    12.5, "only 1 image(s)")
+    manifest = replace(_manifest(make_plan(224, 256)), calibration=calibration)
+    save_manifest(manifest, tmp_path)
+    data = json.loads((tmp_path / "manifest.json").read_text())
+    assert data["calibration"] == {"file": {"file": "calibration-ab.json", "sha256": "ef" * 32, "bytes": 123},
+                                   "method": "entropy", "source": "photos/", "seconds": 12.5,
+                                   "images": [{"file": "a.jpg", "sha256": "01" * 32, "size": [480, 640], "crop": 256}],
+                                   "warning": "only 1 image(s)"}
+    assert load_manifest(tmp_path) == manifest
+    del data["calibration"]["warning"]
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    assert load_manifest(tmp_path).calibration == replace(calibration, warning=None)
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):

@@ -46,7 +46,8 @@ def test_a_timing_cache_tensorrt_cannot_read_is_refused(kind, tmp_path, classifi
     result = build(tmp_path / "out", classifier_onnx, "--timing-cache", str(cache))
     assert_clean_failure(result, 4, "cannot read the timing cache", "another TensorRT version wrote it", "delete")
     assert cache.read_bytes() == before and not (tmp_path / "out" / "manifest.json").exists()
-    assert not _engine_files(tmp_path / "out") and assert_no_temp_files(tmp_path / "out") is None
+    assert not _engine_files(tmp_path / "out")
+    assert_no_temp_files(tmp_path / "out")
 
 
 def test_the_folders_own_cache_after_a_tensorrt_upgrade_is_replaced(tmp_path, classifier_onnx):

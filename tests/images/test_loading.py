@@ -111,3 +111,22 @@ def test_every_pixel_format_becomes_8_bit_rgb_with_its_colours(tmp_path):
         assert np.abs(np.asarray(loaded[name], dtype=int)[0, 0] - colour).max() <= 2, name
     flattened = np.asarray(loaded["palette.png"])
     assert tuple(flattened[5, 5]) == (10, 200, 20) and tuple(flattened[5, 30]) == (255, 255, 255)  # on white
+
+
+RED, BLUE = (230, 20, 20), (20, 20, 230)
+
+
+@pytest.mark.parametrize("orientation, top, size",
+                         [(1, RED, (400, 300)), (6, RED, (300, 400)), (3, BLUE, (400, 300)), (8, BLUE, (300, 400))])
+def test_decoding_applies_the_exif_orientation(tmp_path, orientation, top, size):
+    """Stored 400x300 with a red left half and a blue right half; EXIF orientation 6 (shown turned 90 degrees
+    clockwise) puts red on top of a 300x400 portrait, 8 (counter-clockwise) blue, 3 (upside down) blue on the left."""
+    stored = Image.new("RGB", (400, 300), BLUE)
+    stored.paste(RED, (0, 0, 200, 300))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(tmp_path / "photo.jpg", exif=exif, quality=95)
+    image = images.load_rgb(tmp_path / "photo.jpg")
+    assert image.size == size
+    first = image.getpixel((10, 10))  # the top-left corner as shown
+    assert all(abs(a - b) < 12 for a, b in zip(first, top)), first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import resource
 
 import numpy as np
@@ -48,7 +49,7 @@ def test_methods_clip_outliers_but_minmax_does_not():
     lo, hi = stats.range("percentile")
     assert lo == 0.0 and 3.0 < hi < 6.0
     lo, hi = stats.range("entropy")
-    assert lo == 0.0 and 1.5 < hi < 10.0
+    assert lo == 0.0 and hi < 60.0
     zeros = cal.TensorStats()
     zeros.update(np.zeros(10, np.float32))
     assert zeros.range("entropy") == (0.0, 0.0)
@@ -78,6 +79,59 @@ def test_ranges_file_round_trip_and_damage(tmp_path):
         cal.read_ranges(path)
 
 
+def _brute_force_kl(hist, cut: int, levels: int = cal.QUANTIZED_BINS) -> float:
+    """KL(P || Q) for keeping ``cut`` bins, written out bin by bin from the entropy calibration's definition
+    (TensorRT's, GTC 2017): P is the first ``cut`` bins with every count beyond them added to the last one; Q
+    merges those ``cut`` bins (without the outliers) into ``levels`` chunks and spreads each chunk's count evenly
+    over its non-empty bins; both are normalised; a bin empty on one side only gets 1e-12 on that side."""
+    counts = [float(c) for c in hist]
+    p = counts[:cut]
+    p[-1] += sum(counts[cut:])
+    q = [0.0] * cut
+    for level in range(levels):
+        start, stop = level * cut // levels, (level + 1) * cut // levels
+        chunk = counts[start:stop]
+        used = [i for i, c in zip(range(start, stop), chunk) if c != 0]
+        for i in used:
+            q[i] = sum(chunk) / len(used)
+    p_total, q_total = sum(p), sum(q)
+    divergence = 0.0
+    for pi, qi in zip(p, q):
+        pi, qi = pi / p_total, qi / q_total
+        if pi == 0 and qi == 0:
+            continue
+        pi, qi = pi or 1e-12, qi or 1e-12
+        divergence += pi * math.log(pi / qi)
+    return divergence
+
+
+def _seeded_histograms():
+    """Histograms of |x| as calibration builds them (``TensorStats``), from seeded samples of the shapes that
+    activations take: a half-normal with one far outlier (a ReLU output), an exponential, a bimodal mixture."""
+    rng = np.random.default_rng(28)
+    half_normal = np.maximum(rng.standard_normal(100_000), 0)
+    half_normal[7] = 40.0
+    exponential = rng.exponential(1.0, 100_000)
+    bimodal = np.concatenate([rng.normal(1.0, 0.3, 60_000), rng.normal(6.0, 0.5, 40_000)])
+    for name, values in (("half-normal+outlier", half_normal), ("exponential", exponential), ("bimodal", bimodal)):
+        stats = cal.TensorStats()
+        stats.update(values.astype(np.float32))
+        yield name, stats
+
+
+@pytest.mark.parametrize("name,stats", [pytest.param(*h, id=h[0]) for h in _seeded_histograms()])
+def test_entropy_cut_is_the_brute_force_kl_minimum(name, stats):
+    """The entropy threshold is the candidate cut (128, 144, ... bins) with the least KL divergence, found again
+    here by trying every candidate with the bin-by-bin definition; the threshold is that cut's upper edge."""
+    cuts = range(cal.QUANTIZED_BINS, cal.BINS + 1, cal.ENTROPY_STEP)
+    divergences = {cut: _brute_force_kl(stats.hist, cut) for cut in cuts}
+    best = min(divergences, key=divergences.get)
+    chosen = cal.entropy_bins(stats.hist)
+    assert divergences[chosen] == pytest.approx(divergences[best], rel=1e-9, abs=1e-15), (name, chosen, best)
+    assert stats.threshold("entropy") == pytest.approx(min(chosen * stats.edge / cal.BINS, stats.hi))
+    assert stats.threshold("entropy") != pytest.approx(stats.threshold("percentile"))
+
+
 @pytest.mark.slow
 def test_calibration_memory_stays_bounded_at_800(onnx_path):
     """800x800 inputs through ResNet-50: peak resident memory of the process stays under 4 GB (ONNX Runtime's
@@ -104,3 +158,17 @@ def test_stale_calibrations_are_cleaned_up_and_the_current_one_kept(tmp_path):
     remove_stale(tmp_path, manifest)
     left = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))  # the readers' lock file stays
     assert left == ["calibration-bbbbbbbbbbbb.json", "model.onnx", "notes.json"]
+
+
+def test_histogram_edges_zeros_and_single_values():
+    """The first update sets the edge to the largest |x|; the same largest value again keeps it; that value
+    lands in the last bin; a one-value tensor counts; all-zero tensors count in bin 0; small values spread."""
+    stats = cal.TensorStats()
+    stats.update(np.array([0.25], np.float32))
+    assert (stats.lo, stats.hi, stats.edge, int(stats.hist[-1])) == (0.25, 0.25, 0.25, 1)
+    stats.update(np.array([-0.25, 0.125], np.float32))
+    assert stats.edge == 0.25 and int(stats.hist[-1]) == 2 and int(stats.hist[cal.BINS // 2]) == 1
+    zeros = cal.TensorStats()
+    zeros.update(np.zeros(7, np.float32))
+    zeros.update(np.zeros(3, np.float32))
+    assert int(zeros.hist[0]) == 10 and int(zeros.hist.sum()) == 10

@@ -150,3 +150,25 @@ def test_the_check_on_a_small_model(kind, classifier_onnx, tmp_path):
     reduced = precision.reduced_precision_onnx(classifier_onnx, tmp_path / f"model.{kind}.onnx", kind)
     stats = precision.check_reduced_precision(reduced, classifier_onnx, sizes=[(64, 64)])
     assert stats.passed and stats.rel_l2_max > 0 and f"{kind} weights and stored activations" in stats.method
+
+
+def test_a_flip_concentrated_on_one_class_fails_the_check_within_the_error_bound(classifier_onnx, tmp_path):
+    """An fp16 conversion whose bias of one class is off by 0.02: the logits stay within the rel-L2 bound, but the
+    class overtakes the reference's top-1 (margin ~0.013 against fp16 errors ~1e-3 elsewhere) on both images: two
+    decisive flips, and the check fails on them alone."""
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    fp32 = ort.InferenceSession(str(classifier_onnx), providers=["CPUExecutionProvider"])
+    second = np.argsort(fp32.run(None, {"images": precision._images(64, 64)})[0], axis=1)[:, -2]
+    assert len(set(second)) == 1  # the same runner-up on both images
+    reduced = precision.reduced_precision_onnx(classifier_onnx, tmp_path / "model.fp16.onnx", "fp16")
+    model = onnx.load(str(reduced))
+    bias = next(t for t in model.graph.initializer if t.name == "fc_b")
+    values = numpy_helper.to_array(bias).copy()
+    values[second[0]] += np.float16(0.02)
+    bias.CopyFrom(numpy_helper.from_array(values, bias.name))
+    onnx.save(model, str(reduced))
+    stats = precision.check_reduced_precision(reduced, classifier_onnx, sizes=[(64, 64)])
+    assert stats.rel_l2_max <= stats.bound and stats.top1_agreement == 0.0
+    assert stats.top1_decisive_disagreements == 2 and not stats.passed

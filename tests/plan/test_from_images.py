@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -24,6 +25,7 @@ from rsz_export.plan.from_images import (
 )
 from rsz_export.plan.profile_file import load_profile_file
 from rsz_export.plan.profiles import route, uncovered_example
+from tests.helpers import REPO
 
 BIMODAL = [(240, 320)] * 30 + [(375, 500)] * 10 + [(768, 1024)] * 20
 
@@ -40,13 +42,19 @@ def expected_cost(sizes, proposal) -> float:
     return total / len(sizes)
 
 
-def test_default_cost_model_reproduces_the_bench_numbers():
+def test_default_timings_are_the_recorded_bench_numbers():
+    """The default points are the p50s that ``rsz-export bench`` recorded for ONNX Runtime's dynamic engine at
+    batch 1 (read back from the result file), and the default model passes through them (a is clamped at 0)."""
+    record = json.loads((REPO / "benchmarks/results/amd-epyc-2c-2026-11-26.json").read_text())
+    recorded = {int(r["size"].split("x")[0]): r["p50_ms"] for r in record["rows"]
+                if (r["backend"], r["variant"], r["batch"]) == ("onnxruntime", "dynamic", 1)}
     points = parse_cost_points(DEFAULT_TIMINGS)
-    model = fit_cost_model(points)
+    assert [side for side, _ in points] == [224, 800]
     for side, ms in points:
-        assert model.ms(side * side) == pytest.approx(ms, rel=1e-9)
-    assert model.a_ms == pytest.approx(0.903, abs=0.01)
-    assert model.b_ms_per_kpx == pytest.approx(0.4205, abs=1e-3)
+        assert ms == pytest.approx(recorded[side], abs=0.05)
+    model = fit_cost_model(points)
+    assert model.a_ms == 0.0 and model.b_ms_per_kpx == pytest.approx(1.046, abs=1e-3)
+    assert all(model.ms(side * side) == pytest.approx(ms, rel=0.01) for side, ms in points)
 
 
 def test_cost_fit_is_least_squares_over_several_points():

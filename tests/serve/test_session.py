@@ -170,16 +170,32 @@ def test_session_refuses_oversize_by_default(small_engines_dir, photos):
         session.predict(photos[(400, 320)])
 
 
-def test_concurrent_callers_never_share_a_runner_that_is_not_thread_safe(tiny_engines, photos, monkeypatch):
+@pytest.fixture(scope="module")
+def colour_photos(tmp_path_factory):
+    """Per caller c (0..3), two flat images of colour c % 3 (red, green, blue: classes 0, 1, 2 of
+    ``colour_engines``) at an intensity of its own, so every image has its own top-1 score and a result
+    handed to the wrong caller shows."""
+    folder = tmp_path_factory.mktemp("colour-photos")
+    paths = {}
+    for caller in range(4):
+        for i in range(2):
+            rgb = [0, 0, 0]
+            rgb[caller % 3] = 160 + 20 * caller + 10 * i
+            paths[caller, i] = folder / f"{caller}-{i}.png"
+            Image.new("RGB", (240 + 16 * i, 232 + 8 * caller), tuple(rgb)).save(paths[caller, i])
+    return paths
+
+
+def test_concurrent_callers_never_share_a_runner_that_is_not_thread_safe(colour_engines, colour_photos, monkeypatch):
     from rsz_export.backends.ort import OrtRunner
 
     monkeypatch.setattr(OrtRunner, "thread_safe", property(lambda self: False))  # as a TensorRT runner is
-    inside = [path for (h, w), path in photos.items() if 224 <= min(h, w) and max(h, w) <= 288]
-    with Session(tiny_engines) as session:
-        expected = {path: session.predict(path).top for path in inside}
+    with Session(colour_engines) as session:
+        expected = {path: session.predict(path).top for path in colour_photos.values()}
+    assert len({top[0].score for top in expected.values()}) == len(colour_photos)  # each image tells itself apart
     active: dict[int, int] = {}
     overlaps, lock = [], threading.Lock()
-    with Session(tiny_engines, workers=2, threads=1) as session:
+    with Session(colour_engines, workers=2, threads=1) as session:
         opened = session._open
 
         def counting_open(index):
@@ -202,11 +218,11 @@ def test_concurrent_callers_never_share_a_runner_that_is_not_thread_safe(tiny_en
         session._open = counting_open
         results, errors = [], []
 
-        def caller(offset):
+        def caller(n):
             try:
                 for i in range(2):
-                    path = inside[(offset + i) % len(inside)]
-                    results.append((path, session.predict(path).top))
+                    path = colour_photos[n, i]
+                    results.append((n, path, session.predict(path).top))
             except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
                 errors.append(exc)
 
@@ -217,7 +233,8 @@ def test_concurrent_callers_never_share_a_runner_that_is_not_thread_safe(tiny_en
             t.join()
     assert not errors and len(results) == 8
     assert max(overlaps) == 1 and len(active) == 2
-    for path, top in results:
+    for n, path, top in results:
+        assert top[0].index == n % 3
         assert [label.index for label in top] == [label.index for label in expected[path]]
         assert [label.score for label in top] == pytest.approx([label.score for label in expected[path]], abs=1e-5)
 

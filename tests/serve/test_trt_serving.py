@@ -20,9 +20,14 @@ PLAN = make_plan(64, 160, profiles=2)
 SIZES = ((64, 64), (97, 131), (160, 150), (150, 64))
 
 
+COLOURS = ((230, 20, 20), (20, 200, 40), (30, 40, 220), (200, 200, 60))
+
+
 def _images():
+    """Seeded noise at each of ``SIZES``, then one flat colour per size (one image per concurrent caller)."""
     rng = np.random.default_rng(0)
-    return [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for h, w in SIZES]
+    noise = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for h, w in SIZES]
+    return noise + [Image.new("RGB", (w, h), colour) for (h, w), colour in zip(SIZES, COLOURS, strict=True)]
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +42,20 @@ def ort_predictions(classifier_onnx, tmp_path_factory):
 def test_predictions_match_onnx_runtime(version, per_profile, tmp_path, monkeypatch, classifier_onnx, ort_predictions):
     use_double(monkeypatch, version)
     manifest = build_folder(tmp_path, PLAN, classifier_onnx, engine_per_profile=per_profile)
+    images = _images()
+    coloured = range(len(SIZES), len(images))
+    assert len({ort_predictions[i].top[0].score for i in coloured}) == len(coloured)  # each caller's is its own
     with Session(tmp_path, workers=2) as session:
-        got = [session.predict(image) for image in _images()]
-        threads = [threading.Thread(target=lambda: got.append(session.predict(_images()[1]))) for _ in range(4)]
+        got = [session.predict(image) for image in images]
+        threaded = {}
+        threads = [threading.Thread(target=lambda i=i: threaded.update({i: session.predict(images[i])}))
+                   for i in coloured]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-    for mine, theirs in zip(got, ort_predictions + [ort_predictions[1]] * 4, strict=True):
+    got += [threaded[i] for i in coloured]
+    for mine, theirs in zip(got, ort_predictions + [ort_predictions[i] for i in coloured], strict=True):
         assert mine.backend == "tensorrt" and mine.profile == theirs.profile and mine.input == theirs.input
         assert [label.index for label in mine.top] == [label.index for label in theirs.top]
         np.testing.assert_allclose([x.score for x in mine.top], [x.score for x in theirs.top], rtol=1e-4)
