@@ -48,6 +48,7 @@ WALK = (
     Step('pip install -e ".[tensorrt]"', why=NOT_INSTALLING),
     Step('pip install -e ".[plot]"', why=NOT_INSTALLING),
     Step('pip install -e ".[serve]"', why=NOT_INSTALLING),
+    Step('pip install -e ".[openvino]"', why=NOT_INSTALLING),
     Step("rsz-export sweep engines --images labeled/ --preprocess crop,fit --plot sweep.png --json sweep.json",
          "=", 0, "1 image(s) in 1 class(es) from labeled"),
     Step("rsz-export build engines-parts --min 224 --max 800 --weights runs/best.pt --labels classes.txt",

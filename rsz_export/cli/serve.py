@@ -76,7 +76,7 @@ class StopSignals:
 @engines_dir_argument
 @click.option("--host", default=DEFAULT_HOST, show_default=True,
               help="Address to listen on (HTTP, gRPC and metrics); 0.0.0.0 for every interface (warned about on "
-              "start: nothing authenticates clients or limits body sizes).")
+              "start: nothing authenticates clients).")
 @click.option("--http-port", type=int, default=DEFAULT_HTTP_PORT, show_default=True, help="KServe v2 HTTP/REST port.")
 @click.option("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, show_default=True, help="KServe v2 gRPC port.")
 @click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port (default: no metrics).")
