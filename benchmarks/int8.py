@@ -175,11 +175,17 @@ def _summary(rows: list[dict]) -> dict:
     return out
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def range_arguments(description: str) -> argparse.ArgumentParser:
+    """The options the CPU benchmarks share: the fp32 export to start from and the plan's range."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--onnx", help="an fp32 ResNet-50 export (default: export one with random weights)")
     parser.add_argument("--min", type=int, default=224)
     parser.add_argument("--max", type=int, default=800)
+    return parser
+
+
+def main() -> int:
+    parser = range_arguments(__doc__.splitlines()[0])
     parser.add_argument("--method", default="percentile", choices=("minmax", "entropy", "percentile"))
     parser.add_argument("--crops", type=int, default=8, help="calibration crops per calibration photograph")
     parser.add_argument("--speed-sizes", default="224,800")

@@ -23,7 +23,6 @@ and date, and prints the table.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -182,10 +181,9 @@ def loads(folders: dict, threads: int) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--onnx", help="an fp32 ResNet-50 export (default: export one with random weights)")
-    parser.add_argument("--min", type=int, default=224)
-    parser.add_argument("--max", type=int, default=800)
+    from benchmarks.int8 import range_arguments
+
+    parser = range_arguments(__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="224,800")
     parser.add_argument("--seconds", type=float, default=8.0, help="least timing per engine and size")
     parser.add_argument("--calib-count", type=int, default=8)

@@ -48,6 +48,29 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def start_serve(start: list[str], engines: str, ports: tuple[int, int], instances: int, threads: int,
+                ready) -> subprocess.Popen:
+    """``rsz-export serve`` (``python START ...``) in a session of its own on the (HTTP, gRPC) ``ports``, returned
+    once ``ready(client)`` holds for an HTTP client; SystemExit when it exits or is not ready within 180 s."""
+    import tritonclient.http as http
+
+    command = [sys.executable, *start, "-q", "serve", engines, "--http-port", str(ports[0]), "--grpc-port",
+               str(ports[1]), "--instances", str(instances), "--threads", str(threads)]
+    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                               start_new_session=True)
+    deadline = time.monotonic() + 180
+    with http.InferenceServerClient(f"127.0.0.1:{ports[0]}") as probe:
+        while True:
+            try:
+                if ready(probe):
+                    return process
+            except Exception:  # not listening yet
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"serve did not start (exit {process.poll()})")
+            time.sleep(0.2)
+
+
 class Served:
     """``rsz-export serve`` in a subprocess for the life of a ``with`` block; clients made per thread."""
 
@@ -56,24 +79,13 @@ class Served:
         self.http, self.grpc = free_port(), free_port()
 
     def __enter__(self) -> Served:
-        command = [sys.executable, "-m", "rsz_export", "-q", "serve", self.engines, "--http-port", str(self.http),
-                   "--grpc-port", str(self.grpc), "--instances", str(self.instances), "--threads", str(self.threads)]
-        self.process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                                        start_new_session=True)
         import tritonclient.http as http
 
-        deadline = time.monotonic() + 180
+        self.process = start_serve(["-m", "rsz_export"], self.engines, (self.http, self.grpc), self.instances,
+                                   self.threads, lambda probe: probe.is_model_ready(MODEL))
         with http.InferenceServerClient(f"127.0.0.1:{self.http}") as probe:
-            while True:
-                try:
-                    if probe.is_model_ready(MODEL):
-                        self.server_version = probe.get_server_metadata()["version"]
-                        return self
-                except Exception:  # not listening yet
-                    pass
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"serve did not start (exit {self.process.poll()})")
-                time.sleep(0.3)
+            self.server_version = probe.get_server_metadata()["version"]
+        return self
 
     def __exit__(self, *exc) -> None:
         os.killpg(self.process.pid, signal.SIGINT)

@@ -90,26 +90,12 @@ comparison's other side (a change made here only, for the measurement)."""
 class Serve:
     def __init__(self, engines: str, instances: int, unshared: bool = False):
         from benchmarks.serve_front import free_port
+        from benchmarks.serve_latency import start_serve
 
         self.http, self.grpc = free_port(), free_port()
         start = ["-c", UNSHARED] if unshared else ["-m", "rsz_export"]
-        command = [sys.executable, *start, "-q", "serve", engines, "--http-port", str(self.http),
-                   "--grpc-port", str(self.grpc), "--instances", str(instances), "--threads", "1"]
-        self.process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                                        start_new_session=True)
-        import tritonclient.http as httpclient
-
-        deadline = time.monotonic() + 180
-        with httpclient.InferenceServerClient(f"127.0.0.1:{self.http}") as probe:
-            while True:
-                try:
-                    if probe.is_server_ready():
-                        return
-                except Exception:  # not listening yet
-                    pass
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"serve did not start (exit {self.process.poll()})")
-                time.sleep(0.2)
+        self.process = start_serve(start, engines, (self.http, self.grpc), instances, 1,
+                                   lambda probe: probe.is_server_ready())
 
     def stop(self) -> tuple[int, float]:
         started = time.monotonic()

@@ -224,3 +224,17 @@ def sgd_state(model) -> dict:
     for parameter in model.parameters():
         parameter.grad = None
     return state
+
+
+def rebuild_int8_copy(int8_engines: Path, tmp_path: Path, backend: str):
+    """A copy of the shared int8 build (``int8_engines``) rebuilt with ``backend``, with the same range, export,
+    weights and calibration count, so its calibration is reused: (the folder, its manifest as copied, the run)."""
+    import shutil
+
+    from rsz_export.artifacts.manifest import load_manifest
+
+    folder = Path(shutil.copytree(int8_engines, tmp_path / "engines"))
+    manifest = load_manifest(folder)
+    args = ["build", str(folder), "--min", "224", "--max", "288", "--onnx", str(folder / manifest.onnx.file),
+            "--weights", manifest.weights.source, "--precision", "int8", "--calib-count", "4", "--backend", backend]
+    return folder, manifest, run_cli(*args)

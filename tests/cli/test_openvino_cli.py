@@ -16,7 +16,15 @@ from PIL import Image
 
 from rsz_export.artifacts.host import usable_cpus
 from rsz_export.backends import ov_support as ovs
-from tests.helpers import RANDOM_METADATA, REPO, assert_clean_failure, assert_no_temp_files, run_cli, tiny_onnx
+from tests.helpers import (
+    RANDOM_METADATA,
+    REPO,
+    assert_clean_failure,
+    assert_no_temp_files,
+    rebuild_int8_copy,
+    run_cli,
+    tiny_onnx,
+)
 
 ov = pytest.importorskip("openvino", reason="the [openvino] extra is not installed")
 HAS_BF16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
@@ -223,12 +231,7 @@ def test_openvino_int8_runs_the_ort_int8_q_dq_model_as_well(int8_engines, tmp_pa
     from rsz_export.parity import compare
     from rsz_export.shapes import Resolution
 
-    folder = shutil.copytree(int8_engines, tmp_path / "engines")
-    manifest = load_manifest(folder)
-    args = ["build", str(folder), "--min", "224", "--max", "288", "--onnx", str(folder / manifest.onnx.file),
-            "--weights", manifest.weights.source, "--precision", "int8", "--calib-count", "4",
-            "--backend", "openvino"]
-    result = run_cli(*args)
+    folder, manifest, result = rebuild_int8_copy(int8_engines, tmp_path, "openvino")
     assert result.returncode == 0 and "reusing the int8 calibration" in result.stderr, result.stderr
     ov_manifest = load_manifest(folder)
     feeds = [crop_input(load_rgb(p), Resolution(256, 256)) for p in sample_images()[:2]]

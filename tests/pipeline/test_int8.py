@@ -11,7 +11,7 @@ import numpy as np
 from rsz_export.artifacts.manifest import load_manifest
 from rsz_export.model.calibration import FORMAT
 from rsz_export.model.calibration_set import BUNDLED_WARNING
-from tests.helpers import SAMPLE_IMAGE, assert_clean_failure, run_cli
+from tests.helpers import SAMPLE_IMAGE, assert_clean_failure, rebuild_int8_copy, run_cli
 
 
 def test_manifest_records_the_calibration_and_the_checked_qdq_model(int8_engines):
@@ -32,12 +32,7 @@ def test_manifest_records_the_calibration_and_the_checked_qdq_model(int8_engines
 
 
 def test_rebuild_reuses_and_a_changed_calibration_is_refused(int8_engines, tmp_path):
-    folder = shutil.copytree(int8_engines, tmp_path / "engines")
-    manifest = load_manifest(folder)
-    args = ["build", str(folder), "--min", "224", "--max", "288", "--onnx", str(folder / manifest.onnx.file),
-            "--weights", manifest.weights.source, "--precision", "int8", "--calib-count", "4",
-            "--backend", "onnxruntime"]
-    again = run_cli(*args)
+    folder, manifest, again = rebuild_int8_copy(int8_engines, tmp_path, "onnxruntime")
     assert again.returncode == 0 and "reused 1 engine(s)" in again.stdout, again.stderr
     target = folder / manifest.calibration.file.file
     data = json.loads(target.read_text())
@@ -45,7 +40,7 @@ def test_rebuild_reuses_and_a_changed_calibration_is_refused(int8_engines, tmp_p
     data["tensors"][first][1] *= 2  # a hand-edited range
     target.write_text(json.dumps(data))
     before = (folder / "manifest.json").read_bytes()
-    changed = run_cli(*args)
+    changed = run_cli(*again.args[3:])  # the same build command once more
     assert_clean_failure(changed, 4, "the int8 calibration changed since it was recorded", "--force")
     assert (folder / "manifest.json").read_bytes() == before
 
