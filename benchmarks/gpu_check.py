@@ -48,7 +48,7 @@ class Record:
 
     def __init__(self, path: Path, args):
         self.path, self.started = path, time.perf_counter()
-        now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        now = datetime.datetime.now(datetime.UTC).isoformat()
         self.data = {"tool": "benchmarks/gpu_check.py", "date_utc": now,
                      "cli_module": args.cli_module, "range": [args.min, args.max], "opt_level": args.opt_level,
                      "machine": _machine(), "steps": [], "passed": None}

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -221,7 +221,7 @@ def main() -> int:
               "accuracy": rows}
     host = record["host"]
     machine = f"{re.sub(r'[^a-z0-9]+', '-', host.get('cpu', 'cpu').lower()).strip('-')}-{threads}c"  # run_standard's
-    stem = f"int8-{machine}-{datetime.now(timezone.utc):%Y-%m-%d}.json"
+    stem = f"int8-{machine}-{datetime.now(UTC):%Y-%m-%d}.json"
     path = Path(args.json_path or REPO / "benchmarks" / "results" / stem)
     path.write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(record["accuracy_summary"], indent=1))

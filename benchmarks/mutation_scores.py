@@ -14,7 +14,7 @@ import json
 import os
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def main() -> int:
         return 1
     from importlib.metadata import version
 
-    record = {"date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
+    record = {"date_utc": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.platform(),
               "cpu_count": os.cpu_count(), "python": platform.python_version(), "mutmut": version("mutmut"),
               "modules": scores}
     for module, s in scores.items():

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,7 +217,7 @@ def main() -> int:
               "seconds": round(time.perf_counter() - started, 1)}
     machine = f"{re.sub(r'[^a-z0-9]+', '-', record['host'].get('cpu', 'cpu').lower()).strip('-')}-{threads}c"
     path = Path(args.json_path or REPO / "benchmarks" / "results" /
-                f"openvino-{machine}-{datetime.now(timezone.utc):%Y-%m-%d}.json")
+                f"openvino-{machine}-{datetime.now(UTC):%Y-%m-%d}.json")
     path.write_text(json.dumps(record, indent=1) + "\n")
     print(table(record))
     print(f"written to {path}")

@@ -16,7 +16,7 @@ import json
 import platform
 import statistics
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -83,7 +83,7 @@ def main() -> int:
     worst = max(r["ratio"] for r in rows)
     print(f"worst ratio {worst:.3f}: {'within' if worst <= TARGET else 'NOT within'} {TARGET - 1:.0%} of the best")
     record = {
-        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),

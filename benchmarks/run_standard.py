@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,7 +96,7 @@ def main() -> int:
     args = parser.parse_args()
 
     info = machine_info()
-    stem = f"{machine_slug(info['cpu'], info['cpu_count'])}-{datetime.now(timezone.utc):%Y-%m-%d}"
+    stem = f"{machine_slug(info['cpu'], info['cpu_count'])}-{datetime.now(UTC):%Y-%m-%d}"
     json_path, md_path, png_path = (RESULTS / f"{stem}.{ext}" for ext in ("json", "md", "png"))
     spec = BenchSpec(
         args.engines_dir,

@@ -1,9 +1,9 @@
 """pyproject.toml: setuptools reads it without a deprecation warning, and the build requirements allow what it uses."""
 
+import tomllib
 import warnings
 
 import pytest
-import tomllib
 
 from tests.helpers import REPO
 

@@ -120,7 +120,7 @@ def provenance() -> dict:
     import datetime as dt
 
     return {
-        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "host": host_info(),
         "versions": library_versions(),
     }

@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from rsz_export.artifacts.files import atomic_write_text, readers_lock
 from rsz_export.artifacts.host import MAX_THREADS, usable_cpus
@@ -96,7 +96,7 @@ def run_header(spec: BenchSpec, manifest: Manifest, threads: int) -> dict:
     """What every row shares: date, machine, versions, threads, the plan and its profile boundaries."""
     return {
         "schema": report.SCHEMA,
-        "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine_info(),
         "versions": versions(),
         "threads": threads,

@@ -140,7 +140,7 @@ def _build_locked(spec, choice: tuple[Backend, tuple[str, ...]], reason, out_dir
         log(f"[2/3] reusing the {backend.name} engines (same export, plan and options)")
     manifest = Manifest(
         tool_version=__version__, command=spec.command,
-        created_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        created_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         host=host_info(), versions=versions, onnx=onnx_record, weights=weights, backend=backend.name,
         precision=spec.options.precision, plan=spec.plan, engines=tuple(engines), cache_key=keys.engines,
         warnings=tuple(w for w in (inputs.warning, calib and calib.warning) if w), keys=keys.to_dict(),

@@ -7,10 +7,9 @@ UsageError naming the file and the key.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import tomllib
 
 from rsz_export.errors import UsageError, check_choice, read_small_file, shown
 from rsz_export.interface import DEFAULT_PRECISION, PRECISIONS

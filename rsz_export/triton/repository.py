@@ -125,7 +125,7 @@ def _fill(tmp: Path, engines_dir: Path, manifest: Manifest, models, configs: dic
 def _marker(engines_dir: Path, manifest: Manifest, manifest_sha: str, models, written: dict) -> str:
     return json.dumps({
         "tool_version": __version__,
-        "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "source": {"engines_dir": str(engines_dir.resolve()), "manifest_sha256": manifest_sha,
                    "manifest_cache_key": manifest.cache_key, "backend": manifest.backend,
                    "precision": manifest.precision, "num_classes": manifest.num_classes,
