@@ -29,10 +29,8 @@ KINDS = {
     "per-profile": ["--engine-per-profile"],
 }
 RANGE = ["--min", "64", "--max", "160", "--profiles", "2"]
-FAST = {("11.x", "fp32")}
-ROWS = [
-    pytest.param(s, k, id=f"{s}-{k}", marks=() if (s, k) in FAST else pytest.mark.slow) for s in SURFACES for k in KINDS
-]
+ROWS = [pytest.param(s, k, id=f"{s}-{k}") for s in SURFACES for k in KINDS]
+pytestmark = pytest.mark.slow  # each row builds and runs six commands (about 15 s of CPU): the full suite runs them
 
 
 @pytest.fixture(scope="module")

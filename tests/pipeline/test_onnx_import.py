@@ -8,6 +8,8 @@ import pytest
 
 from tests.helpers import RANDOM_METADATA, assert_clean_failure, run_cli, tiny_onnx
 
+pytestmark = pytest.mark.slow  # a CLI process per case (about 12 s of CPU in all): the full suite runs them
+
 ONNX_CASES = [
     ("wrong input name", {"input_name": "x"}, 2, "its inputs are ['x'], expected exactly one named 'images'"),
     ("wrong rank", {"input_shape": ("batch", 3, "height")}, 2, "has rank 3"),

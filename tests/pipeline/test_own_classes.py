@@ -158,6 +158,7 @@ def test_bad_classes_and_checkpoints_are_refused_before_anything_is_written(
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_another_architecture_through_a_separate_process(tmp_path):
     """The same refusal as a user sees it: one message naming what did not fit, exit 4, no traceback."""
     import torch
