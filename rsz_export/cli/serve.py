@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from pathlib import Path
@@ -12,46 +11,22 @@ import click
 
 from rsz_export.cli.common import console, handles_errors
 from rsz_export.cli.options import backend_option, engines_dir_argument, threads_option
-from rsz_export.errors import OutputError, shown
+from rsz_export.errors import shown
 from rsz_export.interface import SERVED_MODEL_NAME
 from rsz_export.triton.config import QUEUE_DELAY_US
-from rsz_export.triton.spec import DEFAULT_GRPC_PORT, DEFAULT_HOST, DEFAULT_HTTP_PORT
+from rsz_export.triton.spec import (
+    DEFAULT_GRPC_PORT,
+    DEFAULT_HOST,
+    DEFAULT_HTTP_PORT,
+    beyond_loopback,
+    check_log_file,
+)
 
 EXPOSED_WARNING = (
     "--host {host} listens beyond this machine: anyone who can reach it can call the model, unauthenticated and "
     "unencrypted. Serve there only on a network you trust, or behind a proxy that authenticates clients, "
     "terminates TLS and limits the request rate (docs/serving.md, \"Listening beyond this machine\")"
 )
-
-
-def beyond_loopback(host: str) -> bool:
-    """Whether ``host`` makes the server reachable from other machines: any address it stands for that is not
-    a loopback one (``0.0.0.0`` and ``::`` stand for every interface). A name that does not resolve is left to
-    the port check, which refuses it."""
-    import ipaddress
-    import socket
-
-    try:
-        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except (socket.gaierror, UnicodeError):
-        return False
-    return any(not ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in found)
-
-
-def check_log_file(path: Path) -> None:
-    """OutputError (exit 5) before the server starts when the server core could not write its log at ``path``:
-    its folder missing or not writable, or ``path`` something other than a regular file. The core does not
-    create folders, and would start without a log."""
-    from rsz_export.artifacts.files import check_output_target
-
-    if path.exists() and not path.is_file():
-        raise OutputError(f"--log-file {shown(path)} is not a regular file", hint="give a file path for the log")
-    if not path.parent.is_dir():
-        raise OutputError(f"--log-file {shown(path)}: its folder {shown(path.parent)} does not exist",
-                          hint="create the folder first, or give a path in an existing one")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise OutputError(f"--log-file {shown(path)} cannot be written: permission denied")
-    check_output_target(path)  # the folder takes a new file
 
 
 class StopSignals:

@@ -8,10 +8,11 @@ writer uses (``triton_config.tensor_dims``), so that ``serve`` and a repository 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsz_export.errors import UsageError, check_int
+from rsz_export.errors import OutputError, UsageError, check_int, shown
 from rsz_export.interface import INPUT_NAME, OUTPUT_NAME, SERVED_MODEL_NAME
 from rsz_export.triton.config import MAX_INSTANCES, QUEUE_DELAY_US, TritonOptions, tensor_dims
 
@@ -19,6 +20,36 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8000
 DEFAULT_GRPC_PORT = 8001
 MAX_QUEUE_DELAY_US = 1_000_000
+
+
+def beyond_loopback(host: str) -> bool:
+    """Whether ``host`` makes the server reachable from other machines: any address it stands for that is not
+    a loopback one (``0.0.0.0`` and ``::`` stand for every interface). A name that does not resolve is left to
+    the port check, which refuses it."""
+    import ipaddress
+    import socket
+
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return any(not ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in found)
+
+
+def check_log_file(path: Path) -> None:
+    """OutputError (exit 5) before the server starts when the server core could not write its log at ``path``:
+    its folder missing or not writable, or ``path`` something other than a regular file. The core does not
+    create folders, and would start without a log."""
+    from rsz_export.artifacts.files import check_output_target
+
+    if path.exists() and not path.is_file():
+        raise OutputError(f"--log-file {shown(path)} is not a regular file", hint="give a file path for the log")
+    if not path.parent.is_dir():
+        raise OutputError(f"--log-file {shown(path)}: its folder {shown(path.parent)} does not exist",
+                          hint="create the folder first, or give a path in an existing one")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputError(f"--log-file {shown(path)} cannot be written: permission denied")
+    check_output_target(path)  # the folder takes a new file
 
 
 @dataclass(frozen=True)

@@ -366,8 +366,8 @@ def test_an_unreadable_labels_file_is_named_permission_denied(tmp_path):
 # 9. serve: the log's folder checked before start, a warning beyond loopback.
 
 def test_serve_log_file_that_cannot_be_written_is_refused_before_start(tiny_engines, tmp_path):
-    from rsz_export.cli.serve import check_log_file
     from rsz_export.errors import OutputError
+    from rsz_export.triton.spec import check_log_file
 
     log = tmp_path / "nothere" / "server.log"
     result = run_cli("serve", str(tiny_engines), "--log-file", str(log), timeout=60)
@@ -380,7 +380,7 @@ def test_serve_log_file_that_cannot_be_written_is_refused_before_start(tiny_engi
 
 @pytest.mark.parametrize("host, warned", [("0.0.0.0", True), ("::", True), ("127.0.0.1", False), ("localhost", False)])
 def test_serve_warns_on_start_when_it_listens_beyond_loopback(host, warned, tmp_path):
-    from rsz_export.cli.serve import beyond_loopback
+    from rsz_export.triton.spec import beyond_loopback
 
     assert beyond_loopback(host) is warned
     if host == "0.0.0.0":  # through the command: the warning comes first, then the missing build stops it
