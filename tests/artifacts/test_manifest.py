@@ -17,6 +17,7 @@ from rsz_export.artifacts.manifest import (
     Manifest,
     WeightsRecord,
     files_intact,
+    inside,
     load_manifest,
     load_previous_manifest,
     save_manifest,
@@ -256,3 +257,59 @@ def test_a_path_leading_out_says_why_and_how_to_recover(tmp_path):
         "folder: a build's manifest names only files of that build, so this manifest was edited or copied from "
         "elsewhere; nothing it names was loaded")
     assert error.value.hint == f"rebuild the folder: rsz-export build {tmp_path} --force"
+
+
+def test_manifests_read_by_their_version_and_older_fields_default(tmp_path):
+    """A version-2 manifest has class names and a class count but no calibration; a version-1 one neither
+    (stray newer fields are not read); warnings and stage keys round-trip and default to none when absent."""
+    labels = LabelsRecord(FileRecord("labels-0123456789ab.txt", "01" * 32, 7), "/x/names.json", "23" * 32)
+    manifest = replace(_manifest(make_plan(224, 320), num_classes=10, labels=labels), warnings=("w1", "w2"))
+    save_manifest(manifest, tmp_path)
+    assert load_manifest(tmp_path) == manifest
+    data = json.loads((tmp_path / "manifest.json").read_text())
+    calibration = {"file": {"file": "calibration-ab.json", "sha256": "ef" * 32, "bytes": 1}, "method": "minmax",
+                   "source": "bundled", "images": [], "seconds": 1.0}
+    v2 = {**data, "schema_version": 2, "calibration": calibration}
+    (tmp_path / "manifest.json").write_text(json.dumps(v2))
+    read = load_manifest(tmp_path)
+    assert (read.num_classes, read.labels, read.calibration) == (10, labels, None)
+    (tmp_path / "manifest.json").write_text(json.dumps({**v2, "schema_version": 1}))
+    read = load_manifest(tmp_path)
+    assert (read.num_classes, read.labels, read.calibration) == (1000, None, None)
+    del data["warnings"], data["keys"]
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    assert (load_manifest(tmp_path).warnings, load_manifest(tmp_path).keys) == ((), {})
+
+
+def test_unreadable_manifests_say_what_is_wrong_and_how_to_recover(tmp_path):
+    path = tmp_path / "manifest.json"
+    for text, message in (("{ not json", "is unreadable or corrupt: "), ("[1, 2]", "is not a JSON object"),
+                          ("{}", "schema version None is not one this rsz-export reads (1, 2, 3)"),
+                          (json.dumps({"schema_version": 3}), "is malformed (KeyError('tool_version'))")):
+        path.write_text(text)
+        with pytest.raises(IntegrityError) as error:
+            load_manifest(tmp_path)
+        assert message in error.value.message
+        assert error.value.hint == ("rebuild the engines with this version: rsz-export build --force"
+                                    if "schema" in message else "rebuild with --force")
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(IntegrityError) as error:
+        load_manifest(tmp_path)
+    assert error.value.message.startswith(f"manifest {path} is not a regular file")
+
+
+@pytest.mark.parametrize("name", ["", "C:x.onnx", "\\x.onnx"])
+def test_drive_and_root_relative_names_are_not_relative_paths(tmp_path, name):
+    with pytest.raises(IntegrityError, match="is not a relative path inside the build folder"):
+        inside(tmp_path, FileRecord(name, "0" * 64, 0))
+
+
+def test_a_symlink_leading_out_is_named_with_its_reason(tmp_path):
+    (tmp_path / "build").mkdir()
+    (tmp_path / "outside.onnx").write_bytes(b"x")
+    (tmp_path / "build" / "model.onnx").symlink_to(tmp_path / "outside.onnx")
+    with pytest.raises(IntegrityError) as error:
+        inside(tmp_path / "build", FileRecord("model.onnx", "0" * 64, 1))
+    assert error.value.message.startswith(f"the manifest in {tmp_path / 'build'} names the file 'model.onnx', which "
+                                          "leads out of the build folder through a symlink: ")

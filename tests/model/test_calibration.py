@@ -299,3 +299,13 @@ def test_calibration_tensors_are_float_activations_only():
     model = _graph_with_an_old_style_weight_input()
     assert cal.relu_inputs(model) == {"c": "r"}
     assert cal.calibration_tensors(model) == ["x", "r", "flat", "flat_relu"]
+
+
+def test_entropy_keeps_a_histogram_that_its_levels_hold_whole():
+    """Values filling exactly the first 128 bins (or a ramp over the first 256) lose nothing at that cut, with
+    the last kept bin's own count in it: the search keeps them all rather than clipping the largest values."""
+    flat = np.zeros(cal.BINS, np.int64)
+    flat[:128] = 100
+    ramp = np.zeros(cal.BINS, np.int64)
+    ramp[:256] = np.arange(1, 257)
+    assert (cal.entropy_bins(flat), cal.entropy_bins(ramp)) == (128, 256)
