@@ -8,7 +8,7 @@ from rsz_export.errors import UsageError
 from rsz_export.plan.grid import size_grid
 from rsz_export.plan.profile_file import profile_file_from_dict
 from rsz_export.plan.profiles import Plan, PlanSpec, default_profile_count, plan_profiles, route, uncovered_example
-from rsz_export.shapes import MIN_SIZE, BatchRange
+from rsz_export.shapes import MIN_SIZE, BatchRange, Resolution
 
 
 def test_default_quickstart_plan():
@@ -128,3 +128,38 @@ def test_every_size_in_free_range_is_routed(bounds, data):
         i for i, p in enumerate(plan.profiles) if p.covers(1, h, w) and p.max_pixels < plan.profiles[index].max_pixels
     ]
     assert not smaller
+
+
+def _plan_of(*bands: tuple[int, int]) -> Plan:
+    """A 224..800 plan with one square profile per (lo, hi) band, for coverage edge cases."""
+    from rsz_export.shapes import InputShape, Profile
+
+    profiles = tuple(Profile(InputShape(1, lo, lo), InputShape(1, lo, lo), InputShape(1, hi, hi)) for lo, hi in bands)
+    return Plan(224, 800, "square", BatchRange(), profiles)
+
+
+def test_uncovered_example_is_the_first_size_no_profile_takes():
+    """Exact: the smallest uncovered height, then width, wherever the gap is: one pixel past a profile's top, the
+    range's own minimum, or its maximum."""
+    assert uncovered_example(_plan_of((224, 400), (403, 800))) == Resolution(224, 401)
+    assert uncovered_example(_plan_of((226, 800))) == Resolution(224, 224)
+    assert uncovered_example(_plan_of((224, 799))) == Resolution(224, 800)
+    assert uncovered_example(_plan_of((224, 800))) is None
+
+
+def test_a_narrow_range_gets_one_profile():
+    assert default_profile_count(224, 224) == default_profile_count(224, 256) == 1
+    assert default_profile_count(224, 320) == 2
+
+
+def test_a_plan_describes_its_profiles_and_reduces_to_one_fixed_shape():
+    plan = plan_profiles(PlanSpec(224, 416, 2))
+    assert plan.covered_ranges() == ("profile 0: h,w 224..320 opt 256x256, batch 1..1; "
+                                     "profile 1: h,w 224..416 opt 352x352, batch 1..1")
+    assert plan.covered_ranges([1]) == "profile 1: h,w 224..416 opt 352x352, batch 1..1"
+    from rsz_export.plan.profiles import single_profile_plan
+    from rsz_export.shapes import InputShape, Profile
+
+    shape = InputShape(2, 256, 320)
+    fixed = single_profile_plan(plan, shape)
+    assert fixed == Plan(224, 416, "free", BatchRange(2, 2, 2), (Profile(shape, shape, shape),))
