@@ -163,3 +163,33 @@ def test_a_plan_describes_its_profiles_and_reduces_to_one_fixed_shape():
     shape = InputShape(2, 256, 320)
     fixed = single_profile_plan(plan, shape)
     assert fixed == Plan(224, 416, "free", BatchRange(2, 2, 2), (Profile(shape, shape, shape),))
+
+
+def test_band_edges_round_to_32_then_8_then_1_as_the_range_allows():
+    """Edges are multiples of 32 once the range spans 64 pixels per band, of 8 from 16 per band, else exact;
+    a range as narrow as its band count still gets strictly increasing edges, the last one at the top."""
+    from rsz_export.plan.profiles import band_edges
+
+    assert band_edges(224, 352, 2) == [288, 352]  # exactly 64 per band: multiples of 32
+    assert band_edges(224, 260, 2) == [240, 260]  # 18 per band: multiples of 8
+    assert band_edges(224, 240, 3) == [229, 235, 240]  # under 16 per band: exact
+    assert band_edges(224, 232, 5) == [226, 227, 229, 230, 232]
+    assert band_edges(224, 227, 4) == [224, 225, 226, 227]
+
+
+def test_opt_points_snap_to_32_even_at_a_bands_end():
+    from rsz_export.plan.profiles import opt_side
+
+    assert (opt_side(224, 232), opt_side(250, 256), opt_side(224, 300)) == (224, 256, 256)
+
+
+def test_default_counts_at_the_cap_and_at_an_exact_step():
+    assert default_profile_count(32, 4096) == 6  # the cap
+    assert default_profile_count(250, 350) == 1  # exactly one 1.4x step is one band
+
+
+def test_range_errors_name_the_option():
+    with pytest.raises(UsageError, match=r"^--min 16 is outside"):
+        PlanSpec(16, 800)
+    with pytest.raises(UsageError, match=r"^--max 100000 is outside"):
+        PlanSpec(224, 100_000)
