@@ -193,3 +193,11 @@ def test_range_errors_name_the_option():
         PlanSpec(16, 800)
     with pytest.raises(UsageError, match=r"^--max 100000 is outside"):
         PlanSpec(224, 100_000)
+
+
+def test_a_plan_records_its_routing_rule_and_refuses_a_malformed_one():
+    from rsz_export.plan.profiles import ROUTING_RULE
+
+    assert plan_profiles(PlanSpec(224, 320)).to_dict()["routing"] == ROUTING_RULE
+    with pytest.raises(UsageError, match=r"^malformed plan: 'min_size'"):
+        Plan.from_dict({})
