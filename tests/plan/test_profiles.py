@@ -193,6 +193,8 @@ def test_range_errors_name_the_option():
         PlanSpec(16, 800)
     with pytest.raises(UsageError, match=r"^--max 100000 is outside"):
         PlanSpec(224, 100_000)
+    with pytest.raises(UsageError, match=r"^unknown aspect 'wide'; choose one of free, square$"):
+        PlanSpec(224, 800, aspect="wide")
 
 
 def test_a_plan_records_its_routing_rule_and_refuses_a_malformed_one():
