@@ -252,3 +252,9 @@ def test_policies_print_and_override_every_bound():
     assert str(PRESETS["fp16"]) == "fp16: rtol 0.01, atol 1, min_top1 0.8"
     changed = PRESETS["int8"].override(min_cosine=0.9, min_top5=0.5)
     assert (changed.min_cosine, changed.min_top5, changed.rtol) == (0.9, 0.5, PRESETS["int8"].rtol)
+
+
+def test_a_policy_is_recorded_with_every_bound():
+    policy = TolerancePolicy("fp32", rtol=1e-3, atol=0.1, min_top1=1.0)
+    assert TolerancePolicy(**policy.to_dict()) == policy
+    assert set(policy.to_dict()) == {"precision", "rtol", "atol", "min_top1", "min_cosine", "min_top5", "images_only"}
