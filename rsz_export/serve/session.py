@@ -126,6 +126,17 @@ def check_engine_files(out_dir: Path, engines: Sequence) -> None:
                              hint=f"rebuild them: rsz-export build {out_dir} --force")
 
 
+def require_classes(manifest, command: str) -> None:
+    """UsageError (exit 2) when ``command`` (predict, sweep) is asked of a build whose model has no classes."""
+    if not manifest.has_classes:
+        raise UsageError(
+            f"{command} ranks classes, and this build has none: its model gives the feature maps of a backbone "
+            f"(--outputs {manifest.outputs}: {', '.join(manifest.output_names)}), not class logits",
+            hint="feed the maps to your detector's heads (README 'As a backbone'), check them with rsz-export "
+            "validate, time them with rsz-export bench; predict and sweep need a build with --outputs logits",
+        )
+
+
 class Session:
     """Serves images from the engines in ``out_dir`` (see the module docstring). Use as a context manager."""
 
