@@ -197,3 +197,39 @@ def test_feature_build_matches_intermediate_layer_getter(feature_build):
         for name, channels, stride in feature_maps("features"):
             assert actual[name].shape == (1, channels, map_side(h, stride), map_side(w, stride))
             assert _rel_l2(expected[name].numpy(), actual[name]) <= RTOL, (name, h, w)
+
+
+def test_int8_check_judges_every_feature_map(tmp_path):
+    """The Q/DQ check compares each output: a model whose third FPN level is negated fails it, the others equal."""
+    import onnx
+    from onnx import numpy_helper
+
+    from rsz_export.model.quantization import CPU_QDQ, check_qdq
+    from rsz_export.shapes import Resolution
+
+    model = tiny_feature_onnx(tmp_path / "fpn.onnx", "fpn")
+    proto = onnx.load(str(model))
+    for tensor in proto.graph.initializer:
+        if tensor.name == "w_2":
+            tensor.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(tensor), "w_2"))
+    onnx.save(proto, str(tmp_path / "wrong.onnx"))
+    feeds = lambda size: np.random.default_rng(size.h).standard_normal((2, 3, size.h, size.w), dtype=np.float32)  # noqa: E731
+    sizes = (Resolution(64, 64), Resolution(97, 131))
+    same = check_qdq(model, model, CPU_QDQ, feeds, sizes)
+    wrong = check_qdq(tmp_path / "wrong.onnx", model, CPU_QDQ, feeds, sizes)
+    assert same.passed and min(same.cosine) > 0.999999
+    assert not wrong.passed and max(wrong.cosine) < -0.999 and min(wrong.rel_l2) > 1.99
+
+
+def test_int8_build_of_a_backbone_calibrates_and_checks_its_maps(tmp_path):
+    """``--precision int8`` on a backbone (the five-output stand-in): calibrated, quantized, checked, built."""
+    from rsz_export.backends.base import BuildOptions
+    from rsz_export.pipeline.run import BuildSpec, build
+
+    model = tiny_feature_onnx(tmp_path / "fpn.onnx", "fpn", metadata=RANDOM_METADATA)
+    lines = []
+    manifest = build(BuildSpec(make_plan(64, 128, 1), tmp_path / "out", backend="onnxruntime", onnx=model,
+                               outputs="fpn", options=BuildOptions(precision="int8")), lines.append).manifest
+    assert manifest.outputs == "fpn" and manifest.precision == "int8"
+    check = next(line for line in lines if "Q/DQ vs fp32" in line)
+    assert "ok" in check, check
