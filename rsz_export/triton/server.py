@@ -198,6 +198,18 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text[-lines:]) or "(empty log)"
 
 
+def refuse_feature_maps(manifest) -> None:
+    """UsageError (exit 2) for a build whose model gives feature maps: ``serve`` answers with ``logits`` alone
+    (``rsz-export triton`` writes a repository with every map for a Triton server)."""
+    if not manifest.has_classes:
+        raise UsageError(
+            f"serve gives one output, logits, and this build's model gives the feature maps of a backbone "
+            f"(--outputs {manifest.outputs}: {', '.join(manifest.output_names)})",
+            hint="serve them with Triton from a repository: rsz-export triton DIR --repo PATH (every map is an "
+            "output of its config), or feed them to the detector's heads in-process (README 'As a backbone')",
+        )
+
+
 class LocalServer:
     """A running ``serve``: enter starts it (engines opened and verified, then the server core, then the model),
     ``wait`` serves until asked to stop, exit stops the core and frees the engines."""
@@ -224,6 +236,7 @@ class LocalServer:
             self._watchdog = start_watchdog()
             self.session = Session(spec.engines_dir, backend=spec.backend, preprocess="native",
                                    workers=spec.instances, threads=spec.threads)
+            refuse_feature_maps(self.session.manifest)
             self.session.open_all()  # every engine file verified before a port opens
             for what, port in (("http", spec.http_port), ("grpc", spec.grpc_port), ("metrics", spec.metrics_port)):
                 if port is not None:
