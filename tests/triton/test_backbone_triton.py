@@ -41,10 +41,72 @@ def test_the_repository_lists_every_feature_map(fpn_stand_in, tmp_path):
     assert json.loads((repo / "routing.json").read_text())["output"] == list(FPN_NAMES)
 
 
-def test_serve_refuses_a_build_without_logits(fpn_stand_in):
-    from rsz_export.artifacts.manifest import load_manifest
-    from rsz_export.triton.server import refuse_feature_maps
+def test_the_served_interface_and_the_session_give_every_map(fpn_stand_in):
+    import numpy as np
+    import onnxruntime as ort
 
-    with pytest.raises(UsageError, match="serve gives one output, logits") as caught:
-        refuse_feature_maps(load_manifest(fpn_stand_in))
-    assert "rsz-export triton DIR --repo PATH" in caught.value.hint
+    from rsz_export.serve.session import Session
+    from rsz_export.triton.server import batch_outputs
+    from rsz_export.triton.spec import ServedInterface
+
+    with Session(fpn_stand_in) as session:
+        served = ServedInterface.of(session.manifest)
+        assert served.outputs == tuple((name, (256, -1, -1)) for name in FPN_NAMES)
+        assert "outputs 0 FP32 [-1,256,-1,-1]" in served.describe()
+        images = np.random.default_rng(0).standard_normal((3, 3, 97, 131)).astype(np.float32)
+        maps = batch_outputs(session, images, "resnet50")
+    model = ort.InferenceSession(str(fpn_stand_in.parent / "fpn.onnx"), providers=["CPUExecutionProvider"])
+    for got, want in zip(maps, model.run(None, {"images": images}), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_request_for_an_output_the_model_lacks_is_refused():
+    from rsz_export.triton.request_check import Refused, RequestLimits, check_header
+
+    limits = RequestLimits("resnet50", 1, 4, 160 * 160, lambda h, w: "p0", "64..160", FPN_NAMES)
+    header = {"inputs": [{"name": "images", "shape": [1, 3, 64, 64], "datatype": "FP32", "data": [0.0] * 12288}]}
+    check_header(header | {"outputs": [{"name": "pool"}, {"name": "0"}]}, limits, 0)
+    with pytest.raises(Refused) as caught:
+        check_header(header | {"outputs": [{"name": "logits"}]}, limits, 0)
+    assert caught.value.reason == "bad_input"
+    assert str(caught.value.message) == ("model 'resnet50' has 5 outputs, '0', '1', '2', '3', 'pool'; 'outputs' "
+                                         "asks for 'logits'")
+
+
+@pytest.mark.slow
+def test_serve_answers_each_map_asked_for_and_refuses_others(fpn_stand_in):
+    """The local server on the stand-in (about 15 s: the Triton core starts and stops)."""
+    import socket
+
+    import numpy as np
+    import onnxruntime as ort
+
+    pytest.importorskip("pytriton.triton", reason="the [serve] extra (nvidia-pytriton) is not installed")
+    httpclient = pytest.importorskip("tritonclient.http", reason="the [serve] extra is not installed")
+    from tritonclient.utils import InferenceServerException
+
+    from rsz_export.triton.server import LocalServer
+    from rsz_export.triton.spec import ServeSpec
+
+    def free_port() -> int:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    spec = ServeSpec(fpn_stand_in, http_port=free_port(), grpc_port=free_port(), threads=1)
+    images = np.random.default_rng(1).standard_normal((2, 3, 65, 127)).astype(np.float32)
+    want = ort.InferenceSession(str(fpn_stand_in.parent / "fpn.onnx"),
+                                providers=["CPUExecutionProvider"]).run(None, {"images": images})
+    with LocalServer(spec, log=lambda line: None):
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{spec.http_port}")
+        try:
+            tensor = httpclient.InferInput("images", list(images.shape), "FP32")
+            tensor.set_data_from_numpy(images)
+            asked = [httpclient.InferRequestedOutput(name) for name in ("pool", "1")]
+            result = client.infer("resnet50", [tensor], outputs=asked)
+            np.testing.assert_allclose(result.as_numpy("pool"), want[4], rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(result.as_numpy("1"), want[1], rtol=1e-5, atol=1e-5)
+            with pytest.raises(InferenceServerException, match="has 5 outputs, '0', '1', '2', '3', 'pool'"):
+                client.infer("resnet50", [tensor], outputs=[httpclient.InferRequestedOutput("logits")])
+        finally:
+            client.close()
