@@ -4,6 +4,7 @@ reference training script saves checkpoints; and key-only stand-ins of detectors
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 DETECTOR_SEED = 0
@@ -47,27 +48,44 @@ def save_detector(detector, path: Path) -> Path:
     return path
 
 
-def key_only_checkpoint(model, path: Path) -> Path:
-    """A checkpoint with ``model``'s tensor names and shapes, every tensor a zero expanded to its shape (one
-    element stored; ``model`` may be on the meta device): what a layout check reads, at a few kilobytes."""
+def key_only_checkpoint(shapes: dict, path: Path) -> Path:
+    """A checkpoint with these tensor names and shapes, every tensor a zero expanded to its shape (one element
+    stored): what a layout check reads, at a few kilobytes."""
     import torch
 
-    state = {name: torch.zeros(()).expand(tensor.shape) for name, tensor in model.state_dict().items()}
+    state = {name: torch.zeros(()).expand(shape) for name, shape in shapes.items()}
     torch.save({"model": state, "epoch": 1}, path)
     return path
 
 
-def other_detector(backbone: str):
-    """A detector whose backbone is not ResNet-50 (``resnet101`` or ``mobilenet``), on the meta device."""
+@functools.lru_cache(maxsize=1)
+def _resnet50_detector() -> tuple:
     import torch
     import torchvision
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
     with torch.device("meta"):
-        if backbone == "mobilenet":
-            return torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None)
-        from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+        model = torchvision.models.detection.FasterRCNN(resnet_fpn_backbone(backbone_name="resnet50", weights=None), 91)
+    return tuple((name, tuple(t.shape)) for name, t in model.state_dict().items())
 
-        return torchvision.models.detection.FasterRCNN(resnet_fpn_backbone(backbone_name=backbone, weights=None), 91)
+
+def detector_shapes(backbone: str = "resnet50") -> dict:
+    """The tensor names and shapes of a torchvision Faster R-CNN FPN checkpoint with ``backbone`` (``resnet50``,
+    ``resnet101``: layer3 of 23 blocks, ``mobilenet``: a MobileNetV3 body), or of a ResNet-50 ``classifier``."""
+    shapes = dict(_resnet50_detector())
+    if backbone == "classifier":
+        body = "backbone.body."
+        return {k[len(body):]: v for k, v in shapes.items() if k.startswith(body)} | {"fc.weight": (1000, 2048),
+                                                                                       "fc.bias": (1000,)}
+    if backbone == "resnet101":
+        block = {k: v for k, v in shapes.items() if k.startswith("backbone.body.layer3.5.")}
+        for index in range(6, 23):
+            shapes |= {k.replace("layer3.5.", f"layer3.{index}."): v for k, v in block.items()}
+    if backbone == "mobilenet":
+        shapes = {k: v for k, v in shapes.items() if not k.startswith("backbone.body.")}
+        shapes |= {"backbone.body.0.0.weight": (16, 3, 3, 3), "backbone.body.0.1.weight": (16,),
+                   "backbone.body.1.block.0.0.weight": (16, 1, 3, 3), "backbone.body.16.0.weight": (960, 160, 1, 1)}
+    return shapes
 
 
 def tiny_feature_onnx(path: Path, outputs: str = "fpn", channels: dict | None = None, metadata: dict | None = None):

@@ -12,7 +12,7 @@ import pytest
 from rsz_export.errors import IntegrityError, UsageError
 from rsz_export.interface import FEATURE_NAMES, FPN_NAMES, feature_maps, map_side
 from tests.helpers import RANDOM_METADATA, assert_clean_failure, make_plan, run_cli
-from tests.model.detectors import key_only_checkpoint, other_detector, tiny_feature_onnx
+from tests.model.detectors import detector_shapes, key_only_checkpoint, tiny_feature_onnx
 
 PARITY_SIZES = ((64, 64), (97, 131), (160, 127), (65, 160))
 """Sizes in the fixtures' 64..160 range, odd sides included (each map's side is ceil(side / stride))."""
@@ -28,7 +28,7 @@ def _read(path: Path, outputs: str, log=lambda message: None) -> dict:
 @pytest.mark.parametrize(("backbone", "says"), [("resnet101", "ResNet-101 (3/4/23/3 blocks"),
                                                 ("mobilenet", "not a ResNet")])
 def test_detector_with_another_backbone_is_refused(backbone, says, tmp_path):
-    checkpoint = key_only_checkpoint(other_detector(backbone), tmp_path / f"{backbone}.pth")
+    checkpoint = key_only_checkpoint(detector_shapes(backbone), tmp_path / f"{backbone}.pth")
     for outputs in ("fpn", "features"):
         with pytest.raises(IntegrityError) as caught:
             _read(checkpoint, outputs)
@@ -37,27 +37,23 @@ def test_detector_with_another_backbone_is_refused(backbone, says, tmp_path):
 
 
 def test_classifier_has_no_fpn_weights(tmp_path):
-    import torch
-    import torchvision
-
-    with torch.device("meta"):
-        classifier = torchvision.models.resnet50(weights=None)
+    classifier = detector_shapes("classifier")
     checkpoint = key_only_checkpoint(classifier, tmp_path / "classifier.pth")
     with pytest.raises(IntegrityError, match="has no FPN weights: it holds a classifier") as caught:
         _read(checkpoint, "fpn")
     assert "--outputs features" in caught.value.hint
-    assert set(_read(checkpoint, "features")) == {k for k in classifier.state_dict() if not k.startswith("fc.")}
+    assert set(_read(checkpoint, "features")) == {k for k in classifier if not k.startswith("fc.")}
 
 
 def test_detector_checkpoint_for_logits_points_to_fpn(tmp_path):
-    checkpoint = key_only_checkpoint(other_detector("resnet50"), tmp_path / "detector.pth")
+    checkpoint = key_only_checkpoint(detector_shapes(), tmp_path / "detector.pth")
     with pytest.raises(IntegrityError) as caught:
         _read(checkpoint, "logits")
     assert "--outputs fpn" in caught.value.hint
 
 
 def test_detector_heads_are_listed_and_fpn_keys_kept(tmp_path):
-    checkpoint = key_only_checkpoint(other_detector("resnet50"), tmp_path / "detector.pth")
+    checkpoint = key_only_checkpoint(detector_shapes(), tmp_path / "detector.pth")
     lines = []
     state = _read(checkpoint, "fpn", lines.append)
     assert lines == ["the detector's heads are not part of the fpn model and were left out: roi_heads (8 tensors), "
@@ -130,7 +126,7 @@ def test_onnx_import_must_name_its_outputs(tmp_path):
 
 
 def test_bad_backbone_inputs_through_the_cli(tmp_path):
-    checkpoint = key_only_checkpoint(other_detector("mobilenet"), tmp_path / "mobilenet.pth")
+    checkpoint = key_only_checkpoint(detector_shapes("mobilenet"), tmp_path / "mobilenet.pth")
     out = tmp_path / "engines"
     result = run_cli("build", str(out), "--min", "64", "--max", "160", "--outputs", "fpn", "--weights", str(checkpoint))
     assert_clean_failure(result, 4, "is not a ResNet-50 backbone", "not a ResNet")

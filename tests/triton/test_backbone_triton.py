@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from rsz_export.errors import UsageError
 from rsz_export.interface import FPN_NAMES
 from rsz_export.shapes import BatchRange
 from tests.helpers import RANDOM_METADATA, make_plan
