@@ -121,6 +121,8 @@ class Backend(abc.ABC):
     and runs the build's weights."""
     gpu_only: ClassVar[bool] = False
     """Its engines run only on a CUDA GPU (TensorRT): bench then runs the PyTorch baseline on the GPU too."""
+    gives_every_output: ClassVar[bool] = True
+    """Its runners give every output of the model (``infer_all``), as a backbone's feature maps need."""
     shares_graph: ClassVar[bool] = False
     """One graph serves every profile alike (no per-profile kernels): validate runs a size once for all profiles."""
     times_on_current_stream: ClassVar[bool] = False

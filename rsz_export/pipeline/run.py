@@ -101,6 +101,8 @@ class BuildResult:
 def build(spec: BuildSpec, log: Log = lambda message: None) -> BuildResult:
     """Export, plan and build engines into ``spec.out_dir``; write the manifest last, atomically."""
     name, reason, candidates = choose_backend(spec.backend, spec.options.precision)
+    if spec.outputs != DEFAULT_OUTPUTS:
+        name, reason, candidates = _for_feature_maps(spec, name, reason, candidates)
     backend = require_backend(name)
     backend.check_options(spec.options)  # what the backend allows (precision, device), before anything is written
     known = None if spec.force else load_previous_manifest(spec.out_dir)
@@ -112,6 +114,21 @@ def build(spec: BuildSpec, log: Log = lambda message: None) -> BuildResult:
     out_dir = ensure_writable_dir(spec.out_dir)
     with directory_lock(out_dir, "build", created=created):
         return _build_locked(spec, (backend, candidates), reason, out_dir, log, inputs, calib)
+
+
+def _for_feature_maps(spec, name: str, reason: str, candidates: tuple[str, ...]) -> tuple[str, str, tuple]:
+    """The backend choice for a model with several outputs: backends whose runners give them all (UsageError
+    for one asked for that does not)."""
+    from rsz_export.backends import load_backend
+
+    able = tuple(c for c in candidates if load_backend(c).gives_every_output)
+    if candidates and len(able) < len(candidates):
+        return able[0], f"backend {able[0]} (auto: the only CPU runtime here that gives every feature map)", ()
+    if not load_backend(name).gives_every_output:
+        raise UsageError(f"--backend {name} engines give one output, and an --outputs {spec.outputs} model gives "
+                         f"{len(output_names(spec.outputs))} feature maps",
+                         hint="build it with --backend onnxruntime (or tensorrt on a GPU)")
+    return name, reason, candidates
 
 
 def _build_files(manifest: Manifest) -> list[FileRecord]:

@@ -229,3 +229,15 @@ def test_int8_build_of_a_backbone_calibrates_and_checks_its_maps(tmp_path):
     assert manifest.outputs == "fpn" and manifest.precision == "int8"
     check = next(line for line in lines if "Q/DQ vs fp32" in line)
     assert "ok" in check, check
+
+
+def test_feature_builds_use_backends_that_give_every_output(tmp_path):
+    """OpenVINO's runner gives one output: asked for, it is refused; under auto it is not timed against ONNX Runtime."""
+    from rsz_export.pipeline.run import BuildSpec, _for_feature_maps, build
+
+    model = tiny_feature_onnx(tmp_path / "fpn.onnx", "fpn", metadata=RANDOM_METADATA)
+    with pytest.raises(UsageError, match="--backend openvino engines give one output"):
+        build(BuildSpec(make_plan(64, 128, 1), tmp_path / "out", backend="openvino", onnx=model, outputs="fpn"))
+    assert not (tmp_path / "out").exists()
+    spec = BuildSpec(make_plan(64, 128, 1), tmp_path / "out", onnx=model, outputs="fpn")
+    assert _for_feature_maps(spec, "onnxruntime", "timing", ("onnxruntime", "openvino"))[::2] == ("onnxruntime", ())
