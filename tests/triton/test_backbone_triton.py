@@ -1,5 +1,6 @@
-"""A backbone build (``--outputs fpn``) for Triton: the repository's config lists every feature map with dynamic
-sides, ``routing.json`` names them, and ``serve`` (logits only) refuses the build with the way to serve it."""
+"""A backbone build (``--outputs fpn``, a five-output stand-in) served and timed: the Triton repository's config
+lists every feature map with dynamic sides, ``serve`` answers each map asked for and refuses others, bench counts
+the backbone's FLOP."""
 
 from __future__ import annotations
 
@@ -109,3 +110,17 @@ def test_serve_answers_each_map_asked_for_and_refuses_others(fpn_stand_in):
                 client.infer("resnet50", [tensor], outputs=[httpclient.InferRequestedOutput("logits")])
         finally:
             client.close()
+
+
+def test_bench_times_a_feature_build_with_the_backbones_flop(fpn_stand_in):
+    """bench on a build with several outputs: every point timed, its GFLOP the FPN backbone's at that size."""
+    from rsz_export.bench.flops import resnet50_flop
+    from rsz_export.bench.run import BenchSpec, run_bench
+    from rsz_export.bench.stats import MeasurePolicy
+    from rsz_export.shapes import Resolution
+
+    spec = BenchSpec(str(fpn_stand_in), sizes=(Resolution(97, 131),), backends=("onnxruntime",),
+                     policy=MeasurePolicy(warmup=0, iters=2), peak_matrix=256)
+    header, rows = run_bench(spec, lambda line: None)
+    assert header["outputs"] == "fpn" and rows
+    assert {row.record()["gflop"] for row in rows} == {resnet50_flop(1, 97, 131, outputs="fpn") / 1e9}
