@@ -50,11 +50,20 @@ def export_command(weights, seed, num_classes, outputs, output, verify):
     Without --weights: imagenet1k-v2, or seeded random weights with a warning where those are unavailable.
     """
     from rsz_export.model.export import export_onnx
-    from rsz_export.model.weights import build_model, default_weights, resolve_weights
+    from rsz_export.model.weights import (
+        DEFAULT_WEIGHTS,
+        WEIGHTS_CHOICES,
+        build_model,
+        default_weights,
+        no_fpn_weights,
+        resolve_weights,
+    )
     from rsz_export.pipeline.run import check_outputs_options
 
     out = console()
     check_outputs_options(outputs, num_classes=num_classes)
+    if outputs == "fpn" and weights in (None, *WEIGHTS_CHOICES):  # before a download is tried
+        raise no_fpn_weights(weights or DEFAULT_WEIGHTS)
     check_writable(output)  # before a minute of loading and exporting
     if weights is None:
         weights, warning = default_weights(seed, num_classes)

@@ -102,7 +102,7 @@ def choose_weights(
     check_num_classes(num_classes)
     feature = outputs != DEFAULT_OUTPUTS
     if feature and spec in WEIGHTS_CHOICES and outputs == "fpn":
-        raise _no_fpn_weights(spec)
+        raise no_fpn_weights(spec)
     if spec == "random":
         classes = num_classes or NUM_CLASSES
         return WeightsChoice(spec, random_key(seed, classes), 0 if feature else classes)
@@ -119,7 +119,7 @@ def choose_weights(
     return WeightsChoice(spec, f"state:{record.content_sha256}", 0 if feature else record.num_classes, record)
 
 
-def _no_fpn_weights(spec: str) -> RszError:
+def no_fpn_weights(spec: str) -> RszError:
     if spec == "random":
         return UsageError(
             "--outputs fpn needs a detector's checkpoint: seeded random weights have no feature pyramid",
@@ -166,7 +166,7 @@ def resolve_weights(
     feature = outputs != DEFAULT_OUTPUTS
     if spec == "random":
         if outputs == "fpn":
-            raise _no_fpn_weights(spec)
+            raise no_fpn_weights(spec)
         classes = num_classes or NUM_CLASSES
         state = random_state_dict(seed, classes)
         sha = state_dict_sha256(state)

@@ -135,6 +135,9 @@ def test_bad_backbone_inputs_through_the_cli(tmp_path):
     result = run_cli("build", str(out), "--min", "64", "--max", "160", "--outputs", "features", "--labels", str(labels))
     assert_clean_failure(result, 2, "--labels names classes")
     assert not out.exists()
+    result = run_cli("export", "--outputs", "fpn", "-o", str(tmp_path / "fpn.onnx"))
+    assert_clean_failure(result, 4, "--weights imagenet1k-v2 has no FPN weights")
+    assert not (tmp_path / "fpn.onnx").exists()
 
 
 def _session(build: Path):
