@@ -70,12 +70,7 @@ def export_command(weights, seed, num_classes, outputs, output, verify):
         if warning:
             out.warn(warning)
     state, record = resolve_weights(weights, seed, num_classes=num_classes, outputs=outputs, log=out.info)
-    if outputs == "logits":
-        model = build_model(state, source=record.source)
-    else:
-        from rsz_export.model.backbone import build_backbone
-
-        model = build_backbone(state, outputs, source=record.source)
+    model = build_model(state, record.source, outputs)
     path, checks = export_onnx(model, record, output, out.info, verify=verify, outputs=outputs)
     for check in checks:
         top1 = ", top-1 same" if check.output == "logits" else ""

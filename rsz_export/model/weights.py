@@ -225,11 +225,16 @@ def _download(url: str, path: Path) -> None:
             raise OSError(f"{url} did not match its published hash prefix {expected}")
 
 
-def build_model(state_dict: dict, source: str = "weights"):
-    """A float32 CPU ResNet-50 in eval mode carrying ``state_dict`` (any head size); IntegrityError if the keys
-    do not fit."""
+def build_model(state_dict: dict, source: str = "weights", outputs: str = DEFAULT_OUTPUTS):
+    """A float32 CPU ResNet-50 in eval mode carrying ``state_dict`` (any head size), or for ``outputs`` other than
+    logits the backbone model giving those feature maps (``model.backbone``); IntegrityError if the keys do not
+    fit."""
     import torchvision
 
+    if outputs != DEFAULT_OUTPUTS:
+        from rsz_export.model.backbone import build_backbone
+
+        return build_backbone(state_dict, outputs, source)
     from rsz_export.model.checkpoint import num_classes_of
 
     model = torchvision.models.resnet50(weights=None, num_classes=num_classes_of(state_dict) or NUM_CLASSES)
@@ -271,10 +276,8 @@ def reference_from_record(record: WeightsRecord, out_dir: str | Path | None = No
             hint="rebuild the engines from these weights: rsz-export build --force",
         )
     if outputs != DEFAULT_OUTPUTS:
-        from rsz_export.model.backbone import build_backbone
-
         state = _backbone_of(state, outputs, "random") if state is not None else checkpoint_state(data, path, outputs)
-        return build_backbone(state, outputs, source=record.source)
+        return build_model(state, record.source, outputs)
     return build_model(state if state is not None else checkpoint_state(data, path), source=record.source)
 
 

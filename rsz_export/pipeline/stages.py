@@ -14,7 +14,7 @@ from rsz_export.artifacts import export_cache
 from rsz_export.artifacts.files import atomic_path, atomic_write_text, sha256_file
 from rsz_export.artifacts.manifest import FileRecord, LabelsRecord, WeightsRecord, file_record, files_intact
 from rsz_export.errors import IntegrityError, RszError
-from rsz_export.interface import DEFAULT_OUTPUTS, NUM_CLASSES
+from rsz_export.interface import NUM_CLASSES
 from rsz_export.model.labels import labels_text
 from rsz_export.pipeline.context import BuildContext
 from rsz_export.pipeline.inputs import BuildInputs
@@ -50,7 +50,8 @@ def export_stage(ctx: BuildContext, inputs: BuildInputs) -> Staged:
         seed = spec.seed if choice.spec == "random" else None
         return file_record(out_dir, target), choice.record or WeightsRecord(
             finished["rsz_export.weights_id"], finished["rsz_export.weights_sha256"],
-            finished.get("rsz_export.weights_source", ""), seed, warning, num_classes=inputs.num_classes or NUM_CLASSES,
+            finished.get("rsz_export.weights_source", ""), seed, warning,
+            num_classes=inputs.num_classes or NUM_CLASSES,  # a feature build keeps its weights' own head
             content_sha256=finished.get("rsz_export.weights_content_sha256") or None,
         )
     staged = _export(ctx, inputs, target)
@@ -73,12 +74,7 @@ def _export(ctx: BuildContext, inputs: BuildInputs, target: Path) -> Staged:
         raise IntegrityError(f"weights file {choice.spec} changed while the build was reading it",
                              hint="run the build again")
     weights = replace(weights, warning=inputs.warning)
-    if spec.outputs == DEFAULT_OUTPUTS:
-        model = build_model(state, source=weights.source)
-    else:
-        from rsz_export.model.backbone import build_backbone
-
-        model = build_backbone(state, spec.outputs, source=weights.source)
+    model = build_model(state, weights.source, spec.outputs)
     onnx_path, checks = export_onnx(model, weights, target, log, verify=spec.verify, export_key=ctx.keys.export,
                                     outputs=spec.outputs)
     if checks:
