@@ -125,6 +125,7 @@ def test_onnx_import_must_name_its_outputs(tmp_path):
     assert imported.outputs == "fpn" and imported.num_classes == 0
 
 
+@pytest.mark.slow  # three CLI processes (one imports torch): the fast tier checks the same refusals in-process
 def test_bad_backbone_inputs_through_the_cli(tmp_path):
     checkpoint = key_only_checkpoint(detector_shapes("mobilenet"), tmp_path / "mobilenet.pth")
     out = tmp_path / "engines"
