@@ -31,3 +31,37 @@ CALIBRATION_METHODS = ("percentile", "minmax", "entropy")
 Log = Callable[[str], None]
 """How library functions report progress: called with one line of text at a time; the caller decides where it goes
 (the CLI prints it, tests collect it)."""
+
+OUTPUT_KINDS = ("logits", "features", "fpn")
+"""What a build's model gives (``--outputs``): ``logits`` [batch, classes], the classifier (the default);
+``features``, the ResNet-50 body's stage outputs as torchvision's ``IntermediateLayerGetter`` returns them;
+``fpn``, torchvision's ``BackboneWithFPN`` (the body, the feature pyramid and its extra max-pool level), as
+Faster/Mask R-CNN and RetinaNet use it."""
+DEFAULT_OUTPUTS = OUTPUT_KINDS[0]
+FEATURE_NAMES = ("layer1", "layer2", "layer3", "layer4")
+FEATURE_CHANNELS = (256, 512, 1024, 2048)
+FEATURE_STRIDES = (4, 8, 16, 32)
+FPN_NAMES = ("0", "1", "2", "3", "pool")
+"""The keys of torchvision's ``BackboneWithFPN`` output, which the detectors' RPN and ROI heads look up."""
+FPN_CHANNELS = 256
+FPN_STRIDES = (4, 8, 16, 32, 64)
+
+
+def output_names(outputs: str) -> tuple[str, ...]:
+    """The output tensors of a model that gives ``outputs`` (one of OUTPUT_KINDS), in the model's order."""
+    return {"logits": (OUTPUT_NAME,), "features": FEATURE_NAMES, "fpn": FPN_NAMES}[outputs]
+
+
+def feature_maps(outputs: str) -> tuple[tuple[str, int, int], ...]:
+    """(name, channels, stride) of each feature map a ``features`` or ``fpn`` model gives: an input of height h
+    and width w gives [batch, channels, ceil(h / stride), ceil(w / stride)]. Empty for ``logits``."""
+    if outputs == "features":
+        return tuple(zip(FEATURE_NAMES, FEATURE_CHANNELS, FEATURE_STRIDES, strict=True))
+    if outputs == "fpn":
+        return tuple((name, FPN_CHANNELS, stride) for name, stride in zip(FPN_NAMES, FPN_STRIDES, strict=True))
+    return ()
+
+
+def map_side(side: int, stride: int) -> int:
+    """A feature map's side for an input side: ceil(side / stride), as the stride-2 convolutions and pools give."""
+    return -(-side // stride)

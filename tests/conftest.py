@@ -303,7 +303,7 @@ def mixed_size(i: int) -> tuple[int, int]:
 
 REAL_MODEL_FIXTURES = {"engines_dir", "small_engines_dir", "onnx_path", "engines_copy", "reference_weights",
                        "fast_engines", "damaged", "random_weights", "int8_engines", "own_weights",
-                       "cifar_build"}
+                       "cifar_build", "detector", "detector_checkpoint", "fpn_build", "feature_build"}
 """Fixtures that export, build or run the real ResNet-50 (seeded weights are calibrated by running it): a test
 using one is in the slow tier."""
 
@@ -341,4 +341,44 @@ def openvino_engines(tmp_path_factory) -> Path:
     model = tiny_onnx(out.parent / "ov-colour.onnx", metadata=RANDOM_METADATA, weights=weights)
     plan = plan_profiles(PlanSpec(224, 800, batch=BatchRange(1, 4, 4)))
     build(BuildSpec(plan, out, backend="openvino", onnx=model, command="pytest openvino fixture"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def detector(tmp_path_factory):
+    """A seeded torchvision Faster R-CNN ResNet-50 FPN, built as a trained one is (tests/model/detectors.py)."""
+    from tests.model.detectors import make_detector
+
+    return make_detector()
+
+
+@pytest.fixture(scope="session")
+def detector_checkpoint(detector, tmp_path_factory) -> Path:
+    """``detector`` saved as torchvision's detection reference script saves it (model, optimizer, scheduler...)."""
+    from tests.model.detectors import save_detector
+
+    return save_detector(detector, tmp_path_factory.mktemp("detector") / "fasterrcnn.pth")
+
+
+@pytest.fixture(scope="session")
+def fpn_build(detector_checkpoint, tmp_path_factory) -> Path:
+    """``--outputs fpn`` from the detector checkpoint over 64..160 (2 profiles, batch 1..2) with ONNX Runtime: the
+    feature-map build the backbone tests share (one export, small sizes)."""
+    from rsz_export.pipeline.run import BuildSpec, build
+    from rsz_export.shapes import BatchRange
+
+    out = tmp_path_factory.mktemp("fpn") / "engines"
+    build(BuildSpec(make_plan(64, 160, 2, BatchRange(1, 1, 2)), out, backend="onnxruntime",
+                    weights=str(detector_checkpoint), outputs="fpn", export_cache=False, command="pytest fpn fixture"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def feature_build(tmp_path_factory) -> Path:
+    """``--outputs features`` from seeded random weights over 64..160 with ONNX Runtime (one profile)."""
+    from rsz_export.pipeline.run import BuildSpec, build
+
+    out = tmp_path_factory.mktemp("features") / "engines"
+    build(BuildSpec(make_plan(64, 160, 1), out, backend="onnxruntime", weights="random", outputs="features",
+                    export_cache=False, verify=False, command="pytest features fixture"))  # its tests compare
     return out

@@ -41,6 +41,8 @@ ONE_SIZE = "--replace-sizes --sizes 224 --random-inputs 0"
 GRID_WHY = ("one size instead of the grid (minutes on 2 cores); the full 224..800 grid of a checkpoint's build is "
             "validated in tests/pipeline/test_own_model.py")
 SAME_BUILD = "rsz-export build engines --min 224 --max 800"
+DETECTOR_WHY = ("needs a detector checkpoint: tests/test_readme_backbone.py builds a seeded one's FPN over 600..1344 "
+                "and runs the section's Python block on it; benchmarks/detection_backbone.py times build and validate")
 WALK = (
     Step("make engines", SAME_BUILD, 0, "reused 1 engine(s)", "the build it runs"),
     Step("make test", why="the test suite this walk is part of"),
@@ -58,6 +60,10 @@ WALK = (
          f"rsz-export validate engines-parts {ONE_SIZE}", 0, "PASS: 2 passed, 0 failed", GRID_WHY),
     Step("rsz-export predict engines-parts photo.jpg --top-k 3", "=", 0, "photo.jpg: 342x512 shrunk to 235x352"),
     Step("rsz-export sweep engines-parts --images labeled/ --sizes 224,288,352", "=", 0, "352x352"),
+    Step("rsz-export build engines-det --profile-file profiles/detection-backbone.toml --weights fasterrcnn.pth",
+         why=DETECTOR_WHY),
+    Step("rsz-export validate engines-det", why=DETECTOR_WHY),
+    Step("rsz-export bench engines-det --sizes 800x1216", why=DETECTOR_WHY),
     Step('pip install -e ".[serve]"', why=NOT_INSTALLING),
     Step("rsz-export build engines --min 224 --max 800 --batch 1:4:8 --backend tensorrt", "=", 3,
          "backend tensorrt is not usable on this machine", "where TensorRT is missing, it must say so (exit 3)"),

@@ -7,120 +7,29 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from rsz_export.artifacts.files import atomic_write_text, sha256_file
+from rsz_export.artifacts.records import (  # noqa: F401  (the records are part of the manifest's interface)
+    CalibrationRecord,
+    EngineRecord,
+    FileRecord,
+    LabelsRecord,
+    WeightsRecord,
+)
 from rsz_export.errors import IntegrityError, read_regular_file, read_small_file
-from rsz_export.interface import NUM_CLASSES
+from rsz_export.interface import DEFAULT_OUTPUTS, NUM_CLASSES, OUTPUT_KINDS, output_names
 from rsz_export.plan.profiles import Plan
 
 SCHEMA_VERSION = 3
 """2 added the class count, the class names (``labels``) and the weights' content hash and head size. A
 version-1 manifest is read as what every build of that version was: 1000 ImageNet classes, no names given.
 3 added the int8 calibration (``calibration``); earlier versions have none."""
-READABLE_VERSIONS = (1, 2, SCHEMA_VERSION)
+FEATURES_SCHEMA_VERSION = 4
+"""A build whose model gives feature maps (``outputs`` other than logits) writes version 4, which records them:
+a reader that does not know feature builds refuses it rather than taking its first map for logits. Logits builds
+keep writing version 3."""
+READABLE_VERSIONS = (1, 2, SCHEMA_VERSION, FEATURES_SCHEMA_VERSION)
 MANIFEST_NAME = "manifest.json"
 ENGINES_DIR = "engines"
 """The build folder a command uses when none is given (``make engines`` builds it)."""
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    """A file in the output directory (path relative to it) with its sha256 and size."""
-
-    file: str
-    sha256: str
-    bytes: int
-
-
-@dataclass(frozen=True)
-class EngineRecord:
-    """One engine: its file, which planned profiles it carries, and how it was built.
-
-    ``profiles`` are indices into ``Manifest.plan.profiles``; engine-local profile k serves plan
-    profile ``profiles[k]``. ``settings`` holds the backend's own build and session settings.
-    """
-
-    name: str
-    backend: str
-    precision: str
-    file: FileRecord
-    profiles: tuple[int, ...]
-    build_seconds: float
-    settings: dict = field(default_factory=dict)
-    extra_files: tuple[FileRecord, ...] = ()
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["profiles"] = list(self.profiles)
-        data["extra_files"] = [asdict(f) for f in self.extra_files]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> EngineRecord:
-        return cls(
-            name=str(data["name"]),
-            backend=str(data["backend"]),
-            precision=str(data["precision"]),
-            file=FileRecord(**data["file"]),
-            profiles=tuple(int(i) for i in data["profiles"]),
-            build_seconds=float(data["build_seconds"]),
-            settings=dict(data.get("settings", {})),
-            extra_files=tuple(FileRecord(**f) for f in data.get("extra_files", [])),
-        )
-
-
-@dataclass(frozen=True)
-class WeightsRecord:
-    """Which weights the model was built from. ``id`` is imagenet1k-v1/-v2, ``random`` or ``file``.
-
-    ``sha256`` is checked before the weights are deserialised: the file's bytes, or for ``random`` the generated
-    tensors'. ``content_sha256`` hashes the tensors themselves (names, dtypes, shapes, bytes) after unwrapping a
-    checkpoint, the same for every way of saving the same weights. ``num_classes``: the head's size.
-    """
-
-    id: str
-    sha256: str
-    source: str
-    seed: int | None = None
-    warning: str | None = None
-    content_sha256: str | None = None
-    num_classes: int = NUM_CLASSES
-
-
-@dataclass(frozen=True)
-class LabelsRecord:
-    """The class names given at build time: their copy in the build folder (hash-checked when read, one name
-    per line, index = logit position) and the file they came from."""
-
-    file: FileRecord
-    source: str
-    source_sha256: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> LabelsRecord:
-        return cls(FileRecord(**data["file"]), str(data["source"]), str(data["source_sha256"]))
-
-
-@dataclass(frozen=True)
-class CalibrationRecord:
-    """An int8 build's calibration: the ranges file (hash-checked when read, reused by a rebuild with the same
-    inputs), the method, where the images came from, and each image with its sha256, size and crop."""
-
-    file: FileRecord
-    method: str
-    source: str
-    images: tuple[dict, ...]
-    seconds: float
-    warning: str | None = None
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "images": [dict(i) for i in self.images]}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> CalibrationRecord:
-        return cls(FileRecord(**data["file"]), str(data["method"]), str(data["source"]),
-                   tuple(dict(i) for i in data["images"]), float(data["seconds"]), data.get("warning"))
 
 
 @dataclass(frozen=True)
@@ -149,7 +58,24 @@ class Manifest:
     """The class names given with ``--labels``; None: ImageNet's for 1000 classes, else ``class <index>``."""
     calibration: CalibrationRecord | None = None
     """int8 builds: the calibrated ranges and the images behind them."""
+    outputs: str = DEFAULT_OUTPUTS
+    """What the model gives (``interface.OUTPUT_KINDS``): logits, or a backbone's feature maps (then
+    ``num_classes`` is 0)."""
     schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.outputs != DEFAULT_OUTPUTS and self.schema_version < FEATURES_SCHEMA_VERSION:
+            object.__setattr__(self, "schema_version", FEATURES_SCHEMA_VERSION)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The model's output tensors, in order."""
+        return output_names(self.outputs)
+
+    @property
+    def has_classes(self) -> bool:
+        """Whether the model gives class logits (predict, sweep and labels need them)."""
+        return self.outputs == DEFAULT_OUTPUTS
 
     @property
     def random_weights_warning(self) -> str | None:
@@ -186,7 +112,7 @@ class Manifest:
             "num_classes": self.num_classes,
             "labels": None if self.labels is None else self.labels.to_dict(),
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
-        }
+        } | ({} if self.has_classes else {"outputs": self.outputs, "output_names": list(self.output_names)})
 
     @classmethod
     def from_dict(cls, data: dict) -> Manifest:
@@ -198,6 +124,9 @@ class Manifest:
                 hint="rebuild the engines with this version: rsz-export build --force",
             )
         labels = data.get("labels") if version >= 2 else None
+        outputs = str(data["outputs"]) if version >= FEATURES_SCHEMA_VERSION else DEFAULT_OUTPUTS
+        if outputs not in OUTPUT_KINDS:
+            raise ValueError(f"outputs {outputs!r} is none of {', '.join(OUTPUT_KINDS)}")
         calibration = data.get("calibration") if version >= 3 else None
         return cls(
             tool_version=str(data["tool_version"]),
@@ -217,6 +146,7 @@ class Manifest:
             num_classes=int(data["num_classes"]) if version >= 2 else NUM_CLASSES,
             labels=None if labels is None else LabelsRecord.from_dict(labels),
             calibration=None if calibration is None else CalibrationRecord.from_dict(calibration),
+            outputs=outputs,
         )
 
 

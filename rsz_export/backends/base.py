@@ -121,6 +121,8 @@ class Backend(abc.ABC):
     and runs the build's weights."""
     gpu_only: ClassVar[bool] = False
     """Its engines run only on a CUDA GPU (TensorRT): bench then runs the PyTorch baseline on the GPU too."""
+    gives_every_output: ClassVar[bool] = True
+    """Its runners give every output of the model (``infer_all``), as a backbone's feature maps need."""
     shares_graph: ClassVar[bool] = False
     """One graph serves every profile alike (no per-profile kernels): validate runs a size once for all profiles."""
     times_on_current_stream: ClassVar[bool] = False
@@ -317,6 +319,19 @@ class Runner(abc.ABC):
         self.last_profile = chosen
         return logits
 
+    def infer_all(self, images, profile: int | None = None) -> list:
+        """Every output of the model for ``images``, in the model's order (``Manifest.output_names``): the one
+        ``logits`` of a classifier, or a backbone's feature maps. Checked and routed as ``infer`` is."""
+        chosen = self.serving_profile(images, profile)
+        outputs = self._run_all(images, chosen)
+        self.last_profile = chosen
+        return outputs
+
     @abc.abstractmethod
     def _run(self, images, profile: int | None):
-        """Run a checked feed on ``profile`` (a plan index, None without profiles); returns numpy logits."""
+        """Run a checked feed on ``profile`` (a plan index, None without profiles); returns numpy logits (the
+        first output)."""
+
+    def _run_all(self, images, profile: int | None) -> list:
+        """Every output of a checked feed; backends that run models with several outputs override it."""
+        return [self._run(images, profile)]

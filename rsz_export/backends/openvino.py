@@ -62,6 +62,7 @@ class OpenVINO(Backend):
     precisions = SUPPORTED_PRECISIONS
     extra = "openvino"
     shares_graph = True
+    gives_every_output = False  # its runner returns the first output only: not for a backbone's feature maps
 
     def unavailable_reason(self) -> str | None:
         return unavailable_reason()

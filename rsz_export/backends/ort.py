@@ -225,11 +225,14 @@ class OrtRunner(Runner):
         self._sessions.clear()
 
     def _run(self, images, profile: int | None):
+        return self._run_all(images, profile)[0]
+
+    def _run_all(self, images, profile: int | None) -> list:
         if self.session is not None:
-            return self.session.run(None, {INPUT_NAME: images})[0]
+            return self.session.run(None, {INPUT_NAME: images})
         if profile not in self._sessions:
             self._sessions[profile] = self._open(profile)
-        return self._sessions[profile].run(None, {INPUT_NAME: images})[0]
+        return self._sessions[profile].run(None, {INPUT_NAME: images})
 
 
 def open_runner(

@@ -97,19 +97,22 @@ class TorchRunner(Runner):
         return static_out
 
     def _run(self, images, profile: int | None):
+        return self._run_all(images, profile)[0]
+
+    def _run_all(self, images, profile: int | None) -> list:
         import torch
 
         x = self._prepare(images)
         with torch.no_grad():
             out = self._graphed(x) if self.cuda_graphs else self.model(x)
-        return out.float().cpu().numpy()
+        return [o.float().cpu().numpy() for o in (out if isinstance(out, tuple) else (out,))]
 
 
 def open_runner(manifest: Manifest, engine: EngineRecord | None = None, out_dir: Path | str = ".") -> TorchRunner:
     """The reference model rebuilt from the manifest's weights (sha256-verified), serving the manifest's plan."""
     from rsz_export.model.weights import reference_from_record
 
-    return TorchRunner(reference_from_record(manifest.weights, out_dir), plan=manifest.plan)
+    return TorchRunner(reference_from_record(manifest.weights, out_dir, manifest.outputs), plan=manifest.plan)
 
 
 class TorchReference(Backend):
@@ -150,7 +153,7 @@ class TorchReference(Backend):
         from rsz_export.model.weights import reference_from_record
 
         torch.set_num_threads(threads)
-        model = reference_from_record(manifest.weights, out_dir)
+        model = reference_from_record(manifest.weights, out_dir, manifest.outputs)
         modes = [("eager-fp32", {})]
         if device == "cuda":
             modes += [("fp16-channels-last", {"half": True, "channels_last": True}),

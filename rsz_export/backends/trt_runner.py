@@ -58,7 +58,7 @@ class TrtRunner(Runner):
                 f"lists {len(record.profiles)}",
                 hint="rebuild it: rsz-export build --force",
             )
-        io = _io_tensors(trt, cuda_engine)
+        io = _io_tensors(trt, cuda_engine, self.manifest.output_names)
         _check_profiles(cuda_engine, ts.trt_profile_shapes(self.manifest.plan, record.profiles, io[0][0]), path)
         self._keep.append((trt_runtime, cuda_engine))
         for k, plan_index in enumerate(record.profiles):
@@ -87,26 +87,32 @@ class TrtRunner(Runner):
         self._keep.clear()
 
     def _run(self, images, plan_index: int | None):
+        return self._run_all(images, plan_index)[0]
+
+    def _run_all(self, images, plan_index: int | None) -> list:
+        """Every output of the engine (one for logits, one per feature map of a backbone), each bound to a buffer
+        of the shape the context gives it for this input."""
         import numpy as np
 
         images = np.ascontiguousarray(images)
-        exec_context, ((in_name, in_dtype), (out_name, out_dtype)) = self._slots[plan_index]
+        exec_context, ((in_name, in_dtype), outputs) = self._slots[plan_index]
         if not exec_context.set_input_shape(in_name, tuple(images.shape)):
             raise UsageError(f"TensorRT refused input shape {images.shape} for profile {plan_index}")
         device = self._device
-        out_shape = tuple(exec_context.get_tensor_shape(out_name))
-        if any(d < 0 for d in out_shape):  # NvInferRuntime.h getTensorShape: -1 only for data-dependent outputs
-            raise IntegrityError(
-                f"TensorRT gives no concrete shape for {out_name} ({out_shape}) at input {images.shape}: not an "
-                "engine rsz-export builds", hint="rebuild it: rsz-export build --force",
-            )
+        shapes = [tuple(exec_context.get_tensor_shape(name)) for name, _ in outputs]
+        for (out_name, _), out_shape in zip(outputs, shapes, strict=True):
+            if any(d < 0 for d in out_shape):  # NvInferRuntime.h getTensorShape: -1 only for data-dependent outputs
+                raise IntegrityError(
+                    f"TensorRT gives no concrete shape for {out_name} ({out_shape}) at input {images.shape}: not "
+                    "an engine rsz-export builds", hint="rebuild it: rsz-export build --force",
+                )
         try:
             x = device.to_device(images, in_dtype)
-            y = device.empty(out_shape, out_dtype)
+            ys = [device.empty(shape, dtype) for (_, dtype), shape in zip(outputs, shapes, strict=True)]
         except RuntimeError as exc:  # torch.cuda.OutOfMemoryError and other CUDA errors are RuntimeErrors
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise EnvironmentProblem(f"no GPU memory for {images.shape}: {first}", hint=FREE_MEMORY_HINT) from None
-        for name, buffer in ((in_name, x), (out_name, y)):
+        for name, buffer in ((in_name, x), *zip((n for n, _ in outputs), ys, strict=True)):
             if not exec_context.set_tensor_address(name, device.address(buffer)):  # unknown name, misaligned
                 raise EnvironmentProblem(f"TensorRT refused the device buffer of {name}: {logged(self._logger, 1)}")
         ok, latency_ms = device.run_timed(lambda: exec_context.execute_async_v3(device.stream_handle))
@@ -114,19 +120,21 @@ class TrtRunner(Runner):
             raise EnvironmentProblem(f"TensorRT failed to run {images.shape}: {logged(self._logger)}")
         self.last_latency_ms = latency_ms
         device.synchronize()  # enqueueV3 is asynchronous: the outputs are valid once the stream has run
-        return device.to_host(y)
+        return [device.to_host(y) for y in ys]
 
 
-def _io_tensors(trt, cuda_engine) -> tuple:
-    """((input name, torch dtype), (output name, torch dtype)) of an rsz-export engine."""
+def _io_tensors(trt, cuda_engine, names) -> tuple:
+    """((input name, torch dtype), [(output name, torch dtype), ...]) of an rsz-export engine: one input, and the
+    outputs the manifest names (``logits``, or a backbone's feature maps), in that order."""
     io = {"in": [], "out": []}
     for i in range(cuda_engine.num_io_tensors):
         name = cuda_engine.get_tensor_name(i)
         kind = "in" if cuda_engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else "out"
         io[kind].append((name, ts.torch_dtype_name(str(cuda_engine.get_tensor_dtype(name)))))
-    if len(io["in"]) != 1 or len(io["out"]) != 1:
-        raise IntegrityError(f"engine IO {io} is not one input and one output as rsz-export builds them")
-    return io["in"][0], io["out"][0]
+    if len(io["in"]) != 1 or [name for name, _ in io["out"]] != list(names):
+        raise IntegrityError(f"engine IO {io} is not one input and the outputs {list(names)} the manifest names, "
+                             "as rsz-export builds them")
+    return io["in"][0], io["out"]
 
 
 def _check_profiles(cuda_engine, expected, path: Path) -> None:

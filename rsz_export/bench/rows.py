@@ -16,7 +16,7 @@ from rsz_export.bench.stats import (
     peak_share,
     throughput_ips,
 )
-from rsz_export.interface import NUM_CLASSES
+from rsz_export.interface import DEFAULT_OUTPUTS, NUM_CLASSES
 from rsz_export.shapes import Resolution
 
 PROVENANCE = ("threads", "date_utc", "machine", "versions")
@@ -60,6 +60,8 @@ class BenchRow:
     latency figures are end to end (upload, run, download, host work)."""
     num_classes: int = NUM_CLASSES
     """The model's class count (its classifier's share of the FLOP)."""
+    outputs: str = DEFAULT_OUTPUTS
+    """What the model gives (a backbone's FLOP are its body's, and its feature pyramid's)."""
     baseline_p50_ms: float | None = None
     """With ``bench --baseline DIR``: the p50 of that build's engine at the same point, timed in alternating
     windows with this one."""
@@ -69,7 +71,8 @@ class BenchRow:
 
     @property
     def gflop(self) -> float:
-        return resnet50_flop(self.point.batch, self.point.size.h, self.point.size.w, self.num_classes) / 1e9
+        return resnet50_flop(self.point.batch, self.point.size.h, self.point.size.w, self.num_classes,
+                             self.outputs) / 1e9
 
     @property
     def gflops_per_s(self) -> float:
@@ -101,7 +104,7 @@ def make_row(point: Point, measured: Measurement, peak_gflops: float | None, mem
     provenance = {key: header[key] for key in PROVENANCE}
     classes = header.get("num_classes", NUM_CLASSES)
     return BenchRow(point, latency_stats(measured.samples_ms), measured, peak_gflops, dict(memory), provenance,
-                    num_classes=classes)
+                    num_classes=classes, outputs=header.get("outputs", DEFAULT_OUTPUTS))
 
 
 def paired_with_baseline(row: BenchRow, baseline: BenchRow) -> BenchRow:

@@ -103,6 +103,7 @@ def run_header(spec: BenchSpec, manifest: Manifest, threads: int) -> dict:
         "engines_dir": str(spec.engines_dir),
         "weights": manifest.weights.id,
         "num_classes": manifest.num_classes,
+        "outputs": manifest.outputs,
         "plan": manifest.plan.to_dict(),
         "profile_boundaries": [p.max.h for p in manifest.plan.profiles[:-1]],
         "policy": asdict(spec.policy),

@@ -16,6 +16,7 @@ from rsz_export.cli.common import check_writable, console, handles_errors, outli
 from rsz_export.cli.options import (
     engines_dir_argument,
     num_classes_option,
+    outputs_option,
     plan_options,
     seed_option,
     threads_option,
@@ -35,32 +36,45 @@ def _command_line() -> str:
 @weights_option
 @seed_option
 @num_classes_option
+@outputs_option("logits")
 @click.option("-o", "--output", default="resnet50.onnx", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Compare with PyTorch after export.")
 @handles_errors
-def export_command(weights, seed, num_classes, output, verify):
+def export_command(weights, seed, num_classes, outputs, output, verify):
     """Export torchvision ResNet-50 to ONNX with dynamic batch, height and width.
 
     Input `images` [batch,3,height,width] float32 (ImageNet-normalised RGB), output `logits` [batch,classes]
     (1000 for ImageNet weights, the checkpoint's head otherwise); single file, checked, with provenance in its
     metadata. Verification runs ONNX Runtime against PyTorch at 224x224, 227x341, 800x800 and 32x32 (relative
-    L2 <= 1e-5, same top-1); exit 1 if any fails.
+    L2 <= 1e-5, same top-1; every feature map with --outputs features|fpn); exit 1 if any fails.
     Without --weights: imagenet1k-v2, or seeded random weights with a warning where those are unavailable.
     """
     from rsz_export.model.export import export_onnx
-    from rsz_export.model.weights import build_model, default_weights, resolve_weights
+    from rsz_export.model.weights import (
+        DEFAULT_WEIGHTS,
+        WEIGHTS_CHOICES,
+        build_model,
+        default_weights,
+        no_fpn_weights,
+        resolve_weights,
+    )
+    from rsz_export.pipeline.run import check_outputs_options
 
     out = console()
+    check_outputs_options(outputs, num_classes=num_classes)
+    if outputs == "fpn" and weights in (None, *WEIGHTS_CHOICES):  # before a download is tried
+        raise no_fpn_weights(weights or DEFAULT_WEIGHTS)
     check_writable(output)  # before a minute of loading and exporting
     if weights is None:
         weights, warning = default_weights(seed, num_classes)
         if warning:
             out.warn(warning)
-    state, record = resolve_weights(weights, seed, num_classes=num_classes)
-    model = build_model(state, source=record.source)
-    path, checks = export_onnx(model, record, output, out.info, verify=verify)
+    state, record = resolve_weights(weights, seed, num_classes=num_classes, outputs=outputs, log=out.info)
+    model = build_model(state, record.source, outputs)
+    path, checks = export_onnx(model, record, output, out.info, verify=verify, outputs=outputs)
     for check in checks:
-        out.info(f"  {str(check.size):>9}: rel L2 {check.rel_l2:.1e}, top-1 same")
+        top1 = ", top-1 same" if check.output == "logits" else ""
+        out.info(f"  {str(check.size):>9} {check.output}: rel L2 {check.rel_l2:.1e}{top1}")
     click.echo(str(path))
 
 
@@ -82,6 +96,7 @@ def export_command(weights, seed, num_classes, output, verify):
     "its rsz-export metadata, or from --weights.",
 )
 @num_classes_option
+@outputs_option(None)
 @click.option(
     "--labels",
     type=click.Path(dir_okay=False),
@@ -116,8 +131,8 @@ def export_command(weights, seed, num_classes, output, verify):
 @click.option("--version-compat", is_flag=True, help="TensorRT: engines that later TensorRT versions can run.")
 @handles_errors
 def build(engines_dir, min_size, max_size, profiles, batch, aspect, profile_file, backend, precision, weights, seed,
-          onnx_file, num_classes, labels, calib_dir, calib_count, calib_method, force, no_cache, verify, threads,
-          device, workspace_mib, opt_level, timing_cache, engine_per_profile, no_tf32, hardware_compat,
+          onnx_file, num_classes, outputs, labels, calib_dir, calib_count, calib_method, force, no_cache, verify,
+          threads, device, workspace_mib, opt_level, timing_cache, engine_per_profile, no_tf32, hardware_compat,
           version_compat):
     """Plan profiles over a resolution range and build engines for them in DIR (default ./engines).
 
@@ -128,10 +143,11 @@ def build(engines_dir, min_size, max_size, profiles, batch, aspect, profile_file
     from rsz_export.backends.base import BuildOptions
     from rsz_export.pipeline.run import BuildSpec
     from rsz_export.pipeline.run import build as run_build
-    from rsz_export.plan.profile_file import resolve_plan
+    from rsz_export.plan.profile_file import resolve_outputs, resolve_plan
 
     out = console()
     plan, file_precision = resolve_plan(min_size, max_size, profiles, batch, aspect, profile_file)
+    outputs = resolve_outputs(outputs, profile_file)
     options = BuildOptions(
         precision=precision or file_precision or DEFAULT_PRECISION,
         threads=threads,
@@ -153,7 +169,7 @@ def build(engines_dir, min_size, max_size, profiles, batch, aspect, profile_file
     spec = BuildSpec(
         plan, Path(engines_dir), backend, weights, seed, options, force, verify, _command_line(),
         onnx=Path(onnx_file) if onnx_file else None, num_classes=num_classes, labels=Path(labels) if labels else None,
-        calibration=calibration, export_cache=not no_cache,
+        calibration=calibration, export_cache=not no_cache, outputs=outputs,
     )
     started = time.perf_counter()
     result = run_build(spec, outlined(out.info, BUILD_STEP, 6))

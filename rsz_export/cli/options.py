@@ -79,6 +79,22 @@ num_classes_option = click.option(
     help="Classes of the --weights random head (default 1000). A checkpoint's own head (fc.weight's rows) sets "
     "the count; given with one, it is checked against it.",
 )
+OUTPUTS_HELP = (
+    "What the model gives: logits (the classifier); features (the body's stage outputs layer1..layer4, strides "
+    "4..32, from any ResNet-50 checkpoint); fpn (torchvision's BackboneWithFPN, outputs 0,1,2,3,pool, strides "
+    "4..64, from a detector checkpoint such as fasterrcnn_resnet50_fpn's). See README 'As a backbone'."
+)
+
+
+def outputs_option(default: str | None):
+    """``--outputs logits|features|fpn``; ``default`` None: the profile file's, else logits."""
+    from rsz_export.interface import OUTPUT_KINDS
+
+    extra = " Default: the profile file's, else logits." if default is None else ""
+    return click.option("--outputs", type=click.Choice(OUTPUT_KINDS), default=default,
+                        show_default=default is not None, help=OUTPUTS_HELP + extra)
+
+
 sizes_option = click.option("--sizes", help="Sizes, comma-separated: 224 (square) or 227x341 (height x width).")
 batches_option = click.option("--batches", help="Batch sizes to run, comma-separated, e.g. 1,8. Default: 1.")
 

@@ -85,7 +85,7 @@ def predict(paths, top, preprocess, size, stride, backend, threads, json_path, c
     from rsz_export.serve.predict import final_error, predict_files, split_arguments
     from rsz_export.serve.preprocess_policy import Preprocess
     from rsz_export.serve.results import ResultFiles
-    from rsz_export.serve.session import Session
+    from rsz_export.serve.session import Session, require_classes
     from rsz_export.shapes import Resolution
 
     arguments = split_arguments(paths)
@@ -93,6 +93,7 @@ def predict(paths, top, preprocess, size, stride, backend, threads, json_path, c
     check_writable(json_path, csv_path)
     total = len(arguments.images) + len(arguments.passed_over)
     with Session(arguments.engines_dir, backend=backend, preprocess=policy, threads=threads) as session:
+        require_classes(session.manifest, "predict")
         warning = session.manifest.random_weights_warning
         if warning:
             console().warn(warning)

@@ -32,7 +32,7 @@ def sweep(engines_dir, images_dir, modes, sizes, crop_ratio, backend, json_path,
     """Top-1/top-5 accuracy and latency per preprocessing policy and input size for the built engines, side by
     side, with the Pareto front marked: "square crop or kept aspect, and at what size?" for your own images."""
     from rsz_export.serve.preprocess_policy import parse_modes
-    from rsz_export.serve.session import Session
+    from rsz_export.serve.session import Session, require_classes
     from rsz_export.shapes import parse_sizes
     from rsz_export.sweep import report as sweep_report
     from rsz_export.sweep.accuracy import load_labeled, run_sweep, sweep_sizes
@@ -43,6 +43,7 @@ def sweep(engines_dir, images_dir, modes, sizes, crop_ratio, backend, json_path,
     if plot_path:
         sweep_report.check_plot_available()
     with Session(engines_dir, backend=backend) as session:
+        require_classes(session.manifest, "sweep")
         warning = session.manifest.random_weights_warning
         if warning:
             console().warn(warning)

@@ -161,12 +161,16 @@ def relu_inputs(model) -> dict[str, str]:
 
 
 def calibration_tensors(model) -> list[str]:
-    """The float activations that ``CALIBRATED_OPS`` read or write (not weights, not the model's outputs, not the
-    inputs of a lone Relu: ``relu_inputs``)."""
+    """The float activations that ``CALIBRATED_OPS`` read or write (not weights, not the inputs of a lone Relu:
+    ``relu_inputs``; not a classifier's ``logits``, kept in float, while a backbone's feature maps are calibrated
+    like any activation: later layers read them too)."""
     from onnx import TensorProto
 
-    skipped = {t.name for t in model.graph.initializer} | {o.name for o in model.graph.output} | set(relu_inputs(model))
-    floats = {v.name for v in (*model.graph.input, *model.graph.value_info)
+    from rsz_export.interface import OUTPUT_NAME
+
+    outputs = {o.name for o in model.graph.output if o.name == OUTPUT_NAME}
+    skipped = {t.name for t in model.graph.initializer} | outputs | set(relu_inputs(model))
+    floats = {v.name for v in (*model.graph.input, *model.graph.value_info, *model.graph.output)
               if v.type.tensor_type.elem_type == TensorProto.FLOAT}
     names: dict[str, None] = {}
     for node in model.graph.node:
@@ -185,7 +189,9 @@ def _augmented(onnx_path) -> tuple[bytes, list[str], dict[str, str]]:
 
     model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
     names = calibration_tensors(model)
-    model.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names)
+    already = {o.name for o in model.graph.output}  # a backbone's feature maps are outputs already
+    model.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names
+                              if n not in already)
     return model.SerializeToString(), names, relu_inputs(model)
 
 

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 from rsz_export.errors import EnvironmentProblem, IntegrityError, shown
+from rsz_export.interface import DEFAULT_OUTPUTS, Log
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "weights")
 """Entries of a training checkpoint that may hold the model's state_dict, in the order they are tried."""
@@ -208,13 +209,20 @@ def _check_finite(state: dict, path: Path) -> None:
         )
 
 
-def checkpoint_state(data: bytes, path: str | Path) -> dict:
+def checkpoint_state(data: bytes, path: str | Path, outputs: str = DEFAULT_OUTPUTS, log: Log = lambda m: None) -> dict:
     """The ResNet-50 state_dict in a checkpoint file's bytes (see the module docstring); IntegrityError otherwise,
-    and for a tensor holding NaN or infinite values."""
+    and for a tensor holding NaN or infinite values. For ``outputs`` other than logits: the state_dict of that
+    backbone model, from a classifier or detector checkpoint (``model.backbone``; ``log`` lists the heads left out)."""
     path = Path(path)
     loaded = _from_safetensors(data, path) if _is_safetensors(data, path) else _from_torch(data, path)
     raw, where = _unwrap(loaded, path)
     state = strip_prefixes(raw)
+    if outputs != DEFAULT_OUTPUTS:
+        from rsz_export.model.backbone import backbone_state
+
+        state = backbone_state(state, outputs, path, log)
+        _check_finite(state, path)
+        return state
     problems = layout_problems(state)
     if problems:
         top = where == "the file's top level"
@@ -223,12 +231,14 @@ def checkpoint_state(data: bytes, path: str | Path) -> dict:
         raise IntegrityError(
             f"{path} is not a torchvision ResNet-50 checkpoint. The file holds {keys}; the tensors in {where}"
             f"{removed} do not fit ResNet-50: " + "; ".join(problems),
-            hint="give a ResNet-50 (torchvision.models.resnet50) checkpoint; any head size is fine",
+            hint="this is a detector's checkpoint (its backbone is under backbone.*): build its feature maps with "
+            "--outputs fpn (or --outputs features)" if any(k.startswith("backbone.") for k in state) else
+            "give a ResNet-50 (torchvision.models.resnet50) checkpoint; any head size is fine",
         )
     _check_finite(state, path)  # found as the file is read, before anything is exported or written
     return _complete(state)
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """The ResNet-50 state_dict in the checkpoint file at ``path``."""
-    return checkpoint_state(read_file(path), path)
+def load_checkpoint(path: str | Path, outputs: str = DEFAULT_OUTPUTS) -> dict:
+    """The ResNet-50 state_dict (of the ``outputs`` model) in the checkpoint file at ``path``."""
+    return checkpoint_state(read_file(path), path, outputs)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rsz_export.errors import IntegrityError, UsageError
-from rsz_export.interface import CHANNELS, INPUT_NAME, OUTPUT_NAME
+from rsz_export.interface import CHANNELS, INPUT_NAME, OUTPUT_KINDS, OUTPUT_NAME, feature_maps
 
 
 def _dims(value) -> list[int | str]:
@@ -48,12 +48,34 @@ def interface_problems(proto, plan) -> list[str]:
         problem = _fixed_side_problem(dims, axis, name, min(sides), max(sides))
         if problem:
             problems.append(f"input {INPUT_NAME!r}: {problem}")
-    if output_classes(proto) is None:
+    if output_kind(proto) is None:
         got = [(v.name, _dims(v)) for v in outputs]
+        maps = "; ".join(f"{kind}: " + ", ".join(f"{n}[batch,{c},h/{s},w/{s}]" for n, c, s in feature_maps(kind))
+                         for kind in OUTPUT_KINDS[1:])
         problems.append(
-            f"its outputs are {got}, expected one {OUTPUT_NAME!r} of shape [batch,classes] with a fixed class count"
+            f"its outputs are {got}, expected one {OUTPUT_NAME!r} of shape [batch,classes] with a fixed class count, "
+            f"or the feature maps of a backbone ({maps})"
         )
     return problems
+
+
+def output_kind(proto) -> str | None:
+    """Which interface the model's outputs have (one of ``interface.OUTPUT_KINDS``): ``logits`` [batch, C], or a
+    backbone's feature maps, each [batch, channels, height', width'] float32 with its channel count fixed and the
+    names in order; None for anything else."""
+    import onnx
+
+    if output_classes(proto) is not None:
+        return OUTPUT_KINDS[0]
+    outputs = list(proto.graph.output)
+    for kind in OUTPUT_KINDS[1:]:
+        maps = feature_maps(kind)
+        if [v.name for v in outputs] == [name for name, _, _ in maps] and all(
+            len(_dims(v)) == 4 and _dims(v)[1] == channels and v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+            for v, (_, channels, _) in zip(outputs, maps, strict=True)
+        ):
+            return kind
+    return None
 
 
 def output_classes(proto) -> int | None:
@@ -82,13 +104,14 @@ def _non_finite_initializers(proto) -> list[str]:
     return found
 
 
-def check_user_onnx(path: str | Path, plan) -> tuple[dict[str, str], int]:
+def check_user_onnx(path: str | Path, plan) -> tuple[dict[str, str], int, str]:
     """Check that ``path`` is a single-file ONNX with this tool's interface covering ``plan``.
 
-    Returns its metadata_props and its class count. IntegrityError (exit 4) for a missing or unreadable file or one with
+    Returns its metadata_props, its class count (0 for a backbone's feature maps) and its outputs' kind.
+    IntegrityError (exit 4) for a missing or unreadable file or one with
     external data (never followed: it could name any file on the machine); UsageError (exit 2) naming
     every way the model's interface differs from ``images`` [batch,3,height,width] float32 ->
-    ``logits`` [batch,classes] (classes fixed, any number).
+    ``logits`` [batch,classes] (classes fixed, any number) or a backbone's feature maps (``--outputs``).
     """
     from rsz_export.model.export import load_onnx_header
 
@@ -117,4 +140,4 @@ def check_user_onnx(path: str | Path, plan) -> tuple[dict[str, str], int]:
             f"--onnx {path} is not a ResNet-50 export this tool can build from: " + "; ".join(problems),
             hint=f"export one with: rsz-export export -o {path.name}",
         )
-    return {p.key: p.value for p in proto.metadata_props}, output_classes(proto)
+    return {p.key: p.value for p in proto.metadata_props}, output_classes(proto) or 0, output_kind(proto)

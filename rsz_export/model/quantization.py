@@ -121,7 +121,7 @@ def qdq_model(onnx_path, ranges: dict[str, tuple[float, float]], settings: QdqSe
 
 @dataclass(frozen=True)
 class QdqCheck:
-    """How a Q/DQ model's logits compare with the fp32 model's, per size, on the CPU."""
+    """How a Q/DQ model's outputs compare with the fp32 model's, per size (its worst output), on the CPU."""
 
     settings: str
     sizes: tuple[str, ...]
@@ -164,7 +164,8 @@ def _session(model, threads: int | None, level: str = "ORT_ENABLE_ALL"):
 
 def check_qdq(qdq_path, onnx_path, settings: QdqSettings, feeds_at, sizes, threads: int | None = None) -> QdqCheck:
     """Run the Q/DQ model and the fp32 ONNX with ONNX Runtime on the CPU at each of ``sizes`` on the inputs
-    ``feeds_at(size)`` gives (a [n,3,h,w] array) and compare their logits."""
+    ``feeds_at(size)`` gives (a [n,3,h,w] array) and compare every output: the logits, or each feature map of a
+    backbone (each image's map as one row); a size's figures are those of its worst output."""
     from rsz_export.interface import INPUT_NAME
     from rsz_export.parity import compare
 
@@ -172,9 +173,10 @@ def check_qdq(qdq_path, onnx_path, settings: QdqSettings, feeds_at, sizes, threa
     cosines, errors = [], []
     for size in sizes:
         x = feeds_at(size)
-        stats = compare(reference.run(None, {INPUT_NAME: x})[0], quantized.run(None, {INPUT_NAME: x})[0])
-        cosines.append(round(stats.cosine, 6))
-        errors.append(round(stats.rel_l2, 6))
+        pairs = zip(reference.run(None, {INPUT_NAME: x}), quantized.run(None, {INPUT_NAME: x}), strict=True)
+        stats = [compare(want.reshape(len(want), -1), got.reshape(len(got), -1)) for want, got in pairs]
+        cosines.append(round(min(s.cosine for s in stats), 6))
+        errors.append(round(max(s.rel_l2 for s in stats), 6))
     return QdqCheck(settings.name, tuple(str(s) for s in sizes), tuple(cosines), tuple(errors))
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from rsz_export.artifacts.files import sha256_file
 from rsz_export.artifacts.manifest import WeightsRecord
-from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError, check_int
-from rsz_export.interface import MAX_NUM_CLASSES, NUM_CLASSES
+from rsz_export.errors import EnvironmentProblem, IntegrityError, RszError, UsageError, check_int
+from rsz_export.interface import DEFAULT_OUTPUTS, MAX_NUM_CLASSES, NUM_CLASSES
 
 PRETRAINED = {
     "imagenet1k-v1": "resnet50-0676ba61.pth",
@@ -90,27 +90,47 @@ def random_key(seed: int, num_classes: int) -> str:
 
 
 def choose_weights(
-    spec: str, seed: int = 0, num_classes: int | None = None, known: WeightsRecord | None = None
+    spec: str, seed: int = 0, num_classes: int | None = None, known: WeightsRecord | None = None,
+    outputs: str = DEFAULT_OUTPUTS,
 ) -> WeightsChoice:
     """Name the weights ``spec`` stands for and their class count, checking ``num_classes`` against them.
 
     For a file this reads it (to hash its tensors and read its head) unless ``known``, a record of an earlier
-    build, describes a file with the same sha256.
+    build, describes a file with the same sha256. For ``outputs`` other than logits the class count is 0 (no
+    classes) and a file's key is the content of the backbone's tensors it holds.
     """
     check_num_classes(num_classes)
+    feature = outputs != DEFAULT_OUTPUTS
+    if feature and spec in WEIGHTS_CHOICES and outputs == "fpn":
+        raise no_fpn_weights(spec)
     if spec == "random":
         classes = num_classes or NUM_CLASSES
-        return WeightsChoice(spec, random_key(seed, classes), classes)
+        return WeightsChoice(spec, random_key(seed, classes), 0 if feature else classes)
     if spec in PRETRAINED:
         _check_head(num_classes, NUM_CLASSES, f"--weights {spec} (ImageNet)")
-        return WeightsChoice(spec, f"{spec}:{PRETRAINED[spec]}", NUM_CLASSES)
+        return WeightsChoice(spec, f"{spec}:{PRETRAINED[spec]}", 0 if feature else NUM_CLASSES)
     path = _existing_file(spec)
     if known is not None and known.id == "file" and known.content_sha256 and known.sha256 == sha256_file(path):
         record = replace(known, source=str(path.resolve()), warning=None)
     else:
-        record = resolve_weights(spec, seed)[1]
-    _check_head(num_classes, record.num_classes, f"the checkpoint {path}")
-    return WeightsChoice(spec, f"state:{record.content_sha256}", record.num_classes, record)
+        record = resolve_weights(spec, seed, outputs=outputs)[1]
+    if not feature:
+        _check_head(num_classes, record.num_classes, f"the checkpoint {path}")
+    return WeightsChoice(spec, f"state:{record.content_sha256}", 0 if feature else record.num_classes, record)
+
+
+def no_fpn_weights(spec: str) -> RszError:
+    if spec == "random":
+        return UsageError(
+            "--outputs fpn needs a detector's checkpoint: seeded random weights have no feature pyramid",
+            hint="give --weights PATH of a torchvision detection checkpoint (e.g. fasterrcnn_resnet50_fpn), or use "
+            "--outputs features with --weights random",
+        )
+    return IntegrityError(
+        f"--weights {spec} has no FPN weights: torchvision's {spec} ResNet-50 is an ImageNet classifier",
+        hint="give --weights PATH of a torchvision detection checkpoint (e.g. fasterrcnn_resnet50_fpn), or build "
+        "the body's stage outputs with --outputs features",
+    )
 
 
 def default_weights(seed: int = 0, num_classes: int | None = None) -> tuple[str, str | None]:
@@ -135,28 +155,41 @@ def default_weights(seed: int = 0, num_classes: int | None = None) -> tuple[str,
 
 
 def resolve_weights(
-    spec: str, seed: int = 0, allow_download: bool = True, num_classes: int | None = None
+    spec: str, seed: int = 0, allow_download: bool = True, num_classes: int | None = None,
+    outputs: str = DEFAULT_OUTPUTS, log=lambda message: None,
 ) -> tuple[dict, WeightsRecord]:
-    """Load (or generate) the state_dict named by ``spec`` and describe it."""
+    """Load (or generate) the state_dict named by ``spec`` and describe it; for ``outputs`` other than logits, the
+    state_dict of that backbone model (``model.backbone``)."""
     from rsz_export.model.checkpoint import checkpoint_state, num_classes_of, read_file
 
     check_num_classes(num_classes)
+    feature = outputs != DEFAULT_OUTPUTS
     if spec == "random":
+        if outputs == "fpn":
+            raise no_fpn_weights(spec)
         classes = num_classes or NUM_CLASSES
         state = random_state_dict(seed, classes)
         sha = state_dict_sha256(state)
-        return state, WeightsRecord("random", sha, f"numpy PCG64 seed {seed}", seed, None, sha, classes)
+        record = WeightsRecord("random", sha, f"numpy PCG64 seed {seed}", seed, None, sha, classes)
+        return (_backbone_of(state, outputs, spec) if feature else state), record
     path = pretrained_path(spec, allow_download) if spec in PRETRAINED else _existing_file(spec)
     data = read_file(path)
-    state = checkpoint_state(data, path)
-    classes = num_classes_of(state)
-    _check_head(num_classes, classes, f"--weights {spec}")
+    state = checkpoint_state(data, path, outputs, log)
+    classes = 0 if feature else num_classes_of(state)
+    if not feature:
+        _check_head(num_classes, classes, f"--weights {spec}")
     sha = hashlib.sha256(data).hexdigest()
     if spec in PRETRAINED:
-        return state, WeightsRecord(spec, sha, str(path), num_classes=classes)
+        return state, WeightsRecord(spec, sha, str(path), num_classes=NUM_CLASSES)
     record = WeightsRecord("file", sha, str(path.resolve()), content_sha256=state_dict_sha256(state),
                            num_classes=classes)
     return state, record
+
+
+def _backbone_of(state: dict, outputs: str, source: str) -> dict:
+    from rsz_export.model.backbone import backbone_state
+
+    return backbone_state(state, outputs, source)
 
 
 def pretrained_path(spec: str, allow_download: bool = True) -> Path:
@@ -192,11 +225,16 @@ def _download(url: str, path: Path) -> None:
             raise OSError(f"{url} did not match its published hash prefix {expected}")
 
 
-def build_model(state_dict: dict, source: str = "weights"):
-    """A float32 CPU ResNet-50 in eval mode carrying ``state_dict`` (any head size); IntegrityError if the keys
-    do not fit."""
+def build_model(state_dict: dict, source: str = "weights", outputs: str = DEFAULT_OUTPUTS):
+    """A float32 CPU ResNet-50 in eval mode carrying ``state_dict`` (any head size), or for ``outputs`` other than
+    logits the backbone model giving those feature maps (``model.backbone``); IntegrityError if the keys do not
+    fit."""
     import torchvision
 
+    if outputs != DEFAULT_OUTPUTS:
+        from rsz_export.model.backbone import build_backbone
+
+        return build_backbone(state_dict, outputs, source)
     from rsz_export.model.checkpoint import num_classes_of
 
     model = torchvision.models.resnet50(weights=None, num_classes=num_classes_of(state_dict) or NUM_CLASSES)
@@ -218,9 +256,9 @@ def state_dict_sha256(state_dict: dict) -> str:
     return digest.hexdigest()
 
 
-def reference_from_record(record: WeightsRecord, out_dir: str | Path | None = None):
-    """Rebuild the PyTorch model a manifest was built from, verifying the weights' sha256 before deserialising
-    them (the very bytes that were hashed are the ones read)."""
+def reference_from_record(record: WeightsRecord, out_dir: str | Path | None = None, outputs: str = DEFAULT_OUTPUTS):
+    """Rebuild the PyTorch model a manifest was built from (giving ``outputs``), verifying the weights' sha256
+    before deserialising them (the very bytes that were hashed are the ones read)."""
     from rsz_export.model.checkpoint import checkpoint_state, read_file
 
     state = None
@@ -237,6 +275,9 @@ def reference_from_record(record: WeightsRecord, out_dir: str | Path | None = No
             f"(sha256 {actual[:12]}..., recorded {record.sha256[:12]}...)",
             hint="rebuild the engines from these weights: rsz-export build --force",
         )
+    if outputs != DEFAULT_OUTPUTS:
+        state = _backbone_of(state, outputs, "random") if state is not None else checkpoint_state(data, path, outputs)
+        return build_model(state, record.source, outputs)
     return build_model(state if state is not None else checkpoint_state(data, path), source=record.source)
 
 

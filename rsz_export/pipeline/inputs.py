@@ -76,8 +76,10 @@ def resolve_inputs(spec, previous: Manifest | None = None) -> BuildInputs:
     choice = None
     if weights_spec is not None:
         fit = imported is not None and weights_spec == "random"  # a seeded reference sized to the ONNX
-        known = previous.weights if previous is not None else None
-        choice = choose_weights(weights_spec, spec.seed, imported.num_classes if fit else spec.num_classes, known)
+        same_model = previous is not None and previous.outputs == spec.outputs
+        known = previous.weights if same_model else None
+        classes = imported.num_classes if fit and imported.num_classes else spec.num_classes
+        choice = choose_weights(weights_spec, spec.seed, classes, known, spec.outputs)
     num_classes = imported.num_classes if imported is not None else choice.num_classes
     if imported is not None and choice is not None and choice.num_classes != num_classes:
         raise UsageError(

@@ -57,7 +57,11 @@ def stage_keys(spec, backend: str, weights_key: str, versions: dict, record: dic
     ``calibration``, the set's contents and method, is given) on the export, the set and the plan; engines on
     all that and everything else; the manifest on the engines and on what it records beyond them (``record``:
     which weights file, which class names), so a change there writes a new manifest while reusing the rest."""
-    export = _digest({"tool": __version__, "weights": weights_key, **{k: versions.get(k) for k in _EXPORT_LIBRARIES}})
+    model = {"tool": __version__, "weights": weights_key, **{k: versions.get(k) for k in _EXPORT_LIBRARIES}}
+    outputs = getattr(spec, "outputs", "logits")
+    if outputs != "logits":  # named only for feature builds, so a logits build keeps the key it always had
+        model["outputs"] = outputs
+    export = _digest(model)
     calibration_key = None
     if calibration is not None:
         calibration_key = _digest({"export": export, "set": calibration, "plan": spec.plan.to_dict(),

@@ -29,7 +29,7 @@ from rsz_export.artifacts.manifest import (
 from rsz_export.backends import choose_backend, require_backend
 from rsz_export.backends.base import TIMING_CACHE_NAME, Backend, BuildOptions
 from rsz_export.errors import UsageError, check_choice
-from rsz_export.interface import PRECISIONS, Log
+from rsz_export.interface import DEFAULT_OUTPUTS, OUTPUT_KINDS, PRECISIONS, Log, output_names
 from rsz_export.model.calibration_set import CalibrationSet, CalibSpec, resolve_calibration_set
 from rsz_export.model.weights import check_num_classes
 from rsz_export.pipeline.calibration_stage import calibration_stage
@@ -67,12 +67,27 @@ class BuildSpec:
     calibration: CalibSpec | None = None
     export_cache: bool = True
     """Take the export from, and add it to, the user's shared export cache (``artifacts.export_cache``)."""
+    outputs: str = DEFAULT_OUTPUTS
+    """What the model gives (``--outputs``): logits, or a backbone's feature maps (``model.backbone``)."""
 
     def __post_init__(self) -> None:
         check_choice(self.options.precision, "precision", PRECISIONS)
+        check_choice(self.outputs, "--outputs", OUTPUT_KINDS)
         check_num_classes(self.num_classes)
+        check_outputs_options(self.outputs, self.labels, self.num_classes)
         if self.calibration is not None and self.options.precision != "int8":
             raise UsageError("--calib, --calib-count and --calib-method calibrate int8 engines: add --precision int8")
+
+
+def check_outputs_options(outputs: str, labels=None, num_classes: int | None = None) -> None:
+    """UsageError (exit 2) for class options given to a build whose model gives feature maps (it has no classes)."""
+    if outputs != DEFAULT_OUTPUTS and (labels is not None or num_classes is not None):
+        option = "--labels" if labels is not None else "--num-classes"
+        raise UsageError(
+            f"{option} names classes, and an --outputs {outputs} build has none: its model gives feature "
+            f"maps ({', '.join(output_names(outputs))}), not class logits",
+            hint=f"leave {option} out, or build a classifier (--outputs logits)",
+        )
 
 
 @dataclass(frozen=True)
@@ -86,6 +101,8 @@ class BuildResult:
 def build(spec: BuildSpec, log: Log = lambda message: None) -> BuildResult:
     """Export, plan and build engines into ``spec.out_dir``; write the manifest last, atomically."""
     name, reason, candidates = choose_backend(spec.backend, spec.options.precision)
+    if spec.outputs != DEFAULT_OUTPUTS:
+        name, reason, candidates = _for_feature_maps(spec, name, reason, candidates)
     backend = require_backend(name)
     backend.check_options(spec.options)  # what the backend allows (precision, device), before anything is written
     known = None if spec.force else load_previous_manifest(spec.out_dir)
@@ -97,6 +114,21 @@ def build(spec: BuildSpec, log: Log = lambda message: None) -> BuildResult:
     out_dir = ensure_writable_dir(spec.out_dir)
     with directory_lock(out_dir, "build", created=created):
         return _build_locked(spec, (backend, candidates), reason, out_dir, log, inputs, calib)
+
+
+def _for_feature_maps(spec, name: str, reason: str, candidates: tuple[str, ...]) -> tuple[str, str, tuple]:
+    """The backend choice for a model with several outputs: backends whose runners give them all (UsageError
+    for one asked for that does not)."""
+    from rsz_export.backends import load_backend
+
+    able = tuple(c for c in candidates if load_backend(c).gives_every_output)
+    if candidates and len(able) < len(candidates):
+        return able[0], f"backend {able[0]} (auto: the only CPU runtime here that gives every feature map)", ()
+    if not load_backend(name).gives_every_output:
+        raise UsageError(f"--backend {name} engines give one output, and an --outputs {spec.outputs} model gives "
+                         f"{len(output_names(spec.outputs))} feature maps",
+                         hint="build it with --backend onnxruntime (or tensorrt on a GPU)")
+    return name, reason, candidates
 
 
 def _build_files(manifest: Manifest) -> list[FileRecord]:
@@ -144,7 +176,7 @@ def _build_locked(spec, choice: tuple[Backend, tuple[str, ...]], reason, out_dir
         host=host_info(), versions=versions, onnx=onnx_record, weights=weights, backend=backend.name,
         precision=spec.options.precision, plan=spec.plan, engines=tuple(engines), cache_key=keys.engines,
         warnings=tuple(w for w in (inputs.warning, calib and calib.warning) if w), keys=keys.to_dict(),
-        num_classes=inputs.num_classes, labels=labels, calibration=calibration,
+        num_classes=inputs.num_classes, labels=labels, calibration=calibration, outputs=spec.outputs,
     )
     log(f"[3/3] writing {out_dir / MANIFEST_NAME}")
     save_manifest(manifest, out_dir)

@@ -14,6 +14,7 @@ from rsz_export.artifacts import export_cache
 from rsz_export.artifacts.files import atomic_path, atomic_write_text, sha256_file
 from rsz_export.artifacts.manifest import FileRecord, LabelsRecord, WeightsRecord, file_record, files_intact
 from rsz_export.errors import IntegrityError, RszError
+from rsz_export.interface import NUM_CLASSES
 from rsz_export.model.labels import labels_text
 from rsz_export.pipeline.context import BuildContext
 from rsz_export.pipeline.inputs import BuildInputs
@@ -49,7 +50,8 @@ def export_stage(ctx: BuildContext, inputs: BuildInputs) -> Staged:
         seed = spec.seed if choice.spec == "random" else None
         return file_record(out_dir, target), choice.record or WeightsRecord(
             finished["rsz_export.weights_id"], finished["rsz_export.weights_sha256"],
-            finished.get("rsz_export.weights_source", ""), seed, warning, num_classes=inputs.num_classes,
+            finished.get("rsz_export.weights_source", ""), seed, warning,
+            num_classes=inputs.num_classes or NUM_CLASSES,  # a feature build keeps its weights' own head
             content_sha256=finished.get("rsz_export.weights_content_sha256") or None,
         )
     staged = _export(ctx, inputs, target)
@@ -66,16 +68,19 @@ def _export(ctx: BuildContext, inputs: BuildInputs, target: Path) -> Staged:
     started = time.perf_counter()
     choice = inputs.weights
     log(f"loading weights {choice.spec}")
-    state, weights = resolve_weights(choice.spec, spec.seed, num_classes=inputs.num_classes)
+    classes = inputs.num_classes or None  # a feature build has none; its weights keep their own head
+    state, weights = resolve_weights(choice.spec, spec.seed, num_classes=classes, outputs=spec.outputs, log=log)
     if choice.record is not None and weights.content_sha256 != choice.record.content_sha256:
         raise IntegrityError(f"weights file {choice.spec} changed while the build was reading it",
                              hint="run the build again")
     weights = replace(weights, warning=inputs.warning)
-    model = build_model(state, source=weights.source)
-    onnx_path, checks = export_onnx(model, weights, target, log, verify=spec.verify, export_key=ctx.keys.export)
+    model = build_model(state, weights.source, spec.outputs)
+    onnx_path, checks = export_onnx(model, weights, target, log, verify=spec.verify, export_key=ctx.keys.export,
+                                    outputs=spec.outputs)
     if checks:
         worst = max(c.rel_l2 for c in checks)
-        log(f"verified against PyTorch at {', '.join(str(c.size) for c in checks)}: worst rel L2 {worst:.1e}")
+        sizes = ", ".join(dict.fromkeys(str(c.size) for c in checks))
+        log(f"verified against PyTorch at {sizes}: worst rel L2 {worst:.1e}")
     log(f"export took {time.perf_counter() - started:.1f} s")
     return file_record(out_dir, onnx_path), weights
 
@@ -100,7 +105,8 @@ def import_stage(ctx: BuildContext, inputs: BuildInputs) -> Staged:
         from rsz_export.model.weights import resolve_weights
 
         log(f"loading weights {choice.spec} (the reference for validate)")
-        weights = choice.record or resolve_weights(choice.spec, ctx.spec.seed, num_classes=inputs.num_classes)[1]
+        weights = choice.record or resolve_weights(choice.spec, ctx.spec.seed, num_classes=inputs.num_classes or None,
+                                                   outputs=ctx.spec.outputs)[1]
     return file_record(out_dir, target), weights
 
 

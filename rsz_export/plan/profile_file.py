@@ -1,7 +1,8 @@
 """Profile files: deployment targets as TOML (``profiles/*.toml``), read and checked, or written from a plan.
 
 A file gives a range (``min``, ``max``) and optionally ``profiles``, ``batch``, ``aspect``, ``precision``,
-``name``, ``description`` and an explicit ``[[profile]]`` list (min/opt/max as ``HxW``). Every problem is a
+``outputs`` (what the model gives: ``logits``, or a backbone's ``features``/``fpn`` maps), ``name``,
+``description`` and an explicit ``[[profile]]`` list (min/opt/max as ``HxW``). Every problem is a
 UsageError naming the file and the key.
 """
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rsz_export.errors import UsageError, check_choice, read_small_file, shown
-from rsz_export.interface import DEFAULT_PRECISION, PRECISIONS
+from rsz_export.interface import DEFAULT_OUTPUTS, DEFAULT_PRECISION, OUTPUT_KINDS, PRECISIONS
 from rsz_export.plan.profiles import Plan, PlanSpec, plan_profiles
 from rsz_export.shapes import BatchRange, InputShape, Profile, Resolution
 
@@ -26,6 +27,7 @@ class ProfileFile:
     spec: PlanSpec
     precision: str = DEFAULT_PRECISION
     explicit: tuple[Profile, ...] = ()
+    outputs: str = DEFAULT_OUTPUTS
 
     def plan(self) -> Plan:
         """The profiles this file asks for: its explicit list if it has one, else planned from its range."""
@@ -34,7 +36,7 @@ class ProfileFile:
         return replace(plan_profiles(replace(self.spec, profiles=None)), profiles=self.explicit)
 
 
-_FILE_KEYS = {"name", "description", "min", "max", "profiles", "batch", "aspect", "precision", "profile"}
+_FILE_KEYS = {"name", "description", "min", "max", "profiles", "batch", "aspect", "precision", "profile", "outputs"}
 
 
 def load_profile_file(path: str | Path) -> ProfileFile:
@@ -67,13 +69,15 @@ def profile_file_from_dict(data: dict, source: str = "<profile>") -> ProfileFile
     except UsageError as exc:
         raise UsageError(f"{source}: {exc.message}", exc.hint) from None
     precision = data.get("precision", DEFAULT_PRECISION)
+    outputs = data.get("outputs", DEFAULT_OUTPUTS)
     try:
         check_choice(precision, "precision", PRECISIONS)
+        check_choice(outputs, "outputs", OUTPUT_KINDS)
     except UsageError as exc:
         raise UsageError(f"{source}: {exc.message}") from None
     explicit = tuple(_explicit_profile(p, spec, source) for p in data.get("profile", []))
     name = str(data.get("name", Path(source).stem))
-    return ProfileFile(name, str(data.get("description", "")), spec, precision, explicit)
+    return ProfileFile(name, str(data.get("description", "")), spec, precision, explicit, outputs)
 
 
 def _explicit_profile(entry: dict, spec: PlanSpec, source: str) -> Profile:
@@ -142,3 +146,10 @@ def resolve_plan(
     except UsageError as exc:
         raise UsageError(f"--batch: {exc.message}", exc.hint) from None
     return plan_profiles(PlanSpec(min_size, max_size, profiles, batch_range, aspect)), None
+
+
+def resolve_outputs(outputs: str | None, profile_file: str | Path | None = None) -> str:
+    """What a build's model gives: ``--outputs`` when given, else the profile file's ``outputs``, else logits."""
+    if outputs is not None:
+        return outputs
+    return load_profile_file(profile_file).outputs if profile_file else DEFAULT_OUTPUTS

@@ -126,6 +126,17 @@ def check_engine_files(out_dir: Path, engines: Sequence) -> None:
                              hint=f"rebuild them: rsz-export build {out_dir} --force")
 
 
+def require_classes(manifest, command: str) -> None:
+    """UsageError (exit 2) when ``command`` (predict, sweep) is asked of a build whose model has no classes."""
+    if not manifest.has_classes:
+        raise UsageError(
+            f"{command} ranks classes, and this build has none: its model gives the feature maps of a backbone "
+            f"(--outputs {manifest.outputs}: {', '.join(manifest.output_names)}), not class logits",
+            hint="feed the maps to your detector's heads (README 'As a backbone'), check them with rsz-export "
+            "validate, time them with rsz-export bench; predict and sweep need a build with --outputs logits",
+        )
+
+
 class Session:
     """Serves images from the engines in ``out_dir`` (see the module docstring). Use as a context manager."""
 
@@ -227,21 +238,27 @@ class Session:
                 self._shared[index] = runner
             return runner
 
-    def run(self, batch_array, chosen: Route):
-        """Run a preprocessed float32 NCHW array on the routed engine and profile: (logits, latency ms)."""
+    def run(self, batch_array, chosen: Route, every_output: bool = False):
+        """Run a preprocessed float32 NCHW array on the routed engine and profile: (logits, latency ms); with
+        ``every_output``, (the list of every output: logits, or a backbone's feature maps, latency ms)."""
         slot = self._slots.get()
         try:
             if chosen.engine not in slot:
                 slot[chosen.engine] = self._open(chosen.engine)
             start = time.perf_counter()
-            logits = slot[chosen.engine].infer(batch_array, profile=chosen.profile)
-            return logits, (time.perf_counter() - start) * 1000
+            runner = slot[chosen.engine]
+            if every_output:
+                outputs = runner.infer_all(batch_array, profile=chosen.profile)
+            else:
+                outputs = runner.infer(batch_array, profile=chosen.profile)
+            return outputs, (time.perf_counter() - start) * 1000
         finally:
             self._slots.put(slot)
 
-    def infer(self, inputs: Sequence[ModelInput]):
+    def infer(self, inputs: Sequence[ModelInput], every_output: bool = False):
         """Run inputs sharing one route as one batch (repeating the last up to the profiles' min batch):
-        (logits of each input, latency ms of the call)."""
+        (logits of each input, latency ms of the call); with ``every_output``, every output's rows of the inputs
+        (a list, in the model's output order)."""
         import numpy as np
 
         chosen = inputs[0].route
@@ -249,8 +266,10 @@ class Session:
             raise ValueError(f"a batch must share one route and fit its profile's max batch: {chosen}")
         arrays = [i.array for i in inputs]
         arrays += arrays[-1:] * (self.batch - len(arrays))
-        logits, latency_ms = self.run(np.concatenate(arrays), chosen)
-        return logits[: len(inputs)], latency_ms
+        outputs, latency_ms = self.run(np.concatenate(arrays), chosen, every_output)
+        if every_output:
+            return [o[: len(inputs)] for o in outputs], latency_ms
+        return outputs[: len(inputs)], latency_ms
 
     def prepare(self, image) -> ModelInput:
         """A decoded image (``PIL.Image``) as an input under the session's policy; UsageError if it cannot run."""

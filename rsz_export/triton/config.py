@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from rsz_export.artifacts.manifest import EngineRecord, FileRecord, Manifest
 from rsz_export.backends.base import TritonModel
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError, check_int
-from rsz_export.interface import CHANNELS, INPUT_NAME, OUTPUT_NAME, SERVED_MODEL_NAME
+from rsz_export.interface import CHANNELS, INPUT_NAME, OUTPUT_NAME, SERVED_MODEL_NAME, feature_maps
 from rsz_export.plan.profiles import ROUTING_RULE
 from rsz_export.shapes import MAX_BATCH, BatchRange
 
@@ -75,6 +75,7 @@ class ModelSpec:
     max_batch_size: int
     input_dims: tuple[int, ...]
     output_dims: tuple[int, ...]
+    """The first output's dims (``logits``); ``outputs`` has every output with its dims."""
     preferred_batch_sizes: tuple[int, ...]
     kind: str
     instances: int
@@ -84,6 +85,8 @@ class ModelSpec:
     """The runtime version the served file needs exactly (TensorRT plans), None when any loads it."""
     extra: tuple[tuple[FileRecord, str], ...] = ()
     """Further build files the model needs, each with its name in the version folder (OpenVINO's weights)."""
+    outputs: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    """Every output (name, dims): ``logits``, or each feature map of a backbone (its sides dynamic: -1)."""
 
 
 def model_threads(spec: ModelSpec) -> int:
@@ -112,9 +115,20 @@ def batching(batch: BatchRange, requested: int | None, engine_bound: bool) -> tu
 def tensor_dims(manifest: Manifest, requested: int | None, engine_bound: bool) -> tuple[int, tuple, tuple]:
     """(max_batch_size, dims of ``images``, dims of ``logits``) as Triton describes a build's model: without
     Triton's batch dimension when it batches, with the request's batch dimension otherwise (``batching``)."""
+    max_batch_size, input_dims, outputs = tensor_layout(manifest, requested, engine_bound)
+    return max_batch_size, input_dims, outputs[0][1]
+
+
+def tensor_layout(manifest: Manifest, requested: int | None, engine_bound: bool) -> tuple[int, tuple, tuple]:
+    """(max_batch_size, dims of ``images``, every output's (name, dims)), by ``tensor_dims``'s batch rule: a
+    classifier's ``logits`` [classes], a backbone's feature maps [channels, -1, -1] (their sides follow the
+    input's)."""
     max_batch_size, batch_dim = batching(manifest.plan.batch, requested, engine_bound)
     prefix = () if batch_dim is None else (batch_dim,)
-    return max_batch_size, (*prefix, CHANNELS, -1, -1), (*prefix, manifest.num_classes)
+    maps = feature_maps(manifest.outputs)
+    outputs = tuple((name, (*prefix, channels, -1, -1)) for name, channels, _ in maps) if maps else (
+        (OUTPUT_NAME, (*prefix, manifest.num_classes)),)
+    return max_batch_size, (*prefix, CHANNELS, -1, -1), outputs
 
 
 def preferred_sizes(max_batch_size: int) -> tuple[int, ...]:
@@ -144,7 +158,7 @@ def _served_engines(manifest: Manifest) -> tuple[tuple[EngineRecord, TritonModel
 def _model(
     manifest: Manifest, engine: EngineRecord, served: TritonModel, name: str, options: TritonOptions
 ) -> ModelSpec:
-    max_batch_size, input_dims, output_dims = tensor_dims(manifest, options.max_batch, served.engine_bound)
+    max_batch_size, input_dims, outputs = tensor_layout(manifest, options.max_batch, served.engine_bound)
     return ModelSpec(
         name=name,
         engine=engine.name,
@@ -155,7 +169,8 @@ def _model(
         plan_profiles=engine.profiles,
         max_batch_size=max_batch_size,
         input_dims=input_dims,
-        output_dims=output_dims,
+        output_dims=outputs[0][1],
+        outputs=outputs,
         preferred_batch_sizes=preferred_sizes(max_batch_size) if max_batch_size else (),
         kind=served.kind,
         instances=options.instances,
@@ -194,7 +209,7 @@ def routing(manifest: Manifest, models: tuple[ModelSpec, ...]) -> dict:
         "smallest max_area (ties: the lower plan_profile) and send the input to its model",
         "single_model": len(models) == 1,
         "input": INPUT_NAME,
-        "output": OUTPUT_NAME,
+        "output": OUTPUT_NAME if manifest.has_classes else list(manifest.output_names),
         "profiles": entries,
     }
 
@@ -222,7 +237,8 @@ def model_config(spec: ModelSpec):
         backend=spec.backend,
         max_batch_size=spec.max_batch_size,
         input=[pb.ModelInput(name=INPUT_NAME, data_type=pb.TYPE_FP32, dims=spec.input_dims)],
-        output=[pb.ModelOutput(name=OUTPUT_NAME, data_type=pb.TYPE_FP32, dims=spec.output_dims)],
+        output=[pb.ModelOutput(name=name, data_type=pb.TYPE_FP32, dims=dims)
+                for name, dims in spec.outputs or ((OUTPUT_NAME, spec.output_dims),)],
         instance_group=[
             pb.ModelInstanceGroup(
                 kind=pb.ModelInstanceGroup.Kind.Value(spec.kind), count=spec.instances, profile=spec.trt_profiles

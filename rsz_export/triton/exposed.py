@@ -35,7 +35,8 @@ def request_limits(session, name: str) -> RequestLimits:
             return None
 
     max_pixels = max(c.shape.max.h * c.shape.max.w for c in session.candidates)
-    return RequestLimits(name, low, high, max_pixels, profile_of, covered_text(session.candidates))
+    return RequestLimits(name, low, high, max_pixels, profile_of, covered_text(session.candidates),
+                         session.manifest.output_names)
 
 
 class Exposed:

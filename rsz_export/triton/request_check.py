@@ -50,6 +50,8 @@ class RequestLimits:
     max_pixels: int
     profile_of: Callable[[int, int], str | None]
     covered: str
+    outputs: tuple[str, ...] = (OUTPUT_NAME,)
+    """The model's outputs a request may ask for: ``logits``, or a backbone's feature maps."""
 
     @property
     def max_values(self) -> int:
@@ -132,12 +134,19 @@ def check_header(header, limits: RequestLimits, binary_bytes: int) -> tuple[dict
 def _check_outputs(outputs, limits: RequestLimits) -> None:
     if outputs is None:
         return
-    if not isinstance(outputs, list) or len(outputs) > 1:
-        raise Refused(400, "bad_input", f"'outputs' must list at most {OUTPUT_NAME!r}")
+    names = limits.outputs
+    listed = ", ".join(map(repr, names))
+    if not isinstance(outputs, list) or len(outputs) > len(names):
+        raise Refused(400, "bad_input", f"'outputs' must list at most {listed}")
+    asked = []
     for output in outputs:
-        if not isinstance(output, dict) or output.get("name") != OUTPUT_NAME:
-            raise Refused(400, "bad_input", f"model {limits.name!r} has one output, {OUTPUT_NAME!r}")
-        check_parameters(output.get("parameters"), f"output {OUTPUT_NAME!r}")
+        name = output.get("name") if isinstance(output, dict) else None
+        if name not in names or name in asked:
+            what = "one output" if len(names) == 1 else f"{len(names)} outputs"
+            raise Refused(400, "bad_input", f"model {limits.name!r} has {what}, {listed}; 'outputs' asks for "
+                                            f"{str(name)[:64]!r}" + (" twice" if name in asked else ""))
+        asked.append(name)
+        check_parameters(output.get("parameters"), f"output {name!r}")
 
 
 def check_json_data(data, shape: tuple[int, ...]):

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rsz_export.errors import EnvironmentProblem, UsageError
-from rsz_export.interface import CHANNELS, INPUT_NAME, OUTPUT_NAME
+from rsz_export.interface import CHANNELS, INPUT_NAME
 from rsz_export.plan.routing import covered_text
 from rsz_export.serve.preprocess_policy import ModelInput
 from rsz_export.serve.session import Session
@@ -91,9 +91,9 @@ def check_port_free(host: str, port: int, what: str) -> None:
                                      hint=f"another server may hold it: choose another with --{what}-port") from None
 
 
-def batch_logits(session: Session, images, name: str):
-    """Logits of a float32 [n, 3, h, w] batch at its own size, routed by the plan's rule (``native``);
-    UsageError naming the covered range when no profile covers h x w."""
+def batch_outputs(session: Session, images, name: str) -> list:
+    """Every output (logits, or a backbone's feature maps) of a float32 [n, 3, h, w] batch at its own size, routed
+    by the plan's rule (``native``); UsageError naming the covered range when no profile covers h x w."""
     n, channels, h, w = images.shape
     if channels != CHANNELS:  # Triton's core checks the config's dims first; kept for library callers
         raise UsageError(f"{name} takes {CHANNELS} channels, got {channels}")
@@ -104,13 +104,14 @@ def batch_logits(session: Session, images, name: str):
     except UsageError:
         raise UsageError(f"{name}: a {h}x{w} input is outside every profile; covered: "
                          f"{covered_text(session.candidates)}") from None
-    logits, _ = session.infer([ModelInput((h, w), chosen, "none", images[i : i + 1]) for i in range(n)])
-    return logits
+    outputs, _ = session.infer([ModelInput((h, w), chosen, "none", images[i : i + 1]) for i in range(n)], True)
+    return outputs
 
 
 def infer_function(session: Session, name: str, log: Callable[[str], None]):
-    """The callable one Triton model instance runs: a batch of identical shapes in, its logits out. A refused
-    request is logged in one line; PyTriton turns the exception into the error response."""
+    """The callable one Triton model instance runs: a batch of identical shapes in, its outputs out (logits, or
+    each feature map of a backbone). A refused request is logged in one line; PyTriton turns the exception into
+    the error response."""
     import numpy as np
     from pytriton.decorators import batch
 
@@ -120,11 +121,12 @@ def infer_function(session: Session, name: str, log: Callable[[str], None]):
         if images is None:  # Triton's core refuses a request without it; kept for library callers
             raise UsageError(f"{name} needs the input {INPUT_NAME!r}")
         try:
-            logits = batch_logits(session, np.ascontiguousarray(images, dtype=np.float32), name)
+            outputs = batch_outputs(session, np.ascontiguousarray(images, dtype=np.float32), name)
         except UsageError as exc:
             log(f"refused a request: {exc.message}")
             raise
-        return {OUTPUT_NAME: np.asarray(logits, dtype=np.float32)}
+        names = session.manifest.output_names
+        return {n: np.asarray(o, dtype=np.float32) for n, o in zip(names, outputs, strict=True)}
 
     return infer
 
@@ -276,7 +278,7 @@ class LocalServer:
         self._triton.bind(
             model_name=self.spec.name, infer_func=functions, strict=True,
             inputs=[Tensor(name=INPUT_NAME, dtype=np.float32, shape=served.input_dims)],
-            outputs=[Tensor(name=OUTPUT_NAME, dtype=np.float32, shape=served.output_dims)],
+            outputs=[Tensor(name=n, dtype=np.float32, shape=dims) for n, dims in served.outputs],
             config=ModelConfig(batching=served.max_batch_size > 0, max_batch_size=max(served.max_batch_size, 1),
                                batcher=batcher),
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rsz_export.errors import OutputError, UsageError, check_int, shown
 from rsz_export.interface import INPUT_NAME, OUTPUT_NAME, SERVED_MODEL_NAME
-from rsz_export.triton.config import MAX_INSTANCES, QUEUE_DELAY_US, TritonOptions, tensor_dims
+from rsz_export.triton.config import MAX_INSTANCES, QUEUE_DELAY_US, TritonOptions, tensor_layout
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8000
@@ -90,14 +90,19 @@ class ServedInterface:
     max_batch_size: int
     input_dims: tuple[int, ...]
     output_dims: tuple[int, ...]
+    outputs: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    """Every output with its dims: ``logits``, or each feature map of a backbone (sides -1)."""
 
     @classmethod
     def of(cls, manifest) -> ServedInterface:
-        """The interface of a build: the repository's rule (``triton_config.tensor_dims``)."""
-        return cls(*tensor_dims(manifest, None, engine_bound=True))
+        """The interface of a build: the repository's rule (``triton_config.tensor_layout``)."""
+        max_batch_size, input_dims, outputs = tensor_layout(manifest, None, engine_bound=True)
+        return cls(max_batch_size, input_dims, outputs[0][1], outputs)
 
     def describe(self) -> str:
         batch = f"n <= {self.max_batch_size}, batched by Triton" if self.max_batch_size else "no Triton batching"
-        shape = ",".join(map(str, ((-1,) if self.max_batch_size else ()) + self.input_dims))
-        out = ",".join(map(str, ((-1,) if self.max_batch_size else ()) + self.output_dims))
-        return f"input {INPUT_NAME} FP32 [{shape}] ({batch}); output {OUTPUT_NAME} FP32 [{out}]"
+        lead = (-1,) if self.max_batch_size else ()
+        shape = ",".join(map(str, lead + self.input_dims))
+        outs = self.outputs or ((OUTPUT_NAME, self.output_dims),)
+        described = ", ".join(f"{n} FP32 [{','.join(map(str, lead + dims))}]" for n, dims in outs)
+        return f"input {INPUT_NAME} FP32 [{shape}] ({batch}); output{'s' if len(outs) > 1 else ''} {described}"

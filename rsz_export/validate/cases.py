@@ -15,7 +15,7 @@ from rsz_export.errors import UsageError, check_int
 from rsz_export.plan.grid import size_grid
 from rsz_export.plan.profiles import Plan
 from rsz_export.shapes import MAX_BATCH, Resolution
-from rsz_export.validate.tolerance import TolerancePolicy
+from rsz_export.validate.tolerance import TolerancePolicy, feature_policy
 
 DEFAULT_RANDOM_INPUTS = 2
 MAX_RANDOM_INPUTS = 64
@@ -46,9 +46,11 @@ class ValidateSpec:
         check_int(self.random_inputs, "--random-inputs", 0, MAX_RANDOM_INPUTS)
         self.policy("fp32")  # checks the overrides
 
-    def policy(self, precision: str) -> TolerancePolicy:
-        return TolerancePolicy.preset(precision).override(self.rtol, self.atol, self.min_top1, self.min_cosine,
-                                                          self.min_top5)
+    def policy(self, precision: str, outputs: str = "logits") -> TolerancePolicy:
+        """The preset for ``precision`` (per feature map for a backbone's ``outputs``) with the overrides given."""
+        preset = TolerancePolicy.preset(precision)
+        preset = preset if outputs == "logits" else feature_policy(preset)
+        return preset.override(self.rtol, self.atol, self.min_top1, self.min_cosine, self.min_top5)
 
 
 @dataclass(frozen=True)

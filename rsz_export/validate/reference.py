@@ -1,5 +1,5 @@
-"""The reference side of validation: the inputs (photographs and seeded noise) and PyTorch's logits for them,
-computed once per (size, batch) and shared by every stage and engine."""
+"""The reference side of validation: the inputs (photographs and seeded noise) and PyTorch's outputs for them
+(logits, or a backbone's feature maps), computed once per (size, batch) and shared by every stage and engine."""
 
 from __future__ import annotations
 
@@ -79,9 +79,19 @@ def stacked_forward(model, arrays: list[np.ndarray]) -> list[np.ndarray]:
     with torch.inference_mode():
         for group in chunks(arrays):
             x = torch.from_numpy(np.concatenate(group)).contiguous(memory_format=torch.channels_last)
-            logits = model(x).float().numpy()
-            outputs += np.split(logits, np.cumsum([a.shape[0] for a in group])[:-1])
+            out = model(x)
+            outputs += split_rows([o.float().contiguous().numpy() for o in out] if isinstance(out, tuple)
+                                  else out.float().numpy(), group)
     return outputs
+
+
+def split_rows(stacked, group: list[np.ndarray]) -> list:
+    """The outputs of a stacked batch, split back into one entry per input of ``group``: an array for a model
+    with one output, a list of arrays (one per output) for a model with several (a backbone's feature maps)."""
+    cuts = np.cumsum([a.shape[0] for a in group])[:-1]
+    if not isinstance(stacked, list):
+        return np.split(stacked, cuts)
+    return [list(maps) for maps in zip(*(np.split(o, cuts) for o in stacked), strict=True)]
 
 
 def load_inputs(spec, reference_model) -> tuple[Inputs, list[tuple[str, str]]]:
@@ -94,7 +104,7 @@ def load_inputs(spec, reference_model) -> tuple[Inputs, list[tuple[str, str]]]:
 _SEEDED_REFERENCES: dict = {}
 
 
-def reference_model(record: WeightsRecord, directory: Path):
+def reference_model(record: WeightsRecord, directory: Path, outputs: str = "logits"):
     """The PyTorch reference for a manifest's weights, in channels-last layout (faster on CPUs).
 
     Seeded random weights take ~10 s to regenerate (a float64 calibration pass), so within one process
@@ -105,10 +115,10 @@ def reference_model(record: WeightsRecord, directory: Path):
 
     from rsz_export.model.weights import reference_from_record
 
-    if record.id == "random" and record in _SEEDED_REFERENCES:
-        return _SEEDED_REFERENCES[record]
-    model = reference_from_record(record, directory).to(memory_format=torch.channels_last)
+    if record.id == "random" and (record, outputs) in _SEEDED_REFERENCES:
+        return _SEEDED_REFERENCES[record, outputs]
+    model = reference_from_record(record, directory, outputs).to(memory_format=torch.channels_last)
     if record.id == "random":
         _SEEDED_REFERENCES.clear()
-        _SEEDED_REFERENCES[record] = model
+        _SEEDED_REFERENCES[record, outputs] = model
     return model

@@ -49,6 +49,8 @@ class CaseResult:
     policy: TolerancePolicy | None = None
     failures: tuple[str, ...] = ()
     seconds: float = 0.0
+    output: str = "logits"
+    """The output judged: ``logits``, or one feature map of a backbone (each map is a case of its own)."""
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -64,7 +66,8 @@ class CaseResult:
     def label(self) -> str:
         """A short name that identifies the case in messages, e.g. ``engine ort-fp32 p0,1 225x301 b1``."""
         profiles = ",".join(str(p) for p in self.profiles)
-        return f"{self.stage} {self.engine} p{profiles} {self.size} b{self.batch}"
+        output = "" if self.output == "logits" else f" {self.output}"
+        return f"{self.stage} {self.engine} p{profiles} {self.size} b{self.batch}{output}"
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,7 @@ def case_dict(case: CaseResult) -> dict:
         "profiles": list(case.profiles),
         "size": [case.size.h, case.size.w],
         "batch": case.batch,
+        "output": case.output,
         "status": case.status,
         "failures": list(case.failures),
         "policy": case.policy.to_dict() if case.policy else None,
@@ -256,7 +260,8 @@ def render_junit(report: ValidationReport) -> str:
 
 def _junit_case(suite: ET.Element, suite_name: str, case: CaseResult, profile: int) -> None:
     element = ET.SubElement(suite, "testcase", classname=f"rsz_export.validate.{suite_name}",
-                            name=f"profile{profile} {case.size} batch{case.batch}")
+                            name=f"profile{profile} {case.size} batch{case.batch}"
+                            + ("" if case.output == "logits" else f" output {case.output}"))
     element.set("time", f"{case.seconds:.3f}")
     if case.status == "failed":
         failure = ET.SubElement(element, "failure", message="; ".join(case.failures) + " | " + _numbers(case),

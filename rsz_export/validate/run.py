@@ -18,23 +18,35 @@ from rsz_export.artifacts.files import readers_lock
 from rsz_export.artifacts.manifest import EngineRecord, Manifest, load_manifest, verify_file
 from rsz_export.backends import EXPORT_RUNTIME, export_runner, require_backend
 from rsz_export.errors import IntegrityError, RszError, UsageError
-from rsz_export.interface import Log
+from rsz_export.interface import OUTPUT_NAME, Log
 from rsz_export.parity import combine, compare
 from rsz_export.validate.cases import PlannedCase, ValidateSpec, grid_points, plan_cases
-from rsz_export.validate.reference import Inputs, chunks, load_inputs, reference_model
+from rsz_export.validate.reference import Inputs, chunks, load_inputs, reference_model, split_rows
 from rsz_export.validate.report import CaseResult, InputResult, ValidationReport
 from rsz_export.validate.tolerance import TolerancePolicy, judge
 
 
-def _outputs(runner, feeds: list[np.ndarray], profile: int, stacked: bool) -> list[np.ndarray]:
-    """The runner's logits for each feed: one call per feed, or a few stacked calls (dynamic-batch ONNX)."""
+def _outputs(runner, feeds: list[np.ndarray], profile: int, stacked: bool, multi: bool = False) -> list:
+    """The runner's logits for each feed (with ``multi``: the list of every output): one call per feed, or a few
+    stacked calls (dynamic-batch ONNX)."""
+    def run(x):
+        if multi:
+            return [np.asarray(o, dtype=np.float32) for o in runner.infer_all(x, profile=profile)]
+        return np.asarray(runner.infer(x, profile=profile), dtype=np.float32)
+
     if not stacked:
-        return [np.asarray(runner.infer(x, profile=profile), dtype=np.float32) for x in feeds]
-    outputs: list[np.ndarray] = []
+        return [run(x) for x in feeds]
+    outputs: list = []
     for group in chunks(feeds):
-        logits = np.asarray(runner.infer(np.concatenate(group), profile=profile), dtype=np.float32)
-        outputs += np.split(logits, np.cumsum([a.shape[0] for a in group])[:-1])
+        outputs += split_rows(run(np.concatenate(group)), group)
     return outputs
+
+
+def _map_stats(reference: np.ndarray, output: np.ndarray):
+    """A feature map against the reference's, each image's map as one row (same shape required)."""
+    if reference.shape != output.shape:
+        raise ValueError(f"output of shape {list(output.shape)}, expected {list(reference.shape)}")
+    return compare(reference.reshape(len(reference), -1), output.reshape(len(output), -1))
 
 
 def run_cases(
@@ -45,21 +57,32 @@ def run_cases(
     policy: TolerancePolicy,
     log: Log,
     stacked: bool = False,
+    names: tuple[str, ...] = (),
 ) -> list[CaseResult]:
-    """Run every planned case on an open runner and judge it; a runtime error fails only its case."""
+    """Run every planned case on an open runner and judge it; a runtime error fails only its case. ``names``:
+    a backbone's outputs, each judged (and reported) as a case of its own; empty for logits."""
     results = []
     for case in cases:
         start = time.perf_counter()
         feeds = inputs.reference(case.size, case.batch, policy.images_only)
-        per_input, error = [], None
+        per_output, error = {name: [] for name in names or (OUTPUT_NAME,)}, None
         try:
-            outputs = _outputs(runner, [x for _, x, _ in feeds], case.profiles[0], stacked)
-            pairs = zip(feeds, outputs, strict=True)  # a runner returning the wrong row count fails here
-            per_input = [InputResult(name, compare(ref, out)) for (name, _, ref), out in pairs]
+            outputs = _outputs(runner, [x for _, x, _ in feeds], case.profiles[0], stacked, bool(names))
+            for (name, _, ref), out in zip(feeds, outputs, strict=True):  # wrong row counts fail here
+                if not names:
+                    per_output[OUTPUT_NAME].append(InputResult(name, compare(ref, out)))
+                    continue
+                if len(out) != len(names):
+                    raise ValueError(f"the engine gives {len(out)} output(s), expected {len(names)}")
+                for output, want, got in zip(names, ref, out, strict=True):
+                    per_output[output].append(InputResult(name, _map_stats(want, got)))
         except (RszError, RuntimeError, ValueError) as exc:  # ORT/TensorRT raise these for shapes they reject
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-        results.append(_judged(case, meta, per_input, error, policy, time.perf_counter() - start))
-        log(f"{results[-1].label}: {results[-1].status} ({results[-1].seconds:.1f} s)")
+        seconds = (time.perf_counter() - start) / len(per_output)
+        for output, per_input in per_output.items():
+            case_meta = {**meta, "output": output} if names else meta
+            results.append(_judged(case, case_meta, per_input if error is None else [], error, policy, seconds))
+            log(f"{results[-1].label}: {results[-1].status} ({results[-1].seconds:.1f} s)")
     return results
 
 
@@ -115,7 +138,8 @@ def _engine_results(
     try:
         runner = backend.open_runner(manifest, engine, spec.directory)
         with runner:
-            return run_cases(runner, cases, inputs, meta, spec.policy(engine.precision), log)
+            return run_cases(runner, cases, inputs, meta, spec.policy(engine.precision, manifest.outputs), log,
+                             names=_map_names(manifest))
     except (IntegrityError, UsageError) as exc:
         return not_run(cases, meta, f"not run: {exc.message}")
 
@@ -129,7 +153,13 @@ def _export_results(manifest: Manifest, spec: ValidateSpec, points, inputs: Inpu
     except IntegrityError as exc:
         return not_run(cases, meta, f"not run: {exc.message}")
     with export_runner(manifest, spec.directory) as runner:
-        return run_cases(runner, cases, inputs, meta, spec.policy("fp32"), log, stacked=True)
+        return run_cases(runner, cases, inputs, meta, spec.policy("fp32", manifest.outputs), log, stacked=True,
+                         names=_map_names(manifest))
+
+
+def _map_names(manifest: Manifest) -> tuple[str, ...]:
+    """The feature maps judged one by one (empty for a classifier: its logits are the one case)."""
+    return () if manifest.has_classes else manifest.output_names
 
 
 def _check_backends(manifest: Manifest) -> None:
@@ -151,7 +181,7 @@ def _validate(spec: ValidateSpec, log: Log) -> ValidationReport:
     manifest = load_manifest(spec.directory)
     points = grid_points(manifest.plan, spec)
     _check_backends(manifest)
-    model = reference_model(manifest.weights, spec.directory)
+    model = reference_model(manifest.weights, spec.directory, manifest.outputs)
     inputs, skipped = load_inputs(spec, model)
     log(f"{len(points)} grid point(s), {len(inputs.names)} input(s): {', '.join(inputs.names)}")
     results = _export_results(manifest, spec, points, inputs, log)
@@ -168,5 +198,6 @@ def _validate(spec: ValidateSpec, log: Log) -> ValidationReport:
             "backend": manifest.backend,
             "precision": manifest.precision,
             "plan": manifest.plan.covered_ranges(),
+            **({} if manifest.has_classes else {"outputs": list(manifest.output_names)}),
         },
     )

@@ -96,6 +96,18 @@ PRESETS = {
 }
 
 
+FEATURE_FP32_RTOL = 1e-5
+"""A backbone's feature maps in fp32: ONNX Runtime measures about 2e-6 relative L2 against PyTorch (the
+``--outputs`` section of docs/validate.md)."""
+
+
+def feature_policy(policy: TolerancePolicy) -> TolerancePolicy:
+    """The preset for one feature map of a backbone at ``policy``'s precision: its relative L2 bound (1e-5 in fp32)
+    and cosine, no ``atol`` (a map's scale depends on the weights) and no ranking (a map has no classes)."""
+    rtol = FEATURE_FP32_RTOL if policy.precision == "fp32" else policy.rtol
+    return replace(policy, rtol=rtol, atol=None, min_top1=0.0, min_top5=0.0)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """Whether the statistics pass a policy, and each reason they do not (empty when they pass)."""

@@ -207,5 +207,29 @@ def test_an_engine_with_other_inputs_and_outputs_is_refused(tmp_path, monkeypatc
     onnx.save(model, str(tmp_path / "two-outputs.onnx"))
     use_double(monkeypatch, V10)
     records = build(tmp_path / "out", tmp_path / "two-outputs.onnx")
-    with pytest.raises(IntegrityError, match="not one input and one output"):
+    with pytest.raises(IntegrityError, match=r"not one input and the outputs \['logits'\] the manifest names"):
         run_all(tmp_path / "out", records, [(1, 64, 64)])
+
+
+def test_every_feature_map_is_bound_in_every_profile(trt_double, tmp_path):
+    """A backbone's engine (a stand-in with the FPN's five outputs): each output bound and returned, equal to the
+    model's, in each profile."""
+    from dataclasses import replace
+
+    from tests.model.detectors import tiny_feature_onnx
+
+    onnx = tiny_feature_onnx(tmp_path / "fpn.onnx", "fpn")
+    records = build(tmp_path / "out", onnx, engine_per_profile=True)
+    manifest = replace(manifest_for(records, tmp_path / "out", PLAN), outputs="fpn")
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    with backend.open_runner(manifest, None, tmp_path / "out") as runner:
+        for batch, h, w in [(1, 64, 64), (2, 97, 65), (2, 128, 128), (1, 65, 127)]:
+            x = np.random.default_rng(h * w).standard_normal((batch, 3, h, w)).astype(np.float32)
+            got = runner.infer_all(x)
+            assert runner.last_profile == route(PLAN.profiles, batch, h, w)
+            want = session.run(None, {"images": x})
+            assert [g.shape for g in got] == [(batch, 256, -(-h // s), -(-w // s)) for s in (4, 8, 16, 32, 64)]
+            for g, e in zip(got, want, strict=True):
+                np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)

@@ -31,10 +31,11 @@ def test_preset_loads_plans_and_covers_its_range(path):
 
 @pytest.mark.parametrize(
     ("name", "lo", "hi", "batch_max", "precision"),
-    [("edge", 224, 512, 1, "fp16"), ("server", 224, 800, 32, "fp16"), ("detection-backbone", 600, 800, 4, "fp16"),
+    [("edge", 224, 512, 1, "fp16"), ("server", 224, 800, 32, "fp16"), ("detection-backbone", 600, 1344, 2, "fp32"),
      ("cifar-transfer", 32, 64, 256, "fp32")],
 )
 def test_the_issue_presets_exist_with_their_ranges(name, lo, hi, batch_max, precision):
     plan_file = load_profile_file(PROFILE_DIR / f"{name}.toml")
     plan = plan_file.plan()
     assert (plan.min_size, plan.max_size, plan.batch.max, plan_file.precision) == (lo, hi, batch_max, precision)
+    assert plan_file.outputs == ("fpn" if name == "detection-backbone" else "logits")

@@ -21,7 +21,7 @@ PLAN = make_plan(64, 160, profiles=2, batch=BatchRange(1, 2, 2))
 @pytest.fixture()
 def reference(monkeypatch, classifier_onnx):
     module = classifier_module(classifier_onnx)
-    monkeypatch.setattr(validate_run, "reference_model", lambda record, directory: module)
+    monkeypatch.setattr(validate_run, "reference_model", lambda record, directory, outputs="logits": module)
 
 
 @pytest.mark.parametrize("version, per_profile", [(V10, True), (V11, False)])
