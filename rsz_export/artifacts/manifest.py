@@ -17,8 +17,7 @@ version-1 manifest is read as what every build of that version was: 1000 ImageNe
 3 added the int8 calibration (``calibration``); earlier versions have none."""
 READABLE_VERSIONS = (1, 2, SCHEMA_VERSION)
 MANIFEST_NAME = "manifest.json"
-ENGINES_DIR = "engines"
-"""The build folder a command uses when none is given (``make engines`` builds it)."""
+ENGINES_DIR = "engines"  # the build folder a command uses when none is given (``make engines`` builds it)
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,8 @@ class LabelsRecord:
 @dataclass(frozen=True)
 class CalibrationRecord:
     """An int8 build's calibration: the ranges file (hash-checked when read, reused by a rebuild with the same
-    inputs), the method, where the images came from, and each image with its sha256, size and crop."""
+    inputs), the method, where the images came from, each image with its sha256, size and crop, and ``report``:
+    the coverage on held-out images and the layers kept in float (``pipeline.int8_placement``)."""
 
     file: FileRecord
     method: str
@@ -113,6 +113,7 @@ class CalibrationRecord:
     images: tuple[dict, ...]
     seconds: float
     warning: str | None = None
+    report: dict | None = None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "images": [dict(i) for i in self.images]}
@@ -120,7 +121,8 @@ class CalibrationRecord:
     @classmethod
     def from_dict(cls, data: dict) -> CalibrationRecord:
         return cls(FileRecord(**data["file"]), str(data["method"]), str(data["source"]),
-                   tuple(dict(i) for i in data["images"]), float(data["seconds"]), data.get("warning"))
+                   tuple(dict(i) for i in data["images"]), float(data["seconds"]), data.get("warning"),
+                   data.get("report"))
 
 
 @dataclass(frozen=True)
@@ -340,9 +342,7 @@ def verified_bytes(out_dir: str | Path, record: FileRecord) -> bytes:
 
 def verify_file(out_dir: str | Path, record: FileRecord) -> Path:
     """Return the file's path after checking its sha256 against the record; IntegrityError on any mismatch.
-
-    Call this before deserializing anything: a tampered or truncated engine is never loaded.
-    """
+    Call this before deserializing anything: a tampered or truncated engine is never loaded."""
     path = inside(out_dir, record)
     actual = sha256_file(path)
     if actual != record.sha256:

@@ -72,7 +72,8 @@ class BuildSpec:
         check_choice(self.options.precision, "precision", PRECISIONS)
         check_num_classes(self.num_classes)
         if self.calibration is not None and self.options.precision != "int8":
-            raise UsageError("--calib, --calib-count and --calib-method calibrate int8 engines: add --precision int8")
+            raise UsageError("--calib, --calib-count, --calib-method, --holdout and --int8-target are for int8 "
+                             "engines: add --precision int8")
 
 
 @dataclass(frozen=True)
