@@ -100,7 +100,15 @@ def layers_of(model, sample_shape: tuple[int, int, int, int]) -> list[Layer]:
             positions = int(np.prod(out[2:])) if node.op_type == "Conv" and len(out) > 2 else 1
             work[node.name] = positions * int(np.prod(weights[node.input[1]]))
     total = sum(work.values()) or 1
-    return [Layer(n.name, n.op_type, work.get(n.name, 0) / total) for n in model.graph.node if n.op_type in LAYER_OPS]
+    return [Layer(n.name, n.op_type, work.get(n.name, 0) / total) for n in _named_layers(model.graph)]
+
+
+def _named_layers(graph) -> list:
+    """The graph's layer nodes that a name identifies (only those can be left out by name), in graph order."""
+    counts: dict[str, int] = {}
+    for node in graph.node:
+        counts[node.name] = counts.get(node.name, 0) + 1
+    return [n for n in graph.node if n.op_type in LAYER_OPS and n.name and counts[n.name] == 1]
 
 
 def _with_input_shape(model, shape):
@@ -134,11 +142,12 @@ def switchable_model(onnx_path, ranges: dict[str, tuple[float, float]]) -> tuple
     model = onnx.load(str(onnx_path))
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    names = [n.name for n in graph.node if n.op_type in LAYER_OPS]
+    switched = _named_layers(graph)
+    names = [n.name for n in switched]
     graph.input.append(helper.make_tensor_value_info(MASK_NAME, TensorProto.FLOAT, [len(names)]))
     added = [numpy_helper.from_array(np.array(0.5, np.float32), f"{MASK_NAME}/half")]
     nodes = []
-    for index, node in enumerate(n for n in graph.node if n.op_type in LAYER_OPS):
+    for index, node in enumerate(switched):
         p = f"{MASK_NAME}/{index}"
         added.append(numpy_helper.from_array(np.array(index, np.int64), f"{p}/i"))
         nodes += [helper.make_node("Gather", [MASK_NAME, f"{p}/i"], [f"{p}/m"]),

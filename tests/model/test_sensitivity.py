@@ -98,3 +98,15 @@ def _fp32(path, x):
     from rsz_export.model.quantization import _session
 
     return _session(path, None).run(None, {"images": x})[0]
+
+
+def test_layers_without_a_name_are_never_candidates(convnet, tmp_path):
+    import onnx
+
+    path, ranges, x = convnet
+    model = onnx.load(str(path))
+    model.graph.node[2].name = ""  # c2: the quantizer could not be told to leave it out
+    onnx.save(model, str(tmp_path / "renamed.onnx"))
+    assert [layer.name for layer in layers_of(model, (1, 3, 16, 16))] == ["c1", "add", "fc"]
+    runner = SwitchableRunner(tmp_path / "renamed.onnx", ranges)
+    assert runner.names == ["c1", "add", "fc"] and set(measure_sensitivity(runner, x)) == {"c1", "add", "fc"}

@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 
 from rsz_export.artifacts.manifest import load_manifest
+from rsz_export.interface import INT8_TARGET
 from rsz_export.model.calibration import FORMAT
 from rsz_export.model.calibration_set import BUNDLED_WARNING
 from tests.helpers import SAMPLE_IMAGE, assert_clean_failure, rebuild_int8_copy, run_cli
@@ -46,7 +47,7 @@ def test_the_default_target_holds_on_held_out_photographs_with_the_classifier_in
     (engine,) = load_manifest(int8_engines).engines
     check = engine.settings["qdq_check"]
     assert engine.settings["float_layers"] == kept and check["images"] == "held-out"
-    assert min(check["cosine"]) >= check["bound"] == 0.99
+    assert min(check["cosine"]) >= check["bound"] == INT8_TARGET
 
 
 def test_rebuild_reuses_and_a_changed_calibration_is_refused(int8_engines, tmp_path):
