@@ -6,8 +6,9 @@
 * Placement (``model.sensitivity``): each layer's sensitivity on the held-out images at the smallest size, then
   the fewest most sensitive layers kept in float so that the worst cosine to fp32 on the held-out images at both
   sizes meets the target, each candidate checked with the real CPU Q/DQ model as ONNX Runtime runs it here (the
-  TensorRT model, checked with exact arithmetic, measured closer to fp32 than it: docs/int8.md). Both Q/DQ
-  models leave out the same layers (``model.quantization``). When no placement that leaves most of the work in
+  TensorRT model's exact arithmetic is too slow on the CPU to try per candidate; its build checks it on the
+  held-out images against the same target, ``model.quantization.checked_qdq``). Both Q/DQ models leave out the
+  same layers (``model.quantization``). When no placement that leaves most of the work in
   int8 meets the target, the build stops (CheckFailed, exit 1) with the table of what was tried.
 """
 
