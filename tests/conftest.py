@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import RANDOM_METADATA, REPO, TEAM, make_plan, run_cli, save_wrapped, sgd_state, tiny_onnx
+from tests.helpers import (
+    CHECKPOINT_WRAPPINGS,
+    RANDOM_METADATA,
+    REPO,
+    TEAM,
+    make_plan,
+    run_cli,
+    save_wrapped,
+    sgd_state,
+    tiny_onnx,
+)
 
 # Builds in tests (in-process and in CLI subprocesses) do not share exports through the user's cache: each test
 # sees its folder's own behaviour, and nothing is written outside the test's folders. The cache's own tests set a
@@ -22,6 +34,25 @@ def _library_build(out_dir: Path, min_size: int, max_size: int, weights: str | N
 
     plan = make_plan(min_size, max_size)
     return build(BuildSpec(plan, out_dir, backend="onnxruntime", weights=weights, command="pytest fixture")).manifest
+
+
+def shared(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """``root/name`` made by ``make`` once for the whole test session: with pytest-xdist, in the folder the workers
+    share (their base folders' parent), the first worker to ask making it while the others wait on a lock. The
+    real-model fixtures are made this way, so two workers never export the same ResNet-50 twice; what they make is
+    only read afterwards (tests that change a build change a copy)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    out, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            make(out)
+            done.touch()
+    return out
 
 
 @pytest.fixture(params=("10", "11"), ids=("trt10", "trt11"))
@@ -37,9 +68,7 @@ def trt_double(request, monkeypatch):
 @pytest.fixture(scope="session")
 def engines_dir(tmp_path_factory) -> Path:
     """What `make engines` builds (224..800, default weights: random with a warning where none are cached)."""
-    out = tmp_path_factory.mktemp("engines")
-    _library_build(out, 224, 800)
-    return out
+    return shared(tmp_path_factory, "engines", lambda out: _library_build(out, 224, 800))
 
 
 @pytest.fixture(scope="session")
@@ -71,18 +100,17 @@ def engines_copy(small_engines_dir, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def reference_weights(engines_dir, tmp_path_factory) -> Path:
     """The session export's weights as a state_dict file (loads in a second, unlike regenerated random ones)."""
-    path = tmp_path_factory.getbasetemp() / "robust-weights" / "reference.pt"
-    if not path.exists():
+    def save(folder: Path) -> None:
         import torch
 
         from rsz_export.artifacts.manifest import load_manifest
         from rsz_export.validate.reference import reference_model
 
         model = reference_model(load_manifest(engines_dir).weights, engines_dir)
-        path.parent.mkdir(exist_ok=True)
-        torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").rename(path)
-    return path
+        torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "reference.pt")
+
+    return shared(tmp_path_factory, "robust-weights", save) / "reference.pt"
+
 
 @pytest.fixture(scope="session")
 def fast_engines(onnx_path, reference_weights, tmp_path_factory) -> Path:
@@ -108,8 +136,7 @@ def fast_engines(onnx_path, reference_weights, tmp_path_factory) -> Path:
 def int8_engines(onnx_path, reference_weights, tmp_path_factory) -> Path:
     """An int8 ORT build over 224..288 from the session export, calibrated on 4 crops of the bundled photographs:
     the one int8 build the slow tests share (calibration, Q/DQ model, its check and the engine in about 30 s)."""
-    out = tmp_path_factory.getbasetemp() / "int8-engines"
-    if not (out / "manifest.json").exists():
+    def make(out: Path) -> None:
         from rsz_export.backends.base import BuildOptions
         from rsz_export.model.calibration_set import CalibSpec
         from rsz_export.pipeline.run import BuildSpec, build
@@ -118,7 +145,8 @@ def int8_engines(onnx_path, reference_weights, tmp_path_factory) -> Path:
                          onnx=onnx_path, options=BuildOptions(precision="int8"), calibration=CalibSpec(count=4),
                          command="pytest int8 fixture")
         build(spec)
-    return out
+
+    return shared(tmp_path_factory, "int8-engines", make)
 
 
 @pytest.fixture(scope="session")
@@ -130,11 +158,14 @@ def own_weights(reference_weights, tmp_path_factory) -> tuple[dict, dict[str, Pa
 
     state = torch.load(reference_weights, weights_only=True)
     state = {**state, "fc.weight": state["fc.weight"][:10].clone(), "fc.bias": state["fc.bias"][:10].clone()}
-    folder = tmp_path_factory.mktemp("own-weights")
-    paths = save_wrapped(state, sgd_state(build_model(state)), folder)
-    (folder / "team.txt").write_text("".join(f"{name}\n" for name in TEAM))
-    (folder / "team.json").write_text(json.dumps(TEAM))
-    return state, paths, folder / "team.txt"
+
+    def save(folder: Path) -> None:
+        save_wrapped(state, sgd_state(build_model(state)), folder)
+        (folder / "team.txt").write_text("".join(f"{name}\n" for name in TEAM))
+        (folder / "team.json").write_text(json.dumps(TEAM))
+
+    folder = shared(tmp_path_factory, "own-weights", save)
+    return state, {name: folder / name for name in CHECKPOINT_WRAPPINGS}, folder / "team.txt"
 
 
 @pytest.fixture(scope="session")
@@ -143,12 +174,14 @@ def cifar_build(own_weights, tmp_path_factory) -> Path:
     and the team's names: the one export of the 10-class weights (tests/pipeline/test_own_model.py, and the
     README walk's own model, which takes it from an export cache as a CI cache would)."""
     _, paths, team = own_weights
-    out = tmp_path_factory.mktemp("own-cifar") / "engines"
-    cifar = REPO / "profiles" / "cifar-transfer.toml"
-    result = run_cli("build", str(out), "--profile-file", str(cifar), "--backend", "onnxruntime",
-                     "--weights", str(paths["ddp-with-optimizer.pt"]), "--labels", str(team))
-    assert result.returncode == 0, result.stderr
-    return out
+
+    def make(folder: Path) -> None:
+        cifar = REPO / "profiles" / "cifar-transfer.toml"
+        result = run_cli("build", str(folder / "engines"), "--profile-file", str(cifar), "--backend", "onnxruntime",
+                         "--weights", str(paths["ddp-with-optimizer.pt"]), "--labels", str(team))
+        assert result.returncode == 0, result.stderr
+
+    return shared(tmp_path_factory, "own-cifar", make) / "engines"
 
 
 @pytest.fixture()

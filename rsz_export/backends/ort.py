@@ -32,7 +32,8 @@ from rsz_export.plan.profiles import Plan
 from rsz_export.shapes import InputShape
 
 NAME = "onnxruntime"
-SUPPORTED_PRECISIONS = ("fp32", "int8")
+SUPPORTED_PRECISIONS = ("fp32", "fp16", "int8")
+"""What some provider of it builds; ``check_precision`` says which device takes which."""
 ENGINE_FILE = "resnet50.ort.onnx"
 QDQ_FILE = "model.int8-cpu.onnx"
 OFFLINE_LEVEL = "ORT_ENABLE_EXTENDED"
@@ -60,12 +61,19 @@ def check_precision(options: BuildOptions) -> None:
     """fp32 everywhere; fp16 only on the TensorRT provider (``trt_fp16_enable``); int8 on the CPU (a Q/DQ model).
     The CUDA provider computes in the model's own types and the engine is the fp32 model, so "fp16" there would
     run fp32."""
-    allowed = {"cpu": SUPPORTED_PRECISIONS, "tensorrt": ("fp32", "fp16")}.get(options.device, ("fp32",))
+    allowed = {"cpu": ("fp32", "int8"), "tensorrt": ("fp32", "fp16")}.get(options.device, ("fp32",))
     if options.precision not in allowed:
+        from rsz_export.backends import precision_fix
+
+        elsewhere = [device for device in ("cpu", "tensorrt") if device != options.device
+                     and options.precision in {"cpu": ("fp32", "int8"), "tensorrt": ("fp32", "fp16")}[device]]
+        hint = precision_fix(options.precision, NAME)
+        if elsewhere:
+            hint += f"; on ONNX Runtime, {options.precision} builds with --device {elsewhere[0]}"
         raise UsageError(
-            f"precision {options.precision} is not available on ONNX Runtime's {options.device} provider; "
+            f"precision {options.precision} is not available on backend {NAME} with --device {options.device}; "
             f"allowed: {', '.join(allowed)}",
-            hint="use --backend tensorrt on a GPU for fp16/bf16/tf32/int8, or --device cpu for int8",
+            hint=hint,
         )
 
 

@@ -15,8 +15,8 @@ import onnx
 import pytest
 
 from rsz_export.artifacts.manifest import EngineRecord, file_record
+from rsz_export.backends import load_backend, ort_providers, trt_build, trt_env
 from rsz_export.backends import ort as ort_backend
-from rsz_export.backends import ort_providers, trt_build, trt_env
 from rsz_export.backends.base import BuildOptions
 from rsz_export.errors import EnvironmentProblem, IntegrityError, OutputError, UsageError
 from rsz_export.pipeline.run import BuildSpec, build
@@ -176,7 +176,13 @@ def test_nodes_that_would_fall_back_to_the_cpu_refuse_the_session(tmp_path, monk
 
 
 def test_fp16_only_where_a_provider_computes_it():
-    """The CUDA provider has no fp16 switch and the engine is the fp32 model: fp16 there would run fp32."""
+    """The CUDA provider has no fp16 switch and the engine is the fp32 model: fp16 there would run fp32. The
+    backend's own option check (what ``build`` calls) lets fp16 through on the TensorRT provider only."""
+    backend = load_backend("onnxruntime")
+    backend.check_options(BuildOptions(precision="fp16", device="tensorrt"))
+    for device in ("cpu", "cuda"):
+        with pytest.raises(UsageError, match=f"with --device {device}; allowed: fp32"):
+            backend.check_options(BuildOptions(precision="fp16", device=device))
     for device in ("cpu", "cuda"):
         with pytest.raises(UsageError, match="fp16"):
             ort_backend.check_precision(BuildOptions(precision="fp16", device=device))

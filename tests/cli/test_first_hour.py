@@ -124,7 +124,7 @@ def test_a_shipped_fp16_profile_on_the_cpu_names_the_fix_and_fp32_overrides_it(t
     assert shown.returncode == 0 and f"precision fp16 (from {edge}; build --precision overrides it)" in shown.stdout
     model = tiny_onnx(tmp_path / "tiny.onnx", metadata=RANDOM_METADATA)
     build = ("build", str(tmp_path / "engines"), "--profile-file", edge, "--onnx", str(model))
-    assert_clean_failure(run_cli(*build), 2, "precision fp16 is not available on backend onnxruntime",
+    assert_clean_failure(run_cli(*build), 2, "precision fp16 is not available on backend onnxruntime with --device cpu",
                          "--precision fp32 (it overrides a profile file's precision)", "fp16 builds with --backend "
                          "tensorrt")
     assert not (tmp_path / "engines").exists()

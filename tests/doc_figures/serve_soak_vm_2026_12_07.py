@@ -46,4 +46,11 @@ RECORD = Record(FILE, (
     Quote("docs/serving.md", "The SIGTERM figure varies with the machine's load ({} to", (f"{SOAK}/sigterm_seconds",)),
 ))
 
-RECORDS = (RECORD,)
+UNCAPPED = Record("benchmarks/results/serve-soak-vm-2026-12-07-arenas-uncapped.json", (
+    Quote("docs/serving.md", "arenas-uncapped.json`, load {}) saw `serve`'s own PSS go from {} to {} MiB and the\n"
+          "whole tree from {} to {} MiB.", ("load_average_before/0", own_pss("200", "python"), own_pss("end", "python"),
+                                           f"{SOAK}/pss_mib_after_warm_up", f"{SOAK}/pss_mib_end")),
+))
+"""The same soak without the malloc arena cap (serve's memory growth it shows)."""
+
+RECORDS = (RECORD, UNCAPPED)
