@@ -173,7 +173,8 @@ def fast_engines(onnx_path, reference_weights, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def int8_engines(onnx_path, reference_weights, tmp_path_factory) -> Path:
     """An int8 ORT build over 224..288 from the session export, calibrated on 4 crops of the bundled photographs:
-    the one int8 build the slow tests share (calibration, Q/DQ model, its check and the engine in about 30 s)."""
+    the one int8 build the slow tests share (calibration, the held-out analysis with the default --int8-target,
+    the Q/DQ model, its check and the engine)."""
     def make(out: Path) -> None:
         from rsz_export.backends.base import BuildOptions
         from rsz_export.model.calibration_set import CalibSpec

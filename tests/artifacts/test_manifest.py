@@ -130,18 +130,20 @@ def test_verify_file_detects_tampering(tmp_path):
 def test_an_int8_calibration_record_round_trips(tmp_path):
     calibration = CalibrationRecord(FileRecord("calibration-ab.json", "ef" * 32, 123), "entropy", "photos/",
                                     ({"file": "a.jpg", "sha256": "01" * 32, "size": [480, 640], "crop": 256},),
-                                    12.5, "only 1 image(s)")
+                                    12.5, "only 1 image(s)",
+                                    {"coverage": {"clipped_share": 0.001}, "int8_fallback": None})
     manifest = replace(_manifest(make_plan(224, 256)), calibration=calibration)
     save_manifest(manifest, tmp_path)
     data = json.loads((tmp_path / "manifest.json").read_text())
     assert data["calibration"] == {"file": {"file": "calibration-ab.json", "sha256": "ef" * 32, "bytes": 123},
                                    "method": "entropy", "source": "photos/", "seconds": 12.5,
                                    "images": [{"file": "a.jpg", "sha256": "01" * 32, "size": [480, 640], "crop": 256}],
-                                   "warning": "only 1 image(s)"}
+                                   "warning": "only 1 image(s)",
+                                   "report": {"coverage": {"clipped_share": 0.001}, "int8_fallback": None}}
     assert load_manifest(tmp_path) == manifest
-    del data["calibration"]["warning"]
+    del data["calibration"]["warning"], data["calibration"]["report"]  # as a build before either existed wrote it
     (tmp_path / "manifest.json").write_text(json.dumps(data))
-    assert load_manifest(tmp_path).calibration == replace(calibration, warning=None)
+    assert load_manifest(tmp_path).calibration == replace(calibration, warning=None, report=None)
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
