@@ -286,7 +286,7 @@ def test_manifests_read_by_their_version_and_older_fields_default(tmp_path):
 def test_unreadable_manifests_say_what_is_wrong_and_how_to_recover(tmp_path):
     path = tmp_path / "manifest.json"
     for text, message in (("{ not json", "is unreadable or corrupt: "), ("[1, 2]", "is not a JSON object"),
-                          ("{}", "schema version None is not one this rsz-export reads (1, 2, 3)"),
+                          ("{}", "schema version None is not one this rsz-export reads (1, 2, 3, 4)"),
                           (json.dumps({"schema_version": 3}), "is malformed (KeyError('tool_version'))")):
         path.write_text(text)
         with pytest.raises(IntegrityError) as error:
