@@ -231,8 +231,15 @@ def _prepend(graph, nodes) -> None:
     graph.node.extend(ordered)
 
 
+def per_image(outputs: list[np.ndarray]) -> np.ndarray:
+    """Every output of a model (logits, or a backbone's feature maps), flattened per image side by side: [n, k]."""
+    return np.concatenate([o.reshape(len(o), -1) for o in outputs], axis=1)
+
+
 def cosines(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
-    a, b = reference.astype(np.float64), candidate.astype(np.float64)
+    """Per image (first axis), the cosine between the two outputs taken whole."""
+    a, b = reference.reshape(len(reference), -1), candidate.reshape(len(candidate), -1)
+    a, b = a.astype(np.float64), b.astype(np.float64)
     return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
 
 
@@ -253,7 +260,7 @@ class SwitchableRunner:
         self.input_name = self.session.get_inputs()[0].name
 
     def logits(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: x, MASK_NAME: mask.astype(np.float32)})[0]
+        return per_image(self.session.run(None, {self.input_name: x, MASK_NAME: mask.astype(np.float32)}))
 
     def mask(self, float_layers: Sequence[str] | None) -> np.ndarray:
         if float_layers is None:

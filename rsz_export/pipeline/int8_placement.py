@@ -72,7 +72,14 @@ def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, thr
     from rsz_export.interface import INPUT_NAME
     from rsz_export.model import sensitivity as model_sensitivity
     from rsz_export.model.quantization import CPU_QDQ, _session, check_sizes, qdq_model
-    from rsz_export.model.sensitivity import SwitchableRunner, choose_fallback, cosines, layers_of, measure_sensitivity
+    from rsz_export.model.sensitivity import (
+        SwitchableRunner,
+        choose_fallback,
+        cosines,
+        layers_of,
+        measure_sensitivity,
+        per_image,
+    )
 
     started = time.perf_counter()
     sizes = check_sizes(plan)
@@ -83,7 +90,7 @@ def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, thr
     del runner
     log(f"int8 sensitivity of {len(sensitivity)} layers measured in {time.perf_counter() - started:.1f} s")
     fp32 = _session(onnx_path, threads)
-    reference = {size: fp32.run(None, {INPUT_NAME: x})[0] for size, x in feeds.items()}
+    reference = {size: per_image(fp32.run(None, {INPUT_NAME: x})) for size, x in feeds.items()}
     layers = layers_of(onnx.load(str(onnx_path)), (1, 3, smallest.h, smallest.w))
 
     with tempfile.TemporaryDirectory(prefix="rsz-int8-trial-") as work:
@@ -91,7 +98,7 @@ def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, thr
             trial = qdq_model(onnx_path, ranges, CPU_QDQ, f"{work}/trial.onnx", float_layers)
             session, worst, median = _session(trial, threads, CPU_QDQ.check_level), {}, {}
             for size, x in feeds.items():
-                c = cosines(reference[size], session.run(None, {INPUT_NAME: x})[0])
+                c = cosines(reference[size], per_image(session.run(None, {INPUT_NAME: x})))
                 worst[str(size)], median[str(size)] = round(float(c.min()), 6), round(float(np.median(c)), 6)
             return worst, median
 

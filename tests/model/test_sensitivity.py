@@ -110,3 +110,15 @@ def test_layers_without_a_name_are_never_candidates(convnet, tmp_path):
     assert [layer.name for layer in layers_of(model, (1, 3, 16, 16))] == ["c1", "add", "fc"]
     runner = SwitchableRunner(tmp_path / "renamed.onnx", ranges)
     assert runner.names == ["c1", "add", "fc"] and set(measure_sensitivity(runner, x)) == {"c1", "add", "fc"}
+
+
+def test_cosines_take_each_image_whole_feature_maps_included():
+    from rsz_export.model.sensitivity import per_image
+
+    rng = np.random.default_rng(2)
+    maps = rng.normal(0, 1, (2, 3, 4, 4)).astype(np.float32)
+    changed = maps.copy()
+    changed[1, :, 0, 0] *= -1  # one position of the second image flipped: the image's cosine drops a little
+    c = cosines(maps, changed)
+    assert c[0] == pytest.approx(1.0) and 0.5 < c[1] < 0.99 and c.shape == (2,)
+    assert per_image([maps, maps[:, :1]]).shape == (2, 64)  # two outputs side by side per image
