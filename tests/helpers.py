@@ -136,7 +136,7 @@ def tiny_onnx(
     """A small stand-in model: global average pool, then a [C,1000] MatMul (input rank 4) or a Flatten.
     ``weights`` is the MatMul's [C,1000] matrix (default: all ones, so every class gets the same logit)."""
     import numpy as np
-    from onnx import TensorProto, helper, numpy_helper, save
+    from onnx import TensorProto, helper, numpy_helper
 
     channels = input_shape[1] if len(input_shape) > 1 and isinstance(input_shape[1], int) else 3
     dtype = getattr(TensorProto, elem)
@@ -152,18 +152,24 @@ def tiny_onnx(
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, list(output_shape))],
         inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    return save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path, metadata)
+
+def save_model(model, path: Path, metadata: dict | None = None) -> Path:
+    """``model`` (an onnx ModelProto) saved at ``path`` with ``metadata`` as its metadata_props."""
+    from onnx import save
+
     for key, value in (metadata or {}).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     save(model, str(path))
     return path
 
+
 def tiny_convnet(path: Path, classes: int = 1000, metadata: dict | None = None) -> Path:
     """A tiny conv net with every layer kind int8 quantizes: images -> c1 (3->8, 3x3) -> relu -> c2 (8->8, 1x1)
     -> add (c2 + relu) -> pool -> flatten -> fc (8->classes), seeded weights."""
     import numpy as np
-    from onnx import TensorProto, helper, numpy_helper, save
+    from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w1"),
@@ -181,12 +187,7 @@ def tiny_convnet(path: Path, classes: int = 1000, metadata: dict | None = None) 
         nodes, "tiny-convnet",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    for key, value in (metadata or {}).items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    save(model, str(path))
-    return path
+    return save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path, metadata)
 
 
 RANDOM_METADATA = {

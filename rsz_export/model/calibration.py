@@ -204,6 +204,19 @@ def _augmented(onnx_path) -> tuple[bytes, list[str], dict[str, str]]:
     return model.SerializeToString(), names, relu_inputs(model)
 
 
+def _measuring_session(model: bytes, threads: int | None):
+    """An ONNX Runtime CPU session over the model with its measured tensors as outputs (``_augmented``): basic
+    optimisations only, so no fusion hides a measured tensor."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
 @dataclass(frozen=True)
 class CalibrationRun:
     """Per-tensor ranges for one method, and what the run cost."""
@@ -219,18 +232,12 @@ def calibrate(onnx_path, feeds: Iterable[np.ndarray], method: str, threads: int 
     """Run ``feeds`` (float32 [1,3,h,w] arrays, produced one at a time) through the fp32 ONNX and return the
     per-tensor ranges for ``method`` (see the module docstring). Memory: one image's activations plus
     ``BINS`` counters per tensor."""
-    import onnxruntime as ort
 
     from rsz_export.interface import INPUT_NAME
 
     started = time.perf_counter()
     model, names, from_relu = _augmented(onnx_path)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = _measuring_session(model, threads)
     stats = {name: TensorStats() for name in names}
     count = 0
     for feed in feeds:
@@ -261,18 +268,12 @@ def clipped_shares(onnx_path, ranges: dict[str, tuple[float, float]], feeds: Ite
                    threads: int | None = None) -> tuple[dict[str, float], float]:
     """Per calibrated tensor, the share of its values outside its range over ``feeds`` (what int8 clips), and
     the share over every value of every tensor."""
-    import onnxruntime as ort
 
     from rsz_export.interface import INPUT_NAME
 
     model, names, _ = _augmented(onnx_path)
     names = [n for n in names if n in ranges]
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = _measuring_session(model, threads)
     clipped, total = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
     for feed in feeds:
         for name, values in zip(names, session.run(names, {INPUT_NAME: feed})):

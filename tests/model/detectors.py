@@ -93,9 +93,10 @@ def tiny_feature_onnx(path: Path, outputs: str = "fpn", channels: dict | None = 
     (kernel 1, stride s: ceil(side / s), as the real network's sides), with the real names and channel counts
     (``channels`` overrides some, to make a wrong interface)."""
     import numpy as np
-    from onnx import TensorProto, helper, numpy_helper, save
+    from onnx import TensorProto, helper, numpy_helper
 
     from rsz_export.interface import feature_maps
+    from tests.helpers import save_model
 
     nodes, inits, values = [], [], []
     rng = np.random.default_rng(0)
@@ -109,9 +110,4 @@ def tiny_feature_onnx(path: Path, outputs: str = "fpn", channels: dict | None = 
     graph = helper.make_graph(
         nodes, "tiny_backbone",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "height", "width"])], values, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    for key, value in (metadata or {}).items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    save(model, str(path))
-    return path
+    return save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path, metadata)
