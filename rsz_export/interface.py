@@ -27,6 +27,10 @@ DEFAULT_PRECISION = PRECISIONS[0]
 """What a build, a profile file and ``plan --write`` use when no precision is given."""
 CALIBRATION_METHODS = ("percentile", "minmax", "entropy")
 """How int8 calibration turns activation statistics into ranges (``model.calibration``); the first is the default."""
+INT8_TARGET = 0.995
+"""``build --int8-target``'s default: the smallest cosine to fp32 logits allowed on any held-out image at the
+plan's smallest and largest size (docs/int8.md has the measurements behind it)."""
+MAX_INT8_TARGET = 0.9999
 
 Log = Callable[[str], None]
 """How library functions report progress: called with one line of text at a time; the caller decides where it goes

@@ -36,6 +36,44 @@ def _library_build(out_dir: Path, min_size: int, max_size: int, weights: str | N
     return build(BuildSpec(plan, out_dir, backend="onnxruntime", weights=weights, command="pytest fixture")).manifest
 
 
+def pytest_configure(config) -> None:
+    """With pytest-xdist on a machine with a core per worker, each worker (and every process it starts) runs on
+    a core of its own with one thread per math library: ONNX Runtime sizes its pool from the cores a process may
+    use, so two workers never oversubscribe the cores with spinning thread pools. ``RSZ_TEST_PIN=0`` turns it off."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if not worker or count < 2 or os.environ.get("RSZ_TEST_PIN") == "0" or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < count:
+        return
+    config.rsz_all_cpus = set(cpus)
+    os.sched_setaffinity(0, {cpus[int(worker.removeprefix("gw")) % len(cpus)]})
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+
+
+SERVER_TESTS = (
+    "tests/triton/", "tests/cli/test_serve.py", "tests/cli/test_openvino_cli.py", "tests/test_readme_walk.py",
+)
+"""Tests that start a Triton server (its core and model processes beside the client): they keep every core, as
+a server has in use."""
+
+
+@pytest.fixture(autouse=True)
+def _servers_keep_every_core(request):
+    every = getattr(request.config, "rsz_all_cpus", None)
+    where = request.node.path.relative_to(REPO).as_posix()
+    if every is None or not where.startswith(SERVER_TESTS):
+        yield
+        return
+    pinned = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, every)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, pinned)
+
+
 def shared(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
     """``root/name`` made by ``make`` once for the whole test session: with pytest-xdist, in the folder the workers
     share (their base folders' parent), the first worker to ask making it while the others wait on a lock. The
@@ -135,7 +173,8 @@ def fast_engines(onnx_path, reference_weights, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def int8_engines(onnx_path, reference_weights, tmp_path_factory) -> Path:
     """An int8 ORT build over 224..288 from the session export, calibrated on 4 crops of the bundled photographs:
-    the one int8 build the slow tests share (calibration, Q/DQ model, its check and the engine in about 30 s)."""
+    the one int8 build the slow tests share (calibration, the held-out analysis with the default --int8-target,
+    the Q/DQ model, its check and the engine)."""
     def make(out: Path) -> None:
         from rsz_export.backends.base import BuildOptions
         from rsz_export.model.calibration_set import CalibSpec

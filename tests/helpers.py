@@ -159,6 +159,36 @@ def tiny_onnx(
     save(model, str(path))
     return path
 
+def tiny_convnet(path: Path, classes: int = 1000, metadata: dict | None = None) -> Path:
+    """A tiny conv net with every layer kind int8 quantizes: images -> c1 (3->8, 3x3) -> relu -> c2 (8->8, 1x1)
+    -> add (c2 + relu) -> pool -> flatten -> fc (8->classes), seeded weights."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.normal(0, 0.3, (8, 8, 1, 1)).astype(np.float32), "w2"),
+             numpy_helper.from_array(rng.normal(0, 1.0, (classes, 8)).astype(np.float32), "wf"),
+             numpy_helper.from_array(np.zeros(classes, np.float32), "bf")]
+    nodes = [helper.make_node("Conv", ["images", "w1"], ["x1"], name="c1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["x1"], ["r1"], name="relu"),
+             helper.make_node("Conv", ["r1", "w2"], ["x2"], name="c2"),
+             helper.make_node("Add", ["x2", "r1"], ["s"], name="add"),
+             helper.make_node("GlobalAveragePool", ["s"], ["p"], name="pool"),
+             helper.make_node("Flatten", ["p"], ["flat"], name="flatten"),
+             helper.make_node("Gemm", ["flat", "wf", "bf"], ["logits"], name="fc", transB=1)]
+    graph = helper.make_graph(
+        nodes, "tiny-convnet",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    for key, value in (metadata or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    save(model, str(path))
+    return path
+
+
 RANDOM_METADATA = {
     "rsz_export.weights_id": "random",
     "rsz_export.weights_sha256": "0" * 64,

@@ -244,11 +244,18 @@ def test_a_statistic_exactly_at_its_bound_passes():
                             top1=policy.min_top1, top5=1.0, nonfinite=0, top1_in_top5=policy.min_top5)
     assert judge(at_bounds, policy).passed
     below = ParityStats(**{**at_bounds.__dict__, "cosine": policy.min_cosine - 1e-9, "top1_in_top5": 0.5})
-    assert judge(below, policy).failures == ("cosine 0.9700 < min_cosine 0.97", "top-5 containment 0.5 < min_top5 0.75")
+    assert judge(below, policy).failures == ("cosine 0.9850 < min_cosine 0.985",
+                                             "top-5 containment 0.5 < min_top5 0.75")
 
 
 def test_policies_print_and_override_every_bound():
-    assert str(PRESETS["int8"]) == "int8: rtol 0.3, atol -, min_top1 0.5, min_cosine 0.97, min_top5 0.75"
+    assert str(PRESETS["int8"]) == "int8: rtol 0.3, atol -, min_top1 0.5, min_cosine 0.985, min_top5 0.75"
     assert str(PRESETS["fp16"]) == "fp16: rtol 0.01, atol 1, min_top1 0.8"
     changed = PRESETS["int8"].override(min_cosine=0.9, min_top5=0.5)
     assert (changed.min_cosine, changed.min_top5, changed.rtol) == (0.9, 0.5, PRESETS["int8"].rtol)
+
+
+def test_a_policy_is_recorded_with_every_bound():
+    policy = TolerancePolicy("fp32", rtol=1e-3, atol=0.1, min_top1=1.0)
+    assert TolerancePolicy(**policy.to_dict()) == policy
+    assert set(policy.to_dict()) == {"precision", "rtol", "atol", "min_top1", "min_cosine", "min_top5", "images_only"}

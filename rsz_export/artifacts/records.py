@@ -91,7 +91,8 @@ class LabelsRecord:
 @dataclass(frozen=True)
 class CalibrationRecord:
     """An int8 build's calibration: the ranges file (hash-checked when read, reused by a rebuild with the same
-    inputs), the method, where the images came from, and each image with its sha256, size and crop."""
+    inputs), the method, where the images came from, each image with its sha256, size and crop, and ``report``:
+    the coverage on held-out images and the layers kept in float (``pipeline.int8_placement``)."""
 
     file: FileRecord
     method: str
@@ -99,6 +100,7 @@ class CalibrationRecord:
     images: tuple[dict, ...]
     seconds: float
     warning: str | None = None
+    report: dict | None = None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "images": [dict(i) for i in self.images]}
@@ -106,4 +108,5 @@ class CalibrationRecord:
     @classmethod
     def from_dict(cls, data: dict) -> CalibrationRecord:
         return cls(FileRecord(**data["file"]), str(data["method"]), str(data["source"]),
-                   tuple(dict(i) for i in data["images"]), float(data["seconds"]), data.get("warning"))
+                   tuple(dict(i) for i in data["images"]), float(data["seconds"]), data.get("warning"),
+                   data.get("report"))

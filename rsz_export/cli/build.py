@@ -22,10 +22,23 @@ from rsz_export.cli.options import (
     threads_option,
     weights_option,
 )
-from rsz_export.interface import CALIBRATION_METHODS, DEFAULT_PRECISION, PRECISIONS
+from rsz_export.errors import UsageError
+from rsz_export.interface import CALIBRATION_METHODS, DEFAULT_PRECISION, INT8_TARGET, PRECISIONS
 
 BUILD_STEP = r"\[\d+/\d+\] "
 """A build's progress line that starts a step (``[2/3] building ...``); the lines under it are indented."""
+
+
+def _target(value: str | None) -> float | None:
+    """``--int8-target``: a number, or ``off`` (no float fallback); None when not given (the default)."""
+    if value is None:
+        return INT8_TARGET
+    if value.strip().lower() == "off":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise UsageError(f"--int8-target must be a cosine such as 0.99, or off; got {value!r}") from None
 
 
 def _command_line() -> str:
@@ -110,6 +123,14 @@ def export_command(weights, seed, num_classes, outputs, output, verify):
               "32 crops of the bundled photographs without --calib).")
 @click.option("--calib-method", type=click.Choice(CALIBRATION_METHODS), help="int8: how ranges are set from the "
               f"calibration statistics (default {CALIBRATION_METHODS[0]}).")
+@click.option("--holdout", "holdout_dir", type=click.Path(file_okay=False),
+              help="int8: photographs calibration never sees, on which the build measures clipping, each layer's "
+              "sensitivity and --int8-target. Default: a seeded fifth of --calib's images (two bundled photographs "
+              "without --calib).")
+@click.option("--int8-target", "int8_target", metavar="COS|off",
+              help=f"int8: the smallest cosine to fp32 logits allowed on any held-out image at the plan's smallest "
+              f"and largest size; the most sensitive layers stay in float until it holds (default {INT8_TARGET}; "
+              "'off': every layer int8).")
 @click.option("--force", is_flag=True, help="Rebuild even if the manifest says everything is up to date.")
 @click.option("--no-cache", is_flag=True, help="Neither take the export from the shared export cache nor add it "
               "there ($RSZ_EXPORT_CACHE, default ~/.cache/rsz-export/exports).")
@@ -131,9 +152,9 @@ def export_command(weights, seed, num_classes, outputs, output, verify):
 @click.option("--version-compat", is_flag=True, help="TensorRT: engines that later TensorRT versions can run.")
 @handles_errors
 def build(engines_dir, min_size, max_size, profiles, batch, aspect, profile_file, backend, precision, weights, seed,
-          onnx_file, num_classes, outputs, labels, calib_dir, calib_count, calib_method, force, no_cache, verify,
-          threads, device, workspace_mib, opt_level, timing_cache, engine_per_profile, no_tf32, hardware_compat,
-          version_compat):
+          onnx_file, num_classes, outputs, labels, calib_dir, calib_count, calib_method, holdout_dir, int8_target,
+          force, no_cache, verify, threads, device, workspace_mib, opt_level, timing_cache, engine_per_profile,
+          no_tf32, hardware_compat, version_compat):
     """Plan profiles over a resolution range and build engines for them in DIR (default ./engines).
 
     Exports ResNet-50 (or reuses the export), plans the profiles (see `rsz-export plan --help`), builds the
@@ -161,11 +182,12 @@ def build(engines_dir, min_size, max_size, profiles, batch, aspect, profile_file
         version_compat=version_compat,
     )
     calibration = None
-    if calib_dir is not None or calib_count is not None or calib_method is not None:
+    if any(v is not None for v in (calib_dir, calib_count, calib_method, holdout_dir, int8_target)):
         from rsz_export.model.calibration_set import CalibSpec
 
         calibration = CalibSpec(Path(calib_dir) if calib_dir else None, calib_count,
-                                calib_method or CALIBRATION_METHODS[0], seed)
+                                calib_method or CALIBRATION_METHODS[0], seed,
+                                Path(holdout_dir) if holdout_dir else None, _target(int8_target))
     spec = BuildSpec(
         plan, Path(engines_dir), backend, weights, seed, options, force, verify, _command_line(),
         onnx=Path(onnx_file) if onnx_file else None, num_classes=num_classes, labels=Path(labels) if labels else None,

@@ -155,6 +155,13 @@ def sample_images() -> list[Path]:
     return sorted(p for p in SAMPLE_DIR.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
 
 
+def calibration_photos() -> list[Path]:
+    """Every bundled photograph int8 calibration may use by default: the sample photographs and those of
+    ``calibration/`` (more subjects, colours and exposures; SOURCES.md), sorted by name within each."""
+    extra = SAMPLE_DIR / "calibration"
+    return [*sample_images(), *sorted(p for p in extra.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))]
+
+
 def load_photos(directory: str | Path | None = None) -> tuple[list[tuple[str, object]], list[SkippedFile]]:
     """(name, RGB image) for each readable image in ``directory`` (default: the bundled photographs); the name
     is the file's path inside the folder."""

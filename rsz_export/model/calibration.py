@@ -67,6 +67,15 @@ def read_ranges(path: str | Path) -> dict[str, tuple[float, float]]:
     return ranges
 
 
+def read_placement(path: str | Path) -> tuple[tuple[str, ...], float | None, dict | None]:
+    """(layers kept in float, the accuracy target or None, the held-out images {root, files} or None) from a
+    calibration file that ``read_ranges`` accepted; files of earlier versions have none of them."""
+    data = json.loads(read_small_file(Path(path), str(path), IntegrityError).decode("utf-8"))
+    fallback = data.get("int8_fallback") or {}
+    layers = tuple(str(layer["layer"]) for layer in fallback.get("float_layers") or ())
+    return layers, fallback.get("target_min_cosine"), data.get("holdout")
+
+
 
 
 class TensorStats:
@@ -246,3 +255,29 @@ def write_ranges(path, run: CalibrationRun, **facts) -> Path:
             "tensors": {name: [lo, hi] for name, (lo, hi) in run.ranges.items()}}
     atomic_write_text(path, json.dumps(data, indent=1) + "\n")
     return Path(path)
+
+
+def clipped_shares(onnx_path, ranges: dict[str, tuple[float, float]], feeds: Iterable[np.ndarray],
+                   threads: int | None = None) -> tuple[dict[str, float], float]:
+    """Per calibrated tensor, the share of its values outside its range over ``feeds`` (what int8 clips), and
+    the share over every value of every tensor."""
+    import onnxruntime as ort
+
+    from rsz_export.interface import INPUT_NAME
+
+    model, names, _ = _augmented(onnx_path)
+    names = [n for n in names if n in ranges]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    clipped, total = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
+    for feed in feeds:
+        for name, values in zip(names, session.run(names, {INPUT_NAME: feed})):
+            lo, hi = ranges[name]
+            clipped[name] += int(np.count_nonzero((values < lo) | (values > hi)))
+            total[name] += values.size
+    shares = {n: clipped[n] / total[n] for n in names if total[n]}
+    return shares, sum(clipped.values()) / max(1, sum(total.values()))

@@ -25,15 +25,17 @@ from pathlib import Path
 import numpy as np
 
 from rsz_export.artifacts.files import sha256_file
-from rsz_export.errors import UsageError, check_choice, check_int, shown
-from rsz_export.images.loading import check_decodes, list_files, sample_images
+from rsz_export.errors import UsageError, check_choice, check_int, check_number, shown
+from rsz_export.images.loading import SAMPLE_DIR, calibration_photos, check_decodes, list_files
+from rsz_export.interface import INT8_TARGET, MAX_INT8_TARGET
 from rsz_export.model.calibration import DEFAULT_METHOD, METHODS
+from rsz_export.model.holdout import HoldoutSet, bundled_holdout, holdout_from_dir, refuse_overlap, split_holdout
 from rsz_export.plan.profiles import Plan
 from rsz_export.plan.routing import Candidate, fit_size, plan_candidates, widest_aspect
 from rsz_export.shapes import Resolution
 
 DEFAULT_BUNDLED_COUNT = 32
-"""Crops of the bundled photographs calibrated on by default (8 per photograph)."""
+"""Crops of the bundled photographs calibrated on by default (spread over those not held out)."""
 DEFAULT_DIR_COUNT = 256
 """Most images of ``--calib DIR`` used when ``--calib-count`` is not given."""
 MAX_COUNT = 4096
@@ -47,15 +49,21 @@ BUNDLED_WARNING = (
 
 @dataclass(frozen=True)
 class CalibSpec:
-    """How to calibrate: the images (None: the bundled photographs), how many, the range method, the seed."""
+    """How to calibrate: the images (None: the bundled photographs), how many, the range method, the seed; the
+    held-out images (None: a share of the calibration images, ``model.holdout``) and the accuracy target on them
+    (None: no float fallback)."""
 
     images_dir: Path | None = None
     count: int | None = None
     method: str = DEFAULT_METHOD
     seed: int = 0
+    holdout_dir: Path | None = None
+    target: float | None = INT8_TARGET
 
     def __post_init__(self) -> None:
         check_choice(self.method, "--calib-method", METHODS)
+        if self.target is not None:
+            check_number(self.target, "--int8-target", 0.0, MAX_INT8_TARGET)
         if self.count is not None:
             check_int(self.count, "--calib-count", 1, MAX_COUNT)
 
@@ -87,11 +95,14 @@ class CalibrationSet:
     method: str
     seed: int
     warning: str | None = None
+    holdout: HoldoutSet | None = None
+    target: float | None = None
 
     def key_data(self) -> dict:
         """What the calibration's cache key covers from the set (contents, not paths)."""
         items = [[i.sha256, str(i.size), i.crop] for i in self.items]
-        return {"method": self.method, "seed": self.seed, "items": items}
+        holdout = None if self.holdout is None else self.holdout.key_data()
+        return {"method": self.method, "seed": self.seed, "items": items, "holdout": holdout, "target": self.target}
 
     def feeds(self) -> Iterator[np.ndarray]:
         """The inputs, float32 [1,3,h,w], decoded one at a time (only one image is ever in memory)."""
@@ -158,7 +169,9 @@ def _crop(rng: np.random.Generator) -> tuple[float, float, float, float]:
 
 
 def _bundled(spec: CalibSpec, plan: Plan, rng: np.random.Generator) -> CalibrationSet:
-    photos = sample_images()
+    holdout, photos = bundled_holdout(calibration_photos(), SAMPLE_DIR, rng)
+    if spec.holdout_dir is not None:
+        holdout, photos = holdout_from_dir(Path(spec.holdout_dir), rng), calibration_photos()
     count = spec.count or DEFAULT_BUNDLED_COUNT
     hashes = {p: sha256_file(p) for p in photos}
     from rsz_export.images.sizes import read_size
@@ -174,8 +187,10 @@ def _bundled(spec: CalibSpec, plan: Plan, rng: np.random.Generator) -> Calibrati
             x0, y0, x1, y1 = crop
             crop = (x0 + inner[0] * (x1 - x0), y0 + inner[1] * (y1 - y0), x0 + inner[2] * (x1 - x0),
                     y0 + inner[3] * (y1 - y0))
-        items.append(CalibItem(photo.name, hashes[photo], size, crop))
-    return CalibrationSet("bundled", photos[0].parent, tuple(items), spec.method, spec.seed, BUNDLED_WARNING)
+        items.append(CalibItem(photo.relative_to(SAMPLE_DIR).as_posix(), hashes[photo], size, crop))
+    refuse_overlap(holdout, {sha: name for name, sha in hashes.items()})
+    return CalibrationSet("bundled", SAMPLE_DIR, tuple(items), spec.method, spec.seed, BUNDLED_WARNING, holdout,
+                          spec.target)
 
 
 def _readable(folder: Path) -> tuple[list[tuple[Path, int, int]], list[str]]:
@@ -215,6 +230,14 @@ def _from_folder(spec: CalibSpec, plan: Plan, rng: np.random.Generator) -> Calib
             f"{', '.join(small[:3])}{', ...' if len(small) > 3 else ''}",
             hint="give images at least as large as the smallest size served: remove these, or raise --min",
         )
+    if spec.holdout_dir is not None:
+        holdout = holdout_from_dir(Path(spec.holdout_dir), rng)
+    else:
+        holdout, kept = split_holdout(folder, [p for p, _, _ in readable], rng)
+        readable = [readable[i] for i in sorted(kept)]
+    if spec.count is not None and spec.count > len(readable):
+        raise UsageError(f"--calib-count {spec.count} but --calib {shown(folder)} holds only {len(readable)} readable "
+                         "image(s) besides the held-out ones", hint="give a smaller --calib-count or more images")
     count = spec.count or min(len(readable), DEFAULT_DIR_COUNT)
     chosen = sorted(rng.choice(len(readable), size=count, replace=False))
     targets = _targets(plan, count, rng)
@@ -224,7 +247,9 @@ def _from_folder(spec: CalibSpec, plan: Plan, rng: np.random.Generator) -> Calib
         check_decodes(path)  # a truncated body stops the build here, before its folder is created
         size, crop = _size(plan, profile, side, h, w)
         items.append(CalibItem(str(path.relative_to(folder)), sha256_file(path), size, crop))
-    return CalibrationSet(str(folder.resolve()), folder, tuple(items), spec.method, spec.seed)
+    refuse_overlap(holdout, {i.sha256: i.file for i in items})
+    return CalibrationSet(str(folder.resolve()), folder, tuple(items), spec.method, spec.seed, None, holdout,
+                          spec.target)
 
 
 def resolve_calibration_set(spec: CalibSpec, plan: Plan) -> CalibrationSet:

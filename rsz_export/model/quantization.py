@@ -19,7 +19,7 @@ ranges are already final), never with its own calibrators, which keep every acti
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -91,9 +91,10 @@ broken quantization (a wrong range, a mis-placed Q/DQ) falls far below it, a wor
 (docs/validate.md). ``validate`` judges the engines more finely, per size."""
 
 
-def qdq_model(onnx_path, ranges: dict[str, tuple[float, float]], settings: QdqSettings, target) -> Path:
+def qdq_model(onnx_path, ranges: dict[str, tuple[float, float]], settings: QdqSettings, target,
+              float_layers: tuple[str, ...] = ()) -> Path:
     """Write ``target``: the fp32 ONNX ``onnx_path`` with Q/DQ nodes placed and scaled as ``settings`` say,
-    from ``ranges`` (tensor name -> (lo, hi))."""
+    from ``ranges`` (tensor name -> (lo, hi)), leaving the nodes named in ``float_layers`` in float."""
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
@@ -109,7 +110,7 @@ def qdq_model(onnx_path, ranges: dict[str, tuple[float, float]], settings: QdqSe
     )
     quantizer = QDQQuantizer(
         model, settings.per_channel, settings.reduce_range, getattr(QuantType, settings.weight_type),
-        getattr(QuantType, settings.activation_type), tensors, None, None, list(settings.op_types),
+        getattr(QuantType, settings.activation_type), tensors, None, list(float_layers), list(settings.op_types),
         dict(settings.extra_options),
     )
     quantized = quantizer.quantize_model()
@@ -130,6 +131,8 @@ class QdqCheck:
     rel_l2: tuple[float, ...]
     """The relative L2 error per size."""
     bound: float = CHECK_MIN_COSINE
+    images: str = "bundled"
+    """The images checked on: ``held-out`` (the build's held-out images, bound: its --int8-target) or ``bundled``."""
 
     @property
     def passed(self) -> bool:
@@ -137,7 +140,8 @@ class QdqCheck:
 
     def summary(self) -> str:
         cells = ", ".join(f"{s} cos {c:.4f} rel L2 {r:.3f}" for s, c, r in zip(self.sizes, self.cosine, self.rel_l2))
-        return f"{self.settings} Q/DQ vs fp32 on the CPU: {cells} ({'ok' if self.passed else 'FAILED'})"
+        verdict = "ok" if self.passed else "FAILED"
+        return f"{self.settings} Q/DQ vs fp32 on the CPU, {self.images} images: {cells} ({verdict})"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "sizes": list(self.sizes), "cosine": list(self.cosine),
@@ -147,7 +151,8 @@ class QdqCheck:
         if not self.passed:
             raise CheckFailed(
                 f"the int8 model does not match fp32: {self.summary()} (smallest cosine allowed {self.bound})",
-                hint="calibrate on images like the ones you serve (--calib DIR), or another --calib-method",
+                hint="calibrate on images like the ones you serve (--calib DIR), another --calib-method, or a lower "
+                "--int8-target",
             )
 
 
@@ -189,25 +194,38 @@ def check_sizes(plan) -> tuple:
     return tuple(dict.fromkeys((Resolution(lo, lo), Resolution(hi, hi))))
 
 
-def photo_feeds(size) -> np.ndarray:
-    """The bundled photographs through the evaluation crop at ``size``: [4,3,h,w]."""
+def photo_feeds(size, paths=None) -> np.ndarray:
+    """``paths`` (default: the bundled photographs) through the evaluation crop at ``size``: [n,3,h,w]."""
     from rsz_export.images.loading import load_rgb, sample_images
     from rsz_export.images.preprocess import crop_input
 
-    return np.concatenate([crop_input(load_rgb(p), size) for p in sample_images()])
+    return np.concatenate([crop_input(load_rgb(p), size) for p in paths or sample_images()])
+
+
+def _held_out(holdout: dict | None) -> list[Path] | None:
+    """The held-out images a calibration file names, when they are all still there (else the bundled ones)."""
+    if not holdout:
+        return None
+    paths = [Path(holdout["root"]) / name for name in holdout.get("files", ())]
+    return paths if paths and all(p.is_file() for p in paths) else None
 
 
 def checked_qdq(onnx_path, calibration_file, settings: QdqSettings, plan, target, threads=None,
                 log=lambda message: None) -> tuple[Path, dict]:
     """The Q/DQ model for ``settings`` from a calibration file, checked against the fp32 ONNX with ONNX Runtime on
     the CPU (CheckFailed, exit 1, when it is far off), and the facts an engine record keeps about it."""
-    from rsz_export.model.calibration import read_ranges
+    from rsz_export.model.calibration import read_placement, read_ranges
 
     if not calibration_file:
         raise IntegrityError("an int8 build needs calibrated ranges", hint="rsz-export build --precision int8")
     ranges = read_ranges(calibration_file)
-    path = qdq_model(onnx_path, ranges, settings, target)
-    check = check_qdq(path, onnx_path, settings, photo_feeds, check_sizes(plan), threads)
+    float_layers, accuracy_target, holdout = read_placement(calibration_file)
+    path = qdq_model(onnx_path, ranges, settings, target, float_layers)
+    held = _held_out(holdout)
+    check = check_qdq(path, onnx_path, settings, lambda size: photo_feeds(size, held), check_sizes(plan), threads)
+    if held and accuracy_target is not None:
+        check = replace(check, bound=accuracy_target, images="held-out")
     log(f"{path.name}: {check.summary()}")
     check.raise_if_failed()
-    return path, {"quantization": settings.to_dict(), "qdq_check": check.to_dict()}
+    facts = {"quantization": settings.to_dict(), "qdq_check": check.to_dict()}
+    return path, {**facts, "float_layers": list(float_layers)}

@@ -21,9 +21,11 @@ from rsz_export.pipeline.context import BuildContext
 from rsz_export.pipeline.keys import calibration_name
 
 
-def _record(out_dir: Path, path: Path, calib: CalibrationSet, seconds: float) -> CalibrationRecord:
+def _record(out_dir: Path, path: Path, calib: CalibrationSet, seconds: float, data: dict) -> CalibrationRecord:
     images = tuple(i.to_dict() for i in calib.items)
-    return CalibrationRecord(file_record(out_dir, path), calib.method, calib.source, images, seconds, calib.warning)
+    report = {k: data.get(k) for k in ("coverage", "int8_fallback")}
+    return CalibrationRecord(file_record(out_dir, path), calib.method, calib.source, images, seconds, calib.warning,
+                             report)
 
 
 def _reused(ctx: BuildContext) -> CalibrationRecord | None:
@@ -63,14 +65,22 @@ def calibration_stage(ctx: BuildContext, calib: CalibrationSet, onnx: FileRecord
     target = out_dir / calibration_name(keys)
     if not force and (data := _adopted(target, keys.calibration)) is not None:
         log(f"reusing {target.name}, finished by an earlier run that stopped before its manifest")
-        return _record(out_dir, target, calib, float(data.get("seconds", 0.0)))
+        return _record(out_dir, target, calib, float(data.get("seconds", 0.0)), data)
     from rsz_export.model.calibration import calibrate, write_ranges
+    from rsz_export.pipeline.int8_placement import coverage_report, fallback_placement
 
+    threads, onnx_path = ctx.spec.options.threads, out_dir / onnx.file
     log(f"calibrating int8 ranges ({calib.method}) on {len(calib.items)} image(s) from {calib.source}")
-    run = calibrate(out_dir / onnx.file, calib.feeds(), calib.method, ctx.spec.options.threads, log)
+    run = calibrate(onnx_path, calib.feeds(), calib.method, threads, log)
     peak_mib = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # kilobytes on Linux
+    log(f"calibrated {len(run.ranges)} tensors in {run.seconds:.1f} s (process peak {peak_mib} MiB)")
+    facts = {"coverage": coverage_report(onnx_path, run.ranges, calib, ctx.spec.plan, threads, log),
+             "int8_fallback": None}
+    if calib.target is not None:
+        facts["int8_fallback"] = fallback_placement(onnx_path, run.ranges, calib, ctx.spec.plan, threads, log)
+    holdout = None if calib.holdout is None else {"root": str(calib.holdout.root.resolve()),
+                                                  "files": [f for f, _ in calib.holdout.measured()]}
     write_ranges(target, run, key=keys.calibration, source=calib.source, seed=calib.seed,
                  images=[i.to_dict() for i in calib.items], process_peak_rss_mib=peak_mib, tool_version=__version__,
-                 onnx_sha256=onnx.sha256)
-    log(f"calibrated {len(run.ranges)} tensors in {run.seconds:.1f} s (process peak {peak_mib} MiB)")
-    return _record(out_dir, target, calib, round(run.seconds, 2))
+                 onnx_sha256=onnx.sha256, holdout=holdout, **facts)
+    return _record(out_dir, target, calib, round(run.seconds, 2), facts)

@@ -76,7 +76,8 @@ class BuildSpec:
         check_num_classes(self.num_classes)
         check_outputs_options(self.outputs, self.labels, self.num_classes)
         if self.calibration is not None and self.options.precision != "int8":
-            raise UsageError("--calib, --calib-count and --calib-method calibrate int8 engines: add --precision int8")
+            raise UsageError("--calib, --calib-count, --calib-method, --holdout and --int8-target are for int8 "
+                             "engines: add --precision int8")
 
 
 def check_outputs_options(outputs: str, labels=None, num_classes: int | None = None) -> None:

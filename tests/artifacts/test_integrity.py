@@ -180,6 +180,16 @@ REVIEWED = {
         'return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])',
     ): "the Q/DQ ONNX this build just wrote and the build's checked fp32 ONNX, compared on the CPU",
     ("model/reduced_precision.py", "model = onnx.load(str(onnx_path))"): "an ONNX this build wrote",
+    ("model/sensitivity.py", "model = onnx.load(str(onnx_path))"): "the build's checked fp32 ONNX (its sha256 is in "
+    "the manifest being written), fake quantization added in memory for the sensitivity measurement",
+    (
+        "model/sensitivity.py",
+        'self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])',
+    ): "that same ONNX, serialised in memory by this process",
+    (
+        "pipeline/int8_placement.py",
+        "layers = layers_of(onnx.load(str(onnx_path)), (1, 3, smallest.h, smallest.w))",
+    ): "the build's checked fp32 ONNX, read for its layer names and shapes",
     (
         "model/reduced_precision.py",
         "model = onnx.load(str(onnx_path), load_external_data=False)",

@@ -17,8 +17,11 @@ from rsz_export.artifacts.manifest import (
     Manifest,
     WeightsRecord,
     files_intact,
+    inside,
     load_manifest,
+    load_previous_manifest,
     save_manifest,
+    verified_bytes,
     verify_file,
 )
 from rsz_export.errors import IntegrityError, OutputError
@@ -127,18 +130,20 @@ def test_verify_file_detects_tampering(tmp_path):
 def test_an_int8_calibration_record_round_trips(tmp_path):
     calibration = CalibrationRecord(FileRecord("calibration-ab.json", "ef" * 32, 123), "entropy", "photos/",
                                     ({"file": "a.jpg", "sha256": "01" * 32, "size": [480, 640], "crop": 256},),
-                                    12.5, "only 1 image(s)")
+                                    12.5, "only 1 image(s)",
+                                    {"coverage": {"clipped_share": 0.001}, "int8_fallback": None})
     manifest = replace(_manifest(make_plan(224, 256)), calibration=calibration)
     save_manifest(manifest, tmp_path)
     data = json.loads((tmp_path / "manifest.json").read_text())
     assert data["calibration"] == {"file": {"file": "calibration-ab.json", "sha256": "ef" * 32, "bytes": 123},
                                    "method": "entropy", "source": "photos/", "seconds": 12.5,
                                    "images": [{"file": "a.jpg", "sha256": "01" * 32, "size": [480, 640], "crop": 256}],
-                                   "warning": "only 1 image(s)"}
+                                   "warning": "only 1 image(s)",
+                                   "report": {"coverage": {"clipped_share": 0.001}, "int8_fallback": None}}
     assert load_manifest(tmp_path) == manifest
-    del data["calibration"]["warning"]
+    del data["calibration"]["warning"], data["calibration"]["report"]  # as a build before either existed wrote it
     (tmp_path / "manifest.json").write_text(json.dumps(data))
-    assert load_manifest(tmp_path).calibration == replace(calibration, warning=None)
+    assert load_manifest(tmp_path).calibration == replace(calibration, warning=None, report=None)
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
@@ -166,3 +171,147 @@ def test_directory_lock_refuses_second_writer(tmp_path):
                 pass
     with directory_lock(tmp_path):  # released on exit
         pass
+
+
+def _engine_with_extra_files():
+    return EngineRecord("ov", "openvino", "fp32", FileRecord("ov/model.xml", "ab" * 32, 3), (0, 1), 2.0,
+                        {"threads": 2}, (FileRecord("ov/model.bin", "cd" * 32, 9),))
+
+
+def test_an_engine_with_extra_files_round_trips_and_older_entries_read_with_defaults(tmp_path):
+    """An engine made of several files (OpenVINO's .xml and .bin) keeps every file; the saved entry holds the
+    documented fields only; an entry from before ``settings`` and ``extra_files`` existed reads with none."""
+    engine = _engine_with_extra_files()
+    manifest = _manifest(make_plan(224, 320, 2), [engine])
+    save_manifest(manifest, tmp_path)
+    assert load_manifest(tmp_path) == manifest
+    entry = json.loads((tmp_path / "manifest.json").read_text())["engines"][0]
+    assert entry == {"name": "ov", "backend": "openvino", "precision": "fp32",
+                     "file": {"file": "ov/model.xml", "sha256": "ab" * 32, "bytes": 3}, "profiles": [0, 1],
+                     "build_seconds": 2.0, "settings": {"threads": 2},
+                     "extra_files": [{"file": "ov/model.bin", "sha256": "cd" * 32, "bytes": 9}]}
+    del entry["settings"], entry["extra_files"]
+    assert EngineRecord.from_dict(entry) == replace(engine, settings={}, extra_files=())
+
+
+def test_load_previous_manifest_is_none_unless_readable(tmp_path):
+    assert load_previous_manifest(tmp_path) is None
+    manifest = _manifest(make_plan(224, 320))
+    save_manifest(manifest, tmp_path)
+    assert load_previous_manifest(tmp_path) == manifest
+    (tmp_path / "manifest.json").write_text("{ not json")
+    assert load_previous_manifest(tmp_path) is None
+
+
+def test_a_missing_build_suggests_a_close_name_beside_it_or_how_to_build(tmp_path, monkeypatch):
+    (tmp_path / "engines-224").mkdir()
+    save_manifest(_manifest(make_plan(224, 320)), tmp_path / "engines-224")
+    (tmp_path / "engines-225").mkdir()  # no manifest: not a build
+    with pytest.raises(IntegrityError) as error:
+        load_manifest(tmp_path / "engines-22")
+    assert error.value.message == f"no manifest at {tmp_path / 'engines-22' / 'manifest.json'}"
+    assert error.value.hint == f"did you mean {tmp_path / 'engines-224'}/?"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(IntegrityError) as error:
+        load_manifest("engines-22")
+    assert error.value.hint == "did you mean engines-224/?"
+    with pytest.raises(IntegrityError) as error:
+        load_manifest("engines-224/elsewhere")
+    assert error.value.hint == "build engines first: rsz-export build engines-224/elsewhere --min MIN --max MAX"
+    with pytest.raises(IntegrityError) as error:
+        load_manifest("no/such/parent")
+    assert error.value.hint == "build engines first: rsz-export build no/such/parent --min MIN --max MAX"
+
+
+def test_verified_bytes_explains_each_way_a_recorded_file_is_wrong(tmp_path):
+    """What is checked is what is loaded: the bytes when they match; otherwise the same messages as
+    ``verify_file`` (tampered, missing) and the reason the system gives (a folder, a path through a file)."""
+    target = tmp_path / "engine.bin"
+    target.write_bytes(b"engine bytes")
+    record = FileRecord("engine.bin", sha256_file(target), target.stat().st_size)
+    assert verified_bytes(tmp_path, record) == b"engine bytes"
+    target.write_bytes(b"engine bytez")
+    with pytest.raises(IntegrityError) as error:
+        verified_bytes(tmp_path, record)
+    assert error.value.message == (f"{target} does not match the manifest (sha256 {sha256_file(target)[:12]}... "
+                                   f"recorded {record.sha256[:12]}...): it was modified, truncated or replaced after "
+                                   "the build")
+    target.unlink()
+    with pytest.raises(IntegrityError) as error:
+        verified_bytes(tmp_path, record)
+    assert error.value.message == f"file {target} is missing"
+    assert error.value.hint == "rebuild it: rsz-export build --force"
+    (tmp_path / "folder.bin").mkdir()
+    with pytest.raises(IntegrityError) as error:
+        verified_bytes(tmp_path, replace(record, file="folder.bin"))
+    assert error.value.message.startswith(f"{tmp_path / 'folder.bin'} is not a regular file")
+    (tmp_path / "a.txt").write_text("a file, not a folder")
+    with pytest.raises(IntegrityError) as error:
+        verified_bytes(tmp_path, replace(record, file="a.txt/engine.bin"))
+    assert error.value.message == f"{tmp_path / 'a.txt' / 'engine.bin'} cannot be read: Not a directory"
+
+
+def test_a_path_leading_out_says_why_and_how_to_recover(tmp_path):
+    with pytest.raises(IntegrityError) as error:
+        verified_bytes(tmp_path, FileRecord("../x.onnx", "0" * 64, 0))
+    assert error.value.message == (
+        f"the manifest in {tmp_path} names the file '../x.onnx', which is not a relative path inside the build "
+        "folder: a build's manifest names only files of that build, so this manifest was edited or copied from "
+        "elsewhere; nothing it names was loaded")
+    assert error.value.hint == f"rebuild the folder: rsz-export build {tmp_path} --force"
+
+
+def test_manifests_read_by_their_version_and_older_fields_default(tmp_path):
+    """A version-2 manifest has class names and a class count but no calibration; a version-1 one neither
+    (stray newer fields are not read); warnings and stage keys round-trip and default to none when absent."""
+    labels = LabelsRecord(FileRecord("labels-0123456789ab.txt", "01" * 32, 7), "/x/names.json", "23" * 32)
+    manifest = replace(_manifest(make_plan(224, 320), num_classes=10, labels=labels), warnings=("w1", "w2"))
+    save_manifest(manifest, tmp_path)
+    assert load_manifest(tmp_path) == manifest
+    data = json.loads((tmp_path / "manifest.json").read_text())
+    calibration = {"file": {"file": "calibration-ab.json", "sha256": "ef" * 32, "bytes": 1}, "method": "minmax",
+                   "source": "bundled", "images": [], "seconds": 1.0}
+    v2 = {**data, "schema_version": 2, "calibration": calibration}
+    (tmp_path / "manifest.json").write_text(json.dumps(v2))
+    read = load_manifest(tmp_path)
+    assert (read.num_classes, read.labels, read.calibration) == (10, labels, None)
+    (tmp_path / "manifest.json").write_text(json.dumps({**v2, "schema_version": 1}))
+    read = load_manifest(tmp_path)
+    assert (read.num_classes, read.labels, read.calibration) == (1000, None, None)
+    del data["warnings"], data["keys"]
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    assert (load_manifest(tmp_path).warnings, load_manifest(tmp_path).keys) == ((), {})
+
+
+def test_unreadable_manifests_say_what_is_wrong_and_how_to_recover(tmp_path):
+    path = tmp_path / "manifest.json"
+    for text, message in (("{ not json", "is unreadable or corrupt: "), ("[1, 2]", "is not a JSON object"),
+                          ("{}", "schema version None is not one this rsz-export reads (1, 2, 3, 4)"),
+                          (json.dumps({"schema_version": 3}), "is malformed (KeyError('tool_version'))")):
+        path.write_text(text)
+        with pytest.raises(IntegrityError) as error:
+            load_manifest(tmp_path)
+        assert message in error.value.message
+        assert error.value.hint == ("rebuild the engines with this version: rsz-export build --force"
+                                    if "schema" in message else "rebuild with --force")
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(IntegrityError) as error:
+        load_manifest(tmp_path)
+    assert error.value.message.startswith(f"manifest {path} is not a regular file")
+
+
+@pytest.mark.parametrize("name", ["", "C:x.onnx", "\\x.onnx"])
+def test_drive_and_root_relative_names_are_not_relative_paths(tmp_path, name):
+    with pytest.raises(IntegrityError, match="is not a relative path inside the build folder"):
+        inside(tmp_path, FileRecord(name, "0" * 64, 0))
+
+
+def test_a_symlink_leading_out_is_named_with_its_reason(tmp_path):
+    (tmp_path / "build").mkdir()
+    (tmp_path / "outside.onnx").write_bytes(b"x")
+    (tmp_path / "build" / "model.onnx").symlink_to(tmp_path / "outside.onnx")
+    with pytest.raises(IntegrityError) as error:
+        inside(tmp_path / "build", FileRecord("model.onnx", "0" * 64, 1))
+    assert error.value.message.startswith(f"the manifest in {tmp_path / 'build'} names the file 'model.onnx', which "
+                                          "leads out of the build folder through a symlink: ")

@@ -1,5 +1,6 @@
 """benchmarks/results/mutation-vm-2026-12-07*.json: mutation scores per module (make mutate, then
-benchmarks/mutation_scores.py), the first pass and the run after the tests added for its survivors."""
+benchmarks/mutation_scores.py): the first pass, the run after the tests added for its survivors, and the final
+run (every mutant of the measured modules, survivors re-run after the tests written for them)."""
 
 import json
 from pathlib import Path
@@ -22,4 +23,5 @@ def record(run: int, file: str) -> Record:
 
 
 RECORDS = (record(1, "benchmarks/results/mutation-vm-2026-12-07-first-pass.json"),
-           record(2, "benchmarks/results/mutation-vm-2026-12-07.json"))
+           record(2, "benchmarks/results/mutation-vm-2026-12-07.json"),
+           record(3, "benchmarks/results/mutation-vm-2026-12-07-final.json"))

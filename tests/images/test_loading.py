@@ -10,15 +10,19 @@ from rsz_export.images import loading as images
 from rsz_export.images.imagenet import labels
 
 
-def test_bundled_photographs_are_small_jpegs_with_sources():
-    paths = images.sample_images()
-    assert 3 <= len(paths) <= 4
+def test_bundled_photographs_are_small_jpegs_with_sources_and_hashes():
+    import hashlib
+
+    paths = images.calibration_photos()
+    assert len(images.sample_images()) == 4 and paths[:4] == images.sample_images() and len(paths) == 9
     sources = (images.SAMPLE_DIR / "SOURCES.md").read_text(encoding="utf-8")
     for path in paths:
         assert path.stat().st_size < 60_000
-        assert path.name in sources
+        name = path.relative_to(images.SAMPLE_DIR).as_posix()
+        assert f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {name}" in sources
         img = images.load_rgb(path)
         assert img.mode == "RGB" and max(img.size) <= 512
+    assert "Minduka" not in " ".join(p.name for p in paths)  # the benchmark's held-out photograph
 
 
 def test_labels_are_the_thousand_imagenet_classes():

@@ -107,13 +107,18 @@ def _brute_force_kl(hist, cut: int, levels: int = cal.QUANTIZED_BINS) -> float:
 
 def _seeded_histograms():
     """Histograms of |x| as calibration builds them (``TensorStats``), from seeded samples of the shapes that
-    activations take: a half-normal with one far outlier (a ReLU output), an exponential, a bimodal mixture."""
+    activations take: a half-normal with one far outlier (a ReLU output), an exponential, a bimodal mixture, a
+    heavy tail (a squared exponential: most of the mass below the best cut, much of it beyond the smallest), and
+    two levels with a few far values (a tensor that takes few distinct values)."""
     rng = np.random.default_rng(28)
     half_normal = np.maximum(rng.standard_normal(100_000), 0)
     half_normal[7] = 40.0
     exponential = rng.exponential(1.0, 100_000)
     bimodal = np.concatenate([rng.normal(1.0, 0.3, 60_000), rng.normal(6.0, 0.5, 40_000)])
-    for name, values in (("half-normal+outlier", half_normal), ("exponential", exponential), ("bimodal", bimodal)):
+    heavy_tail = rng.exponential(1.0, 100_000) ** 2
+    levels = np.concatenate([np.full(50_000, 1.0), np.full(50_000, 3.0), rng.uniform(0.0, 40.0, 50)])
+    for name, values in (("half-normal+outlier", half_normal), ("exponential", exponential), ("bimodal", bimodal),
+                         ("squared-exponential", heavy_tail), ("two-levels+far-values", levels)):
         stats = cal.TensorStats()
         stats.update(values.astype(np.float32))
         yield name, stats
@@ -172,3 +177,135 @@ def test_histogram_edges_zeros_and_single_values():
     zeros.update(np.zeros(7, np.float32))
     zeros.update(np.zeros(3, np.float32))
     assert int(zeros.hist[0]) == 10 and int(zeros.hist.sum()) == 10
+
+
+def test_entropy_ties_go_to_the_smallest_cut():
+    """A histogram whose only values lie in its last bin: every cut is a perfect copy (divergence 0), and the
+    search keeps the first, as TensorRT's argmin does; the threshold of a one-value tensor follows."""
+    for count in (1, 5):
+        hist = np.zeros(cal.BINS, np.int64)
+        hist[-1] = count
+        assert cal.entropy_bins(hist) == cal.QUANTIZED_BINS
+    stats = cal.TensorStats()
+    stats.update(np.array([0.25], np.float32))
+    assert stats.threshold("entropy") == 0.25 * cal.QUANTIZED_BINS / cal.BINS
+
+
+def test_percentile_is_the_upper_edge_of_the_bin_holding_that_rank():
+    """99 999 values of 0.5 and one of 1.0 (the largest |x|, so 1.0 is the edge): the 99.999th percentile is
+    0.5, in bin 1024 of [0, 1], so the threshold is that bin's upper edge, 1025/2048, not the largest value."""
+    values = np.full(100_000, 0.5, np.float32)
+    values[-1] = 1.0
+    stats = cal.TensorStats()
+    stats.update(values)
+    assert stats.edge == 1.0
+    assert stats.threshold("percentile") == 1025 / 2048 and stats.range("percentile") == (0.5, 1025 / 2048)
+
+
+def test_minmax_keeps_a_negative_extreme():
+    stats = cal.TensorStats()
+    stats.update(np.array([-5.0, -0.5, 1.0], np.float32))
+    assert stats.threshold("minmax") == 5.0 and stats.range("minmax") == (-5.0, 1.0)
+
+
+def test_large_tensors_histogram_every_kth_value_from_the_first():
+    """Sampling takes values 0, k, 2k, ... in memory order (k the smallest step keeping at most
+    ``HISTOGRAM_SAMPLES``): the histogram is exactly theirs, and the same on every run."""
+    size = cal.HISTOGRAM_SAMPLES * 4 + 3
+    values = np.where(np.arange(size) % 5 == 0, 1.0, 0.5).astype(np.float32)  # k = 5: every sampled value is 1.0
+    stats = cal.TensorStats()
+    stats.update(values)
+    assert int(stats.hist[-1]) == len(range(0, size, 5)) and int(stats.hist.sum()) == int(stats.hist[-1])
+
+
+def _ranges_file(path, tensors, format_=cal.FORMAT):
+    path.write_text(json.dumps({"format": format_, "tensors": tensors}))
+    return path
+
+
+def test_ranges_file_records_its_method_and_settings_and_reads_flat_ranges(tmp_path):
+    """What the file says about its ranges (the method, the bins, the percentile where it applies, the time
+    taken); a tensor that held one value (lo == hi, e.g. all zeros) reads back as it was written."""
+    run = cal.CalibrationRun("percentile", {"zeros": (0.0, 0.0), "a": (-1.0, 2.0)}, 3, 1.2345)
+    data = json.loads(cal.write_ranges(tmp_path / "p.json", run, key="k").read_text())
+    assert {k: data[k] for k in ("format", "key", "method", "bins", "percentile", "seconds")} == {
+        "format": cal.FORMAT, "key": "k", "method": "percentile", "bins": cal.BINS, "percentile": cal.PERCENTILE,
+        "seconds": 1.23}
+    assert cal.read_ranges(tmp_path / "p.json") == {"zeros": (0.0, 0.0), "a": (-1.0, 2.0)}
+    minmax = json.loads(cal.write_ranges(tmp_path / "m.json", cal.CalibrationRun("minmax", {}, 1, 0.5)).read_text())
+    assert minmax["method"] == "minmax" and minmax["percentile"] is None
+
+
+def test_unreadable_ranges_files_say_what_is_wrong_and_how_to_recover(tmp_path):
+    folder = tmp_path / "calibration.json"
+    folder.mkdir()
+    with pytest.raises(IntegrityError) as error:
+        cal.read_ranges(folder)
+    assert error.value.message.startswith(f"{folder} is not a regular file")
+    with pytest.raises(IntegrityError) as error:
+        cal.read_ranges(_ranges_file(tmp_path / "old.json", {"a": [0, 1]}, "rsz-export int8 calibration 0"))
+    assert error.value.message.endswith("format 'rsz-export int8 calibration 0'")
+    assert error.value.hint == "calibrate again: rsz-export build --force"
+    with pytest.raises(IntegrityError, match="no ranges") as error:
+        cal.read_ranges(_ranges_file(tmp_path / "empty.json", {}))
+    assert error.value.hint == "calibrate again: build --force"
+
+
+def test_calibrated_ranges_are_each_tensors_streamed_statistics(tmp_path):
+    """The input's range is ``TensorStats`` over the images fed (for each method, the histogram only where the
+    method uses one); the conv output read only by the Relu is not run and takes the Relu's range; the run
+    records its method, image count and time, and logs every 8 images."""
+    model = tiny_classifier_onnx(tmp_path / "m.onnx", relu=True)
+    feeds = [np.random.default_rng(k).standard_normal((1, 3, 64, 64)).astype(np.float32) for k in range(16)]
+    feeds[3][0, 0, 0, 0] = 30.0  # one far value: percentile and entropy clip it, minmax keeps it
+    stats = cal.TensorStats()
+    for feed in feeds:
+        stats.update(feed)
+    ranges, log = {}, []
+    for method in ("minmax", "percentile", "entropy"):
+        run = cal.calibrate(model, iter(feeds), method, threads=1, log=log.append)
+        assert (run.method, run.images) == (method, 16) and 0.0 < run.seconds < 60.0
+        assert run.ranges["images"] == pytest.approx(stats.range(method))
+        assert run.ranges["conv"] == run.ranges["relu"]
+        ranges[method] = run.ranges["images"]
+    assert ranges["minmax"][1] == 30.0 and ranges["percentile"][1] < 30.0 and ranges["entropy"] != ranges["percentile"]
+    assert log == ["calibrated on 8 image(s)", "calibrated on 16 image(s)"] * 3
+
+
+def _graph_with_an_old_style_weight_input():
+    """Conv -> Relu -> Reshape (shape from a Constant) -> Relu and Add: the Conv's weight is an initializer also
+    listed as a graph input (older exporters do this), and the Reshape's output is read by a Relu and an Add."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((2, 3, 1, 1), np.float32), "w")
+    shape = helper.make_tensor("shape_value", TensorProto.INT64, [2], [1, -1])
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Constant", [], ["shape"], value=shape),
+             helper.make_node("Reshape", ["r", "shape"], ["flat"]), helper.make_node("Relu", ["flat"], ["flat_relu"]),
+             helper.make_node("Add", ["flat", "flat_relu"], ["out"])]
+    graph = helper.make_graph(
+        nodes, "old_style",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4]),
+         helper.make_tensor_value_info("w", TensorProto.FLOAT, [2, 3, 1, 1])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 32])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return onnx.shape_inference.infer_shapes(model)
+
+
+def test_calibration_tensors_are_float_activations_only():
+    """Not the weight (even listed as an input), not the int64 shape, not the output, not the Conv output that
+    only a Relu reads (its range is the Relu's); the Reshape output, read by a Relu and an Add, is measured."""
+    model = _graph_with_an_old_style_weight_input()
+    assert cal.relu_inputs(model) == {"c": "r"}
+    assert cal.calibration_tensors(model) == ["x", "r", "flat", "flat_relu"]
+
+
+def test_entropy_keeps_a_histogram_that_its_levels_hold_whole():
+    """Values filling exactly the first 128 bins (or a ramp over the first 256) lose nothing at that cut, with
+    the last kept bin's own count in it: the search keeps them all rather than clipping the largest values."""
+    flat = np.zeros(cal.BINS, np.int64)
+    flat[:128] = 100
+    ramp = np.zeros(cal.BINS, np.int64)
+    ramp[:256] = np.arange(1, 257)
+    assert (cal.entropy_bins(flat), cal.entropy_bins(ramp)) == (128, 256)

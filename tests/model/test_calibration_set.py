@@ -7,6 +7,7 @@ from PIL import Image
 
 from rsz_export.errors import UsageError
 from rsz_export.model.calibration_set import BUNDLED_WARNING, CalibSpec, resolve_calibration_set
+from rsz_export.shapes import Resolution
 from tests.helpers import make_plan
 
 PLAN = make_plan(224, 800)
@@ -22,7 +23,7 @@ def test_bundled_crops_cover_every_profile_and_are_seeded():
     covered = {i for item in first.items for i in _profile_of(item.size)}
     assert covered == set(range(len(PLAN.profiles)))
     sides = sorted(max(item.size.h, item.size.w) for item in first.items)
-    assert sides[0] < 260 and sides[-1] > 700  # spread from the range's bottom to its top
+    assert sides[0] < 340 and sides[-1] > 700  # spread from the bottom (224 on the shorter side) to the top
     assert all(item.crop is not None and len(item.sha256) == 64 for item in first.items)
     assert resolve_calibration_set(CalibSpec(count=16), PLAN) == first
     assert resolve_calibration_set(CalibSpec(count=16, seed=1), PLAN) != first
@@ -37,8 +38,9 @@ def test_folder_images_keep_their_aspect_ratio(tmp_path):
     chosen = resolve_calibration_set(CalibSpec(tmp_path, count=3), PLAN)
     assert len(chosen.items) == 3 and chosen.warning is None
     ratios = {"0.png": 1.5, "1.png": 600 / 900, "2.png": 1.0, "3.png": 4.0}
-    every = resolve_calibration_set(CalibSpec(tmp_path), PLAN)  # default: every image
-    assert len(every.items) == 4
+    every = resolve_calibration_set(CalibSpec(tmp_path), PLAN)  # default: every image but the held-out one
+    (held,) = every.holdout.files
+    assert len(every.items) == 3 and held[0] not in {i.file for i in every.items}
     for item in (*chosen.items, *every.items):
         assert _profile_of(item.size)
         if item.file == "3.png":  # 4:1 is wider than any profile holds (224..800: 800/224): a centre crop
@@ -75,3 +77,16 @@ def test_bad_settings():
         CalibSpec(method="kl")
     with pytest.raises(UsageError, match="--calib-count"):
         CalibSpec(count=0)
+
+
+def test_the_default_holds_out_two_whole_bundled_photographs():
+    from rsz_export.images.loading import SAMPLE_DIR, calibration_photos
+
+    chosen = resolve_calibration_set(CalibSpec(count=16), PLAN)
+    held = {name for name, _ in chosen.holdout.files}
+    assert len(held) == 2 and held.isdisjoint(i.file for i in chosen.items)
+    every = {p.relative_to(SAMPLE_DIR).as_posix() for p in calibration_photos()}
+    assert {i.file for i in chosen.items} == every - held  # the seven others are all cropped for calibration
+    assert resolve_calibration_set(CalibSpec(count=16, seed=1), PLAN).holdout != chosen.holdout
+    assert chosen.key_data()["holdout"] == [sha for _, sha in chosen.holdout.files]
+    assert chosen.holdout.feeds_at(Resolution(224, 256)).shape == (2, 3, 224, 256)

@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 
 from rsz_export.artifacts.manifest import load_manifest
+from rsz_export.interface import INT8_TARGET
 from rsz_export.model.calibration import FORMAT
 from rsz_export.model.calibration_set import BUNDLED_WARNING
 from tests.helpers import SAMPLE_IMAGE, assert_clean_failure, rebuild_int8_copy, run_cli
@@ -29,6 +30,24 @@ def test_manifest_records_the_calibration_and_the_checked_qdq_model(int8_engines
     assert engine.precision == "int8" and engine.settings["qdq_check"]["passed"]
     assert engine.settings["quantization"]["activation_type"] == "QUInt8"
     assert any(f.file.endswith("model.int8-cpu.onnx") for f in engine.extra_files)
+
+
+def test_the_default_target_holds_on_held_out_photographs_with_the_classifier_in_float(int8_engines):
+    """Two bundled photographs are held out whole; every layer's sensitivity is measured on them, and the layers
+    kept in float meet the default target there: the CPU model as built, checked on the held-out photographs."""
+    calibration = load_manifest(int8_engines).calibration
+    coverage, fallback = calibration.report["coverage"], calibration.report["int8_fallback"]
+    held = {i["file"] for i in coverage["holdout"]["images"]}
+    assert len(held) == 2 and held.isdisjoint(i["file"] for i in calibration.images)
+    assert sum(coverage["images_per_profile"]) == 4 and 0 <= coverage["clipped_share"] < 0.01
+    ranking = list(fallback["sensitivity"])
+    assert len(ranking) == 70  # 53 Conv, 16 Add, the Gemm: most sensitive first
+    kept = [layer["layer"] for layer in fallback["float_layers"]]
+    assert fallback["met"] and kept == ranking[:len(kept)] and fallback["float_share"] <= 0.5
+    (engine,) = load_manifest(int8_engines).engines
+    check = engine.settings["qdq_check"]
+    assert engine.settings["float_layers"] == kept and check["images"] == "held-out"
+    assert min(check["cosine"]) >= check["bound"] == INT8_TARGET
 
 
 def test_rebuild_reuses_and_a_changed_calibration_is_refused(int8_engines, tmp_path):

@@ -8,7 +8,7 @@ from rsz_export.errors import UsageError
 from rsz_export.plan.grid import size_grid
 from rsz_export.plan.profile_file import profile_file_from_dict
 from rsz_export.plan.profiles import Plan, PlanSpec, default_profile_count, plan_profiles, route, uncovered_example
-from rsz_export.shapes import MIN_SIZE, BatchRange
+from rsz_export.shapes import MIN_SIZE, BatchRange, Resolution
 
 
 def test_default_quickstart_plan():
@@ -128,3 +128,78 @@ def test_every_size_in_free_range_is_routed(bounds, data):
         i for i, p in enumerate(plan.profiles) if p.covers(1, h, w) and p.max_pixels < plan.profiles[index].max_pixels
     ]
     assert not smaller
+
+
+def _plan_of(*bands: tuple[int, int]) -> Plan:
+    """A 224..800 plan with one square profile per (lo, hi) band, for coverage edge cases."""
+    from rsz_export.shapes import InputShape, Profile
+
+    profiles = tuple(Profile(InputShape(1, lo, lo), InputShape(1, lo, lo), InputShape(1, hi, hi)) for lo, hi in bands)
+    return Plan(224, 800, "square", BatchRange(), profiles)
+
+
+def test_uncovered_example_is_the_first_size_no_profile_takes():
+    """Exact: the smallest uncovered height, then width, wherever the gap is: one pixel past a profile's top, the
+    range's own minimum, or its maximum."""
+    assert uncovered_example(_plan_of((224, 400), (403, 800))) == Resolution(224, 401)
+    assert uncovered_example(_plan_of((226, 800))) == Resolution(224, 224)
+    assert uncovered_example(_plan_of((224, 799))) == Resolution(224, 800)
+    assert uncovered_example(_plan_of((224, 800))) is None
+
+
+def test_a_narrow_range_gets_one_profile():
+    assert default_profile_count(224, 224) == default_profile_count(224, 256) == 1
+    assert default_profile_count(224, 320) == 2
+
+
+def test_a_plan_describes_its_profiles_and_reduces_to_one_fixed_shape():
+    plan = plan_profiles(PlanSpec(224, 416, 2))
+    assert plan.covered_ranges() == ("profile 0: h,w 224..320 opt 256x256, batch 1..1; "
+                                     "profile 1: h,w 224..416 opt 352x352, batch 1..1")
+    assert plan.covered_ranges([1]) == "profile 1: h,w 224..416 opt 352x352, batch 1..1"
+    from rsz_export.plan.profiles import single_profile_plan
+    from rsz_export.shapes import InputShape, Profile
+
+    shape = InputShape(2, 256, 320)
+    fixed = single_profile_plan(plan, shape)
+    assert fixed == Plan(224, 416, "free", BatchRange(2, 2, 2), (Profile(shape, shape, shape),))
+
+
+def test_band_edges_round_to_32_then_8_then_1_as_the_range_allows():
+    """Edges are multiples of 32 once the range spans 64 pixels per band, of 8 from 16 per band, else exact;
+    a range as narrow as its band count still gets strictly increasing edges, the last one at the top."""
+    from rsz_export.plan.profiles import band_edges
+
+    assert band_edges(224, 352, 2) == [288, 352]  # exactly 64 per band: multiples of 32
+    assert band_edges(224, 260, 2) == [240, 260]  # 18 per band: multiples of 8
+    assert band_edges(224, 240, 3) == [229, 235, 240]  # under 16 per band: exact
+    assert band_edges(224, 232, 5) == [226, 227, 229, 230, 232]
+    assert band_edges(224, 227, 4) == [224, 225, 226, 227]
+
+
+def test_opt_points_snap_to_32_even_at_a_bands_end():
+    from rsz_export.plan.profiles import opt_side
+
+    assert (opt_side(224, 232), opt_side(250, 256), opt_side(224, 300)) == (224, 256, 256)
+
+
+def test_default_counts_at_the_cap_and_at_an_exact_step():
+    assert default_profile_count(32, 4096) == 6  # the cap
+    assert default_profile_count(250, 350) == 1  # exactly one 1.4x step is one band
+
+
+def test_range_errors_name_the_option():
+    with pytest.raises(UsageError, match=r"^--min 16 is outside"):
+        PlanSpec(16, 800)
+    with pytest.raises(UsageError, match=r"^--max 100000 is outside"):
+        PlanSpec(224, 100_000)
+    with pytest.raises(UsageError, match=r"^unknown aspect 'wide'; choose one of free, square$"):
+        PlanSpec(224, 800, aspect="wide")
+
+
+def test_a_plan_records_its_routing_rule_and_refuses_a_malformed_one():
+    from rsz_export.plan.profiles import ROUTING_RULE
+
+    assert plan_profiles(PlanSpec(224, 320)).to_dict()["routing"] == ROUTING_RULE
+    with pytest.raises(UsageError, match=r"^malformed plan: 'min_size'"):
+        Plan.from_dict({})

@@ -15,7 +15,7 @@ from rsz_export.artifacts.manifest import load_manifest, save_manifest
 from rsz_export.backends import load_backend
 from rsz_export.errors import EnvironmentProblem, IntegrityError, UsageError
 from rsz_export.interface import MAX_NUM_CLASSES
-from rsz_export.plan.routing import Candidate, choose_route, fit_size
+from rsz_export.plan.routing import Candidate, choose_route, fit_size, plan_candidates
 from rsz_export.serve.session import MAX_WORKERS, Session, check_options, top_labels
 from rsz_export.shapes import BatchRange, InputShape, Profile, Resolution
 from tests.helpers import make_plan
@@ -79,6 +79,59 @@ def test_batch_outside_the_profiles_is_not_served():
     assert choose_route(250, 250, batched, batch=4).profile == 0
     with pytest.raises(UsageError, match="batch 1"):
         choose_route(250, 250, batched, batch=1)
+
+
+
+def test_routing_over_a_plan_names_engine_zero_and_the_profiles_index():
+    assert [(c.engine, c.profile) for c in plan_candidates(PLAN)] == [(0, 0), (0, 1), (0, 2), (0, 3)]
+    chosen = choose_route(500, 300, plan_candidates(PLAN))
+    assert (chosen.engine, chosen.profile) == (0, 2)
+
+
+def test_a_target_scales_the_image_before_routing_and_steers_the_fit():
+    chosen = choose_route(150, 120, ONE_ENGINE, target=2.0)
+    assert (chosen.size, chosen.profile, chosen.resized) == (Resolution(300, 240), 0, True)
+    # 1200x1000 is outside every profile: fit takes the scale nearest 4 that fits, 800/300
+    assert choose_route(300, 250, ONE_ENGINE, fit=True, target=4.0).size == Resolution(800, 667)
+    bands = [Candidate(0, 0, square(224, 256, 288)), Candidate(0, 1, square(289, 400, 512))]
+    assert fit_size(200, 200, bands, 1, "exact", target=2.0) == Resolution(400, 400)
+
+
+def test_fit_into_a_fixed_shape_and_past_a_profile_of_another_batch():
+    fixed = Profile(InputShape(1, 224, 224), InputShape(1, 224, 224), InputShape(1, 224, 224))
+    assert fit_size(500, 500, [Candidate(0, 0, fixed)], 1, "exact") == Resolution(224, 224)
+    other_batch, wide = Candidate(0, 0, square(224, 256, 288, batch=4)), Candidate(0, 1, square(224, 512, 800))
+    assert fit_size(600, 600, [other_batch, wide], 1, "exact") == Resolution(600, 600)
+
+
+def test_fit_ties_go_to_the_earlier_candidate():
+    # twice the size in one, half in the other: as far from 1 and the same area, so the first listed wins
+    up = Candidate(0, 0, Profile(InputShape(1, 256, 256), InputShape(1, 256, 256), InputShape(1, 256, 1024)))
+    down = Candidate(1, 0, Profile(InputShape(1, 32, 32), InputShape(1, 64, 64), InputShape(1, 64, 4096)))
+    assert fit_size(128, 128, [up, down], 1, "exact") == Resolution(256, 256)
+    assert fit_size(128, 128, [down, up], 1, "exact") == Resolution(64, 64)
+
+
+def test_snapped_fits_stay_inside_the_profile():
+    band = [Candidate(0, 0, square(224, 512, 800))]
+    assert fit_size(115, 112, band, 1, "snap") == Resolution(224, 224)  # 230 rounds down to the minimum
+    assert fit_size(1580, 1600, band, 1, "snap") == Resolution(800, 800)  # 790 rounds up to the maximum
+    assert fit_size(620, 620, [Candidate(0, 0, square(224, 256, 310))], 1, "snap") == Resolution(288, 288)
+    # no multiple of 32 in 230..250: the fitted side stays as it is
+    assert fit_size(480, 480, [Candidate(0, 0, square(230, 240, 250))], 1, "snap") == Resolution(250, 250)
+    small = choose_route(100, 150, ONE_ENGINE, fit=True, stride="snap")
+    assert (small.size, small.profile) == (Resolution(224, 320), 0)
+
+
+def test_refusals_say_how_to_get_the_image_served():
+    with pytest.raises(UsageError, match=r"covered: h,w 224\.\.320 opt \S+, batch 1\.\.1; h,w 224\.\.416") as outside:
+        choose_route(1000, 900, ONE_ENGINE)
+    hint = outside.value.hint
+    assert hint.startswith("use --preprocess fit") and "Preprocess('fit')" in hint and hint.endswith("a wider range")
+    with pytest.raises(UsageError) as elongated:
+        choose_route(100, 2000, ONE_ENGINE, fit=True)
+    hint = elongated.value.hint
+    assert hint.startswith("use --preprocess crop") and hint.endswith("whose min and max allow this aspect ratio")
 
 
 def test_top_k_is_softmax_ordered():

@@ -1,0 +1,111 @@
+"""What the int8 build measures on its held-out images once the ranges are calibrated: the coverage report, and
+(with an accuracy target) which layers stay in float.
+
+* Coverage: how many calibration images each profile got, and the share of activations the calibrated ranges
+  clip on the held-out images at the plan's smallest and largest square (overall and the worst tensors).
+* Placement (``model.sensitivity``): each layer's sensitivity on the held-out images at the smallest size, then
+  the fewest most sensitive layers kept in float so that the worst cosine to fp32 on the held-out images at both
+  sizes meets the target, each candidate checked with the real CPU Q/DQ model as ONNX Runtime runs it here (the
+  TensorRT model's exact arithmetic is too slow on the CPU to try per candidate; its build checks it on the
+  held-out images against the same target, ``model.quantization.checked_qdq``). Both Q/DQ models leave out the
+  same layers (``model.quantization``). When no placement that leaves most of the work in
+  int8 meets the target, the build stops (CheckFailed, exit 1) with the table of what was tried.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from rsz_export.errors import CheckFailed
+from rsz_export.interface import Log
+from rsz_export.model.calibration_set import CalibrationSet
+from rsz_export.plan.profiles import Plan, route
+
+SENSITIVITY_IMAGES = 2
+"""Held-out images the per-layer sensitivity runs on (at the smallest size): one pass per layer each."""
+WORST_TENSORS = 3
+
+
+def coverage_report(onnx_path, ranges, calib: CalibrationSet, plan: Plan, threads: int | None, log: Log) -> dict:
+    """Images per profile and the share of activations clipped on the held-out images (module docstring)."""
+    from rsz_export.model.calibration import clipped_shares
+    from rsz_export.model.quantization import check_sizes
+
+    per_profile = [0] * len(plan.profiles)
+    for item in calib.items:
+        index = route(plan.profiles, plan.profiles[0].min.batch, item.size.h, item.size.w)
+        if index is not None:
+            per_profile[index] += 1
+    report = {"images_per_profile": per_profile, "holdout": None, "clipped_share": None, "worst_tensors": []}
+    if calib.holdout is not None:
+        sizes = check_sizes(plan)
+        feeds = (calib.holdout.feeds_at(size)[i:i + 1] for size in sizes for i in range(len(calib.holdout.measured())))
+        shares, overall = clipped_shares(onnx_path, ranges, feeds, threads)
+        worst = sorted(shares.items(), key=lambda item: -item[1])[:WORST_TENSORS]
+        report.update(holdout=calib.holdout.to_dict(), clipped_share=round(overall, 8), sizes=[str(s) for s in sizes],
+                      worst_tensors=[{"tensor": n, "clipped_share": round(s, 6)} for n, s in worst])
+    log(coverage_line(report))
+    return report
+
+
+def coverage_line(report: dict) -> str:
+    per = ", ".join(f"profile {i}: {n}" for i, n in enumerate(report["images_per_profile"]))
+    line = f"int8 coverage: calibration images per profile {per}"
+    if report.get("holdout"):
+        held = report["holdout"]
+        line += (f"; {held['measured']} held-out image(s) ({held['source']}) at {', '.join(report['sizes'])}: "
+                 f"{report['clipped_share']:.4%} of activations clipped")
+        if report["worst_tensors"]:
+            worst = report["worst_tensors"][0]
+            line += f" (most: {worst['tensor']} {worst['clipped_share']:.3%})"
+    return line
+
+
+def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, threads: int | None, log: Log) -> dict:
+    """The layers kept in float to meet ``calib.target`` on the held-out images; CheckFailed when none does."""
+    import tempfile
+
+    import onnx
+
+    from rsz_export.interface import INPUT_NAME
+    from rsz_export.model import sensitivity as model_sensitivity
+    from rsz_export.model.quantization import CPU_QDQ, _session, check_sizes, qdq_model
+    from rsz_export.model.sensitivity import SwitchableRunner, choose_fallback, cosines, layers_of, measure_sensitivity
+
+    started = time.perf_counter()
+    sizes = check_sizes(plan)
+    feeds = {size: calib.holdout.feeds_at(size) for size in sizes}
+    smallest = sizes[0]
+    runner = SwitchableRunner(onnx_path, ranges, threads)
+    sensitivity = measure_sensitivity(runner, feeds[smallest][:SENSITIVITY_IMAGES])
+    del runner
+    log(f"int8 sensitivity of {len(sensitivity)} layers measured in {time.perf_counter() - started:.1f} s")
+    fp32 = _session(onnx_path, threads)
+    reference = {size: fp32.run(None, {INPUT_NAME: x})[0] for size, x in feeds.items()}
+    layers = layers_of(onnx.load(str(onnx_path)), (1, 3, smallest.h, smallest.w))
+
+    with tempfile.TemporaryDirectory(prefix="rsz-int8-trial-") as work:
+        def evaluate(float_layers):  # the CPU Q/DQ model as ONNX Runtime runs it, leaving those layers out
+            trial = qdq_model(onnx_path, ranges, CPU_QDQ, f"{work}/trial.onnx", float_layers)
+            session, worst, median = _session(trial, threads, CPU_QDQ.check_level), {}, {}
+            for size, x in feeds.items():
+                c = cosines(reference[size], session.run(None, {INPUT_NAME: x})[0])
+                worst[str(size)], median[str(size)] = round(float(c.min()), 6), round(float(np.median(c)), 6)
+            return worst, median
+
+        placement = choose_fallback(layers, sensitivity, evaluate, calib.target, model_sensitivity.MAX_FLOAT_SHARE,
+                                    log)
+    result = {**placement.to_dict(), "seconds": round(time.perf_counter() - started, 2),
+              "sensitivity_images": min(SENSITIVITY_IMAGES, len(feeds[smallest])), "sizes": [str(s) for s in sizes],
+              "checked_with": CPU_QDQ.name}
+    if placement.chosen is None:
+        raise CheckFailed(
+            f"no int8 placement meets --int8-target {calib.target} (worst cosine to fp32 on the held-out images) "
+            f"while keeping most of the work in int8; tried:\n{placement.table()}",
+            hint="calibrate on more images like the ones you serve (--calib), lower --int8-target, or build fp32")
+    kept = placement.chosen.float_layers
+    log(f"int8 fallback: {len(kept)} layer(s) kept in float ({placement.chosen.float_share:.2%} of the work): "
+        f"{', '.join(kept) or 'none'}")
+    return result
