@@ -354,32 +354,39 @@ def detector(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def detector_checkpoint(detector, tmp_path_factory) -> Path:
-    """``detector`` saved as torchvision's detection reference script saves it (model, optimizer, scheduler...)."""
-    from tests.model.detectors import save_detector
+def detector_checkpoint(tmp_path_factory) -> Path:
+    """A seeded Faster R-CNN (``detector``'s weights) saved as torchvision's detection reference script saves it
+    (model, optimizer, scheduler...), once per run."""
+    from tests.model.detectors import make_detector, save_detector
 
-    return save_detector(detector, tmp_path_factory.mktemp("detector") / "fasterrcnn.pth")
+    return shared(tmp_path_factory, "detector", lambda out: save_detector(make_detector(), out / "fasterrcnn.pth")) \
+        / "fasterrcnn.pth"
 
 
 @pytest.fixture(scope="session")
 def fpn_build(detector_checkpoint, tmp_path_factory) -> Path:
     """``--outputs fpn`` from the detector checkpoint over 64..160 (2 profiles, batch 1..2) with ONNX Runtime: the
-    feature-map build the backbone tests share (one export, small sizes)."""
+    feature-map build the backbone tests share (one export, small sizes), made once per run."""
     from rsz_export.pipeline.run import BuildSpec, build
     from rsz_export.shapes import BatchRange
 
-    out = tmp_path_factory.mktemp("fpn") / "engines"
-    build(BuildSpec(make_plan(64, 160, 2, BatchRange(1, 1, 2)), out, backend="onnxruntime",
-                    weights=str(detector_checkpoint), outputs="fpn", export_cache=False, command="pytest fpn fixture"))
-    return out
+    def make(out: Path) -> None:
+        build(BuildSpec(make_plan(64, 160, 2, BatchRange(1, 1, 2)), out / "engines", backend="onnxruntime",
+                        weights=str(detector_checkpoint), outputs="fpn", export_cache=False,
+                        command="pytest fpn fixture"))
+
+    return shared(tmp_path_factory, "fpn", make) / "engines"
 
 
 @pytest.fixture(scope="session")
 def feature_build(tmp_path_factory) -> Path:
-    """``--outputs features`` from seeded random weights over 64..160 with ONNX Runtime (one profile)."""
+    """``--outputs features`` from seeded random weights over 64..160 with ONNX Runtime (one profile), made once
+    per run."""
     from rsz_export.pipeline.run import BuildSpec, build
 
-    out = tmp_path_factory.mktemp("features") / "engines"
-    build(BuildSpec(make_plan(64, 160, 1), out, backend="onnxruntime", weights="random", outputs="features",
-                    export_cache=False, verify=False, command="pytest features fixture"))  # its tests compare
-    return out
+    def make(out: Path) -> None:
+        build(BuildSpec(make_plan(64, 160, 1), out / "engines", backend="onnxruntime", weights="random",
+                        outputs="features", export_cache=False, verify=False,  # its tests compare
+                        command="pytest features fixture"))
+
+    return shared(tmp_path_factory, "features", make) / "engines"

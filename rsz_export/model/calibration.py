@@ -171,13 +171,14 @@ def relu_inputs(model) -> dict[str, str]:
 
 def calibration_tensors(model) -> list[str]:
     """The float activations that ``CALIBRATED_OPS`` read or write (not weights, not the inputs of a lone Relu:
-    ``relu_inputs``; not a classifier's ``logits``, kept in float, while a backbone's feature maps are calibrated
-    like any activation: later layers read them too)."""
+    ``relu_inputs``; not the model's outputs, kept in float, except a backbone's feature maps, calibrated like
+    any activation: later layers read them too)."""
     from onnx import TensorProto
 
-    from rsz_export.interface import OUTPUT_NAME
+    from rsz_export.interface import OUTPUT_KINDS, feature_maps
 
-    outputs = {o.name for o in model.graph.output if o.name == OUTPUT_NAME}
+    maps = {name for kind in OUTPUT_KINDS for name, _, _ in feature_maps(kind)}
+    outputs = {o.name for o in model.graph.output if o.name not in maps}
     skipped = {t.name for t in model.graph.initializer} | outputs | set(relu_inputs(model))
     floats = {v.name for v in (*model.graph.input, *model.graph.value_info, *model.graph.output)
               if v.type.tensor_type.elem_type == TensorProto.FLOAT}

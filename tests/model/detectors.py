@@ -20,9 +20,10 @@ def make_detector(seed: int = DETECTOR_SEED):
 
     from rsz_export.model.weights import random_state_dict
 
+    trained = random_state_dict(seed)  # before seeding torch: generating it the first time draws from torch's RNG
     torch.manual_seed(seed)
     body = torchvision.models.resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
-    body.load_state_dict({k: v for k, v in random_state_dict(seed).items() if not k.endswith("num_batches_tracked")})
+    body.load_state_dict({k: v for k, v in trained.items() if not k.endswith("num_batches_tracked")})
     backbone = _resnet_fpn_extractor(body, 3)  # what fasterrcnn_resnet50_fpn does with trained weights
     return torchvision.models.detection.FasterRCNN(backbone, num_classes=91).eval()
 
