@@ -231,14 +231,20 @@ def _prepend(graph, nodes) -> None:
     graph.node.extend(ordered)
 
 
-def cosines(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
-    a, b = reference.astype(np.float64), candidate.astype(np.float64)
+def cosines(reference, candidate) -> np.ndarray:
+    """Per image, the cosine of ``candidate`` to ``reference``: arrays with the batch first (each image's values
+    flattened), or lists of them, one per model output, where each image gets its lowest cosine over the outputs
+    (a classifier's logits; every feature map of a backbone)."""
+    if isinstance(reference, (list, tuple)):
+        return np.min([cosines(a, b) for a, b in zip(reference, candidate, strict=True)], axis=0)
+    a = reference.astype(np.float64).reshape(len(reference), -1)
+    b = candidate.astype(np.float64).reshape(len(candidate), -1)
     return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
 
 
 class SwitchableRunner:
-    """One ONNX Runtime session over the switchable model; ``logits(x, float_layers)`` runs it quantized but for
-    those layers, ``None`` runs it all fp32."""
+    """One ONNX Runtime session over the switchable model; ``outputs(x, mask(float_layers))`` runs it quantized
+    but for those layers, ``mask(None)`` all fp32."""
 
     def __init__(self, onnx_path, ranges, threads: int | None = None):
         import onnxruntime as ort
@@ -252,8 +258,9 @@ class SwitchableRunner:
         self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
-    def logits(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: x, MASK_NAME: mask.astype(np.float32)})[0]
+    def outputs(self, x: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        """Every output of the model (its logits, or a backbone's maps) for ``x`` under ``mask``."""
+        return self.session.run(None, {self.input_name: x, MASK_NAME: mask.astype(np.float32)})
 
     def mask(self, float_layers: Sequence[str] | None) -> np.ndarray:
         if float_layers is None:
@@ -264,12 +271,12 @@ class SwitchableRunner:
 
 def measure_sensitivity(runner: SwitchableRunner, x: np.ndarray) -> dict[str, float]:
     """Each layer's 1 - cosine to fp32 with it alone quantized, averaged over the images of ``x``."""
-    reference = runner.logits(x, runner.mask(None))
+    reference = runner.outputs(x, runner.mask(None))
     result = {}
     for index, name in enumerate(runner.names):
         mask = np.zeros(len(runner.names), np.float32)
         mask[index] = 1.0
-        result[name] = float(np.mean(1.0 - cosines(reference, runner.logits(x, mask))))
+        result[name] = float(np.mean(1.0 - cosines(reference, runner.outputs(x, mask))))
     return result
 
 

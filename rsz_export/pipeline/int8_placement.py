@@ -83,7 +83,7 @@ def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, thr
     del runner
     log(f"int8 sensitivity of {len(sensitivity)} layers measured in {time.perf_counter() - started:.1f} s")
     fp32 = _session(onnx_path, threads)
-    reference = {size: fp32.run(None, {INPUT_NAME: x})[0] for size, x in feeds.items()}
+    reference = {size: fp32.run(None, {INPUT_NAME: x}) for size, x in feeds.items()}  # every output
     layers = layers_of(onnx.load(str(onnx_path)), (1, 3, smallest.h, smallest.w))
 
     with tempfile.TemporaryDirectory(prefix="rsz-int8-trial-") as work:
@@ -91,7 +91,7 @@ def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, thr
             trial = qdq_model(onnx_path, ranges, CPU_QDQ, f"{work}/trial.onnx", float_layers)
             session, worst, median = _session(trial, threads, CPU_QDQ.check_level), {}, {}
             for size, x in feeds.items():
-                c = cosines(reference[size], session.run(None, {INPUT_NAME: x})[0])
+                c = cosines(reference[size], session.run(None, {INPUT_NAME: x}))
                 worst[str(size)], median[str(size)] = round(float(c.min()), 6), round(float(np.median(c)), 6)
             return worst, median
 

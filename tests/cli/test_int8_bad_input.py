@@ -109,7 +109,8 @@ CASES = [
     ("target above 1", ["--int8-target", "1.5"], 2, "--int8-target must be a finite number in 0..0.9999, got 1.5"),
     ("target below 0", ["--int8-target", "-0.2"], 2, "--int8-target must be a finite number in 0..0.9999"),
     ("target without int8", ["--precision", "fp32", "--int8-target", "0.99"], 2, "add --precision int8"),
-    ("cuda provider", ["--device", "cuda"], 2, "precision int8 is not available on ONNX Runtime's cuda provider"),
+    ("cuda provider", ["--device", "cuda"], 2,
+     "precision int8 is not available on backend onnxruntime with --device cuda"),
     ("tensorrt missing", ["--backend", "tensorrt"], 3, "tensorrt"),
     ("calib without int8", ["--precision", "fp32", "--calib-count", "4"], 2, "add --precision int8"),
 ]

@@ -272,7 +272,7 @@ def test_calibrated_ranges_are_each_tensors_streamed_statistics(tmp_path):
     assert log == ["calibrated on 8 image(s)", "calibrated on 16 image(s)"] * 3
 
 
-def _graph_with_an_old_style_weight_input():
+def _graph_with_an_old_style_weight_input(output: str = "logits"):
     """Conv -> Relu -> Reshape (shape from a Constant) -> Relu and Add: the Conv's weight is an initializer also
     listed as a graph input (older exporters do this), and the Reshape's output is read by a Relu and an Add."""
     import onnx
@@ -283,23 +283,24 @@ def _graph_with_an_old_style_weight_input():
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
              helper.make_node("Constant", [], ["shape"], value=shape),
              helper.make_node("Reshape", ["r", "shape"], ["flat"]), helper.make_node("Relu", ["flat"], ["flat_relu"]),
-             helper.make_node("Add", ["flat", "flat_relu"], ["logits"])]
+             helper.make_node("Add", ["flat", "flat_relu"], [output])]
     graph = helper.make_graph(
         nodes, "old_style",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4]),
          helper.make_tensor_value_info("w", TensorProto.FLOAT, [2, 3, 1, 1])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 32])], [weight])
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, [1, 32])], [weight])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     return onnx.shape_inference.infer_shapes(model)
 
 
 def test_calibration_tensors_are_float_activations_only():
-    """Not the weight (even listed as an input), not the int64 shape, not the classifier's logits, not the Conv
-    output that only a Relu reads (its range is the Relu's); the Reshape output, read by a Relu and an Add, is
-    measured."""
+    """Not the weight (even listed as an input), not the int64 shape, not a classifier's logits (kept in float),
+    not the Conv output that only a Relu reads (its range is the Relu's); the Reshape output, read by a Relu and an
+    Add, is measured, and so is a backbone's feature map (an output other than logits)."""
     model = _graph_with_an_old_style_weight_input()
     assert cal.relu_inputs(model) == {"c": "r"}
     assert cal.calibration_tensors(model) == ["x", "r", "flat", "flat_relu"]
+    assert cal.calibration_tensors(_graph_with_an_old_style_weight_input("0")) == ["x", "r", "flat", "flat_relu", "0"]
 
 
 def test_entropy_keeps_a_histogram_that_its_levels_hold_whole():

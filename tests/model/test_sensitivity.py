@@ -39,7 +39,7 @@ def test_sensitivity_ranks_the_layer_with_the_coarse_range_first(convnet):
     path, ranges, x = convnet
     runner = SwitchableRunner(path, ranges)
     assert runner.names == ["c1", "c2", "add", "fc"]
-    assert np.allclose(runner.logits(x, runner.mask(None)), _fp32(path, x), atol=1e-5)  # mask 0: the fp32 model
+    assert np.allclose(runner.outputs(x, runner.mask(None))[0], _fp32(path, x), atol=1e-5)  # mask 0: the fp32 model
     sensitivity = measure_sensitivity(runner, x)
     ranked = sorted(sensitivity, key=lambda n: -sensitivity[n])
     assert ranked[0] == "fc" and sensitivity["fc"] > 100 * max(sensitivity[n] for n in ranked[1:])
@@ -51,10 +51,10 @@ def test_the_fallback_keeps_only_that_layer_and_both_qdq_models_follow(convnet, 
 
     path, ranges, x = convnet
     runner = SwitchableRunner(path, ranges)
-    reference = runner.logits(x, runner.mask(None))
+    reference = runner.outputs(x, runner.mask(None))
 
     def evaluate(float_layers):
-        c = cosines(reference, runner.logits(x, runner.mask(float_layers)))
+        c = cosines(reference, runner.outputs(x, runner.mask(float_layers)))
         return {"16x16": float(c.min())}, {"16x16": float(np.median(c))}
 
     import onnx
@@ -72,7 +72,7 @@ def test_the_fallback_keeps_only_that_layer_and_both_qdq_models_follow(convnet, 
             fc = next(n for n in model.graph.node if n.op_type == "Gemm")
             assert (fc.input[1] == "wf") == bool(kept)  # kept in float: the fp32 weight, no DequantizeLinear
             logits = _session(target, None, settings.check_level).run(None, {"images": x})[0]
-            worst[kept] = float(cosines(reference, logits).min())
+            worst[kept] = float(cosines(reference[0], logits).min())
         assert worst[()] < 0.99 <= worst[("fc",)], (settings.name, worst)
 
 
@@ -110,3 +110,18 @@ def test_layers_without_a_name_are_never_candidates(convnet, tmp_path):
     assert [layer.name for layer in layers_of(model, (1, 3, 16, 16))] == ["c1", "add", "fc"]
     runner = SwitchableRunner(tmp_path / "renamed.onnx", ranges)
     assert runner.names == ["c1", "add", "fc"] and set(measure_sensitivity(runner, x)) == {"c1", "add", "fc"}
+
+
+def test_cosines_judge_each_image_by_its_worst_output():
+    """Logits [batch, classes] or maps [batch, c, h, w], each image's values taken whole; with several outputs
+    (a backbone's maps) an image counts by the output that moved most."""
+    rng = np.random.default_rng(0)
+    maps = rng.standard_normal((2, 4, 3, 3))
+    other = maps.copy()
+    other[1, :, 0, 0] *= -1  # image 1 changed in one pixel only
+    whole = cosines(maps, other)
+    flat = [float(np.dot(a.ravel(), b.ravel()) / np.linalg.norm(a) / np.linalg.norm(b)) for a, b in zip(maps, other)]
+    assert np.allclose(whole, flat) and whole[0] == pytest.approx(1.0) and 0 < whole[1] < 1
+    logits = rng.standard_normal((2, 10))
+    assert np.allclose(cosines([logits, maps], [logits, other]), whole)
+    assert np.allclose(cosines([maps, logits], [maps, -logits]), [-1.0, -1.0])
