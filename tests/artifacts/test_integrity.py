@@ -173,7 +173,7 @@ REVIEWED = {
     ): "the build's checked ONNX (its sha256 is in the manifest being written), extra outputs added for calibration",
     (
         "model/calibration.py",
-        'session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])',
+        'return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])',
     ): "that same ONNX, serialised in memory by this process",
     (
         "model/quantization.py",

@@ -52,7 +52,8 @@ def install() -> None:
         from rsz_export.validate import run as validate_run
         from tests.backends.trt_double import classifier_module
 
-        validate_run.reference_model = lambda record, directory: classifier_module(Path(env("RSZ_FAKE_TRT_REFERENCE")))
+        reference = Path(env("RSZ_FAKE_TRT_REFERENCE"))
+        validate_run.reference_model = lambda record, directory, outputs="logits": classifier_module(reference)
 
 
 if __name__ == "__main__":

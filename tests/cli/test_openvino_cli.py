@@ -14,7 +14,6 @@ import sys
 import pytest
 from PIL import Image
 
-from rsz_export.artifacts.host import usable_cpus
 from rsz_export.backends import ov_support as ovs
 from tests.helpers import (
     RANDOM_METADATA,
@@ -89,13 +88,18 @@ def test_triton_writes_an_openvino_model_triton_can_read(openvino_engines, tmp_p
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as pb
 
+    from rsz_export.artifacts.manifest import load_manifest
+
+    built_threads = load_manifest(openvino_engines).engines[0].settings["INFERENCE_NUM_THREADS"]
+    assert built_threads >= 1  # the build's own thread count (the cores it could use), passed on to Triton
     result = run_cli("triton", str(openvino_engines), "--repo", str(tmp_path / "repo"))
     assert result.returncode == 0, result.stderr
     config = text_format.Parse((tmp_path / "repo/resnet50/config.pbtxt").read_text(), pb.ModelConfig())
     assert (config.backend, config.platform, config.max_batch_size) == ("openvino", "", 4)
     assert config.instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU and not config.instance_group[0].profile
     assert {k: v.string_value for k, v in config.parameters.items()} == {
-        "INFERENCE_NUM_THREADS": str(usable_cpus()), "NUM_STREAMS": "1", "PERFORMANCE_HINT": "LATENCY"}
+        "INFERENCE_NUM_THREADS": str(built_threads), "NUM_STREAMS": "1",
+        "PERFORMANCE_HINT": "LATENCY"}
     assert list(config.input[0].dims) == [3, -1, -1]
     xml, weights = engine_paths(openvino_engines)
     assert (tmp_path / "repo/resnet50/1/model.xml").read_bytes() == xml.read_bytes()
