@@ -54,9 +54,9 @@ def _ort_call(model: Path, threads: int):
 
 
 def _ov_call(model: Path, plan: Plan, precision: str, threads: int):
-    import openvino as ov
-
     from rsz_export.backends.ov_build import convert
+
+    ov = ovs.load_openvino()
 
     config = ovs.compile_config(ovs.compile_settings(precision, threads))
     compiled = ov.Core().compile_model(convert(model, plan), "CPU", config)

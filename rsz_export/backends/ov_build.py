@@ -28,7 +28,7 @@ from rsz_export.plan.profiles import Plan
 def convert(onnx_path: Path, plan: Plan):
     """The ONNX as an ov.Model with its input's batch/height/width bounded by the plan; IntegrityError when
     OpenVINO cannot read it."""
-    import openvino as ov
+    ov = ovs.load_openvino()
 
     try:
         model = ov.Core().read_model(str(onnx_path))
@@ -43,7 +43,7 @@ def convert(onnx_path: Path, plan: Plan):
 
 def save_ir(model, xml_target: Path, bin_target: Path) -> None:
     """Write the IR atomically: both files appear under their final names only when both are complete."""
-    import openvino as ov
+    ov = ovs.load_openvino()
 
     for left in xml_target.parent.glob(".ir-*.tmp"):  # a killed build's private folder (we hold the build lock)
         shutil.rmtree(left, ignore_errors=True)
@@ -60,7 +60,7 @@ def save_ir(model, xml_target: Path, bin_target: Path) -> None:
 def timed_loads(xml: Path, bin_path: Path, settings: dict, cache_dir: Path) -> dict:
     """Compile the saved IR twice through the engine folder's cache: the first compile fills it (cold), the
     second reads it (warm). Returns the seconds of each and the precision the CPU compiled to."""
-    import openvino as ov
+    ov = ovs.load_openvino()
 
     core = ov.Core()
     times = []
@@ -76,7 +76,7 @@ def timed_loads(xml: Path, bin_path: Path, settings: dict, cache_dir: Path) -> d
 def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: Path, log: Log,
                   capabilities: tuple[str, ...] = (), cpu: str = "") -> list[EngineRecord]:
     """Convert, save and pre-compile one IR serving every profile of ``plan``."""
-    import openvino as ov
+    ov = ovs.load_openvino()
 
     started = time.perf_counter()
     out_dir = Path(out_dir)

@@ -32,7 +32,7 @@ def read_ir(core, engine: EngineRecord, out_dir: Path):
     """The ov.Model from the engine's verified ``.xml`` and ``.bin`` bytes (what is checked is what is read).
     EnvironmentProblem (exit 3) when this OpenVINO cannot read an IR whose files are intact."""
     import numpy as np
-    import openvino as ov
+    ov = ovs.load_openvino()
 
     xml = verified_bytes(out_dir, engine.file)
     weights = verified_bytes(out_dir, weights_record(engine))
@@ -70,7 +70,7 @@ class OvRunner(Runner):
                                                                                                  ovs.CACHE_DIR))
 
     def __enter__(self) -> OvRunner:
-        import openvino as ov
+        ov = ovs.load_openvino()
 
         if problem := ovs.precision_problem(self.engine.precision, *ovs.cpu_facts()):
             hint = "run it on a CPU that executes it, or build --precision fp32 here"

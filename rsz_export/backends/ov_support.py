@@ -18,6 +18,29 @@ NAME = "openvino"
 SUPPORTED_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 INSTALL = 'pip install -e ".[openvino]"'
 CAPABILITIES_ENV = "RSZ_EXPORT_OPENVINO_CAPABILITIES"
+
+
+def load_openvino():
+    """The ``openvino`` module, imported with its usage telemetry declined.
+
+    ``import openvino`` imports its model converter, which sends an event to Google Analytics from a process
+    forked off a thread (``openvino_telemetry``'s GA4 backend). rsz-export sends nothing on its users' behalf, and
+    without network that forked child can block on a lock the thread held, so that the command hangs at exit
+    while multiprocessing waits for it. The converter declines telemetry in a CI job (``CI=true``): that is set
+    for the import only, and restored after."""
+    import sys
+
+    if sys.modules.get("openvino") is None:  # not imported yet (or marked missing: the import then raises)
+        saved = os.environ.get("CI")
+        os.environ["CI"] = "true"
+        try:
+            import openvino  # noqa: F401
+        finally:
+            if saved is None:
+                os.environ.pop("CI", None)
+            else:
+                os.environ["CI"] = saved
+    return sys.modules["openvino"]
 """Comma-separated OPTIMIZATION_CAPABILITIES to use instead of the CPU's own (``FP32,BF16,INT8``): to build for
 another CPU than this one, and to test the capability checks. What actually runs is still checked after compiling."""
 
@@ -47,7 +70,7 @@ def declared_capabilities(read) -> tuple[str, ...]:
 def cpu_facts() -> tuple[tuple[str, ...], str]:
     """(OPTIMIZATION_CAPABILITIES, CPU name) as OpenVINO reports them, the capabilities overridable
     (``CAPABILITIES_ENV``)."""
-    import openvino as ov
+    ov = load_openvino()
 
     core = ov.Core()
     capabilities = declared_capabilities(lambda: core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))

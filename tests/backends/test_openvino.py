@@ -208,3 +208,23 @@ def test_the_bf16_line_says_what_bf16_gives():
 
     said = bf16_line({"median_ms": {"onnxruntime": 30.0, "openvino": 32.0, "openvino-bf16": 8.0}})
     assert "bf16 took 8.0 ms" in said and "3.75x" in said
+
+
+def test_openvino_is_imported_with_its_telemetry_declined():
+    """``import openvino`` would send a usage event from a forked process (and, without network, can hang the
+    command at exit); the backend's import declines it and leaves the environment as it was."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    pytest.importorskip("openvino", reason="the [openvino] extra is not installed")
+    probe = ("import os; os.environ.pop('CI', None)\n"
+             "from rsz_export.backends.ov_support import load_openvino\n"
+             "load_openvino()\n"
+             "import openvino.tools.ovc as ovc\n"
+             "print(ovc.telemetry.consent, os.environ.get('CI'))\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("CI", None)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert result.stdout.split() == ["False", "None"], result.stderr
