@@ -21,12 +21,13 @@ $(STAMP): pyproject.toml constraints.txt
 engines: install
 	$(BIN)/rsz-export build $(ENGINES_DIR) --min 224 --max 800
 
-# The fast tier for the edit-test loop: no ResNet-50 export, about 80 s on 2 cores.
+# The fast tier for the edit-test loop: no ResNet-50 export, about 65 s on 2 cores.
 check: install
 	$(BIN)/python -m pytest -m "not slow" -q -n 2
 
 # The full suite (what CI runs), with line coverage of the TensorRT modules (pyproject.toml [tool.coverage]):
-# the report is printed, and the run fails under 90%. Two pytest-xdist workers: about 12 minutes on 2 cores.
+# the report is printed, and the run fails under 90%. Two pytest-xdist workers, each on a core of its own
+# (tests/conftest.py), sharing the real-model fixtures: about 11 minutes on 2 cores.
 test: install
 	$(BIN)/python -m pytest -n 2 --cov --cov-report=term-missing
 
