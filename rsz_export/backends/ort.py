@@ -57,16 +57,21 @@ def offline_level(device: str) -> str:
     return OFFLINE_LEVEL if device == "cpu" else GPU_OFFLINE_LEVEL
 
 
+DEVICE_PRECISIONS = {"cpu": ("fp32", "int8"), "cuda": ("fp32",), "tensorrt": ("fp32", "fp16")}
+"""What each provider builds: fp16 only on the TensorRT provider (``trt_fp16_enable``), int8 on the CPU (a Q/DQ
+model). The CUDA provider computes in the model's own types and the engine is the fp32 model, so "fp16" there
+would run fp32."""
+
+
 def check_precision(options: BuildOptions) -> None:
-    """fp32 everywhere; fp16 only on the TensorRT provider (``trt_fp16_enable``); int8 on the CPU (a Q/DQ model).
-    The CUDA provider computes in the model's own types and the engine is the fp32 model, so "fp16" there would
-    run fp32."""
-    allowed = {"cpu": ("fp32", "int8"), "tensorrt": ("fp32", "fp16")}.get(options.device, ("fp32",))
+    """UsageError when ``options.device``'s provider does not build ``options.precision`` (DEVICE_PRECISIONS),
+    naming the device or backend that does."""
+    allowed = DEVICE_PRECISIONS.get(options.device, ("fp32",))
     if options.precision not in allowed:
         from rsz_export.backends import precision_fix
 
-        elsewhere = [device for device in ("cpu", "tensorrt") if device != options.device
-                     and options.precision in {"cpu": ("fp32", "int8"), "tensorrt": ("fp32", "fp16")}[device]]
+        elsewhere = [device for device, built in DEVICE_PRECISIONS.items()
+                     if device != options.device and options.precision in built]
         hint = precision_fix(options.precision, NAME)
         if elsewhere:
             hint += f"; on ONNX Runtime, {options.precision} builds with --device {elsewhere[0]}"
