@@ -41,6 +41,15 @@ sys.path.insert(0, str(REPO))
 ENV = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
+def given_or_exported(onnx: str | None, work: Path) -> Path:
+    """The ONNX given with ``--onnx``, else a seeded ResNet-50 exported into ``work``."""
+    if onnx:
+        return Path(onnx)
+    exported = work / "resnet50.onnx"
+    _cli("export", "-o", str(exported), "--weights", "random", "--no-verify")
+    return exported
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "-m", "rsz_export", *args], env=ENV, capture_output=True, text=True)
     if result.returncode != 0:
@@ -200,10 +209,7 @@ def main() -> int:
     threads = usable_cpus()
     with tempfile.TemporaryDirectory(prefix="rsz-int8-") as tmp:
         work = Path(tmp)
-        onnx = Path(args.onnx) if args.onnx else None
-        if onnx is None:
-            onnx = work / "resnet50.onnx"
-            _cli("export", "-o", str(onnx), "--weights", "random", "--no-verify")
+        onnx = given_or_exported(args.onnx, work)
         folder, held, seen = _split(work, args.crops, args.min)
         _build(work / "fp32", onnx, args.min, args.max)
         build_s = _build(work / "int8", onnx, args.min, args.max, "--precision", "int8", "--calib", str(folder),

@@ -157,10 +157,7 @@ def main() -> int:
     threads = usable_cpus()
     with tempfile.TemporaryDirectory(prefix="rsz-int8-target-") as tmp:
         work = Path(tmp)
-        onnx = Path(args.onnx) if args.onnx else None
-        if onnx is None:
-            onnx = work / "resnet50.onnx"
-            int8_bench._cli("export", "-o", str(onnx), "--weights", "random", "--no-verify")
+        onnx = int8_bench.given_or_exported(args.onnx, work)
         lo, hi = args.min, args.max
         int8_bench._build(work / "fp32", onnx, lo, hi)
         started = time.perf_counter()
