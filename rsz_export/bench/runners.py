@@ -35,13 +35,14 @@ def shape_change_feed(plan: Plan, engine: EngineRecord | None, batch: int, size:
     in the state that serves it: ``previous`` when the same runner state serves both, else a corner (min, max,
     opt) of the profile serving ``size`` that differs from it. None when there is nothing to change from.
 
-    An engine-per-profile runner serves only its own profile, and a TensorRT context only its profile, so
-    ``previous`` (another profile's size) would be refused or would change another context's shape."""
+    An engine that carries only some profiles (engine per profile, or a profile built in another precision)
+    refuses a size outside them, and a TensorRT context serves only its profile, so ``previous`` (another
+    profile's size) would be refused or would change another context's shape."""
     if previous is None:
         return None
     profiles = plan.profiles if engine is None else [plan.profiles[i] for i in engine.profiles]
-    here = route(profiles, batch, size.h, size.w)
-    if not keeps_state_per_profile(engine) or route(profiles, batch, previous.h, previous.w) == here:
+    here, there = route(profiles, batch, size.h, size.w), route(profiles, batch, previous.h, previous.w)
+    if there is not None and (not keeps_state_per_profile(engine) or there == here):
         return previous
     profile = profiles[here]
     corners = (Resolution(c.h, c.w) for c in (profile.min, profile.max, profile.opt))

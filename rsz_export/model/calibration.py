@@ -76,6 +76,13 @@ def read_placement(path: str | Path) -> tuple[tuple[str, ...], float | None, dic
     return layers, fallback.get("target_min_cosine"), data.get("holdout")
 
 
+def read_profile_precisions(path: str | Path) -> tuple[dict, ...]:
+    """The int8 placement's verdict per plan profile ({profile, sizes, precision, worst}) from a calibration file
+    that ``read_ranges`` accepted; empty when it judged none (no accuracy target, or a file of an earlier version)."""
+    data = json.loads(read_small_file(Path(path), str(path), IntegrityError).decode("utf-8"))
+    return tuple(dict(p) for p in (data.get("int8_fallback") or {}).get("profiles") or ())
+
+
 
 
 class TensorStats:

@@ -194,6 +194,36 @@ def check_sizes(plan) -> tuple:
     return tuple(dict.fromkeys((Resolution(lo, lo), Resolution(hi, hi))))
 
 
+def profile_check_sizes(plan) -> tuple:
+    """Per plan profile, the sizes int8 is judged at for it: the smallest and the largest square that routing
+    sends to it (the profile's min and max corners when it serves no square)."""
+    from rsz_export.plan.profiles import route
+    from rsz_export.shapes import Resolution
+
+    batch, result = plan.profiles[0].min.batch, []
+    for index, profile in enumerate(plan.profiles):
+        lo, hi = max(profile.min.h, profile.min.w), min(profile.max.h, profile.max.w)
+        served = [s for s in range(lo, hi + 1) if route(plan.profiles, batch, s, s) == index]
+        corners = (served[0], served[0], served[-1], served[-1]) if served else (
+            profile.min.h, profile.min.w, profile.max.h, profile.max.w)
+        result.append(tuple(dict.fromkeys((Resolution(*corners[:2]), Resolution(*corners[2:])))))
+    return tuple(result)
+
+
+def int8_check_sizes(calibration_file, plan) -> tuple:
+    """Where an int8 engine's Q/DQ model is checked: the smallest and largest of the sizes the placement judged
+    its int8 profiles at (a build with profiles in float leaves those out), else the plan's (``check_sizes``)."""
+    from rsz_export.model.calibration import read_profile_precisions
+    from rsz_export.shapes import Resolution
+
+    sizes = [Resolution(*map(int, s.split("x"))) for p in read_profile_precisions(calibration_file)
+             if p["precision"] == "int8" for s in p["sizes"]]
+    if not sizes:
+        return check_sizes(plan)
+    by_area = sorted(sizes, key=lambda r: (r.h * r.w, r.h))
+    return tuple(dict.fromkeys((by_area[0], by_area[-1])))
+
+
 def photo_feeds(size, paths=None) -> np.ndarray:
     """``paths`` (default: the bundled photographs) through the evaluation crop at ``size``: [n,3,h,w]."""
     from rsz_export.images.loading import load_rgb, sample_images
@@ -222,7 +252,8 @@ def checked_qdq(onnx_path, calibration_file, settings: QdqSettings, plan, target
     float_layers, accuracy_target, holdout = read_placement(calibration_file)
     path = qdq_model(onnx_path, ranges, settings, target, float_layers)
     held = _held_out(holdout)
-    check = check_qdq(path, onnx_path, settings, lambda size: photo_feeds(size, held), check_sizes(plan), threads)
+    check = check_qdq(path, onnx_path, settings, lambda size: photo_feeds(size, held),
+                       int8_check_sizes(calibration_file, plan), threads)
     if held and accuracy_target is not None:
         check = replace(check, bound=accuracy_target, images="held-out")
     log(f"{path.name}: {check.summary()}")

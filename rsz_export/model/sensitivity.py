@@ -14,7 +14,12 @@ held-out images at the plan's smallest size. The choice (``choose_fallback``) ra
 keeps the k most sensitive in float for k = 0, 1, 2, 4, ... (then bisects), checking each candidate with a
 caller's ``evaluate`` (the build builds the real Q/DQ model and runs it on the held-out images at every check
 size), until the worst cosine meets the target or the float layers would carry more than ``MAX_FLOAT_SHARE`` of
-the multiply-adds (then int8 is not worth it and no placement is returned).
+the multiply-adds (then int8 is not worth it everywhere).
+
+Precision per profile: the check sizes are grouped by the plan profile that serves them. When no placement
+within the limit meets the target at every size, the placement chosen is the tried one that meets it on the most
+profiles (the fewest float layers among equals); the profiles it does not meet are built in float
+(``Placement.int8_profiles``). When it meets it on none, no placement is returned.
 """
 
 from __future__ import annotations
@@ -49,8 +54,10 @@ class Trial:
     worst: dict[str, float]
     median: dict[str, float]
 
-    def meets(self, target: float) -> bool:
-        return len(self.worst) > 0 and min(self.worst.values()) >= target
+    def meets(self, target: float, sizes: Sequence[str] | None = None) -> bool:
+        """Whether the worst cosine meets ``target`` at every check size (or at every one of ``sizes``)."""
+        values = [w for s, w in self.worst.items() if sizes is None or s in sizes]
+        return len(values) > 0 and min(values) >= target
 
     def row(self) -> str:
         cells = ", ".join(f"{s} worst {w:.4f} median {self.median[s]:.4f}" for s, w in self.worst.items())
@@ -60,13 +67,27 @@ class Trial:
 @dataclass(frozen=True)
 class Placement:
     """The outcome: the layers kept in float (most sensitive first; empty when int8 everywhere meets the target),
-    every layer's sensitivity, and each trial, in the order tried. ``chosen`` is None when no trial met it."""
+    every layer's sensitivity, and each trial, in the order tried. ``profiles``: each plan profile's check sizes
+    (empty: one group, the whole plan). ``chosen`` is None when no trial met the target on any profile."""
 
     target: float
     sensitivity: dict[str, float]
     layers: tuple[Layer, ...]
     trials: tuple[Trial, ...] = field(default_factory=tuple)
     chosen: Trial | None = None
+    profiles: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def met(self) -> bool:
+        """Whether the chosen placement meets the target at every check size (every profile in int8)."""
+        return self.chosen is not None and self.chosen.meets(self.target)
+
+    @property
+    def int8_profiles(self) -> tuple[int, ...]:
+        """The plan profiles the chosen placement meets the target on: built in int8, the others in float."""
+        if self.chosen is None:
+            return ()
+        return tuple(i for i, sizes in enumerate(self.profiles) if self.chosen.meets(self.target, sizes))
 
     def table(self) -> str:
         return "\n".join(f"  {t.row()}" for t in self.trials)
@@ -79,9 +100,13 @@ class Placement:
         trials = [{"float_layers": len(t.float_layers), "float_share": round(t.float_share, 5), "worst": t.worst,
                    "median": t.median} for t in self.trials]
         ranking = sorted(self.sensitivity.items(), key=lambda item: -item[1])
-        return {"target_min_cosine": self.target, "met": self.chosen is not None, "float_layers": kept,
+        int8 = self.int8_profiles
+        profiles = [{"profile": i, "sizes": list(sizes), "precision": "int8" if i in int8 else "fp32",
+                     "worst": None if self.chosen is None else min(self.chosen.worst[s] for s in sizes)}
+                    for i, sizes in enumerate(self.profiles)]
+        return {"target_min_cosine": self.target, "met": self.met, "float_layers": kept,
                 "float_share": None if self.chosen is None else round(self.chosen.float_share, 5),
-                "trials": trials, "sensitivity": {n: round(s, 7) for n, s in ranking}}
+                "profiles": profiles, "trials": trials, "sensitivity": {n: round(s, 7) for n, s in ranking}}
 
 
 def layers_of(model, sample_shape: tuple[int, int, int, int]) -> list[Layer]:
@@ -283,9 +308,11 @@ def measure_sensitivity(runner: SwitchableRunner, x: np.ndarray) -> dict[str, fl
 def choose_fallback(layers: Sequence[Layer], sensitivity: dict[str, float],
                     evaluate: Callable[[tuple[str, ...]], tuple[dict[str, float], dict[str, float]]],
                     target: float, max_float_share: float = MAX_FLOAT_SHARE,
-                    log: Callable[[str], None] = lambda message: None) -> Placement:
+                    log: Callable[[str], None] = lambda message: None,
+                    profiles: Sequence[Sequence[str]] = ()) -> Placement:
     """The fewest most-sensitive layers to keep in float so ``evaluate(float_layers)`` -> (worst, median cosine
-    per size) meets ``target`` everywhere (module docstring)."""
+    per size) meets ``target`` everywhere; failing that, on the most of ``profiles`` (each a group of check
+    sizes) that a tried placement meets it on (module docstring)."""
     ranked = sorted((layer for layer in layers if layer.name in sensitivity), key=lambda x: -sensitivity[x.name])
     shares = np.cumsum([0.0, *(layer.flop_share for layer in ranked)])
     trials: dict[int, Trial] = {}
@@ -312,4 +339,12 @@ def choose_fallback(layers: Sequence[Layer], sensitivity: dict[str, float],
         middle = (passed + failed) // 2
         failed, passed = (failed, middle) if trial(middle).meets(target) else (middle, passed)
     ordered = tuple(trials[k] for k in sorted(trials))
-    return Placement(target, sensitivity, tuple(layers), ordered, None if passed is None else trials[passed])
+    groups = tuple(tuple(sizes) for sizes in profiles)
+    chosen = None if passed is None else trials[passed]
+    if chosen is None and groups:
+        def profiles_met(t: Trial) -> int:
+            return sum(t.meets(target, sizes) for sizes in groups)
+
+        best = max(ordered, key=lambda t: (profiles_met(t), -len(t.float_layers)))
+        chosen = best if profiles_met(best) > 0 else None
+    return Placement(target, sensitivity, tuple(layers), ordered, chosen, groups)

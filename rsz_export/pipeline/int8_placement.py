@@ -4,12 +4,17 @@
 * Coverage: how many calibration images each profile got, and the share of activations the calibrated ranges
   clip on the held-out images at the plan's smallest and largest square (overall and the worst tensors).
 * Placement (``model.sensitivity``): each layer's sensitivity on the held-out images at the smallest size, then
-  the fewest most sensitive layers kept in float so that the worst cosine to fp32 on the held-out images at both
-  sizes meets the target, each candidate checked with the real CPU Q/DQ model as ONNX Runtime runs it here (the
+  the fewest most sensitive layers kept in float so that the worst cosine to fp32 on the held-out images meets
+  the target at every profile's check sizes (the smallest and largest square routing sends to it,
+  ``model.quantization.profile_check_sizes``), each candidate checked with the real CPU Q/DQ model as ONNX
+  Runtime runs it here (the
   TensorRT model's exact arithmetic is too slow on the CPU to try per candidate; its build checks it on the
   held-out images against the same target, ``model.quantization.checked_qdq``). Both Q/DQ models leave out the
-  same layers (``model.quantization``). When no placement that leaves most of the work in
-  int8 meets the target, the build stops (CheckFailed, exit 1) with the table of what was tried.
+  same layers (``model.quantization``).
+* Precision per profile: when no placement that leaves most of the work in int8 meets the target on every
+  profile, the profiles the best one tried meets it on are built in int8 and the others in fp32
+  (``precision_groups``; the manifest's engines and ``bench`` say which precision serves which profile). When it
+  meets it on none, the build stops (CheckFailed, exit 1) with the table of what was tried.
 """
 
 from __future__ import annotations
@@ -71,11 +76,12 @@ def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, thr
 
     from rsz_export.interface import INPUT_NAME
     from rsz_export.model import sensitivity as model_sensitivity
-    from rsz_export.model.quantization import CPU_QDQ, _session, check_sizes, qdq_model
+    from rsz_export.model.quantization import CPU_QDQ, _session, profile_check_sizes, qdq_model
     from rsz_export.model.sensitivity import SwitchableRunner, choose_fallback, cosines, layers_of, measure_sensitivity
 
     started = time.perf_counter()
-    sizes = check_sizes(plan)
+    per_profile = profile_check_sizes(plan)
+    sizes = tuple(sorted(dict.fromkeys(s for group in per_profile for s in group), key=lambda r: (r.h * r.w, r.h)))
     feeds = {size: calib.holdout.feeds_at(size) for size in sizes}
     smallest = sizes[0]
     runner = SwitchableRunner(onnx_path, ranges, threads)
@@ -96,7 +102,7 @@ def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, thr
             return worst, median
 
         placement = choose_fallback(layers, sensitivity, evaluate, calib.target, model_sensitivity.MAX_FLOAT_SHARE,
-                                    log)
+                                    log, profiles=[[str(s) for s in group] for group in per_profile])
     result = {**placement.to_dict(), "seconds": round(time.perf_counter() - started, 2),
               "sensitivity_images": min(SENSITIVITY_IMAGES, len(feeds[smallest])), "sizes": [str(s) for s in sizes],
               "checked_with": CPU_QDQ.name}
@@ -108,4 +114,20 @@ def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, thr
     kept = placement.chosen.float_layers
     log(f"int8 fallback: {len(kept)} layer(s) kept in float ({placement.chosen.float_share:.2%} of the work): "
         f"{', '.join(kept) or 'none'}")
+    if not placement.met:
+        fp32 = [p for p in result["profiles"] if p["precision"] != "int8"]
+        missed = ", ".join(f"profile {p['profile']} worst cosine {p['worst']:.4f}" for p in fp32)
+        log(f"int8 misses --int8-target {calib.target} on {missed}: built in fp32 "
+            f"({plan.covered_ranges([p['profile'] for p in fp32])})")
     return result
+
+
+def precision_groups(plan: Plan, report: dict | None) -> tuple[tuple[str, tuple[int, ...]], ...] | None:
+    """(precision, plan profile indices) to build, int8 first, when the placement in a calibration's ``report``
+    keeps some profiles in fp32; None when every profile is int8 (or nothing was judged per profile)."""
+    judged = ((report or {}).get("int8_fallback") or {}).get("profiles") or ()
+    fp32 = tuple(p["profile"] for p in judged if p["precision"] != "int8")
+    if not fp32:
+        return None
+    int8 = tuple(i for i in range(len(plan.profiles)) if i not in fp32)
+    return tuple((precision, group) for precision, group in (("int8", int8), ("fp32", fp32)) if group)

@@ -12,6 +12,7 @@ atomically, under the folder's write lock.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -197,8 +198,29 @@ def _engine_stage(ctx: BuildContext, backend: Backend, onnx_record: FileRecord, 
         options = replace(options, timing_cache=str(out_dir.resolve() / TIMING_CACHE_NAME))
     if backend.uses_timing_cache:
         drop_untrusted_timing_cache(out_dir, Path(options.timing_cache), log, backend.timing_cache_problem)
-    built = backend.build_engines(out_dir / onnx_record.file, spec.plan, options, engine_dir, log)
-    return [_rebase(engine, engine_dir.name) for engine in built]
+    from rsz_export.pipeline.int8_placement import precision_groups
+
+    groups = None if calibration is None else precision_groups(spec.plan, calibration.report)
+    if groups is None:
+        built = backend.build_engines(out_dir / onnx_record.file, spec.plan, options, engine_dir, log)
+        return [_rebase(engine, engine_dir.name) for engine in built]
+    engines = []
+    for precision, indices in groups:  # each precision's profiles as a plan of their own, in a folder of its own
+        log(f"plan profile(s) {list(indices)} in {precision}")
+        folder = engine_dir / precision
+        folder.mkdir(exist_ok=True)
+        sub = replace(options, precision=precision, calibration=options.calibration if precision == "int8" else None)
+        plan = replace(spec.plan, profiles=tuple(spec.plan.profiles[i] for i in indices))
+        built = backend.build_engines(out_dir / onnx_record.file, plan, sub, folder, log)
+        engines += [_rebase(_profiles_of_plan(engine, indices), f"{engine_dir.name}/{precision}") for engine in built]
+    return engines
+
+
+def _profiles_of_plan(engine, indices: tuple[int, ...]):
+    """An engine built for the plan's profiles ``indices`` alone, its profile numbers (and a ``-pK`` name suffix)
+    made the whole plan's."""
+    name = re.sub(r"-p(\d+)$", lambda m: f"-p{indices[int(m[1])]}", engine.name)
+    return replace(engine, name=name, profiles=tuple(indices[k] for k in engine.profiles))
 
 
 def _timed_choice(spec, out_dir: Path, onnx_record: FileRecord, calibration, log: Log) -> dict:

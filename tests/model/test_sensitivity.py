@@ -125,3 +125,25 @@ def test_cosines_judge_each_image_by_its_worst_output():
     logits = rng.standard_normal((2, 10))
     assert np.allclose(cosines([logits, maps], [logits, other]), whole)
     assert np.allclose(cosines([maps, logits], [maps, -logits]), [-1.0, -1.0])
+
+
+def test_when_no_placement_meets_every_profile_the_one_meeting_the_most_is_chosen():
+    layers = [Layer(f"conv{i}", "Conv", 0.2) for i in range(5)]
+    sensitivity = {f"conv{i}": 0.1 * (5 - i) for i in range(5)}
+
+    def evaluate(float_layers):  # profile 0 (224) reaches the target with 2 float layers, profile 1 (800) never
+        k = len(float_layers)
+        return {"224x224": 0.98 + 0.01 * k, "800x800": 0.9}, {"224x224": 0.99, "800x800": 0.9}
+
+    groups = [["224x224"], ["800x800"]]
+    placement = choose_fallback(layers, sensitivity, evaluate, target=0.999, max_float_share=0.6, profiles=groups)
+    assert placement.chosen.float_layers == ("conv0", "conv1") and placement.int8_profiles == (0,)
+    assert not placement.met  # tried 0, 1, 2 and 3 (the limit: 60%); 2 is the fewest that meets profile 0
+    assert [p["precision"] for p in placement.to_dict()["profiles"]] == ["int8", "fp32"]
+    assert placement.to_dict()["profiles"][1]["worst"] == 0.9
+    nowhere = choose_fallback(layers, sensitivity, lambda f: ({"224x224": 0.9, "800x800": 0.9},) * 2, target=0.999,
+                              profiles=groups)
+    assert nowhere.chosen is None and nowhere.int8_profiles == () and not nowhere.to_dict()["met"]
+    everywhere = choose_fallback(layers, sensitivity, lambda f: ({"224x224": 1.0, "800x800": 1.0},) * 2, target=0.999,
+                                 profiles=groups)
+    assert everywhere.met and everywhere.int8_profiles == (0, 1) and everywhere.chosen.float_layers == ()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import RANDOM_METADATA, make_plan, tiny_convnet
+from tests.helpers import RANDOM_METADATA, make_plan, run_cli, tiny_convnet
 
 
 def _photos(folder, count):
@@ -68,3 +68,67 @@ def test_no_placement_meeting_the_target_stops_with_the_table(tmp_path, monkeypa
     assert error.value.exit_code == EXIT_CHECK_FAILED and "float layer(s)" in error.value.message
     assert not (tmp_path / "out" / "manifest.json").exists()
     assert not list((tmp_path / "out").glob("calibration-*.json"))
+
+
+def test_a_profile_int8_cannot_hold_to_the_target_is_built_and_served_in_fp32(tmp_path, monkeypatch):
+    """Two profiles whose held-out worst cosines differ; a target between them: the better one is int8, the other
+    fp32, each in an engine of its own that the manifest, serving and bench agree on."""
+    from rsz_export.backends.base import BuildOptions
+    from rsz_export.model import sensitivity
+    from rsz_export.model.calibration_set import CalibSpec
+    from rsz_export.model.quantization import _session
+    from rsz_export.pipeline.run import BuildSpec, build
+    from rsz_export.serve.session import Session
+
+    model = tiny_convnet(tmp_path / "convnet.onnx", metadata=RANDOM_METADATA)
+    plan, calib = make_plan(224, 320, 2), _photos(tmp_path / "calib", 5)
+
+    def built(target, out):
+        spec = BuildSpec(plan, tmp_path / out, backend="onnxruntime", onnx=model,
+                         options=BuildOptions(precision="int8"), calibration=CalibSpec(calib, target=target))
+        return build(spec, lambda message: None).manifest
+
+    every_layer_int8 = built(0.5, "probe").calibration.report["int8_fallback"]
+    per_profile = [min(every_layer_int8["trials"][0]["worst"][s] for s in p["sizes"])
+                   for p in every_layer_int8["profiles"]]
+    assert [p["sizes"] for p in every_layer_int8["profiles"]] == [["224x224", "264x264"], ["265x265", "320x320"]]
+    better = int(np.argmax(per_profile))
+    assert per_profile[better] > per_profile[1 - better]  # the two profiles differ on the held-out image
+    monkeypatch.setattr(sensitivity, "MAX_FLOAT_SHARE", 0.0)  # no Conv or Gemm may stay in float
+    manifest = built(float(np.mean(per_profile)), "out")
+
+    fallback = manifest.calibration.report["int8_fallback"]
+    assert not fallback["met"] and [p["precision"] for p in fallback["profiles"]] == [
+        "int8" if i == better else "fp32" for i in range(2)]
+    by_precision = {e.precision: e for e in manifest.engines}
+    assert sorted(by_precision) == ["fp32", "int8"] and manifest.precision == "int8"
+    assert by_precision["int8"].profiles == (better,) and by_precision["fp32"].profiles == (1 - better,)
+    assert [by_precision[p].file.file.split("/")[1] for p in ("int8", "fp32")] == ["int8", "fp32"]  # own folders
+    fp32 = _session(model, None)
+    with Session(tmp_path / "out") as session:
+        for profile, side in ((0, 240), (1, 300)):
+            x = np.random.default_rng(side).random((1, 3, side, side), dtype=np.float32)
+            chosen = session.route(side, side)
+            assert chosen.profile == profile
+            assert session.engine_name(chosen.engine)[0] == ("ort-int8" if profile == better else "ort")
+            logits, _ = session.run(x, chosen)
+            exact = np.allclose(logits, fp32.run(None, {"images": x})[0], rtol=1e-4, atol=1e-5)
+            assert exact == (profile != better)  # only the fp32 profile computes the fp32 model's logits
+    result = run_cli("bench", str(tmp_path / "out"), "--sizes", "240,300", "--backends", "onnxruntime",
+                     "--iters", "2", "--warmup", "1", "--no-static", "--json", "-")
+    assert result.returncode == 0, result.stderr
+    points = {(p["h"], p["engine"], p["precision"]) for p in json.loads(result.stdout)["rows"]}
+    assert points == {(240, "ort-int8" if better == 0 else "ort", "int8" if better == 0 else "fp32"),
+                      (300, "ort-int8" if better == 1 else "ort", "int8" if better == 1 else "fp32")}
+
+
+
+def test_engines_built_for_some_profiles_are_numbered_by_the_whole_plan():
+    from rsz_export.artifacts.manifest import EngineRecord, FileRecord
+    from rsz_export.pipeline.run import _profiles_of_plan
+
+    def engine(name, profiles):  # the file keeps its name: it lies in the precision's own folder
+        return EngineRecord(name, "tensorrt", "fp32", FileRecord("tensorrt-fp32-p1.engine", "0" * 64, 1), profiles, 1.0)
+
+    assert _profiles_of_plan(engine("tensorrt-fp32-p1", (1,)), (0, 2, 3)) == engine("tensorrt-fp32-p2", (2,))
+    assert _profiles_of_plan(engine("tensorrt-fp32", (0, 1)), (1, 3)) == engine("tensorrt-fp32", (1, 3))
