@@ -15,6 +15,22 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def shared_memory_of(pids) -> set[Path]:
+    """The /dev/shm files these processes map or hold open (read from /proc): what a server must leave nothing of
+    when it stops. Naming the files a server's own processes use, rather than comparing the whole folder before and
+    after, keeps files of another server running beside it (another test, another worker) out of its account."""
+    found = set()
+    for pid in pids:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+            fds = [os.readlink(f) for f in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:  # gone, or not ours to read
+            continue
+        names = [line.split(maxsplit=5)[5] for line in maps if len(line.split(maxsplit=5)) == 6] + fds
+        found |= {Path(n) for n in names if n.startswith("/dev/shm/") and not n.endswith(" (deleted)")}
+    return found
+
+
 def make_plan(min_size: int, max_size: int, *fields, **named):
     """The plan ``rsz-export plan --min MIN --max MAX`` makes, with the other ``PlanSpec`` fields (``profiles``,
     ``batch``, ``aspect``, in its order or by name) as given: how every test makes a plan."""

@@ -128,9 +128,9 @@ def export_command(weights, seed, num_classes, outputs, output, verify):
               "sensitivity and --int8-target. Default: a seeded fifth of --calib's images (two bundled photographs "
               "without --calib).")
 @click.option("--int8-target", "int8_target", metavar="COS|off",
-              help=f"int8: the smallest cosine to fp32 logits allowed on any held-out image at the plan's smallest "
-              f"and largest size; the most sensitive layers stay in float until it holds (default {INT8_TARGET}; "
-              "'off': every layer int8).")
+              help=f"int8: the smallest cosine to fp32 logits allowed on any held-out image at each profile's "
+              f"smallest and largest square; the most sensitive layers stay in float until it holds, and a profile "
+              f"where it cannot is built in fp32 (default {INT8_TARGET}; 'off': every layer int8).")
 @click.option("--force", is_flag=True, help="Rebuild even if the manifest says everything is up to date.")
 @click.option("--no-cache", is_flag=True, help="Neither take the export from the shared export cache nor add it "
               "there ($RSZ_EXPORT_CACHE, default ~/.cache/rsz-export/exports).")

@@ -31,6 +31,8 @@ from rsz_export.plan.profiles import Plan, route
 SENSITIVITY_IMAGES = 2
 """Held-out images the per-layer sensitivity runs on (at the smallest size): one pass per layer each."""
 WORST_TENSORS = 3
+LATENCY_RUNS = 5
+"""Timed calls per trial placement, at the smallest check size, one image."""
 
 
 def coverage_report(onnx_path, ranges, calib: CalibrationSet, plan: Plan, threads: int | None, log: Log) -> dict:
@@ -92,6 +94,7 @@ def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, thr
     reference = {size: fp32.run(None, {INPUT_NAME: x}) for size, x in feeds.items()}  # every output
     layers = layers_of(onnx.load(str(onnx_path)), (1, 3, smallest.h, smallest.w))
 
+    latency: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="rsz-int8-trial-") as work:
         def evaluate(float_layers):  # the CPU Q/DQ model as ONNX Runtime runs it, leaving those layers out
             trial = qdq_model(onnx_path, ranges, CPU_QDQ, f"{work}/trial.onnx", float_layers)
@@ -99,27 +102,46 @@ def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, thr
             for size, x in feeds.items():
                 c = cosines(reference[size], session.run(None, {INPUT_NAME: x}))
                 worst[str(size)], median[str(size)] = round(float(c.min()), 6), round(float(np.median(c)), 6)
+            latency[len(float_layers)] = _latency_ms(session, feeds[smallest][:1])
             return worst, median
 
         placement = choose_fallback(layers, sensitivity, evaluate, calib.target, model_sensitivity.MAX_FLOAT_SHARE,
                                     log, profiles=[[str(s) for s in group] for group in per_profile])
     result = {**placement.to_dict(), "seconds": round(time.perf_counter() - started, 2),
               "sensitivity_images": min(SENSITIVITY_IMAGES, len(feeds[smallest])), "sizes": [str(s) for s in sizes],
-              "checked_with": CPU_QDQ.name}
+              "checked_with": CPU_QDQ.name, "latency_size": str(smallest)}
+    for row in result["trials"]:
+        row["latency_ms"] = latency.get(row["float_layers"])
     if placement.chosen is None:
         raise CheckFailed(
             f"no int8 placement meets --int8-target {calib.target} (worst cosine to fp32 on the held-out images) "
             f"while keeping most of the work in int8; tried:\n{placement.table()}",
             hint="calibrate on more images like the ones you serve (--calib), lower --int8-target, or build fp32")
     kept = placement.chosen.float_layers
-    log(f"int8 fallback: {len(kept)} layer(s) kept in float ({placement.chosen.float_share:.2%} of the work): "
-        f"{', '.join(kept) or 'none'}")
+    cost = latency[len(kept)] / latency[0] if latency.get(0) else float("nan")
+    log(f"int8 fallback: {len(kept)} layer(s) kept in float ({placement.chosen.float_share:.2%} of the work; "
+        f"{cost:.2f}x the every-layer-int8 latency at {smallest} on this machine): {', '.join(kept) or 'none'}")
     if not placement.met:
         fp32 = [p for p in result["profiles"] if p["precision"] != "int8"]
         missed = ", ".join(f"profile {p['profile']} worst cosine {p['worst']:.4f}" for p in fp32)
         log(f"int8 misses --int8-target {calib.target} on {missed}: built in fp32 "
             f"({plan.covered_ranges([p['profile'] for p in fp32])})")
     return result
+
+
+def _latency_ms(session, x, runs: int = LATENCY_RUNS) -> float:
+    """Median wall milliseconds of ``runs`` calls after one unrecorded call: what a trial placement costs in speed
+    on the build machine, recorded beside its multiply-add share (which understates it: a float layer also
+    breaks the int8 chain around it, and a float stem convolution is slow)."""
+    from rsz_export.interface import INPUT_NAME
+
+    session.run(None, {INPUT_NAME: x})
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, {INPUT_NAME: x})
+        times.append((time.perf_counter() - start) * 1000)
+    return round(float(np.median(times)), 3)
 
 
 def precision_groups(plan: Plan, report: dict | None) -> tuple[tuple[str, tuple[int, ...]], ...] | None:

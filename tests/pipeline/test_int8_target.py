@@ -50,6 +50,8 @@ def test_the_manifest_reports_coverage_and_the_layers_kept_in_float(tmp_path):
     chosen = next(t for t in fallback["trials"] if t["float_layers"] == len(kept))
     assert min(chosen["worst"].values()) >= 0.9999 and fallback["float_share"] == chosen["float_share"] <= 0.5
     assert all(min(t["worst"].values()) < 0.9999 for t in fallback["trials"] if t["float_layers"] < len(kept))
+    assert fallback["latency_size"] == "224x224" and all(t["latency_ms"] > 0 for t in fallback["trials"])
+    assert [p["precision"] for p in fallback["profiles"]] == ["int8"] * len(manifest.plan.profiles)
     (engine,) = manifest.engines
     assert engine.settings["float_layers"] == kept
     assert engine.settings["qdq_check"]["images"] == "held-out" and engine.settings["qdq_check"]["bound"] == 0.9999

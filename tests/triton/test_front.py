@@ -24,7 +24,7 @@ pytest.importorskip("pytriton.triton", reason="the [serve] extra (nvidia-pytrito
 grpcclient = pytest.importorskip("tritonclient.grpc", reason="the [serve] extra (tritonclient[grpc]) is not installed")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-from tests.helpers import RANDOM_METADATA, REPO, tiny_onnx  # noqa: E402
+from tests.helpers import RANDOM_METADATA, REPO, shared_memory_of, tiny_onnx  # noqa: E402
 
 pytestmark = pytest.mark.slow
 MODEL = "resnet50"
@@ -53,10 +53,6 @@ def engines(tmp_path_factory) -> Path:
     return out
 
 
-def shm_files() -> set[str]:
-    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
-
-
 def live_descendants(root: int) -> list[int]:
     from rsz_export.triton.watchdog import descendants
 
@@ -68,7 +64,7 @@ class Serve:
 
     def __init__(self, engines: Path, log: Path, *extra: str):
         self.http, self.grpc, self.metrics = free_port(), free_port(), free_port()
-        self.log, self.shm_before = log, shm_files()
+        self.log, self.shm = log, set()
         command = [sys.executable, "-m", "rsz_export", "serve", str(engines), "--http-port", str(self.http),
                    "--grpc-port", str(self.grpc), "--metrics-port", str(self.metrics), "--threads", "1", *extra]
         with log.open("w") as err:
@@ -98,6 +94,7 @@ class Serve:
             if status == 200:
                 assert post(self, good_body())[0] == 200, "ready, yet an inference failed"
                 self.children = set(live_descendants(self.process.pid))
+                self.shm = shared_memory_of({self.process.pid, *self.children})
                 return polls
             assert self.process.poll() is None, self.log.read_text()
             time.sleep(0.05)
@@ -267,13 +264,14 @@ def _length(answer: bytes) -> int:
 
 
 def _assert_nothing_left(server: Serve) -> None:
+    """No process of the server left, and none of the shared memory files its processes used when ready."""
     from rsz_export.triton.liveness import alive
 
     deadline = time.monotonic() + 5
     while any(alive(pid) for pid in server.children) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in server.children if alive(pid)]
-    assert not shm_files() - server.shm_before
+    assert server.shm and not [path for path in server.shm if path.exists()]
 
 
 def test_sigkill_leaves_no_process_and_no_shared_memory(engines, tmp_path):

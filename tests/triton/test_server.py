@@ -28,7 +28,7 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 from rsz_export.interface import SERVED_MODEL_NAME  # noqa: E402
 from rsz_export.serve.preprocess_policy import ModelInput  # noqa: E402
 from rsz_export.serve.session import Session  # noqa: E402
-from tests.helpers import RANDOM_METADATA, make_plan, tiny_onnx  # noqa: E402
+from tests.helpers import RANDOM_METADATA, make_plan, shared_memory_of, tiny_onnx  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,10 +65,6 @@ def session(served_engines):
         yield opened
 
 
-def shm_files() -> set[str]:
-    return {p.name for p in Path("/dev/shm").glob("p*")} if Path("/dev/shm").is_dir() else set()
-
-
 def group_members(pgid: int) -> list[str]:
     """Live (not zombie) processes of a process group."""
     found = []
@@ -85,7 +81,6 @@ def group_members(pgid: int) -> list[str]:
 class Server:
     def __init__(self, engines: Path, log: Path):
         self.http, self.grpc, self.log = free_port(), free_port(), log
-        self.shm_before = shm_files()
         command = [sys.executable, "-m", "rsz_export", "serve", str(engines), "--http-port", str(self.http),
                    "--grpc-port", str(self.grpc), "--instances", "2", "--threads", "1"]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -126,6 +121,7 @@ def server(served_engines, tmp_path_factory):
     running = Server(served_engines, tmp_path_factory.mktemp("serve-log") / "stderr.txt")
     running.wait_serving()
     yield running
+    shm = shared_memory_of(group_members(running.process.pid))  # the files its processes use, to be removed
     code, seconds = running.interrupt()
     stderr = running.log.read_text()
     assert code == 0, stderr
@@ -134,7 +130,7 @@ def server(served_engines, tmp_path_factory):
     while group_members(running.process.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not group_members(running.process.pid)
-    assert not shm_files() - running.shm_before
+    assert shm and not [path for path in shm if path.exists()]
     assert seconds < 30
 
 
