@@ -1,8 +1,11 @@
 """The int8 build's calibration stage: per-tensor ranges from the calibration set, saved as a JSON artifact.
 
-The ranges file is named by the calibration's key (the export, the set's files and sizes, the method, the plan)
-and recorded in the manifest with its sha256. A rebuild with the same inputs reuses it; one whose recorded file
-was changed stops with an IntegrityError (exit 4) instead of building engines from ranges nobody calibrated.
+The ranges file is named by the calibration's key (the export, the set's files and sizes, the method, the plan,
+the held-out images and the accuracy target) and recorded in the manifest with its sha256. A rebuild with the same
+inputs reuses it; one whose recorded file was changed stops with an IntegrityError (exit 4) instead of building
+engines from ranges nobody calibrated. A rebuild that changes only the held-out images or the target (the same
+``ranges_key``) takes the previous file's ranges, checked by its recorded sha256, and measures only what the
+held-out images decide (the coverage report and the placement).
 """
 
 from __future__ import annotations
@@ -45,6 +48,37 @@ def _reused(ctx: BuildContext) -> CalibrationRecord | None:
     return record
 
 
+def ranges_key(calib: CalibrationSet, onnx: FileRecord, plan_data: dict) -> str:
+    """What the ranges alone depend on: the export, the calibration images and method, the plan, the versions;
+    not the held-out images or the target (which only the placement reads)."""
+    import hashlib
+
+    import onnxruntime
+
+    data = {k: v for k, v in calib.key_data().items() if k not in ("holdout", "target")}
+    text = json.dumps({"onnx": onnx.sha256, "set": data, "plan": plan_data, "tool": __version__,
+                       "onnxruntime": onnxruntime.__version__}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _previous_ranges(ctx: BuildContext, key: str):
+    """The previous manifest's calibration as a CalibrationRun when its ranges were made for ``key`` and its file
+    still matches its recorded sha256; else None."""
+    from rsz_export.model.calibration import CalibrationRun
+
+    previous = ctx.previous
+    if previous is None or previous.calibration is None:
+        return None
+    path = ctx.out_dir / previous.calibration.file.file
+    with contextlib.suppress(OSError, ValueError, IntegrityError, FileNotFoundError):
+        verify_file(ctx.out_dir, previous.calibration.file)
+        data = json.loads(read_small_file(path, str(path), IntegrityError).decode("utf-8"))
+        if data.get("ranges_key") == key:
+            return CalibrationRun(data["method"], read_ranges(path), len(data.get("images") or ()),
+                                  float(data.get("seconds", 0.0))), path
+    return None
+
+
 def _adopted(target: Path, key: str) -> dict | None:
     """A complete calibration file for this key left by a run that stopped before its manifest."""
     if target.is_file():
@@ -70,17 +104,25 @@ def calibration_stage(ctx: BuildContext, calib: CalibrationSet, onnx: FileRecord
     from rsz_export.pipeline.int8_placement import coverage_report, fallback_placement
 
     threads, onnx_path = ctx.spec.options.threads, out_dir / onnx.file
-    log(f"calibrating int8 ranges ({calib.method}) on {len(calib.items)} image(s) from {calib.source}")
-    run = calibrate(onnx_path, calib.feeds(), calib.method, threads, log)
+    key = ranges_key(calib, onnx, ctx.spec.plan.to_dict())
+    reused = None if force else _previous_ranges(ctx, key)
+    if reused is not None:
+        run, source = reused
+        log(f"reusing the int8 ranges of {source.name} (same export, images, method and plan; only the held-out "
+            f"images or the target changed)")
+    else:
+        log(f"calibrating int8 ranges ({calib.method}) on {len(calib.items)} image(s) from {calib.source}")
+        run = calibrate(onnx_path, calib.feeds(), calib.method, threads, log)
     peak_mib = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # kilobytes on Linux
-    log(f"calibrated {len(run.ranges)} tensors in {run.seconds:.1f} s (process peak {peak_mib} MiB)")
+    if reused is None:
+        log(f"calibrated {len(run.ranges)} tensors in {run.seconds:.1f} s (process peak {peak_mib} MiB)")
     facts = {"coverage": coverage_report(onnx_path, run.ranges, calib, ctx.spec.plan, threads, log),
              "int8_fallback": None}
     if calib.target is not None:
         facts["int8_fallback"] = fallback_placement(onnx_path, run.ranges, calib, ctx.spec.plan, threads, log)
     holdout = None if calib.holdout is None else {"root": str(calib.holdout.root.resolve()),
                                                   "files": [f for f, _ in calib.holdout.measured()]}
-    write_ranges(target, run, key=keys.calibration, source=calib.source, seed=calib.seed,
+    write_ranges(target, run, key=keys.calibration, ranges_key=key, source=calib.source, seed=calib.seed,
                  images=[i.to_dict() for i in calib.items], process_peak_rss_mib=peak_mib, tool_version=__version__,
                  onnx_sha256=onnx.sha256, holdout=holdout, **facts)
     return _record(out_dir, target, calib, round(run.seconds, 2), facts)

@@ -15,7 +15,7 @@ from tests.helpers import RANDOM_METADATA, make_plan, run_cli, tiny_convnet
 
 def _photos(folder, count):
     """Smooth random colour fields (noise would be no image at all), 256x320."""
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     rng = np.random.default_rng(3)
     for k in range(count):
         coarse = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)
@@ -134,3 +134,26 @@ def test_engines_built_for_some_profiles_are_numbered_by_the_whole_plan():
 
     assert _profiles_of_plan(engine("tensorrt-fp32-p1", (1,)), (0, 2, 3)) == engine("tensorrt-fp32-p2", (2,))
     assert _profiles_of_plan(engine("tensorrt-fp32", (0, 1)), (1, 3)) == engine("tensorrt-fp32", (1, 3))
+
+
+def test_changing_only_the_target_reuses_the_ranges_and_judges_again(tmp_path):
+    """The ranges depend on the export, the images, the method and the plan: a new --int8-target takes them from
+    the previous calibration file (same tensors, same numbers), writes a file of its own with the new placement,
+    and a changed earlier file is calibrated anew rather than trusted."""
+    lines = []
+    first = _build(tmp_path, 0.9999)
+    old = tmp_path / "out" / first.calibration.file.file
+    before = json.loads(old.read_text())
+    second = _build(tmp_path, 0.5, lines.append)
+    new = tmp_path / "out" / second.calibration.file.file
+    assert new != old and any(line.startswith("reusing the int8 ranges of") for line in lines)
+    assert not any(line.startswith("calibrating int8 ranges") for line in lines)
+    after = json.loads(new.read_text())
+    assert after["tensors"] == before["tensors"] and after["ranges_key"] == before["ranges_key"]
+    assert after["int8_fallback"]["target_min_cosine"] == 0.5 and after["int8_fallback"]["float_layers"] == []
+    data = json.loads(new.read_text())
+    data["tensors"] = {name: [lo * 2, hi * 2] for name, (lo, hi) in data["tensors"].items()}
+    new.write_text(json.dumps(data))  # no longer what the manifest recorded: not a source of ranges
+    lines.clear()
+    _build(tmp_path, 0.9999, lines.append)
+    assert any(line.startswith("calibrating int8 ranges") for line in lines)
