@@ -1,7 +1,8 @@
 """What validate checks: its settings, and the (profiles, size, batch) cases per stage. Pure.
 
 The sizes come from the plan's shared grid (``plan.grid``), plus or instead of ``--sizes``; each case runs on
-the export (ONNX Runtime) and on every engine. Backends whose one engine runs every profile with the same
+the export (ONNX Runtime) and on every engine, on every input, or (a backbone's feature maps by default,
+``--inputs-per-size``) on a few taken in turn. Backends whose one engine runs every profile with the same
 graph (ONNX Runtime, PyTorch) run a size once for all the profiles that share it.
 """
 
@@ -19,6 +20,12 @@ from rsz_export.validate.tolerance import TolerancePolicy, feature_policy
 
 DEFAULT_RANDOM_INPUTS = 2
 MAX_RANDOM_INPUTS = 64
+FEATURE_INPUTS_PER_SIZE = 1
+"""Inputs a backbone's feature maps are checked on at each size by default, taken in turn from the photographs and
+random inputs so that every one is checked at some size. Why one: each map is compared whole (hundreds of
+thousands of values per image), so one image already measures the arithmetic of a size, and a feature build's
+range (600..1344 for a detector) makes every image per size cost minutes on a CPU."""
+MAX_INPUTS_PER_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,8 @@ class ValidateSpec:
     batches: tuple[int, ...] = ()
     images_dir: Path | None = None
     random_inputs: int = DEFAULT_RANDOM_INPUTS
+    inputs_per_size: int | None = None
+    """None: every input at every size for logits, FEATURE_INPUTS_PER_SIZE for feature maps."""
     seed: int = 0
     rtol: float | None = None
     atol: float | None = None
@@ -44,7 +53,16 @@ class ValidateSpec:
         for b in self.batches:
             check_int(b, "--batches values", 1, MAX_BATCH)
         check_int(self.random_inputs, "--random-inputs", 0, MAX_RANDOM_INPUTS)
+        if self.inputs_per_size is not None:
+            check_int(self.inputs_per_size, "--inputs-per-size", 1, MAX_INPUTS_PER_SIZE)
         self.policy("fp32")  # checks the overrides
+
+    def per_size(self, outputs: str = "logits") -> int | None:
+        """How many inputs each size is checked on (None: all of them): ``--inputs-per-size``, else every input for
+        a classifier's logits and FEATURE_INPUTS_PER_SIZE for a backbone's feature maps."""
+        if self.inputs_per_size is not None:
+            return self.inputs_per_size
+        return None if outputs == "logits" else FEATURE_INPUTS_PER_SIZE
 
     def policy(self, precision: str, outputs: str = "logits") -> TolerancePolicy:
         """The preset for ``precision`` (per feature map for a backbone's ``outputs``) with the overrides given."""
