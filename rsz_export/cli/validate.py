@@ -51,8 +51,8 @@ def validate(engines_dir, sizes, replace_sizes, batches, images_dir, random_inpu
 
     Each profile is checked at its min, opt and max and at odd, non-square sizes inside it, on the
     bundled photographs (or --images DIR: held-out images of your own) plus seeded random inputs (a backbone's
-    feature maps: one of them per size, in turn; --inputs-per-size); int8 engines are judged by cosine, relative
-    L2 and ranking (top-1, top-5 containment) instead of per-logit bounds.
+    feature maps: without the opt sizes, and one input per size in turn, --inputs-per-size); int8 engines are
+    judged by cosine, relative L2 and ranking (top-1, top-5 containment) instead of per-logit bounds.
     Exit codes: 0 all passed, 1 a parity failure or an engine or ONNX file that was not run (tampered, other
     GPU/TensorRT), 2 usage, 3 backend or GPU missing, 4 missing or corrupt manifest, or weights that no longer
     match it.

@@ -26,6 +26,10 @@ random inputs so that every one is checked at some size. Why one: each map is co
 thousands of values per image), so one image already measures the arithmetic of a size, and a feature build's
 range (600..1344 for a detector) makes every image per size cost minutes on a CPU."""
 MAX_INPUTS_PER_SIZE = 1000
+FEATURE_GRID_ROLES = ("min", "max", "odd", "aspect")
+"""The grid points (``plan.grid`` roles) a backbone's feature maps are checked at by default: each profile's min,
+max, odd size and widest aspect, without its opt size, which lies inside the range those already run through the
+profile's kernels (``--sizes`` adds it back)."""
 
 
 @dataclass(frozen=True)
@@ -87,9 +91,12 @@ def _batches_for(plan: Plan, index: int, wanted: tuple[int, ...]) -> list[int]:
     return [b for b in wanted if p.min.batch <= b <= p.max.batch]
 
 
-def grid_points(plan: Plan, spec: ValidateSpec) -> list[tuple[int, Resolution, int]]:
-    """(profile, size, batch) points: the shared size grid, plus or instead of --sizes, at the batches asked."""
-    sizes = [] if spec.replace_sizes else [(g.profile, g.size) for g in size_grid(plan)]
+def grid_points(plan: Plan, spec: ValidateSpec, outputs: str = "logits") -> list[tuple[int, Resolution, int]]:
+    """(profile, size, batch) points: the shared size grid (for ``outputs`` other than logits, its
+    FEATURE_GRID_ROLES), plus or instead of --sizes, at the batches asked."""
+    roles = FEATURE_GRID_ROLES if outputs != "logits" else None
+    grid = [(g.profile, g.size) for g in size_grid(plan) if roles is None or g.role in roles]
+    sizes = [] if spec.replace_sizes else grid
     for size in spec.sizes:
         covering = [i for i, p in enumerate(plan.profiles) if p.covers(p.min.batch, size.h, size.w)]
         if not covering:

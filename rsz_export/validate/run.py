@@ -179,7 +179,7 @@ def validate(spec: ValidateSpec, log: Log = lambda message: None) -> ValidationR
 def _validate(spec: ValidateSpec, log: Log) -> ValidationReport:
     start = time.perf_counter()
     manifest = load_manifest(spec.directory)
-    points = grid_points(manifest.plan, spec)
+    points = grid_points(manifest.plan, spec, manifest.outputs)
     _check_backends(manifest)
     model = reference_model(manifest.weights, spec.directory, manifest.outputs)
     inputs, skipped = load_inputs(spec, model, manifest.outputs, [size for _, size, _ in points])

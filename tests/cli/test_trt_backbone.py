@@ -1,9 +1,10 @@
 """A backbone build on TensorRT through the real command line over the test double (``python -m tests.backends.
 trt_cli``: subprocesses, real exit codes), on both API surfaces: ``build --backend tensorrt --outputs fpn`` of a
 five-output stand-in with the FPN's names, channels and strides (``tests.model.detectors.tiny_feature_onnx``: no
-ResNet-50 export) over 64..160 in two profiles, then ``validate`` (validate's PyTorch reference is the stand-in
-itself: ``RSZ_FAKE_TRT_REFERENCE``) and ``bench``. Every feature map must come back from the engine in each
-profile, within fp32's per-map bound of the reference (and of the export), and bench must time each profile."""
+ResNet-50 export) over 64..160 in two profiles, then ``validate`` with a feature build's defaults (its PyTorch
+reference is the stand-in itself: ``RSZ_FAKE_TRT_REFERENCE``) and ``bench``. Every feature map must come back
+from the engine in each profile, within fp32's per-map bound of the reference (and of the export), and bench
+must time each profile."""
 
 from __future__ import annotations
 
@@ -45,11 +46,13 @@ def test_an_fpn_build_on_tensorrt_validates_and_benches_every_map(surface, stand
     report = json.loads((tmp_path / "validate.json").read_text())
     assert report["passed"] and report["environment"]["outputs"] == list(FPN_NAMES)
     engine = [c for c in report["cases"] if c["stage"] == "engine"]
-    for profile in (0, 1):  # each map bound and returned in each profile, at each size of the profile's grid
+    for profile, shapes in enumerate(manifest["plan"]["profiles"]):  # each map bound and returned in each profile
         mine = [c for c in engine if c["profiles"] == [profile]]
         sizes = {tuple(c["size"]) for c in mine}
         assert sorted((tuple(c["size"]), c["output"]) for c in mine) == sorted(
             (size, name) for size in sizes for name in FPN_NAMES)
+        corners = {tuple(shapes[k][2:]) for k in ("min", "max")}
+        assert corners < sizes and tuple(shapes["opt"][2:]) not in sizes  # a feature build's grid: no opt size
     assert all(c["status"] == "passed" and c["stats"]["rel_l2"] <= FEATURE_FP32_RTOL for c in report["cases"])
     assert report["inputs_per_size"] == 1 and {c["stats"]["rows"] for c in report["cases"]} == {1}  # one in turn
     assert {i["name"] for c in engine for i in c["inputs"]} == set(report["inputs"])  # each input at some size
