@@ -4,7 +4,7 @@ script saves one), ``rsz-export build --profile-file profiles/detection-backbone
 build with its default grid and inputs (a feature build: one input per size, in turn), each as the CLI runs it.
 The target: build and validation under 5 minutes together. Writes
 benchmarks/results/detection-backbone-<machine>-<date>.json (wall times, validate's time per stage and summary,
-machine, CPU flags, load average before and after the run, versions, date).
+CPU seconds, machine, CPU flags, load average before and after the run, versions, date).
 
 Run: .venv/bin/python benchmarks/detection_backbone.py [--name vm] [--random-inputs N] [--inputs-per-size N]
 """
@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -42,15 +43,20 @@ def save_checkpoint(path: Path, seed: int = 0) -> None:
     torch.save({"model": detector.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 26}, path)
 
 
-def timed(*args: str, cwd: Path) -> tuple[float, str]:
+def timed(*args: str, cwd: Path) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds: user and system, every thread, the load other work puts on the machine left
+    out, the log) of ``rsz-export ARGS``."""
     env = {**os.environ, "RSZ_EXPORT_CACHE": "off", "PYTHONPATH": str(ROOT)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "rsz_export", *args], capture_output=True, text=True, cwd=cwd,
                             env=env)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise SystemExit(f"rsz-export {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
-    return seconds, result.stdout + result.stderr
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return seconds, cpu, result.stdout + result.stderr
 
 
 def main() -> None:
@@ -64,10 +70,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         save_checkpoint(folder / "fasterrcnn.pth")
-        build_s, build_log = timed("build", "engines-det", "--profile-file", str(ROOT / PROFILE), "--weights",
-                           "fasterrcnn.pth", "--backend", "onnxruntime", cwd=folder)
-        validate_s, _ = timed("validate", "engines-det", "--random-inputs", args.random_inputs, *per_size, "--json",
-                              "v.json", cwd=folder)
+        build_s, build_cpu_s, build_log = timed(
+            "build", "engines-det", "--profile-file", str(ROOT / PROFILE), "--weights", "fasterrcnn.pth", "--backend",
+            "onnxruntime", cwd=folder)
+        validate_s, validate_cpu_s, _ = timed(
+            "validate", "engines-det", "--random-inputs", args.random_inputs, *per_size, "--json", "v.json", cwd=folder)
         report = json.loads((folder / "v.json").read_text())
     load_after = os.getloadavg()
     cases = report["cases"]
@@ -88,6 +95,9 @@ def main() -> None:
         "build_export_s": float(exported.group(1)) if exported else None,
         "validate_s": round(validate_s, 1),
         "total_s": round(total, 1),
+        "build_cpu_s": round(build_cpu_s, 1),
+        "validate_cpu_s": round(validate_cpu_s, 1),
+        "cpu_s": round(build_cpu_s + validate_cpu_s, 1),
         "target_s": TARGET_S,
         "under_target": total <= TARGET_S,
         "validate_stage_s": stages,
