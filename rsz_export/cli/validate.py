@@ -31,8 +31,8 @@ from rsz_export.validate.cases import DEFAULT_RANDOM_INPUTS, FEATURE_INPUTS_PER_
 @click.option("--random-inputs", type=int, default=DEFAULT_RANDOM_INPUTS, show_default=True,
               help="Seeded random inputs, beside the photographs.")
 @click.option("--inputs-per-size", type=int,
-              help="Check each size on this many of the inputs, taken in turn (every input is checked at some size). "
-                   f"Default: all of them; {FEATURE_INPUTS_PER_SIZE} for a backbone's feature maps (--outputs "
+              help="Check each size on this many of the inputs, taken in turn (each at some size, given that many "
+                   f"sizes). Default: all of them; {FEATURE_INPUTS_PER_SIZE} for a backbone's feature maps (--outputs "
                    "features|fpn).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--rtol", type=float, help="Override the preset: largest relative L2 error allowed.")

@@ -22,9 +22,9 @@ DEFAULT_RANDOM_INPUTS = 2
 MAX_RANDOM_INPUTS = 64
 FEATURE_INPUTS_PER_SIZE = 1
 """Inputs a backbone's feature maps are checked on at each size by default, taken in turn from the photographs and
-random inputs so that every one is checked at some size. Why one: each map is compared whole (hundreds of
-thousands of values per image), so one image already measures the arithmetic of a size, and a feature build's
-range (600..1344 for a detector) makes every image per size cost minutes on a CPU."""
+random inputs (each one at some size, where the grid has as many sizes). Why one: each map is compared whole
+(hundreds of thousands of values per image), so one image already measures the arithmetic at a size, and a
+feature build's range (600..1344 for a detector) makes each image at each size cost seconds per stage on a CPU."""
 MAX_INPUTS_PER_SIZE = 1000
 FEATURE_GRID_ROLES = ("min", "max", "odd", "aspect")
 """The grid points (``plan.grid`` roles) a backbone's feature maps are checked at by default: each profile's min,
