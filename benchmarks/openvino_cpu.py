@@ -38,9 +38,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 ENV = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8",
-         "amx_fp16", "avx512_fp16")
-"""The /proc/cpuinfo flags that decide what OpenVINO's CPU plugin can use."""
 ENGINES = ("ort-fp32", "ort-int8", "ov-fp32", "ov-bf16", "ov-int8")
 
 
@@ -57,12 +54,6 @@ def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     if found := re.search(r"peak_rss_kib=(\d+)", result.stderr):
         PEAKS[Path(args[1]).name if args[0] == "build" else args[0]] = round(int(found.group(1)) / 1024, 1)
     return result
-
-
-def cpu_flags() -> list[str]:
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    found = set(re.search(r"^flags\s*:(.*)$", text, re.M).group(1).split()) if "flags" in text else set()
-    return [f for f in FLAGS if f in found]
 
 
 def build_all(work: Path, onnx: Path, lo: int, hi: int, calib_count: int) -> dict:
@@ -192,7 +183,7 @@ def main() -> int:
     args = parser.parse_args()
     import openvino as ov
 
-    from rsz_export.artifacts.host import provenance, usable_cpus
+    from rsz_export.artifacts.host import cpu_flags, provenance, usable_cpus
     from rsz_export.shapes import parse_sizes
 
     threads, sizes = usable_cpus(), parse_sizes(args.sizes)

@@ -230,6 +230,30 @@ def test_top_k_breaks_ties_by_index_and_takes_one_row():
     assert top_k(np.array([3.0, 1.0, 3.0, 2.0]), 3).tolist() == [[0, 2, 3]]
 
 
+def test_long_rows_rank_and_compare_as_a_full_sort_would(monkeypatch):
+    """Rows longer than SORT_UP_TO (a feature map compared whole) are ranked by a partition: the indices the
+    stable sort gives, ties at the top included, and the statistics (flips, margins) a full sort gives."""
+    from rsz_export import parity
+
+    rng = np.random.default_rng(3)
+    n = parity.SORT_UP_TO + 37
+    ties = rng.integers(0, 4, (3, n)).astype(np.float32)  # hundreds of values share the largest
+    smooth = rng.standard_normal((3, n)).astype(np.float32)
+    rows = [ties, smooth, np.zeros((1, n), np.float32), np.arange(n, dtype=np.float32)[None, ::-1]]
+    for array in rows:
+        assert top_k(array, 5).tolist() == np.argsort(-array, axis=1, kind="stable")[:, :5].tolist()
+    peak = smooth.copy()
+    peak[:, 100] = 10.0
+    moved = peak.copy()
+    moved[:, 100], moved[:, 200] = -10.0, 20.0  # a decisive flip: no error elsewhere in the row
+    pairs = [(ties, ties[::-1]), (smooth, smooth + rng.standard_normal(smooth.shape).astype(np.float32) * 0.3),
+             (ties, np.where(ties == 3, ties + 0.5, ties)), (peak, moved)]
+    partitioned = [compare(a, b) for a, b in pairs]
+    monkeypatch.setattr(parity, "SORT_UP_TO", 10 * n)  # the full sort
+    assert partitioned == [compare(a, b) for a, b in pairs]
+    assert any(s.top1 < 1 for s in partitioned) and any(s.decisive_flips for s in partitioned)
+
+
 def test_statistics_serialise_with_what_would_have_passed():
     stats = compare(np.array([[1.0, 2.0, 3.0]]), np.array([[1.0, 2.0, 3.5]]))
     data = stats.to_dict()

@@ -27,6 +27,27 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8",
+             "amx_fp16", "avx512_fp16")
+"""The /proc/cpuinfo flags that decide which kernels ONNX Runtime, PyTorch and OpenVINO can use on a CPU."""
+
+
+def parse_cpu_flags(cpuinfo: str) -> list[str]:
+    """Which of CPU_FLAGS the first ``flags`` line of a /proc/cpuinfo text names, in CPU_FLAGS' order."""
+    found = re.search(r"^flags\s*:(.*)$", cpuinfo, re.M)
+    present = set(found.group(1).split()) if found else set()
+    return [flag for flag in CPU_FLAGS if flag in present]
+
+
+def cpu_flags() -> list[str]:
+    """Which of CPU_FLAGS this CPU has (from /proc/cpuinfo; empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            return parse_cpu_flags(handle.read())
+    except OSError:
+        return []
+
+
 MAX_THREADS = 256
 """The most CPU threads any setting accepts."""
 

@@ -19,7 +19,7 @@ from rsz_export.cli.common import (
 from rsz_export.cli.options import batches_option, engines_dir_argument, images_option, json_option, sizes_option
 from rsz_export.errors import shown
 from rsz_export.shapes import parse_batches, parse_sizes
-from rsz_export.validate.cases import DEFAULT_RANDOM_INPUTS
+from rsz_export.validate.cases import DEFAULT_RANDOM_INPUTS, FEATURE_INPUTS_PER_SIZE
 
 
 @click.command()
@@ -29,7 +29,11 @@ from rsz_export.validate.cases import DEFAULT_RANDOM_INPUTS
 @batches_option
 @images_option("Check on the images in this folder instead of the bundled photographs (unreadable files skipped).")
 @click.option("--random-inputs", type=int, default=DEFAULT_RANDOM_INPUTS, show_default=True,
-              help="Seeded random inputs per size.")
+              help="Seeded random inputs, beside the photographs.")
+@click.option("--inputs-per-size", type=int,
+              help="Check each size on this many of the inputs, taken in turn (each at some size, given that many "
+                   f"sizes). Default: all of them; {FEATURE_INPUTS_PER_SIZE} for a backbone's feature maps (--outputs "
+                   "features|fpn).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--rtol", type=float, help="Override the preset: largest relative L2 error allowed.")
 @click.option("--atol", type=float, help="Override the preset: largest absolute difference in any logit.")
@@ -41,13 +45,14 @@ from rsz_export.validate.cases import DEFAULT_RANDOM_INPUTS
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False),
               help="Write JUnit XML here: one test case per engine x profile x size.")
 @handles_errors
-def validate(engines_dir, sizes, replace_sizes, batches, images_dir, random_inputs, seed, rtol, atol, min_top1,
-             min_cosine, min_top5, json_path, junit_path) -> None:
+def validate(engines_dir, sizes, replace_sizes, batches, images_dir, random_inputs, inputs_per_size, seed, rtol, atol,
+             min_top1, min_cosine, min_top5, json_path, junit_path) -> None:
     """Check the exported ONNX, then every engine in DIR (default ./engines), against PyTorch.
 
     Each profile is checked at its min, opt and max and at odd, non-square sizes inside it, on the
-    bundled photographs (or --images DIR: held-out images of your own) plus seeded random inputs; int8 engines
-    are judged by cosine, relative L2 and ranking (top-1, top-5 containment) instead of per-logit bounds.
+    bundled photographs (or --images DIR: held-out images of your own) plus seeded random inputs (a backbone's
+    feature maps: without the opt sizes, and one input per size in turn, --inputs-per-size); int8 engines are
+    judged by cosine, relative L2 and ranking (top-1, top-5 containment) instead of per-logit bounds.
     Exit codes: 0 all passed, 1 a parity failure or an engine or ONNX file that was not run (tampered, other
     GPU/TensorRT), 2 usage, 3 backend or GPU missing, 4 missing or corrupt manifest, or weights that no longer
     match it.
@@ -60,7 +65,8 @@ def validate(engines_dir, sizes, replace_sizes, batches, images_dir, random_inpu
     spec = ValidateSpec(
         directory=Path(engines_dir), sizes=tuple(parse_or_usage(parse_sizes, sizes, "--sizes") or ()),
         replace_sizes=replace_sizes, batches=parse_or_usage(parse_batches, batches, "--batches") or (),
-        images_dir=Path(images_dir) if images_dir else None, random_inputs=random_inputs, seed=seed,
+        images_dir=Path(images_dir) if images_dir else None, random_inputs=random_inputs,
+        inputs_per_size=inputs_per_size, seed=seed,
         rtol=rtol, atol=atol, min_top1=min_top1, min_cosine=min_cosine, min_top5=min_top5,
     )
     check_writable(json_path, junit_path)  # fail now, not after the whole run

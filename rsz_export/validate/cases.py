@@ -1,7 +1,8 @@
 """What validate checks: its settings, and the (profiles, size, batch) cases per stage. Pure.
 
 The sizes come from the plan's shared grid (``plan.grid``), plus or instead of ``--sizes``; each case runs on
-the export (ONNX Runtime) and on every engine. Backends whose one engine runs every profile with the same
+the export (ONNX Runtime) and on every engine, on every input, or (a backbone's feature maps by default,
+``--inputs-per-size``) on a few taken in turn. Backends whose one engine runs every profile with the same
 graph (ONNX Runtime, PyTorch) run a size once for all the profiles that share it.
 """
 
@@ -19,6 +20,16 @@ from rsz_export.validate.tolerance import TolerancePolicy, feature_policy
 
 DEFAULT_RANDOM_INPUTS = 2
 MAX_RANDOM_INPUTS = 64
+FEATURE_INPUTS_PER_SIZE = 1
+"""Inputs a backbone's feature maps are checked on at each size by default, taken in turn from the photographs and
+random inputs (each one at some size, where the grid has as many sizes). Why one: each map is compared whole
+(hundreds of thousands of values per image), so one image already measures the arithmetic at a size, and a
+feature build's range (600..1344 for a detector) makes each image at each size cost seconds per stage on a CPU."""
+MAX_INPUTS_PER_SIZE = 1000
+FEATURE_GRID_ROLES = ("min", "max", "odd", "aspect")
+"""The grid points (``plan.grid`` roles) a backbone's feature maps are checked at by default: each profile's min,
+max, odd size and widest aspect, without its opt size, which lies inside the range those already run through the
+profile's kernels (``--sizes`` adds it back)."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,8 @@ class ValidateSpec:
     batches: tuple[int, ...] = ()
     images_dir: Path | None = None
     random_inputs: int = DEFAULT_RANDOM_INPUTS
+    inputs_per_size: int | None = None
+    """None: every input at every size for logits, FEATURE_INPUTS_PER_SIZE for feature maps."""
     seed: int = 0
     rtol: float | None = None
     atol: float | None = None
@@ -44,7 +57,16 @@ class ValidateSpec:
         for b in self.batches:
             check_int(b, "--batches values", 1, MAX_BATCH)
         check_int(self.random_inputs, "--random-inputs", 0, MAX_RANDOM_INPUTS)
+        if self.inputs_per_size is not None:
+            check_int(self.inputs_per_size, "--inputs-per-size", 1, MAX_INPUTS_PER_SIZE)
         self.policy("fp32")  # checks the overrides
+
+    def per_size(self, outputs: str = "logits") -> int | None:
+        """How many inputs each size is checked on (None: all of them): ``--inputs-per-size``, else every input for
+        a classifier's logits and FEATURE_INPUTS_PER_SIZE for a backbone's feature maps."""
+        if self.inputs_per_size is not None:
+            return self.inputs_per_size
+        return None if outputs == "logits" else FEATURE_INPUTS_PER_SIZE
 
     def policy(self, precision: str, outputs: str = "logits") -> TolerancePolicy:
         """The preset for ``precision`` (per feature map for a backbone's ``outputs``) with the overrides given."""
@@ -69,9 +91,12 @@ def _batches_for(plan: Plan, index: int, wanted: tuple[int, ...]) -> list[int]:
     return [b for b in wanted if p.min.batch <= b <= p.max.batch]
 
 
-def grid_points(plan: Plan, spec: ValidateSpec) -> list[tuple[int, Resolution, int]]:
-    """(profile, size, batch) points: the shared size grid, plus or instead of --sizes, at the batches asked."""
-    sizes = [] if spec.replace_sizes else [(g.profile, g.size) for g in size_grid(plan)]
+def grid_points(plan: Plan, spec: ValidateSpec, outputs: str = "logits") -> list[tuple[int, Resolution, int]]:
+    """(profile, size, batch) points: the shared size grid (for ``outputs`` other than logits, its
+    FEATURE_GRID_ROLES), plus or instead of --sizes, at the batches asked."""
+    roles = FEATURE_GRID_ROLES if outputs != "logits" else None
+    grid = [(g.profile, g.size) for g in size_grid(plan) if roles is None or g.role in roles]
+    sizes = [] if spec.replace_sizes else grid
     for size in spec.sizes:
         covering = [i for i, p in enumerate(plan.profiles) if p.covers(p.min.batch, size.h, size.w)]
         if not covering:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,27 +32,43 @@ def named_inputs(photos: list[tuple[str, object]], seeds: list[int], size: Resol
 
 @dataclass
 class Inputs:
-    """Named input sources (photographs and seeded noise) and the reference logits computed so far."""
+    """Named input sources (photographs and seeded noise) and the reference outputs computed so far.
+
+    ``per_size``: how many sources each size runs (None: every one), taken in turn along ``turns`` (each size's
+    place in the grid), so successive sizes take successive sources and every source is run at some size."""
 
     images: list[tuple[str, object]]
     random_seeds: list[int]
     reference_model: object
+    per_size: int | None = None
+    turns: dict = field(default_factory=dict)
     _cache: dict = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
         return [n for n, _ in self.images] + [f"random{s}" for s in self.random_seeds]
 
+    def sources(self, size: Resolution, batch: int = 1,
+                images_only: bool = False) -> tuple[list[tuple[str, object]], list[int]]:
+        """(photographs, seeds) that ``size`` runs: all of them, or ``per_size`` in turn (``batch`` of them for a
+        stacked batch, so its rows differ where there are that many)."""
+        pool = [(True, p) for p in self.images] + ([] if images_only else [(False, s) for s in self.random_seeds])
+        if self.per_size is not None and pool:
+            start = self.turns.get(size, 0) * self.per_size
+            pool = [pool[(start + k) % len(pool)] for k in range(min(len(pool), max(self.per_size, batch)))]
+        return [p for photo, p in pool if photo], [s for photo, s in pool if not photo]
+
     def reference(self, size: Resolution, batch: int,
                   images_only: bool = False) -> list[tuple[str, np.ndarray, np.ndarray]]:
-        """(name, input, reference logits) at ``size``; PyTorch runs once per size and batch, inputs stacked.
-        ``images_only``: without the seeded noise inputs (for batch 1, the same entries as with them)."""
-        if images_only and batch == 1:
+        """(name, input, reference output) at ``size``; PyTorch runs once per size and batch, inputs stacked.
+        ``images_only``: without the seeded noise inputs (for batch 1 and every input per size, the same entries
+        as with them)."""
+        if images_only and batch == 1 and self.per_size is None:
             photos = {name for name, _ in self.images}
             return [entry for entry in self.reference(size, batch) if entry[0] in photos]
         key = (size, batch, images_only)
         if key not in self._cache:
-            feeds = named_inputs(self.images, [] if images_only else self.random_seeds, size, batch)
+            feeds = named_inputs(*self.sources(size, batch, images_only), size, batch)
             logits = stacked_forward(self.reference_model, [x for _, x in feeds])
             self._cache[key] = [(n, x, y) for (n, x), y in zip(feeds, logits, strict=True)]
         return self._cache[key]
@@ -94,11 +111,15 @@ def split_rows(stacked, group: list[np.ndarray]) -> list:
     return [list(maps) for maps in zip(*(np.split(o, cuts) for o in stacked), strict=True)]
 
 
-def load_inputs(spec, reference_model) -> tuple[Inputs, list[tuple[str, str]]]:
-    """The bundled photographs (or --images DIR) plus seeded random inputs, and the files skipped."""
+def load_inputs(spec, reference_model, outputs: str = "logits",
+                sizes: Sequence[Resolution] = ()) -> tuple[Inputs, list[tuple[str, str]]]:
+    """The bundled photographs (or --images DIR) plus seeded random inputs, and the files skipped. ``sizes``: the
+    sizes to check, in order, which take the inputs in turn when each size runs only some of them."""
     photos, skipped = load_photos(spec.images_dir)
     seeds = [spec.seed + k for k in range(spec.random_inputs)]
-    return Inputs(photos, seeds, reference_model), [(str(s.path), s.reason) for s in skipped]
+    turns = {size: k for k, size in enumerate(dict.fromkeys(sizes))}
+    inputs = Inputs(photos, seeds, reference_model, spec.per_size(outputs), turns)
+    return inputs, [(str(s.path), s.reason) for s in skipped]
 
 
 _SEEDED_REFERENCES: dict = {}

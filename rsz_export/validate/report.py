@@ -81,6 +81,8 @@ class ValidationReport:
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
     environment: dict = field(default_factory=dict)
+    inputs_per_size: int | None = None
+    """How many of ``inputs`` each size ran, in turn (None: all of them)."""
 
     @property
     def failed(self) -> tuple[CaseResult, ...]:
@@ -156,8 +158,11 @@ def summary_line(report: ValidationReport) -> str:
     checks = profile_checks(report)
     junit = (f" ({checks} in a JUnit report, which counts a size once per profile that covers it)"
              if checks != len(report.cases) else "")
-    return (f"{verdict}: {passed} passed, {failed} failed, {not_run} not run{junit}, {len(report.inputs)} input(s) "
-            f"per size{skipped}, {report.seconds:.1f} s")
+    count = len(report.inputs)
+    per_size = (f"{count} input(s) per size" if report.inputs_per_size is None
+                else f"{min(report.inputs_per_size, count)} of {count} input(s) per size, in turn")
+    return (f"{verdict}: {passed} passed, {failed} failed, {not_run} not run{junit}, {per_size}{skipped}, "
+            f"{report.seconds:.1f} s")
 
 
 def profile_checks(report: ValidationReport) -> int:
@@ -211,6 +216,7 @@ def render_json(report: ValidationReport) -> str:
         "seconds": round(report.seconds, 3),
         "environment": report.environment,
         "inputs": list(report.inputs),
+        "inputs_per_size": report.inputs_per_size,
         "skipped_inputs": [{"path": p, "reason": r} for p, r in report.skipped_inputs],
         "warnings": list(report.warnings),
         "cases": [case_dict(c) for c in worst_first(report.cases)],

@@ -179,11 +179,12 @@ def validate(spec: ValidateSpec, log: Log = lambda message: None) -> ValidationR
 def _validate(spec: ValidateSpec, log: Log) -> ValidationReport:
     start = time.perf_counter()
     manifest = load_manifest(spec.directory)
-    points = grid_points(manifest.plan, spec)
+    points = grid_points(manifest.plan, spec, manifest.outputs)
     _check_backends(manifest)
     model = reference_model(manifest.weights, spec.directory, manifest.outputs)
-    inputs, skipped = load_inputs(spec, model)
-    log(f"{len(points)} grid point(s), {len(inputs.names)} input(s): {', '.join(inputs.names)}")
+    inputs, skipped = load_inputs(spec, model, manifest.outputs, [size for _, size, _ in points])
+    turn = f", {inputs.per_size} per size in turn" if inputs.per_size else ""
+    log(f"{len(points)} grid point(s), {len(inputs.names)} input(s){turn}: {', '.join(inputs.names)}")
     results = _export_results(manifest, spec, points, inputs, log)
     for engine in manifest.engines:
         results += _engine_results(manifest, engine, spec, points, inputs, log)
@@ -191,6 +192,7 @@ def _validate(spec: ValidateSpec, log: Log) -> ValidationReport:
         directory=str(spec.directory),
         cases=tuple(results),
         inputs=tuple(inputs.names),
+        inputs_per_size=inputs.per_size,
         skipped_inputs=tuple(skipped),
         seconds=time.perf_counter() - start,
         environment={

@@ -5,8 +5,8 @@ messages, files left behind) on a machine without TensorRT.
 Environment: RSZ_FAKE_TRT_VERSION (default the 11.x surface), RSZ_FAKE_TRT_GPU ("NAME:MAJOR.MINOR"),
 RSZ_FAKE_TRT_SIGNAL_AT_STEP and RSZ_FAKE_TRT_SIGNAL (a signal number, default SIGINT) to deliver a signal
 inside the build, RSZ_FAKE_TRT_DEVICE_MIB (the fake GPU's memory), RSZ_FAKE_TRT_REFERENCE (an ONNX written by
-``trt_double.classifier_onnx``: validate's PyTorch reference is that classifier, since the manifest names ResNet-50
-weights the tiny model does not hold).
+``trt_double.classifier_onnx``, or for a feature build one by ``tests.model.detectors.tiny_feature_onnx``: validate's
+PyTorch reference is that model, since the manifest names ResNet-50 weights the tiny model does not hold).
 """
 
 from __future__ import annotations
@@ -51,9 +51,11 @@ def install() -> None:
     if env("RSZ_FAKE_TRT_REFERENCE"):
         from rsz_export.validate import run as validate_run
         from tests.backends.trt_double import classifier_module
+        from tests.model.detectors import tiny_feature_module
 
         reference = Path(env("RSZ_FAKE_TRT_REFERENCE"))
-        validate_run.reference_model = lambda record, directory, outputs="logits": classifier_module(reference)
+        validate_run.reference_model = lambda record, directory, outputs="logits": (
+            classifier_module(reference) if outputs == "logits" else tiny_feature_module(reference))
 
 
 if __name__ == "__main__":

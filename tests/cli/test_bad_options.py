@@ -38,6 +38,7 @@ OPTION_CASES = [
     ("sweep reversed (bench)", ["bench", "nodir", "--sweep", "800:224:32"], 2, "needs STEP > 0 and STOP >= START"),
     ("sizes malformed (sweep)", ["sweep", "nodir", "--images", "nodir", "--sizes", "224x"], 2, "cannot read size"),
     ("random inputs too many", ["validate", "nodir", "--random-inputs", "100"], 2, "0..64"),
+    ("no inputs per size", ["validate", "nodir", "--inputs-per-size", "0"], 2, "--inputs-per-size must be a whole"),
     ("negative tolerance", ["validate", "nodir", "--rtol", "-1"], 2, "--rtol must be a finite number >= 0"),
     (
         "export into a file's path",

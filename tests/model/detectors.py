@@ -112,3 +112,22 @@ def tiny_feature_onnx(path: Path, outputs: str = "fpn", channels: dict | None = 
         nodes, "tiny_backbone",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "height", "width"])], values, inits)
     return save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path, metadata)
+
+
+def tiny_feature_module(onnx_path: Path):
+    """The stand-in of ``tiny_feature_onnx`` as a torch module with the same weights, giving its maps as a tuple in
+    the ONNX's output order: a PyTorch reference for validate (whose manifest names weights the stand-in lacks)."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    model = onnx.load(str(onnx_path))
+    weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in model.graph.initializer}
+    convs = [(weights[node.input[1]], tuple(next(a.ints for a in node.attribute if a.name == "strides")))
+             for node in model.graph.node]
+
+    class Maps(torch.nn.Module):
+        def forward(self, x):
+            return tuple(torch.nn.functional.conv2d(x, w.to(x.dtype), stride=s) for w, s in convs)
+
+    return Maps().eval()

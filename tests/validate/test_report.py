@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 from rsz_export.errors import EXIT_CHECK_FAILED, EXIT_OK
 from rsz_export.parity import ParityStats
@@ -65,6 +66,10 @@ def test_the_summary_count_agrees_with_the_junit_report():
     assert f"0 not run ({tests} in a JUnit report" in render_table(report).splitlines()[-1]
     single = _report(_case("ort", 1e-6, 1e-5))
     assert render_table(single).splitlines()[-1].startswith("PASS: 1 passed, 0 failed, 0 not run, 2 input(s)")
+    in_turn = replace(single, inputs_per_size=1)  # a backbone's default: one input per size
+    assert ", 1 of 2 input(s) per size, in turn, 1.5 s" in render_table(in_turn).splitlines()[-1]
+    assert json.loads(render_json(in_turn))["inputs_per_size"] == 1
+    assert json.loads(render_json(single))["inputs_per_size"] is None
 
 
 def test_json_carries_every_statistic_and_infinity_as_text():

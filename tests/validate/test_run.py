@@ -36,6 +36,26 @@ def test_grid_points_follow_the_shared_size_grid_and_sizes_option():
     assert {p for p, _, _ in only} == {i for i, p in enumerate(plan.profiles) if p.covers(1, 227, 341)}
 
 
+def test_a_feature_build_skips_each_profiles_opt_size_unless_asked():
+    """A backbone's default grid: every profile's min, max, odd size and widest aspect (the detector range's 10
+    sizes instead of 13); --sizes adds an opt size back, --replace-sizes still replaces."""
+    from rsz_export.plan.profile_file import load_profile_file
+    from tests.helpers import REPO
+
+    plan = load_profile_file(REPO / "profiles" / "detection-backbone.toml").plan()
+    full, maps = grid_points(plan, ValidateSpec()), grid_points(plan, ValidateSpec(), "fpn")
+    opts = {(g.profile, g.size) for g in size_grid(plan) if g.role == "opt"}
+    assert maps == [pt for pt in full if pt[:2] not in opts]
+    for i, p in enumerate(plan.profiles):
+        mine = [s for j, s, _ in maps if j == i]
+        assert {Resolution(p.min.h, p.min.w), Resolution(p.max.h, p.max.w)} < set(mine)
+        assert any(s.h % 2 and s.w % 2 and s.h != s.w for s in mine) and Resolution(p.opt.h, p.opt.w) not in mine
+    assert len({s for _, s, _ in maps}) == 10 and len({s for _, s, _ in full}) == 13
+    opt = Resolution(plan.profiles[2].opt.h, plan.profiles[2].opt.w)
+    assert (2, opt, 1) in grid_points(plan, ValidateSpec(sizes=(opt,)), "features")
+    assert grid_points(plan, ValidateSpec(sizes=(opt,), replace_sizes=True), "fpn") == [(2, opt, 1)]
+
+
 def test_sizes_and_batches_outside_every_profile_are_usage_errors():
     plan = make_plan(224, 288, batch=BatchRange(1, 4, 8))
     with pytest.raises(UsageError, match=r"--sizes 801x801 is outside every profile.*224\.\.288"):
