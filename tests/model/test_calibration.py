@@ -348,6 +348,8 @@ def test_clipped_shares_count_values_outside_each_range(tmp_path):
     assert 0 < clipped < images.size
     assert overall == pytest.approx(clipped / (images.size + 2 * 8))  # pool: 8 channels per feed
     assert cal.clipped_shares(model, ranges, iter([])) == ({}, 0.0)
+    one = tiny_classifier_onnx(tmp_path / "one.onnx", classes=10, channels=1)  # pool: a single value per image
+    assert cal.clipped_shares(one, {"pool": (1e9, 1e9)}, iter(feeds[:1])) == ({"pool": 1.0}, 1.0)
 
 
 def test_measuring_sessions_run_on_the_cpu_with_basic_optimisations(tmp_path, monkeypatch):
