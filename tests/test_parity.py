@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from rsz_export.errors import UsageError
 from rsz_export.parity import ParityStats, combine, compare, top_k
-from rsz_export.validate.tolerance import PRESETS, TolerancePolicy, judge
+from rsz_export.validate.tolerance import FEATURE_FP32_RTOL, PRESETS, TolerancePolicy, feature_policy, judge
 
 
 def _logits(rows: int = 3, seed: int = 0) -> np.ndarray:
@@ -59,8 +59,9 @@ def test_shape_mismatch_and_broken_reference_are_usage_errors():
         compare(_logits(2), _logits(3))
     bad = _logits(1)
     bad[0, 0] = np.nan
-    with pytest.raises(UsageError, match="the reference logits contain NaN or Inf: the PyTorch reference"):
+    with pytest.raises(UsageError) as error:
         compare(bad, _logits(1))
+    assert str(error.value) == "the reference logits contain NaN or Inf: the PyTorch reference itself is broken"
     for reference, candidate, which in ((np.zeros((0, 10)), np.zeros((0, 10)), "reference"),
                                         (_logits(2), np.zeros((2, 3, 4)), "candidate")):
         with pytest.raises(UsageError, match=f"^{which} logits must be \\[rows, classes\\] with at least one of each"):
@@ -283,3 +284,14 @@ def test_a_policy_is_recorded_with_every_bound():
     policy = TolerancePolicy("fp32", rtol=1e-3, atol=0.1, min_top1=1.0)
     assert TolerancePolicy(**policy.to_dict()) == policy
     assert set(policy.to_dict()) == {"precision", "rtol", "atol", "min_top1", "min_cosine", "min_top5", "images_only"}
+
+
+def test_a_feature_map_is_judged_by_relative_l2_and_cosine_only():
+    """A backbone's feature map: 1e-5 relative L2 in fp32, the precision's own bound otherwise; no atol and no
+    ranking; the precision, cosine and images-only setting stay the preset's."""
+    assert FEATURE_FP32_RTOL == 1e-5
+    assert feature_policy(PRESETS["fp32"]) == TolerancePolicy("fp32", rtol=1e-5, atol=None, min_top1=0.0)
+    for precision in ("tf32", "fp16", "bf16", "int8"):
+        preset = PRESETS[precision]
+        assert feature_policy(preset).to_dict() == {**preset.to_dict(), "atol": None, "min_top1": 0.0,
+                                                    "min_top5": 0.0}, precision

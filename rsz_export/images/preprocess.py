@@ -26,13 +26,14 @@ the crop's pixels (a 20000x10 panorama): then it resizes only the centre region 
 
 def to_rgb(image):
     """Any decoded ``PIL.Image`` as 8-bit RGB: 16-bit greys scaled into 0..255 (Pillow's own conversion clips
-    them to white), transparency flattened onto ``BACKGROUND``, palette, CMYK and grey converted."""
+    them to white), transparency flattened onto ``BACKGROUND`` (an alpha channel, or a palette entry or a grey
+    or RGB colour marked transparent), palette, CMYK and grey converted."""
     from PIL import Image
 
     if image.mode in SIXTEEN_BIT_MODES:
         wide = np.asarray(image, dtype=np.int64)
         image = Image.fromarray(np.clip((wide + 128) // 257, 0, 255).astype(np.uint8), "L")
-    if image.mode in ALPHA_MODES or (image.mode == "P" and "transparency" in image.info):
+    if image.mode in ALPHA_MODES or "transparency" in image.info:
         rgba = image.convert("RGBA")
         flat = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
         return Image.alpha_composite(flat, rgba).convert("RGB")

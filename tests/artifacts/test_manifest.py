@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from rsz_export.artifacts.files import atomic_path, atomic_write_text, directory_lock, sha256_file
 from rsz_export.artifacts.manifest import (
+    FEATURES_SCHEMA_VERSION,
     SCHEMA_VERSION,
     CalibrationRecord,
     EngineRecord,
@@ -25,6 +26,7 @@ from rsz_export.artifacts.manifest import (
     verify_file,
 )
 from rsz_export.errors import IntegrityError, OutputError
+from rsz_export.interface import output_names
 from rsz_export.shapes import BatchRange
 from tests.helpers import make_plan
 
@@ -315,3 +317,27 @@ def test_a_symlink_leading_out_is_named_with_its_reason(tmp_path):
         inside(tmp_path / "build", FileRecord("model.onnx", "0" * 64, 1))
     assert error.value.message.startswith(f"the manifest in {tmp_path / 'build'} names the file 'model.onnx', which "
                                           "leads out of the build folder through a symlink: ")
+
+
+def test_a_feature_build_is_written_as_version_4_with_its_outputs(tmp_path):
+    """A backbone build (outputs other than logits) is written as version 4 with what it gives and its output
+    tensors, and reads back so; a logits build stays version 3 without them, and a version-3 file's stray
+    ``outputs`` is not read; a version-4 file naming an unknown kind is malformed."""
+    logits = _manifest(make_plan(224, 320))
+    assert (logits.schema_version, SCHEMA_VERSION, logits.has_classes) == (3, 3, True)
+    assert not {"outputs", "output_names"} & set(logits.to_dict())
+    for kind in ("features", "fpn"):
+        manifest = replace(logits, num_classes=0, outputs=kind)
+        assert (manifest.schema_version, FEATURES_SCHEMA_VERSION, manifest.has_classes) == (4, 4, False)
+        data = manifest.to_dict()
+        assert (data["schema_version"], data["outputs"], data["output_names"]) == (4, kind, list(output_names(kind)))
+        save_manifest(manifest, tmp_path)
+        assert load_manifest(tmp_path) == manifest
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({**data, "schema_version": 3}))
+    assert load_manifest(tmp_path).outputs == "logits"
+    path.write_text(json.dumps({**data, "outputs": "boxes"}))
+    with pytest.raises(IntegrityError) as error:
+        load_manifest(tmp_path)
+    unknown = ValueError("outputs 'boxes' is none of logits, features, fpn")
+    assert error.value.message.endswith(f"is malformed ({unknown!r})")

@@ -311,3 +311,66 @@ def test_entropy_keeps_a_histogram_that_its_levels_hold_whole():
     ramp = np.zeros(cal.BINS, np.int64)
     ramp[:256] = np.arange(1, 257)
     assert (cal.entropy_bins(flat), cal.entropy_bins(ramp)) == (128, 256)
+
+
+def test_a_calibration_file_names_its_float_layers_target_and_held_out_images(tmp_path):
+    """What a build reads back besides the ranges; a file written before those existed reads as none of them."""
+    run = cal.CalibrationRun("entropy", {"a": (-1.0, 2.0)}, 3, 0.5)
+    holdout = {"root": "/photos", "files": ["a.jpg", "b.jpg"]}
+    fallback = {"float_layers": [{"layer": "conv1", "gain": 0.01}, {"layer": "fc"}], "target_min_cosine": 0.995}
+    path = cal.write_ranges(tmp_path / "c.json", run, int8_fallback=fallback, holdout=holdout)
+    assert cal.read_placement(path) == (("conv1", "fc"), 0.995, holdout)
+    older = cal.write_ranges(tmp_path / "old.json", run)
+    assert cal.read_placement(older) == ((), None, None)
+    none = cal.write_ranges(tmp_path / "none.json", run, int8_fallback=None, holdout=None)
+    assert cal.read_placement(none) == ((), None, None)
+    empty = cal.write_ranges(tmp_path / "empty.json", run, int8_fallback={"float_layers": None,
+                                                                          "target_min_cosine": 0.99})
+    assert cal.read_placement(empty) == ((), 0.99, None)
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    with pytest.raises(IntegrityError) as error:
+        cal.read_placement(folder)
+    assert error.value.message.startswith(f"{folder} is not a regular file")
+
+
+def test_clipped_shares_count_values_outside_each_range(tmp_path):
+    """Per tensor, the share of its values below lo or above hi over every feed (a value at a bound is kept);
+    overall, clipped values over all values of the tensors given ranges; a tensor the model lacks is ignored."""
+    model = tiny_classifier_onnx(tmp_path / "m.onnx", classes=10, relu=True)
+    feeds = [np.random.default_rng(k).standard_normal((1, 3, 8, 8)).astype(np.float32) for k in range(2)]
+    feeds[0][0, 0, 0, :2] = (-1.0, 1.0)  # at the bounds: kept
+    images = np.concatenate(feeds)
+    clipped = int(np.count_nonzero((images < -1.0) | (images > 1.0)))
+    ranges = {"images": (-1.0, 1.0), "pool": (-1e9, 1e9), "absent": (0.0, 0.0)}
+    shares, overall = cal.clipped_shares(model, ranges, iter(feeds), threads=1)
+    assert shares == {"images": pytest.approx(clipped / images.size), "pool": 0.0}
+    assert 0 < clipped < images.size
+    assert overall == pytest.approx(clipped / (images.size + 2 * 8))  # pool: 8 channels per feed
+    assert cal.clipped_shares(model, ranges, iter([])) == ({}, 0.0)
+    one = tiny_classifier_onnx(tmp_path / "one.onnx", classes=10, channels=1)  # pool: a single value per image
+    assert cal.clipped_shares(one, {"pool": (1e9, 1e9)}, iter(feeds[:1])) == ({"pool": 1.0}, 1.0)
+
+
+def test_measuring_sessions_run_on_the_cpu_with_basic_optimisations(tmp_path, monkeypatch):
+    """Calibration and the clipped-share count run ONNX Runtime's CPU provider (not a GPU one where installed),
+    with basic graph optimisations only (a fusion would hide a measured tensor), the thread count asked for and
+    ONNX Runtime's warnings silenced."""
+    import onnxruntime as ort
+
+    real, seen = ort.InferenceSession, []
+
+    def spy(model, options=None, providers=None, **kwargs):
+        seen.append((options, providers))
+        return real(model, options, providers=providers, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    model = tiny_classifier_onnx(tmp_path / "m.onnx", classes=10)
+    feed = np.zeros((1, 3, 8, 8), np.float32)
+    ranges = cal.calibrate(model, iter([feed]), "minmax", threads=2).ranges
+    cal.clipped_shares(model, ranges, iter([feed]), threads=3)
+    assert [providers for _, providers in seen] == [["CPUExecutionProvider"]] * 2
+    assert [options.intra_op_num_threads for options, _ in seen] == [2, 3]
+    for options, _ in seen:
+        assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        assert options.log_severity_level == 3

@@ -175,6 +175,8 @@ def test_band_edges_round_to_32_then_8_then_1_as_the_range_allows():
     assert band_edges(224, 240, 3) == [229, 235, 240]  # under 16 per band: exact
     assert band_edges(224, 232, 5) == [226, 227, 229, 230, 232]
     assert band_edges(224, 227, 4) == [224, 225, 226, 227]
+    # 32..416 in 6 bands: the first two edges both round to 64; the second moves one pixel up to stay above it
+    assert band_edges(32, 416, 6) == [64, 65, 128, 192, 256, 416]
 
 
 def test_opt_points_snap_to_32_even_at_a_bands_end():
