@@ -21,13 +21,13 @@ $(STAMP): pyproject.toml constraints.txt
 engines: install
 	$(BIN)/rsz-export build $(ENGINES_DIR) --min 224 --max 800
 
-# The fast tier for the edit-test loop: no ResNet-50 export, about 65 s on 2 cores.
+# The fast tier for the edit-test loop: no ResNet-50 export, about 55-65 s on 2 cores (AVX-512 to AVX2).
 check: install
 	$(BIN)/python -m pytest -m "not slow" -q -n 2
 
 # The full suite (what CI runs), with line coverage of the TensorRT modules (pyproject.toml [tool.coverage]):
 # the report is printed, and the run fails under 90%. Two pytest-xdist workers, each on a core of its own
-# (tests/conftest.py), sharing the real-model fixtures: about 11 minutes on 2 cores.
+# (tests/conftest.py), sharing the real-model fixtures: about 6-11 minutes on 2 cores (AVX-512 to AVX2).
 test: install
 	$(BIN)/python -m pytest -n 2 --cov --cov-report=term-missing
 
