@@ -4,6 +4,7 @@ followed by the engine's Q/DQ model, and a target no placement meets stopping wi
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -72,7 +73,13 @@ def test_no_placement_meeting_the_target_stops_with_the_table(tmp_path, monkeypa
     assert not list((tmp_path / "out").glob("calibration-*.json"))
 
 
-def test_a_profile_int8_cannot_hold_to_the_target_is_built_and_served_in_fp32(tmp_path, monkeypatch):
+NO_OPENVINO = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
+                                 reason="the [openvino] extra is not installed")
+
+
+@pytest.mark.parametrize(("backend", "name"), [("onnxruntime", "ort"),
+                                               pytest.param("openvino", "openvino", marks=NO_OPENVINO)])
+def test_a_profile_int8_cannot_hold_to_the_target_is_built_and_served_in_fp32(tmp_path, monkeypatch, backend, name):
     """Two profiles whose held-out worst cosines differ; a target between them: the better one is int8, the other
     fp32, each in an engine of its own that the manifest, serving and bench agree on."""
     from rsz_export.backends.base import BuildOptions
@@ -86,7 +93,7 @@ def test_a_profile_int8_cannot_hold_to_the_target_is_built_and_served_in_fp32(tm
     plan, calib = make_plan(224, 320, 2), _photos(tmp_path / "calib", 5)
 
     def built(target, out):
-        spec = BuildSpec(plan, tmp_path / out, backend="onnxruntime", onnx=model,
+        spec = BuildSpec(plan, tmp_path / out, backend=backend, onnx=model,
                          options=BuildOptions(precision="int8"), calibration=CalibSpec(calib, target=target))
         return build(spec, lambda message: None).manifest
 
@@ -112,16 +119,16 @@ def test_a_profile_int8_cannot_hold_to_the_target_is_built_and_served_in_fp32(tm
             x = np.random.default_rng(side).random((1, 3, side, side), dtype=np.float32)
             chosen = session.route(side, side)
             assert chosen.profile == profile
-            assert session.engine_name(chosen.engine)[0] == ("ort-int8" if profile == better else "ort")
+            assert session.engine_name(chosen.engine)[0] == (f"{name}-int8" if profile == better else name)
             logits, _ = session.run(x, chosen)
             exact = np.allclose(logits, fp32.run(None, {"images": x})[0], rtol=1e-4, atol=1e-5)
             assert exact == (profile != better)  # only the fp32 profile computes the fp32 model's logits
-    result = run_cli("bench", str(tmp_path / "out"), "--sizes", "240,300", "--backends", "onnxruntime",
+    result = run_cli("bench", str(tmp_path / "out"), "--sizes", "240,300", "--backends", backend,
                      "--iters", "2", "--warmup", "1", "--no-static", "--json", "-")
     assert result.returncode == 0, result.stderr
     points = {(p["h"], p["engine"], p["precision"]) for p in json.loads(result.stdout)["rows"]}
-    assert points == {(240, "ort-int8" if better == 0 else "ort", "int8" if better == 0 else "fp32"),
-                      (300, "ort-int8" if better == 1 else "ort", "int8" if better == 1 else "fp32")}
+    assert points == {(240, f"{name}-int8" if better == 0 else name, "int8" if better == 0 else "fp32"),
+                      (300, f"{name}-int8" if better == 1 else name, "int8" if better == 1 else "fp32")}
 
 
 
