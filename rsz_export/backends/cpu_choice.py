@@ -93,10 +93,10 @@ def _source(onnx_path: Path, options: BuildOptions, tmp: Path) -> Path:
     if options.precision != "int8":
         return Path(onnx_path)
     from rsz_export.model.calibration import read_placement, read_ranges
-    from rsz_export.model.quantization import CPU_QDQ, qdq_model
+    from rsz_export.model.quantization import cpu_qdq, qdq_model
 
     float_layers = read_placement(options.calibration)[0]
-    return qdq_model(onnx_path, read_ranges(options.calibration), CPU_QDQ, tmp / "probe.int8.onnx", float_layers)
+    return qdq_model(onnx_path, read_ranges(options.calibration), cpu_qdq(), tmp / "probe.int8.onnx", float_layers)
 
 
 def measure_choice(onnx_path: Path, plan: Plan, options: BuildOptions, threads: int, log: Log) -> dict:

@@ -71,7 +71,11 @@ class OpenVINO(Backend):
         """None when this CPU executes the engine's precision; else why not (the IR itself is portable)."""
         if reason := unavailable_reason():
             return reason
-        return None if engine is None else ovs.precision_problem(engine.precision, *ovs.cpu_facts())
+        if engine is None:
+            return None
+        from rsz_export.model.quantization import cpu_int8_problem
+
+        return ovs.precision_problem(engine.precision, *ovs.cpu_facts()) or cpu_int8_problem(engine)
 
     def check_options(self, options: BuildOptions) -> None:
         super().check_options(options)

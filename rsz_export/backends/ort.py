@@ -135,9 +135,9 @@ def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: P
     level = offline_level(options.device)
     extra, facts = (), {}
     if options.precision == "int8":
-        from rsz_export.model.quantization import CPU_QDQ, checked_qdq
+        from rsz_export.model.quantization import checked_qdq, cpu_qdq
 
-        onnx_path, facts = checked_qdq(onnx_path, options.calibration, CPU_QDQ, plan, Path(out_dir) / QDQ_FILE,
+        onnx_path, facts = checked_qdq(onnx_path, options.calibration, cpu_qdq(), plan, Path(out_dir) / QDQ_FILE,
                                        options.threads, log)
         extra = (file_record(out_dir, onnx_path),)
     with atomic_path(target) as tmp:
@@ -161,10 +161,13 @@ def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: P
 
 
 def check_compatible(manifest: Manifest, engine: EngineRecord) -> str | None:
-    """ORT engines are portable (the hardware-specific pass runs at load); only a missing provider matters."""
+    """ORT engines are portable (the hardware-specific pass runs at load), but for a missing provider and an int8
+    model with 8-bit weights on a CPU without VNNI (``model.quantization.cpu_int8_problem``)."""
     device = engine.settings.get("device", "cpu")
     if device == "cpu":
-        return None
+        from rsz_export.model.quantization import cpu_int8_problem
+
+        return cpu_int8_problem(engine)
     from rsz_export.backends.ort_providers import missing_provider
 
     return missing_provider(device)

@@ -82,9 +82,9 @@ def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: P
     out_dir = Path(out_dir)
     source, extra, facts = Path(onnx_path), [], {}
     if options.precision == "int8":
-        from rsz_export.model.quantization import CPU_QDQ, checked_qdq
+        from rsz_export.model.quantization import checked_qdq, cpu_qdq
 
-        source, facts = checked_qdq(onnx_path, options.calibration, CPU_QDQ, plan, out_dir / ovs.QDQ_FILE,
+        source, facts = checked_qdq(onnx_path, options.calibration, cpu_qdq(), plan, out_dir / ovs.QDQ_FILE,
                                     options.threads, log)
     version = ovs.short_version(ov.__version__)
     log(f"converting {source.name} to OpenVINO {version} IR (dynamic within {plan.covered_ranges()})")

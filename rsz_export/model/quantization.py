@@ -4,7 +4,8 @@ One calibration (``model.calibration``) gives two models, each from the settings
 they are chosen:
 
 * ``CPU_QDQ``, for ONNX Runtime on the CPU: uint8 activations with a zero point (asymmetric ranges use all
-  256 levels after a ReLU), int8 weights per output channel. ONNX Runtime fuses the Q/DQ pairs around Conv,
+  256 levels after a ReLU), int8 weights per output channel (7-bit, and 8-bit as ``CPU_QDQ_VNNI`` where the
+  build CPU has VNNI: ``cpu_qdq``). ONNX Runtime fuses the Q/DQ pairs around Conv,
   Gemm, Add and MaxPool into its integer kernels when it optimises the graph.
 * ``TENSORRT_QDQ``, for TensorRT's explicit quantization: int8 activations and weights, both symmetric (zero
   point 0, as TensorRT requires), weights per output channel; Q/DQ at the inputs of every Conv and Gemm and at
@@ -69,6 +70,47 @@ CPU_QDQ = QdqSettings(
     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
                    "OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"]},
 )
+CPU_QDQ_VNNI = replace(CPU_QDQ, name="cpu-vnni", reduce_range=False)
+"""The CPU model with full 8-bit weights, for CPUs with VNNI (AVX-512 VNNI, AVX-VNNI, AMX): their int8 dot
+products accumulate in 32 bits and never saturate, and the eighth bit halves the weights' rounding error, which
+is what most of int8's error came from (docs/int8.md, "Accuracy target"). On a CPU without VNNI the same model
+saturates, so an engine made from it is refused there (``cpu_int8_problem``)."""
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+CPU_INT8_ENV = "RSZ_EXPORT_CPU_INT8"
+"""``portable`` builds the 7-bit CPU model on any CPU (for engines deployed on CPUs without VNNI); ``vnni`` the
+8-bit one; unset: the build CPU's kind."""
+
+
+def has_vnni(flags=None) -> bool:
+    """Whether this CPU (or ``flags``, /proc/cpuinfo names) multiplies int8 with 32-bit sums (VNNI or AMX)."""
+    from rsz_export.artifacts.host import cpu_flags
+
+    return any(flag in (cpu_flags() if flags is None else flags) for flag in VNNI_FLAGS)
+
+
+def cpu_qdq(flags=None) -> QdqSettings:
+    """The CPU Q/DQ model's settings for this build: ``CPU_QDQ_VNNI`` on a CPU with VNNI, else ``CPU_QDQ``;
+    ``CPU_INT8_ENV`` decides instead when set."""
+    import os
+
+    from rsz_export.errors import UsageError
+
+    chosen = os.environ.get(CPU_INT8_ENV, "").strip().lower()
+    if chosen not in ("", "portable", "vnni"):
+        raise UsageError(f"{CPU_INT8_ENV} must be portable or vnni; got {chosen!r}")
+    if chosen:
+        return CPU_QDQ_VNNI if chosen == "vnni" else CPU_QDQ
+    return CPU_QDQ_VNNI if has_vnni(flags) else CPU_QDQ
+
+
+def cpu_int8_problem(engine, flags=None) -> str | None:
+    """Why an int8 engine made from the 8-bit CPU model must not run on this CPU (no VNNI: its sums would
+    saturate), else None."""
+    quantization = (engine.settings or {}).get("quantization") or {}
+    if engine.precision != "int8" or quantization.get("name") != CPU_QDQ_VNNI.name or has_vnni(flags):
+        return None
+    return (f"its int8 model has 8-bit weights for CPUs with VNNI ({', '.join(VNNI_FLAGS)}), which this CPU lacks: "
+            f"its int8 sums would saturate; rebuild it here, or with {CPU_INT8_ENV}=portable to run anywhere")
 TENSORRT_QDQ = QdqSettings(
     name="tensorrt",
     activation_type="QInt8",

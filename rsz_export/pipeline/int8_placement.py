@@ -78,10 +78,10 @@ def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, thr
 
     from rsz_export.interface import INPUT_NAME
     from rsz_export.model import sensitivity as model_sensitivity
-    from rsz_export.model.quantization import CPU_QDQ, _session, profile_check_sizes, qdq_model
+    from rsz_export.model.quantization import _session, cpu_qdq, profile_check_sizes, qdq_model
     from rsz_export.model.sensitivity import SwitchableRunner, choose_fallback, cosines, layers_of, measure_sensitivity
 
-    started = time.perf_counter()
+    started, settings = time.perf_counter(), cpu_qdq()
     per_profile = profile_check_sizes(plan)
     sizes = tuple(sorted(dict.fromkeys(s for group in per_profile for s in group), key=lambda r: (r.h * r.w, r.h)))
     feeds = {size: calib.holdout.feeds_at(size) for size in sizes}
@@ -97,8 +97,8 @@ def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, thr
     latency: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="rsz-int8-trial-") as work:
         def evaluate(float_layers):  # the CPU Q/DQ model as ONNX Runtime runs it, leaving those layers out
-            trial = qdq_model(onnx_path, ranges, CPU_QDQ, f"{work}/trial.onnx", float_layers)
-            session, worst, median = _session(trial, threads, CPU_QDQ.check_level), {}, {}
+            trial = qdq_model(onnx_path, ranges, settings, f"{work}/trial.onnx", float_layers)
+            session, worst, median = _session(trial, threads, settings.check_level), {}, {}
             for size, x in feeds.items():
                 c = cosines(reference[size], session.run(None, {INPUT_NAME: x}))
                 worst[str(size)], median[str(size)] = round(float(c.min()), 6), round(float(np.median(c)), 6)
@@ -109,7 +109,7 @@ def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, thr
                                     log, profiles=[[str(s) for s in group] for group in per_profile])
     result = {**placement.to_dict(), "seconds": round(time.perf_counter() - started, 2),
               "sensitivity_images": min(SENSITIVITY_IMAGES, len(feeds[smallest])), "sizes": [str(s) for s in sizes],
-              "checked_with": CPU_QDQ.name, "latency_size": str(smallest)}
+              "checked_with": settings.name, "latency_size": str(smallest)}
     for row in result["trials"]:
         row["latency_ms"] = latency.get(row["float_layers"])
     if placement.chosen is None:

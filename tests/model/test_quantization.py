@@ -132,3 +132,30 @@ def test_check_against_fp32_passes_and_catches_wrong_ranges(settings, calibrated
     assert not bad.passed
     with pytest.raises(CheckFailed, match="does not match fp32"):
         bad.raise_if_failed()
+
+
+def test_the_cpu_model_has_8_bit_weights_only_for_cpus_with_vnni(monkeypatch):
+    from dataclasses import replace
+
+    from rsz_export.artifacts.manifest import EngineRecord, FileRecord
+    from rsz_export.errors import UsageError
+    from rsz_export.model.quantization import CPU_INT8_ENV, CPU_QDQ_VNNI, cpu_int8_problem, cpu_qdq
+
+    def engine_record(precision, settings):
+        return EngineRecord("ort", "onnxruntime", precision, FileRecord("e.onnx", "0" * 64, 1), (0,), 1.0, settings)
+
+    monkeypatch.delenv(CPU_INT8_ENV, raising=False)
+    assert cpu_qdq(["avx2", "fma"]) is CPU_QDQ and CPU_QDQ.reduce_range
+    assert all(cpu_qdq(["avx2", flag]) is CPU_QDQ_VNNI for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    assert CPU_QDQ_VNNI.reduce_range is False and replace(CPU_QDQ_VNNI, name="cpu", reduce_range=True) == CPU_QDQ
+    monkeypatch.setenv(CPU_INT8_ENV, "portable")
+    assert cpu_qdq(["avx512_vnni"]) is CPU_QDQ
+    monkeypatch.setenv(CPU_INT8_ENV, "vnni")
+    assert cpu_qdq(["avx2"]) is CPU_QDQ_VNNI
+    monkeypatch.setenv(CPU_INT8_ENV, "8bit")
+    with pytest.raises(UsageError, match="portable or vnni"):
+        cpu_qdq()
+    eight, seven = (engine_record("int8", {"quantization": s.to_dict()}) for s in (CPU_QDQ_VNNI, CPU_QDQ))
+    assert "lacks" in cpu_int8_problem(eight, ["avx2"]) and cpu_int8_problem(eight, ["avx512_vnni"]) is None
+    assert cpu_int8_problem(seven, ["avx2"]) is None
+    assert cpu_int8_problem(engine_record("fp32", {}), ["avx2"]) is None

@@ -164,3 +164,27 @@ def test_changing_only_the_target_reuses_the_ranges_and_judges_again(tmp_path):
     lines.clear()
     _build(tmp_path, 0.9999, lines.append)
     assert any(line.startswith("calibrating int8 ranges") for line in lines)
+
+
+def test_an_engine_with_8_bit_weights_is_rebuilt_on_a_cpu_without_vnni(tmp_path, monkeypatch):
+    """Built where the CPU has VNNI, the CPU model has 8-bit weights; the same folder built again on a CPU without
+    VNNI (whose int8 sums would saturate on them) rebuilds it with 7-bit weights, judging the placement again on
+    that model from the same ranges."""
+    from rsz_export.artifacts import host
+    from rsz_export.model.quantization import CPU_INT8_ENV
+
+    monkeypatch.delenv(CPU_INT8_ENV, raising=False)
+    monkeypatch.setattr(host, "cpu_flags", lambda: ["avx2", "fma", "avx512f", "avx512_vnni"])
+    vnni = _build(tmp_path, 0.9999)
+    (engine,) = vnni.engines
+    assert engine.settings["quantization"]["name"] == "cpu-vnni"
+    assert engine.settings["quantization"]["reduce_range"] is False
+    assert vnni.calibration.report["int8_fallback"]["checked_with"] == "cpu-vnni"
+    monkeypatch.setattr(host, "cpu_flags", lambda: ["avx2", "fma"])
+    lines = []
+    avx2 = _build(tmp_path, 0.9999, lines.append)
+    assert any(line.startswith("rebuilding: engine ort-int8: its int8 model has 8-bit weights") for line in lines)
+    assert any(line.startswith("reusing the int8 ranges of") for line in lines)
+    (engine,) = avx2.engines
+    assert engine.settings["quantization"]["name"] == "cpu" and engine.settings["quantization"]["reduce_range"]
+    assert avx2.calibration.report["int8_fallback"]["checked_with"] == "cpu"
