@@ -220,6 +220,13 @@ class Backend(abc.ABC):
         options = RunnerOptions(threads=threads)
         return [("dynamic", lambda engine: self.open_runner(manifest, engine, out_dir, options))]
 
+    def int8_model(self):
+        """The Q/DQ model settings (``model.quantization``) its int8 engines are made from, on which the layers
+        kept in float are judged: here the CPU model for this CPU."""
+        from rsz_export.model.quantization import cpu_qdq
+
+        return cpu_qdq()
+
     def peak_math(self, manifest: Manifest) -> str:
         """The arithmetic its engines may use, which bench judges their efficiency against."""
         return "fp32"

@@ -118,6 +118,12 @@ class TensorRT(Backend):
             with open_runner(replace(manifest, plan=plan, engines=tuple(records)), records[0], tmp) as runner:
                 yield lambda feed: runner.infer(feed, profile=0)
 
+    def int8_model(self):
+        """TensorRT's own Q/DQ model (symmetric int8 activations), judged with exact Q/DQ arithmetic."""
+        from rsz_export.model.quantization import TENSORRT_QDQ
+
+        return TENSORRT_QDQ
+
     def peak_math(self, manifest: Manifest) -> str:
         """fp32 engines built with TF32 allowed (TensorRT's default, NvInfer.h ``BuilderFlag::kTF32``) use TF32
         tensor cores, fp16/bf16 engines half types."""

@@ -90,8 +90,9 @@ def _adopted(target: Path, key: str) -> dict | None:
     return None
 
 
-def calibration_stage(ctx: BuildContext, calib: CalibrationSet, onnx: FileRecord) -> CalibrationRecord:
-    """The ranges for this build: reused when the key matches (and the file is unchanged), else calibrated."""
+def calibration_stage(ctx: BuildContext, calib: CalibrationSet, onnx: FileRecord, backend: str) -> CalibrationRecord:
+    """The ranges for this build: reused when the key matches (and the file is unchanged), else calibrated; the
+    placement judged on the Q/DQ model ``backend``'s engines are made from."""
     out_dir, log, keys, force = ctx.out_dir, ctx.log, ctx.keys, ctx.spec.force
     if not force and (record := _reused(ctx)) is not None:
         log(f"reusing the int8 calibration {record.file.file} (same export, images, method and plan)")
@@ -119,7 +120,10 @@ def calibration_stage(ctx: BuildContext, calib: CalibrationSet, onnx: FileRecord
     facts = {"coverage": coverage_report(onnx_path, run.ranges, calib, ctx.spec.plan, threads, log),
              "int8_fallback": None}
     if calib.target is not None:
-        facts["int8_fallback"] = fallback_placement(onnx_path, run.ranges, calib, ctx.spec.plan, threads, log)
+        from rsz_export.backends import load_backend
+
+        facts["int8_fallback"] = fallback_placement(onnx_path, run.ranges, calib, ctx.spec.plan, threads, log,
+                                                    load_backend(backend).int8_model())
     holdout = None if calib.holdout is None else {"root": str(calib.holdout.root.resolve()),
                                                   "files": [f for f, _ in calib.holdout.measured()]}
     write_ranges(target, run, key=keys.calibration, ranges_key=key, source=calib.source, seed=calib.seed,

@@ -6,11 +6,11 @@
 * Placement (``model.sensitivity``): each layer's sensitivity on the held-out images at the smallest size, then
   the fewest most sensitive layers kept in float so that the worst cosine to fp32 on the held-out images meets
   the target at every profile's check sizes (the smallest and largest square routing sends to it,
-  ``model.quantization.profile_check_sizes``), each candidate checked with the real CPU Q/DQ model as ONNX
-  Runtime runs it here (the
-  TensorRT model's exact arithmetic is too slow on the CPU to try per candidate; its build checks it on the
-  held-out images against the same target, ``model.quantization.checked_qdq``). Both Q/DQ models leave out the
-  same layers (``model.quantization``).
+  ``model.quantization.profile_check_sizes``), each candidate checked with the real Q/DQ model the build's
+  backend makes its engines from (``Backend.int8_model``): the CPU model as ONNX Runtime runs it
+  here (8-bit weights on a CPU with VNNI, 7-bit without), or for TensorRT its own model computed exactly. Both
+  Q/DQ models leave out the same layers (``model.quantization``), and each engine's model is checked again on the
+  held-out images against the same target when it is built (``model.quantization.checked_qdq``).
 * Precision per profile: when no placement that leaves most of the work in int8 meets the target on every
   profile, the profiles the best one tried meets it on are built in int8 and the others in fp32
   (``precision_groups``; the manifest's engines and ``bench`` say which precision serves which profile). When it
@@ -70,8 +70,10 @@ def coverage_line(report: dict) -> str:
     return line
 
 
-def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, threads: int | None, log: Log) -> dict:
-    """The layers kept in float to meet ``calib.target`` on the held-out images; CheckFailed when none does."""
+def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, threads: int | None, log: Log,
+                       settings=None) -> dict:
+    """The layers kept in float to meet ``calib.target`` on the held-out images, each trial judged on the Q/DQ
+    model of ``settings`` (default: the CPU model for this CPU); CheckFailed when none meets it anywhere."""
     import tempfile
 
     import onnx
@@ -81,7 +83,7 @@ def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, thr
     from rsz_export.model.quantization import _session, cpu_qdq, profile_check_sizes, qdq_model
     from rsz_export.model.sensitivity import SwitchableRunner, choose_fallback, cosines, layers_of, measure_sensitivity
 
-    started, settings = time.perf_counter(), cpu_qdq()
+    started, settings = time.perf_counter(), settings or cpu_qdq()
     per_profile = profile_check_sizes(plan)
     sizes = tuple(sorted(dict.fromkeys(s for group in per_profile for s in group), key=lambda r: (r.h * r.w, r.h)))
     feeds = {size: calib.holdout.feeds_at(size) for size in sizes}

@@ -64,11 +64,11 @@ def stage_keys(spec, backend: str, weights_key: str, versions: dict, record: dic
     export = _digest(model)
     calibration_key = None
     if calibration is not None:
-        from rsz_export.model.quantization import cpu_qdq
+        from rsz_export.backends import load_backend
 
         calibration_key = _digest({"export": export, "set": calibration, "plan": spec.plan.to_dict(),
                                    "tool": __version__, "onnxruntime": versions.get("onnxruntime"),
-                                   "cpu_model": cpu_qdq().name})  # the placement is judged on that model
+                                   "judged_on": load_backend(backend).int8_model().name})  # the placement's model
     # Where the timing cache and the calibration file lie is not what they hold: their keys cover that.
     options = {k: v for k, v in asdict(spec.options).items() if k not in ("timing_cache", "calibration")}
     engines = {"export": export, "backend": backend, "plan": spec.plan.to_dict(), "options": options,

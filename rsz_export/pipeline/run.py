@@ -158,7 +158,7 @@ def _build_locked(spec, choice: tuple[Backend, tuple[str, ...]], reason, out_dir
     stage = export_stage if inputs.imported is None else import_stage
     onnx_record, weights = stage(ctx, inputs)
     labels = labels_stage(ctx, inputs)
-    calibration = None if calib is None else calibration_stage(ctx, calib, onnx_record)
+    calibration = None if calib is None else calibration_stage(ctx, calib, onnx_record, backend.name)
     engines = reusable_engines(ctx) if runs_here else None
     auto = None
     if engines is None and candidates:

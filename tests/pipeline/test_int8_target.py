@@ -188,3 +188,39 @@ def test_an_engine_with_8_bit_weights_is_rebuilt_on_a_cpu_without_vnni(tmp_path,
     (engine,) = avx2.engines
     assert engine.settings["quantization"]["name"] == "cpu" and engine.settings["quantization"]["reduce_range"]
     assert avx2.calibration.report["int8_fallback"]["checked_with"] == "cpu"
+
+
+@pytest.mark.parametrize("per_profile", [False, True], ids=["one-engine", "engine-per-profile"])
+def test_tensorrt_judges_the_placement_on_its_own_model_and_builds_fp32_where_it_misses(
+        tmp_path, monkeypatch, trt_double, per_profile):
+    """Over the TensorRT double: the trials run TensorRT's Q/DQ model (exact arithmetic), so a target between its
+    two profiles' worst cosines gives an int8 engine from the TensorRT model for the one and an fp32 engine for
+    the other, each numbered by the whole plan's profile, and the build's own check of that model passes."""
+    from rsz_export.backends.base import BuildOptions
+    from rsz_export.model import sensitivity
+    from rsz_export.model.calibration_set import CalibSpec
+    from rsz_export.pipeline.run import BuildSpec, build
+
+    model = tiny_convnet(tmp_path / "convnet.onnx", metadata=RANDOM_METADATA)
+    plan, calib = make_plan(224, 320, 2), _photos(tmp_path / "calib", 5)
+    monkeypatch.setattr(sensitivity, "MAX_FLOAT_SHARE", 0.0)
+
+    def built(target, out):
+        spec = BuildSpec(plan, tmp_path / out, backend="tensorrt", onnx=model,
+                         options=BuildOptions(precision="int8", engine_per_profile=per_profile),
+                         calibration=CalibSpec(calib, target=target))
+        return build(spec, lambda message: None).manifest
+
+    probe = built(0.5, "probe").calibration.report["int8_fallback"]
+    assert probe["checked_with"] == "tensorrt"
+    worst = [min(probe["trials"][0]["worst"][s] for s in p["sizes"]) for p in probe["profiles"]]
+    better = int(np.argmax(worst))
+    assert worst[better] > worst[1 - better]
+    manifest = built(float(np.mean(worst)), "out")
+    engines = {e.precision: e for e in manifest.engines}
+    assert engines["int8"].profiles == (better,) and engines["fp32"].profiles == (1 - better,)
+    assert engines["int8"].settings["precision_path"] == "qdq-onnx"
+    assert engines["int8"].settings["reduced_check"]["qdq_check"]["images"] == "held-out"
+    suffix = (lambda i: f"-p{i}") if per_profile else (lambda i: "")
+    assert engines["int8"].name == f"tensorrt-int8{suffix(better)}"
+    assert engines["fp32"].name == f"tensorrt-fp32{suffix(1 - better)}"
