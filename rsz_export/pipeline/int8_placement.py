@@ -97,6 +97,7 @@ def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, thr
     layers = layers_of(onnx.load(str(onnx_path)), (1, 3, smallest.h, smallest.w))
 
     latency: dict[int, float] = {}
+    timed = settings.check_level == "ORT_ENABLE_ALL"  # run as its engine runs here (not TensorRT's exact check)
     with tempfile.TemporaryDirectory(prefix="rsz-int8-trial-") as work:
         def evaluate(float_layers):  # the CPU Q/DQ model as ONNX Runtime runs it, leaving those layers out
             trial = qdq_model(onnx_path, ranges, settings, f"{work}/trial.onnx", float_layers)
@@ -104,14 +105,15 @@ def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, thr
             for size, x in feeds.items():
                 c = cosines(reference[size], session.run(None, {INPUT_NAME: x}))
                 worst[str(size)], median[str(size)] = round(float(c.min()), 6), round(float(np.median(c)), 6)
-            latency[len(float_layers)] = _latency_ms(session, feeds[smallest][:1])
+            if timed:
+                latency[len(float_layers)] = _latency_ms(session, feeds[smallest][:1])
             return worst, median
 
         placement = choose_fallback(layers, sensitivity, evaluate, calib.target, model_sensitivity.MAX_FLOAT_SHARE,
                                     log, profiles=[[str(s) for s in group] for group in per_profile])
     result = {**placement.to_dict(), "seconds": round(time.perf_counter() - started, 2),
               "sensitivity_images": min(SENSITIVITY_IMAGES, len(feeds[smallest])), "sizes": [str(s) for s in sizes],
-              "checked_with": settings.name, "latency_size": str(smallest)}
+              "checked_with": settings.name, "latency_size": str(smallest) if timed else None}
     for row in result["trials"]:
         row["latency_ms"] = latency.get(row["float_layers"])
     if placement.chosen is None:
@@ -120,9 +122,10 @@ def fallback_placement(onnx_path, ranges, calib: CalibrationSet, plan: Plan, thr
             f"while keeping most of the work in int8; tried:\n{placement.table()}",
             hint="calibrate on more images like the ones you serve (--calib), lower --int8-target, or build fp32")
     kept = placement.chosen.float_layers
-    cost = latency[len(kept)] / latency[0] if latency.get(0) else float("nan")
-    log(f"int8 fallback: {len(kept)} layer(s) kept in float ({placement.chosen.float_share:.2%} of the work; "
-        f"{cost:.2f}x the every-layer-int8 latency at {smallest} on this machine): {', '.join(kept) or 'none'}")
+    cost = (f"; {latency[len(kept)] / latency[0]:.2f}x the every-layer-int8 latency at {smallest} on this machine"
+            if latency.get(0) else "")
+    log(f"int8 fallback: {len(kept)} layer(s) kept in float ({placement.chosen.float_share:.2%} of the work{cost}): "
+        f"{', '.join(kept) or 'none'}")
     if not placement.met:
         fp32 = [p for p in result["profiles"] if p["precision"] != "int8"]
         missed = ", ".join(f"profile {p['profile']} worst cosine {p['worst']:.4f}" for p in fp32)

@@ -224,3 +224,4 @@ def test_tensorrt_judges_the_placement_on_its_own_model_and_builds_fp32_where_it
     suffix = (lambda i: f"-p{i}") if per_profile else (lambda i: "")
     assert engines["int8"].name == f"tensorrt-int8{suffix(better)}"
     assert engines["fp32"].name == f"tensorrt-fp32{suffix(1 - better)}"
+    assert probe["latency_size"] is None and all(t["latency_ms"] is None for t in probe["trials"])  # no GPU timing
