@@ -126,3 +126,13 @@ def test_bad_int8_input_through_the_cli(case, extra, code, phrase, tmp_path):
     result = run_cli("build", str(out), "--min", "224", "--max", "320", "--onnx", str(model), *precision, *args)
     assert_clean_failure(result, code, phrase)
     assert not out.exists()
+
+
+def test_an_unknown_cpu_int8_model_is_refused_before_anything_is_written(tmp_path):
+    from rsz_export.model.quantization import CPU_INT8_ENV
+
+    model, out = tiny_onnx(tmp_path / "tiny.onnx", metadata=RANDOM_METADATA), tmp_path / "out"
+    result = run_cli("build", str(out), "--min", "224", "--max", "320", "--onnx", str(model), "--precision", "int8",
+                     env={CPU_INT8_ENV: "8bit"})
+    assert_clean_failure(result, 2, f"{CPU_INT8_ENV} must be portable or vnni; got '8bit'")
+    assert not out.exists()
