@@ -190,6 +190,20 @@ def test_an_engine_with_8_bit_weights_is_rebuilt_on_a_cpu_without_vnni(tmp_path,
     assert avx2.calibration.report["int8_fallback"]["checked_with"] == "cpu"
 
 
+def test_bench_refuses_an_engine_with_8_bit_weights_on_a_cpu_without_vnni(tmp_path, monkeypatch):
+    from rsz_export.artifacts import host
+    from rsz_export.bench.run import BenchSpec, run_bench
+    from rsz_export.errors import EXIT_ENVIRONMENT, EnvironmentProblem
+    from rsz_export.model.quantization import CPU_INT8_ENV
+
+    monkeypatch.setenv(CPU_INT8_ENV, "vnni")
+    _build(tmp_path, 0.9999)
+    monkeypatch.setattr(host, "cpu_flags", lambda: ["avx2", "fma"])
+    with pytest.raises(EnvironmentProblem, match="8-bit weights for CPUs with VNNI") as error:
+        run_bench(BenchSpec(str(tmp_path / "out"), backends=("onnxruntime",)), lambda message: None)
+    assert error.value.exit_code == EXIT_ENVIRONMENT
+
+
 @pytest.mark.parametrize("per_profile", [False, True], ids=["one-engine", "engine-per-profile"])
 def test_tensorrt_judges_the_placement_on_its_own_model_and_builds_fp32_where_it_misses(
         tmp_path, monkeypatch, trt_double, per_profile):
