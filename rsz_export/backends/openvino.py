@@ -86,6 +86,9 @@ class OpenVINO(Backend):
         static shape before compiling, without the model cache)."""
         options = options or RunnerOptions()
         engine = engine if engine is not None else self.engines_of(manifest)[0]
+        from rsz_export.model.quantization import refuse_int8_without_vnni
+
+        refuse_int8_without_vnni(engine)
         return OvRunner(manifest, engine, out_dir, threads=options.threads, pinned=options.pinned)
 
     def build_engines(self, onnx_path, plan, options, out_dir, log) -> list[EngineRecord]:

@@ -161,8 +161,7 @@ def build_engines(onnx_path: Path, plan: Plan, options: BuildOptions, out_dir: P
 
 
 def check_compatible(manifest: Manifest, engine: EngineRecord) -> str | None:
-    """ORT engines are portable (the hardware-specific pass runs at load), but for a missing provider and an int8
-    model with 8-bit weights on a CPU without VNNI (``model.quantization.cpu_int8_problem``)."""
+    """ORT engines are portable but for a missing provider and 8-bit int8 weights without VNNI (see quantization)."""
     device = engine.settings.get("device", "cpu")
     if device == "cpu":
         from rsz_export.model.quantization import cpu_int8_problem
@@ -290,7 +289,10 @@ class OnnxRuntime(Backend):
 
     def open_runner(self, manifest, engine, out_dir, options: RunnerOptions | None = None) -> OrtRunner:
         """Uses ``threads`` (intra-op threads, else the engine's) and ``pinned`` (free dimensions fixed)."""
+        from rsz_export.model.quantization import refuse_int8_without_vnni
+
         options = options or RunnerOptions()
+        refuse_int8_without_vnni(engine)
         return open_runner(manifest, engine, out_dir, threads=options.threads, pinned=options.pinned)
 
     def open_onnx_file(self, manifest: Manifest, directory: Path) -> OrtRunner:

@@ -103,6 +103,16 @@ def cpu_qdq(flags=None) -> QdqSettings:
     return CPU_QDQ_VNNI if has_vnni(flags) else CPU_QDQ
 
 
+def refuse_int8_without_vnni(engine) -> None:
+    """EnvironmentProblem (exit 3) when ``engine`` must not run on this CPU (``cpu_int8_problem``): every runner
+    that opens a CPU int8 engine asks, so serving and predicting refuse it as bench and validate do."""
+    if engine is not None and (problem := cpu_int8_problem(engine)):
+        from rsz_export.errors import EnvironmentProblem
+
+        raise EnvironmentProblem(f"engine {engine.name}: {problem}",
+                                 hint="rebuild the folder on this machine: rsz-export build DIR ... --force")
+
+
 def cpu_int8_problem(engine, flags=None) -> str | None:
     """Why an int8 engine made from the 8-bit CPU model must not run on this CPU (no VNNI: its sums would
     saturate), else None."""

@@ -190,7 +190,7 @@ def test_an_engine_with_8_bit_weights_is_rebuilt_on_a_cpu_without_vnni(tmp_path,
     assert avx2.calibration.report["int8_fallback"]["checked_with"] == "cpu"
 
 
-def test_bench_refuses_an_engine_with_8_bit_weights_on_a_cpu_without_vnni(tmp_path, monkeypatch):
+def test_bench_and_serving_refuse_an_engine_with_8_bit_weights_on_a_cpu_without_vnni(tmp_path, monkeypatch):
     from rsz_export.artifacts import host
     from rsz_export.bench.run import BenchSpec, run_bench
     from rsz_export.errors import EXIT_ENVIRONMENT, EnvironmentProblem
@@ -202,6 +202,10 @@ def test_bench_refuses_an_engine_with_8_bit_weights_on_a_cpu_without_vnni(tmp_pa
     with pytest.raises(EnvironmentProblem, match="8-bit weights for CPUs with VNNI") as error:
         run_bench(BenchSpec(str(tmp_path / "out"), backends=("onnxruntime",)), lambda message: None)
     assert error.value.exit_code == EXIT_ENVIRONMENT
+    from rsz_export.serve.session import Session
+
+    with Session(tmp_path / "out") as session, pytest.raises(EnvironmentProblem, match="rebuild the folder"):
+        session.open_all()  # what a server does before it answers: the same refusal, not saturated answers
 
 
 @pytest.mark.parametrize("per_profile", [False, True], ids=["one-engine", "engine-per-profile"])
