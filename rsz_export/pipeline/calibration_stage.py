@@ -21,7 +21,7 @@ from rsz_export.errors import IntegrityError, read_small_file
 from rsz_export.model.calibration import FORMAT, read_ranges
 from rsz_export.model.calibration_set import CalibrationSet
 from rsz_export.pipeline.context import BuildContext
-from rsz_export.pipeline.keys import calibration_name
+from rsz_export.pipeline.keys import calibration_name, ranges_key
 
 
 def _record(out_dir: Path, path: Path, calib: CalibrationSet, seconds: float, data: dict) -> CalibrationRecord:
@@ -46,19 +46,6 @@ def _reused(ctx: BuildContext) -> CalibrationRecord | None:
             hint="to calibrate again and replace it: rsz-export build --force",
         ) from None
     return record
-
-
-def ranges_key(calib: CalibrationSet, onnx: FileRecord, plan_data: dict) -> str:
-    """What the ranges alone depend on: the export, the calibration images and method, the plan, the versions;
-    not the held-out images or the target (which only the placement reads)."""
-    import hashlib
-
-    import onnxruntime
-
-    data = {k: v for k, v in calib.key_data().items() if k not in ("holdout", "target")}
-    text = json.dumps({"onnx": onnx.sha256, "set": data, "plan": plan_data, "tool": __version__,
-                       "onnxruntime": onnxruntime.__version__}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _previous_ranges(ctx: BuildContext, key: str):
@@ -105,7 +92,9 @@ def calibration_stage(ctx: BuildContext, calib: CalibrationSet, onnx: FileRecord
     from rsz_export.pipeline.int8_placement import coverage_report, fallback_placement
 
     threads, onnx_path = ctx.spec.options.threads, out_dir / onnx.file
-    key = ranges_key(calib, onnx, ctx.spec.plan.to_dict())
+    import onnxruntime
+
+    key = ranges_key(calib.key_data(), onnx.sha256, ctx.spec.plan.to_dict(), onnxruntime.__version__)
     reused = None if force else _previous_ranges(ctx, key)
     if reused is not None:
         run, source = reused

@@ -90,6 +90,14 @@ def labels_name(sha256: str) -> str:
     return LABELS_PATTERN.format(key=sha256[:KEY_CHARS])
 
 
+def ranges_key(calibration: dict, onnx_sha256: str, plan: dict, onnxruntime_version: str | None) -> str:
+    """What the calibrated ranges alone depend on: the export's bytes, the calibration set (``key_data``) without
+    the held-out images and the target (which only the placement reads), the plan and the versions."""
+    data = {k: v for k, v in calibration.items() if k not in ("holdout", "target")}
+    return _digest({"onnx": onnx_sha256, "set": data, "plan": plan, "tool": __version__,
+                    "onnxruntime": onnxruntime_version})
+
+
 def calibration_name(keys: StageKeys) -> str:
     """The file name of the calibrated ranges in the build folder."""
     return CALIBRATION_PATTERN.format(key=keys.calibration[:KEY_CHARS])
